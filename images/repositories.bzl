@@ -1,0 +1,2 @@
+def kiln_image_repositories():
+    pass
