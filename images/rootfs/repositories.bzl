@@ -1,0 +1,2 @@
+def rootfs_repositories():
+    pass
