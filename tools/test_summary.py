@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Prints `N passed, N failed, N skipped` for a `bazel test` run.
+
+Counts gtest cases from each target's test.xml (GTEST_SKIP counts as skipped), and per target
+where no test.xml says more: a target Bazel SKIPPED (incompatible with this host) is one
+skipped; a target that FAILED/TIMEOUT/NO STATUS/failed to build without cases is one failed.
+Exit code: 0 when nothing failed, 1 otherwise.
+"""
+import argparse
+import os
+import re
+import sys
+import xml.etree.ElementTree as ET
+
+STATUS_RE = re.compile(r"^(//\S+)\s+(?:\(cached\)\s+)?(PASSED|FAILED|SKIPPED|TIMEOUT|NO STATUS|FLAKY|INCOMPLETE|FAILED TO BUILD)\b")
+
+
+def target_xml(testlogs, label):
+    pkg, _, name = label[2:].partition(":")
+    return os.path.join(testlogs, pkg, name, "test.xml")
+
+
+def count_xml(path):
+    """Returns (passed, failed, skipped) test cases, or None if unreadable/empty."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return None
+    p = f = s = 0
+    for case in root.iter("testcase"):
+        if case.find("failure") is not None or case.find("error") is not None:
+            f += 1
+        elif case.find("skipped") is not None or case.get("result") == "skipped" or case.get("status") == "notrun":
+            s += 1
+        else:
+            p += 1
+    if p + f + s == 0:
+        return None
+    return p, f, s
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--bazel-log", required=True)
+    ap.add_argument("--testlogs", default="bazel-testlogs")
+    a = ap.parse_args()
+    statuses = {}
+    try:
+        with open(a.bazel_log, errors="replace") as fh:
+            for line in fh:
+                m = STATUS_RE.match(line.strip())
+                if m:
+                    statuses[m.group(1)] = m.group(2)
+    except OSError as e:
+        print(f"test_summary: cannot read {a.bazel_log}: {e}", file=sys.stderr)
+    passed = failed = skipped = 0
+    for label, status in sorted(statuses.items()):
+        counts = None
+        if status in ("PASSED", "FAILED", "FLAKY", "TIMEOUT"):
+            counts = count_xml(target_xml(a.testlogs, label))
+        if status == "SKIPPED":
+            skipped += 1
+            print(f"test_summary: SKIPPED {label} (not runnable on this host)")
+        elif counts is not None and status in ("PASSED", "FLAKY"):
+            passed += counts[0]; failed += counts[1]; skipped += counts[2]
+        elif counts is not None:
+            passed += counts[0]; failed += max(counts[1], 1); skipped += counts[2]
+        elif status in ("PASSED", "FLAKY"):
+            passed += 1
+        else:
+            failed += 1
+            print(f"test_summary: {status} {label}")
+    if not statuses:
+        print("test_summary: no test results found in the bazel log", file=sys.stderr)
+        failed += 1
+    print(f"{passed} passed, {failed} failed, {skipped} skipped")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
