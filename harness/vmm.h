@@ -1,0 +1,156 @@
+// File: harness/vmm.h
+// -----------------------------------------------------------------------------
+//
+// The VMM interface of kiln's harness: what a VM is (VmConfig, pure data), how a backend boots
+// one (Vmm::Boot), and what a running VM offers (Vm: wait with a deadline, idempotent kill that
+// owns all cleanup, the guest serial log, the VMM process's peak RSS).
+//
+// One interface, several backends: harness/qemu.h (QEMU, TCG or KVM) today; a Cloud Hypervisor
+// backend plugs in behind the same Vmm/Vm without changing callers. Each backend turns a
+// VmConfig into "what the VMM is asked to run" with a pure function (for QEMU: an argv), which
+// is unit-tested without starting anything.
+//
+// Example:
+//
+//   VmConfig config;
+//   config.id = "cgroup-rw";
+//   config.kernel_path = "images/vmlinux";
+//   config.initrd_path = "images/initrd.cpio.gz";
+//   config.disks.push_back({.path = "testroot.ext4", .read_only = true});
+//   config.cmdline = "kiln.root=/dev/vda kiln.cgroup=rw";
+//   config.work_dir = "/tmp/vm-cgroup-rw";
+//   ASSIGN_OR_RETURN(std::unique_ptr<Vm> vm, vmm.Boot(config));
+//   ASSIGN_OR_RETURN(VmExit exit, vm->Wait(absl::Seconds(30)));
+//   // read vm->serial_log_path(); vm->Kill() (or the destructor) cleans up.
+#ifndef KILN_HARNESS_VMM_H_
+#define KILN_HARNESS_VMM_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace kiln::harness {
+
+// Disk: one block device given to the guest, in order (the first is /dev/vda, the second
+// /dev/vdb, ...). `path` is a raw disk image on the host.
+struct Disk {
+  std::string path;
+  bool read_only = true;
+};
+
+// Channel: a host<->guest byte stream. The host side is always a unix socket at
+// `host_socket_path` (the VMM listens on it; the harness connects). In the guest it is the
+// virtio-serial port named `name` (QEMU: /sys/class/virtio-ports/*/name == name), or AF_VSOCK
+// `vsock_port` on guest CID `vsock_cid` for backends with vsock (Cloud Hypervisor; hybrid vsock:
+// connect to the unix socket, send "CONNECT <port>\n"). Backends use the fields they support.
+struct Channel {
+  std::string name;
+  std::string host_socket_path;
+  uint32_t vsock_cid = 3;
+  uint32_t vsock_port = 1024;
+};
+
+// VmConfig: everything a VMM is asked to boot. Pure data; validate with ValidateVmConfig().
+struct VmConfig {
+  // id: short name of the VM, [A-Za-z0-9._-]+; names its work and output directories.
+  std::string id;
+  // kernel_path: the guest kernel (a PVH ELF vmlinux or a bzImage).
+  std::string kernel_path;
+  // initrd_path: the initramfs (newc cpio, optionally compressed); empty: none.
+  std::string initrd_path;
+  std::vector<Disk> disks;
+  // cmdline: the caller's part of the kernel command line (kiln.* keys, see
+  // docs/interfaces.md). Backends prepend the console/panic keys they always pass.
+  std::string cmdline;
+  std::optional<Channel> channel;
+  int vcpus = 2;
+  int memory_mib = 512;
+  // deadline: how long the VM may run in total before the harness kills it.
+  absl::Duration deadline = absl::Seconds(120);
+  // work_dir: host directory (created if missing) for the serial log, sockets, VMM logs.
+  std::string work_dir;
+};
+
+// ValidateVmConfig(config): OkStatus, or InvalidArgument naming the first bad field (empty or
+// malformed id, empty kernel_path or work_dir, vcpus outside 1..64, memory_mib outside
+// 64..65536, deadline <= 0, a disk with an empty path, a channel without name or socket path,
+// a cmdline with a newline or NUL). Does not touch the file system.
+absl::Status ValidateVmConfig(const VmConfig& config);
+
+// VmExit: how the VMM process ended.
+struct VmExit {
+  enum class Kind {
+    kExited,    // the VMM exited by itself (e.g. the guest powered off) with `exit_code`
+    kSignaled,  // the VMM died from signal `signal` that the harness did not send
+    kDeadline,  // the harness killed it because the VmConfig deadline passed
+    kKilled,    // the harness killed it on request (Kill(), destructor)
+  };
+  Kind kind = Kind::kExited;
+  int exit_code = 0;
+  int signal = 0;
+  // wall: from Boot() to the VMM's exit.
+  absl::Duration wall = absl::ZeroDuration();
+  // peak_rss_bytes: the VMM process's peak resident set size (wait4 ru_maxrss), bytes.
+  int64_t peak_rss_bytes = 0;
+};
+
+// VmExitKindName(kind): "exited", "signaled", "deadline", "killed".
+const char* VmExitKindName(VmExit::Kind kind);
+
+// Vm: one running (or finished) VM. Not thread-safe: use from one thread.
+class Vm {
+ public:
+  virtual ~Vm() = default;
+
+  // config(): what this VM was booted with.
+  virtual const VmConfig& config() const = 0;
+
+  // Exited(): true once the VMM process has ended (reaped). Never blocks.
+  virtual bool Exited() = 0;
+
+  // Wait(timeout): blocks until the VMM exits, `timeout` passes, or the VM's own deadline
+  // passes (then the VM is killed and the result has Kind::kDeadline). Returns the exit;
+  // DeadlineExceeded if `timeout` passed first (the VM keeps running). Calling it again after
+  // the exit returns the same VmExit.
+  virtual absl::StatusOr<VmExit> Wait(absl::Duration timeout) = 0;
+
+  // Kill(): stops the VMM and its whole process tree (if still running), reaps it, and removes
+  // its sockets. Idempotent; never fails; the destructor calls it.
+  virtual void Kill() = 0;
+
+  // serial_log_path(): host file that receives the guest's serial console (ttyS0).
+  virtual std::string serial_log_path() const = 0;
+
+  // vmm_log_path(): host file with the VMM process's own stdout/stderr.
+  virtual std::string vmm_log_path() const = 0;
+
+  // peak_rss_bytes(): the VMM's peak RSS in bytes once it has exited; 0 before.
+  virtual int64_t peak_rss_bytes() const = 0;
+};
+
+// Vmm: a VMM backend (QEMU, Cloud Hypervisor). Thread-compatible.
+class Vmm {
+ public:
+  virtual ~Vmm() = default;
+
+  // Name(): short backend name, e.g. "qemu".
+  virtual std::string Name() const = 0;
+
+  // Describe(): one human line about the backend: version, machine, accel and why.
+  virtual std::string Describe() const = 0;
+
+  // Boot(config): validates `config`, creates config.work_dir, and starts the VM. Returns the
+  // running Vm; InvalidArgument for a bad config; NotFound if the VMM binary or an artifact is
+  // missing; Internal/errno codes if the process cannot be started.
+  virtual absl::StatusOr<std::unique_ptr<Vm>> Boot(const VmConfig& config) = 0;
+};
+
+}  // namespace kiln::harness
+
+#endif  // KILN_HARNESS_VMM_H_
