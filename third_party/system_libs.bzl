@@ -70,3 +70,5 @@ def system_libs():
     system_repo(name = "nlohmann_json", targets = {":json": "nlohmann_json"})
     system_repo(name = "zlib", targets = {":zlib": "zlib"})
     system_repo(name = "libkmod", targets = {":libkmod": "libkmod"})
+    system_repo(name = "lz4", targets = {":lz4": "liblz4"})
+    system_repo(name = "xz", targets = {":lzma": "liblzma"})
