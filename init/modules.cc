@@ -1,6 +1,8 @@
 // File: init/modules.cc
 #include "init/modules.h"
 
+#include <errno.h>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -42,6 +44,12 @@ absl::Status LoadModules(Sys& sys, Console& console, absl::string_view list_path
     absl::Status s = sys.FinitModule(path);
     if (absl::IsAlreadyExists(s)) {
       console.Step("modules", absl::StrCat("already-loaded=", path));
+      continue;
+    }
+    if (ErrnoOf(s) == ENODEV) {
+      // The module's hardware is absent (e.g. crc32c-intel on a CPU without SSE4.2, as
+      // under QEMU TCG): the list is resolved at build time and cannot know the CPU.
+      console.Warning("modules", s);
       continue;
     }
     RETURN_IF_ERROR(s);

@@ -37,6 +37,8 @@ absl::StatusOr<std::vector<std::string>> ParseModuleList(absl::string_view text)
 // LoadModules: reads `list_path` (a missing file means no modules: OK) and loads each module
 // with Sys::FinitModule, printing "step=modules loaded=<path>" per module (or
 // "already-loaded=<path>" for EEXIST, which is success) and "step=modules count=<n>".
+// ENODEV (the module's hardware or CPU feature is absent, e.g. crc32c-intel under QEMU TCG)
+// is a warning line, not an error.
 // Returns the PosixError of the first read or load failure, or INVALID_ARGUMENT for a
 // malformed list.
 absl::Status LoadModules(Sys& sys, Console& console, absl::string_view list_path);
