@@ -4,6 +4,7 @@
 #include <archive_entry.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <sys/stat.h>
 
 #include <deque>
@@ -42,7 +43,8 @@ absl::StatusOr<ReadArchive> OpenTar(const std::string& path) {
   archive_read_support_filter_all(a.get());
   if (archive_read_open_filename(a.get(), path.c_str(), 64 * 1024) != ARCHIVE_OK) {
     int e = archive_errno(a.get());
-    if (e > 0) return PosixError(e, "open context tar", path);
+    if (e > 0 && e != EILSEQ)  // EILSEQ: libarchive's ARCHIVE_ERRNO_FILE_FORMAT
+      return PosixError(e, "open context tar", path);
     return absl::DataLossError(
         absl::StrCat("context tar ", path, ": ", archive_error_string(a.get())));
   }
