@@ -66,7 +66,9 @@ def system_libs():
     })
     system_repo(name = "libarchive", targets = {":libarchive": "libarchive"})
     system_repo(name = "openssl", targets = {":crypto": "libcrypto", ":ssl": "openssl"})
-    system_repo(name = "curl", targets = {":curl": "libcurl"})
+    # :curl is pkg-config --static (needs static deps Debian lacks: nghttp2, rtmp, ssh2...);
+    # :curl_shared links the shared libcurl.
+    system_repo(name = "curl", targets = {":curl": "libcurl", ":curl_shared": "-lcurl"})
     system_repo(name = "nlohmann_json", targets = {":json": "nlohmann_json"})
     system_repo(name = "zlib", targets = {":zlib": "zlib"})
     system_repo(name = "libkmod", targets = {":libkmod": "libkmod"})
