@@ -1,0 +1,396 @@
+// kiln publish: push the builder OCI image to a registry (or a local OCI layout) under a
+// strict semver version. See publish/README.md (usage, policy, lock file, exit codes).
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "publish/http.h"
+#include "publish/oci.h"
+#include "publish/publisher.h"
+#include "publish/registry.h"
+#include "publish/semver.h"
+
+namespace kiln::publish {
+namespace {
+
+// Exit codes (publish/README.md).
+constexpr int kExitOk = 0;
+constexpr int kExitInternal = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitPolicy = 3;
+constexpr int kExitAuth = 4;
+constexpr int kExitRegistry = 5;
+
+constexpr const char* kUsage = R"(usage: publish --version X.Y.Z [options]
+
+Publishes the builder OCI image under an immutable semver version.
+
+  --version X.Y.Z        strict semver (required)
+  --registry H[:P]/REPO  push to this registry repository (OCI distribution-spec);
+                         without it, write to the local OCI layout of --oci-dir
+  --oci-dir DIR          local OCI image layout to publish into when no --registry
+                         (default: $KILN_OCI_DIR, else ~/.local/share/kiln/oci/builder)
+  --layout DIR           the image to publish: an OCI image layout directory
+                         (default: set by the //publish target)
+  --ref NAME             the manifest in --layout named NAME (default: its only one)
+  --lock FILE            version lock file (default: publish/builder.lock.json in the
+                         workspace)
+  --latest               also point the tag "latest" at the image
+  --minor                also point the tag "MAJOR.MINOR" at the image
+  --force                allow a version lower than or equal to the newest published
+  --dry-run              decide and plan (HEAD requests only); write nothing
+  --json                 print the outcome as JSON on stdout
+  --username USER        registry user; the password is read from stdin
+  --docker-config FILE   Docker config.json for credentials
+                         (default: $DOCKER_CONFIG/config.json, else ~/.docker/config.json)
+  --tls | --plain-http   force HTTPS or plain HTTP (default: plain HTTP for loopback
+                         registries, HTTPS otherwise)
+  --ca-cert FILE         PEM CA certificate(s) to trust for HTTPS
+  --mount-from REPO      try cross-repository mounts from REPO (repeatable)
+  --source-commit SHA    org.opencontainers.image.revision (default: git rev-parse HEAD)
+  --package-lock FILE    file whose digest goes in dev.kiln.package-lock.digest
+                         (default: images/rootfs/builder.lock in the workspace)
+  --retries N            attempts per request (default 5)
+  --retry-base-ms MS     first backoff delay (default 200, doubling, max 5000)
+  --chunk-bytes N        PATCH chunk size (default 16777216)
+  --help                 this text
+
+Exit codes: 0 published or already published (no-op), 1 internal error, 2 usage or bad
+version or bad input image, 3 refused by the version policy, 4 authentication failed,
+5 registry or network failure.
+SOURCE_DATE_EPOCH sets org.opencontainers.image.created (default: the commit time, else 0).
+)";
+
+struct Flags {
+  std::string version, registry, oci_dir, layout, ref, lock, username, docker_config, ca_cert,
+      source_commit, package_lock;
+  bool latest = false, minor = false, force = false, dry_run = false, json = false, tls = false,
+       plain_http = false, help = false;
+  std::vector<std::string> mount_from;
+  int retries = 5;
+  int64_t retry_base_ms = 200, chunk_bytes = 16 << 20;
+};
+
+int Fail(int code, absl::string_view msg) {
+  std::cerr << "publish: " << msg << "\n";
+  return code;
+}
+
+std::optional<std::string> ParseFlags(int argc, char** argv, Flags* f) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string a = args[i];
+    std::string value;
+    bool has_inline = false;
+    if (size_t eq = a.find('='); eq != std::string::npos && absl::StartsWith(a, "--")) {
+      value = a.substr(eq + 1);
+      a = a.substr(0, eq);
+      has_inline = true;
+    }
+    auto take = [&](std::string* out) -> std::optional<std::string> {
+      if (has_inline) {
+        *out = value;
+      } else {
+        if (i + 1 >= args.size()) return absl::StrCat(a, " needs a value");
+        *out = args[++i];
+      }
+      return std::nullopt;
+    };
+    auto take_int = [&](int64_t* out) -> std::optional<std::string> {
+      std::string s;
+      if (auto e = take(&s)) return e;
+      if (!absl::SimpleAtoi(s, out) || *out < 0) return absl::StrCat(a, ": bad number \"", s, "\"");
+      return std::nullopt;
+    };
+    struct BoolFlag { const char* name; bool* dst; };
+    const BoolFlag bools[] = {{"--latest", &f->latest},   {"--minor", &f->minor},
+                              {"--force", &f->force},     {"--dry-run", &f->dry_run},
+                              {"--json", &f->json},       {"--tls", &f->tls},
+                              {"--plain-http", &f->plain_http}, {"--help", &f->help},
+                              {"-h", &f->help}};
+    bool matched = false;
+    for (const BoolFlag& b : bools)
+      if (a == b.name) {
+        if (has_inline) return absl::StrCat(a, " takes no value");
+        *b.dst = true;
+        matched = true;
+      }
+    if (matched) continue;
+    struct StrFlag { const char* name; std::string* dst; };
+    const StrFlag strs[] = {{"--version", &f->version},       {"--registry", &f->registry},
+                            {"--oci-dir", &f->oci_dir},       {"--layout", &f->layout},
+                            {"--ref", &f->ref},               {"--lock", &f->lock},
+                            {"--username", &f->username},     {"--docker-config", &f->docker_config},
+                            {"--ca-cert", &f->ca_cert},       {"--source-commit", &f->source_commit},
+                            {"--package-lock", &f->package_lock}};
+    for (const StrFlag& s : strs)
+      if (a == s.name) {
+        if (auto e = take(s.dst)) return e;
+        matched = true;
+      }
+    if (matched) continue;
+    if (a == "--mount-from") {
+      std::string v;
+      if (auto e = take(&v)) return e;
+      f->mount_from.push_back(v);
+    } else if (a == "--retries") {
+      int64_t n;
+      if (auto e = take_int(&n)) return e;
+      if (n < 1 || n > 100) return "--retries must be 1..100";
+      f->retries = static_cast<int>(n);
+    } else if (a == "--retry-base-ms") {
+      if (auto e = take_int(&f->retry_base_ms)) return e;
+    } else if (a == "--chunk-bytes") {
+      if (auto e = take_int(&f->chunk_bytes)) return e;
+      if (f->chunk_bytes < 1) return "--chunk-bytes must be >= 1";
+    } else {
+      return absl::StrCat("unknown argument \"", args[i], "\" (see --help)");
+    }
+  }
+  return std::nullopt;
+}
+
+int ExitCodeFor(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kOk: return kExitOk;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kOutOfRange: return kExitUsage;
+    case absl::StatusCode::kAlreadyExists: return kExitPolicy;
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kPermissionDenied: return kExitAuth;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kDataLoss: return kExitRegistry;
+    default: return kExitInternal;
+  }
+}
+
+std::string WorkspacePath(absl::string_view rel) {
+  const char* ws = std::getenv("BUILD_WORKSPACE_DIRECTORY");
+  return ws && *ws ? absl::StrCat(ws, "/", rel) : std::string(rel);
+}
+
+std::string RunCapture(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return out;
+  char buf[256];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  if (pclose(p) != 0) return "";
+  return std::string(absl::StripAsciiWhitespace(out));
+}
+
+std::string HumanBytes(int64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 3) v /= 1024, ++u;
+  char buf[32];
+  snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+int Main(int argc, char** argv) {
+  Flags f;
+  if (auto err = ParseFlags(argc, argv, &f)) return Fail(kExitUsage, *err);
+  if (f.help) {
+    std::cout << kUsage;
+    return kExitOk;
+  }
+  if (f.version.empty()) return Fail(kExitUsage, "--version is required (see --help)");
+  absl::StatusOr<SemVer> version = SemVer::Parse(f.version);
+  if (!version.ok()) return Fail(kExitUsage, version.status().message());
+  if (f.tls && f.plain_http) return Fail(kExitUsage, "--tls and --plain-http exclude each other");
+  if (f.layout.empty()) return Fail(kExitUsage, "--layout DIR is required (the image to publish)");
+  if (f.registry.empty() && (!f.username.empty() || f.tls || f.plain_http || !f.ca_cert.empty()))
+    return Fail(kExitUsage, "--username/--tls/--plain-http/--ca-cert need --registry");
+
+  PublishOptions opts;
+  opts.layout_dir = f.layout;
+  opts.ref = f.ref;
+  opts.version = *version;
+  opts.force = f.force;
+  opts.move_latest = f.latest;
+  opts.move_minor = f.minor;
+  opts.dry_run = f.dry_run;
+  opts.mount_from = f.mount_from;
+  opts.lock_path = f.lock.empty() ? WorkspacePath("publish/builder.lock.json") : f.lock;
+
+  // Annotations: revision, package lock digest, created.
+  const char* ws = std::getenv("BUILD_WORKSPACE_DIRECTORY");
+  std::string git = absl::StrCat("git -C '", ws && *ws ? ws : ".", "' ");
+  std::string commit = f.source_commit;
+  if (commit.empty()) commit = RunCapture(git + "rev-parse HEAD 2>/dev/null");
+  if (commit.empty())
+    return Fail(kExitUsage, "cannot find the source commit (not in a git checkout): pass "
+                            "--source-commit SHA");
+  opts.annotations[std::string(kAnnotationRevision)] = commit;
+  std::string package_lock =
+      f.package_lock.empty() ? WorkspacePath("images/rootfs/builder.lock") : f.package_lock;
+  absl::StatusOr<std::string> lock_digest = Sha256FileDigest(package_lock);
+  if (lock_digest.ok()) {
+    opts.annotations[std::string(kAnnotationPackageLock)] = *lock_digest;
+  } else if (!f.package_lock.empty()) {
+    return Fail(kExitUsage, absl::StrCat("--package-lock: ", lock_digest.status().message()));
+  } else {
+    std::cerr << "publish: warning: no package lock at " << package_lock
+              << "; the image carries no " << kAnnotationPackageLock << " annotation\n";
+  }
+  int64_t epoch = 0;
+  if (const char* sde = std::getenv("SOURCE_DATE_EPOCH"); sde && *sde) {
+    if (!absl::SimpleAtoi(sde, &epoch) || epoch < 0)
+      return Fail(kExitUsage, absl::StrCat("SOURCE_DATE_EPOCH=\"", sde, "\" is not a number"));
+  } else if (f.source_commit.empty()) {
+    std::string ct = RunCapture(git + "log -1 --format=%ct 2>/dev/null");
+    if (!absl::SimpleAtoi(ct, &epoch)) epoch = 0;
+  }
+  opts.annotations[std::string(kAnnotationCreated)] = Rfc3339FromEpoch(epoch);
+
+  const bool tty = isatty(STDERR_FILENO) && !f.json;
+  absl::Time start = absl::Now();
+  if (tty) {
+    opts.log = [](absl::string_view s) { std::cerr << "publish: " << s << "\n"; };
+    opts.on_blob = [start](const BlobStep& step, int64_t done) {
+      double secs = absl::ToDoubleSeconds(absl::Now() - start);
+      std::cerr << "\r  " << step.desc.digest.substr(7, 12) << "  "
+                << HumanBytes(done) << " / " << HumanBytes(step.desc.size) << "  "
+                << HumanBytes(secs > 0 ? static_cast<int64_t>(done / secs) : 0) << "/s   "
+                << (done >= step.desc.size ? "\n" : "") << std::flush;
+    };
+  }
+
+  absl::StatusOr<PublishResult> result;
+  std::optional<CurlTransport> http;
+  std::optional<RegistryClient> client;
+  std::optional<RegistryTarget> rtarget;
+  std::optional<LayoutTarget> ltarget;
+  PublishTarget* target = nullptr;
+  if (!f.registry.empty()) {
+    absl::StatusOr<RegistryRef> ref = RegistryRef::Parse(f.registry);
+    if (!ref.ok()) return Fail(kExitUsage, ref.status().message());
+    RegistryOptions ro;
+    ro.use_tls = f.tls || (!f.plain_http && !ref->IsLoopback());
+    ro.max_attempts = f.retries;
+    ro.backoff_base = absl::Milliseconds(f.retry_base_ms);
+    ro.chunk_bytes = f.chunk_bytes;
+    if (!f.username.empty()) {
+      std::string password;
+      std::getline(std::cin, password);
+      if (!password.empty() && password.back() == '\r') password.pop_back();
+      if (password.empty())
+        return Fail(kExitUsage, "--username given but no password on stdin");
+      ro.credentials = Credentials{f.username, password};
+    } else {
+      std::string cfg = f.docker_config;
+      if (cfg.empty()) {
+        if (const char* dc = std::getenv("DOCKER_CONFIG"); dc && *dc)
+          cfg = absl::StrCat(dc, "/config.json");
+        else if (const char* home = std::getenv("HOME"); home && *home)
+          cfg = absl::StrCat(home, "/.docker/config.json");
+      }
+      std::ifstream in(cfg);
+      if (in) {
+        std::stringstream ss;
+        ss << in.rdbuf();
+        absl::StatusOr<std::optional<Credentials>> c = CredentialsFromDockerConfig(ss.str(), ref->host);
+        if (!c.ok()) return Fail(kExitUsage, absl::StrCat(cfg, ": ", c.status().message()));
+        ro.credentials = *c;
+      } else if (!f.docker_config.empty()) {
+        return Fail(kExitUsage, absl::StrCat("--docker-config ", cfg, ": cannot read"));
+      }
+    }
+    http.emplace(TlsOptions{.ca_file = f.ca_cert});
+    client.emplace(*ref, ro, &*http);
+    if (absl::Status s = client->Ping(); !s.ok())
+      return Fail(ExitCodeFor(s), absl::StrCat("registry ", ref->ToString(), ": ", s.message()));
+    rtarget.emplace(&*client, *ref);
+    target = &*rtarget;
+  } else {
+    std::string dir = f.oci_dir;
+    if (dir.empty()) {
+      if (const char* d = std::getenv("KILN_OCI_DIR"); d && *d) dir = d;
+      else if (const char* home = std::getenv("HOME"); home && *home)
+        dir = absl::StrCat(home, "/.local/share/kiln/oci/builder");
+      else
+        return Fail(kExitUsage, "no --registry, no --oci-dir and no $HOME");
+    }
+    ltarget.emplace(dir);
+    if (!f.dry_run) {
+      if (absl::Status s = ltarget->Init(); !s.ok()) return Fail(kExitUsage, s.message());
+    }
+    target = &*ltarget;
+  }
+
+  result = Publish(opts, target);
+  if (!result.ok()) {
+    int code = ExitCodeFor(result.status());
+    if (f.json) {
+      nlohmann::json j = {{"ok", false}, {"exit_code", code},
+                          {"error", std::string(result.status().message())}};
+      std::cout << j.dump() << "\n";
+    }
+    return Fail(code, result.status().message());
+  }
+  const PublishResult& r = *result;
+  double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  if (f.json) {
+    nlohmann::json blobs = nlohmann::json::array();
+    for (const BlobStep& b : r.blobs)
+      blobs.push_back({{"digest", b.desc.digest},
+                       {"size", b.desc.size},
+                       {"action", b.action == BlobAction::kSkip    ? "skip"
+                                  : b.action == BlobAction::kMount ? "mount"
+                                                                   : "upload"}});
+    nlohmann::json j = {{"ok", true},
+                        {"digest", r.digest},
+                        {"target", r.target},
+                        {"version", opts.version.ToString()},
+                        {"tags", r.tags},
+                        {"noop", r.noop},
+                        {"dry_run", r.dry_run},
+                        {"bytes_uploaded", r.bytes_uploaded},
+                        {"bytes_skipped", r.bytes_skipped},
+                        {"blobs_mounted", r.blobs_mounted},
+                        {"blobs", blobs},
+                        {"seconds", secs},
+                        {"note", r.note}};
+    if (client) {
+      j["retries"] = client->stats().retries;
+      j["resumes"] = client->stats().resumes;
+      j["restarts"] = client->stats().restarts;
+    }
+    std::cout << j.dump() << "\n";
+  } else {
+    std::cerr << "publish: " << (r.dry_run ? "[dry run] " : "") << r.target << "@" << r.digest
+              << (r.noop ? " (already published, no-op)" : "") << "  uploaded "
+              << HumanBytes(r.bytes_uploaded) << ", skipped " << HumanBytes(r.bytes_skipped)
+              << (r.tags.empty() ? "" : "  tags:");
+    for (const std::string& t : r.tags) std::cerr << " " << t;
+    std::cerr << "\n";
+    std::cout << r.digest << "\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace kiln::publish
+
+int main(int argc, char** argv) { return kiln::publish::Main(argc, argv); }

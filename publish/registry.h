@@ -1,0 +1,164 @@
+// File: publish/registry.h
+// -----------------------------------------------------------------------------
+//
+// RegistryClient: the OCI distribution-spec v1 push side
+// (https://github.com/opencontainers/distribution-spec/blob/v1.0.1/spec.md) over an
+// HttpTransport: blob HEAD, cross-repository mount, chunked upload (POST, PATCH with
+// Content-Range, PUT ?digest=) with resume, manifest PUT/HEAD/GET and tag listing. Handles the
+// `WWW-Authenticate` challenge (Basic, and Bearer via the token endpoint) and retries with
+// exponential backoff on 5xx, 429 and connection failures.
+//
+// Example:
+//
+//   ASSIGN_OR_RETURN(RegistryRef ref, RegistryRef::Parse("127.0.0.1:5000/kiln/builder"));
+//   CurlTransport http({});
+//   RegistryClient reg(ref, {.use_tls = false}, &http);
+//   RETURN_IF_ERROR(reg.Ping());
+//   ASSIGN_OR_RETURN(bool have, reg.HasBlob(layer.digest));
+//   if (!have) RETURN_IF_ERROR(reg.UploadBlob(layer, "/layout/blobs/sha256/<hex>", {}));
+//   RETURN_IF_ERROR(reg.PutManifest(digest, manifest_bytes, kOciManifestType));
+//   RETURN_IF_ERROR(reg.PutManifest("1.2.3", manifest_bytes, kOciManifestType));
+//
+// Errors (absl::StatusCode): Unauthenticated (no or rejected credentials), PermissionDenied
+// (403), Unavailable (network failure or 5xx/429 after all retries), Internal (the registry
+// answered something the spec does not allow, e.g. a wrong Docker-Content-Digest),
+// FailedPrecondition (the registry refused the request with a 4xx; the message carries its
+// error code, e.g. MANIFEST_BLOB_UNKNOWN).
+#ifndef KILN_PUBLISH_REGISTRY_H_
+#define KILN_PUBLISH_REGISTRY_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "publish/http.h"
+#include "publish/oci.h"
+
+namespace kiln::publish {
+
+// RegistryRef: "HOST[:PORT]/REPO" (REPO may contain slashes; lowercase [a-z0-9._-/]).
+struct RegistryRef {
+  std::string host;        // "127.0.0.1:5000", "registry.example.com"
+  std::string repository;  // "kiln/builder"
+
+  // RegistryRef::Parse(text): InvalidArgumentError for a missing repository, a scheme prefix
+  // ("http://..."), a tag/digest suffix, or characters the distribution spec does not allow.
+  static absl::StatusOr<RegistryRef> Parse(absl::string_view text);
+  std::string ToString() const { return host + "/" + repository; }
+  // IsLoopback(): host is localhost, 127.0.0.0/8 or [::1] (any port).
+  bool IsLoopback() const;
+};
+
+// Credentials: a username and password (or identity token as the password).
+struct Credentials {
+  std::string username;
+  std::string password;
+};
+
+// CredentialsFromDockerConfig(config_json, host): the `auths` entry of Docker's config.json
+// for `host` (also matched as "https://host" and "http://host"), decoded from its base64
+// "auth" field or its "username"/"password" fields. nullopt when there is no entry;
+// InvalidArgumentError for malformed JSON or base64.
+absl::StatusOr<std::optional<Credentials>> CredentialsFromDockerConfig(absl::string_view config_json,
+                                                                       absl::string_view host);
+
+// ParseChallenge(header): the scheme ("basic"/"bearer", lowercased) and parameters of a
+// WWW-Authenticate header (RFC 7235), e.g. Bearer realm="...",service="...",scope="...".
+struct Challenge {
+  std::string scheme;
+  std::map<std::string, std::string> params;
+};
+Challenge ParseChallenge(absl::string_view header);
+
+// RegistryOptions: how to talk to the registry.
+struct RegistryOptions {
+  bool use_tls = true;                      // https:// (else plain http://)
+  std::optional<Credentials> credentials;   // used for Basic and for the token endpoint
+  int max_attempts = 5;                     // per request, for retryable failures
+  absl::Duration backoff_base = absl::Milliseconds(200);  // doubles per attempt, max 5 s
+  int64_t chunk_bytes = 16 << 20;           // PATCH chunk size (bytes)
+  // sleep(d): how to wait between attempts (tests pass a no-op).
+  std::function<void(absl::Duration)> sleep;
+};
+
+// UploadStats: byte counters (bytes) over the client's lifetime.
+struct UploadStats {
+  int64_t bytes_sent = 0;     // blob bytes sent in PATCH bodies (including re-sent bytes)
+  int64_t retries = 0;        // requests retried after a retryable failure
+  int64_t resumes = 0;        // uploads resumed from the registry's reported offset
+  int64_t restarts = 0;       // uploads restarted from byte 0 (session lost)
+  int64_t mounts = 0;         // blobs mounted from another repository
+};
+
+// RegistryClient: one repository on one registry. Not thread-safe.
+class RegistryClient {
+ public:
+  RegistryClient(RegistryRef ref, RegistryOptions opts, HttpTransport* http);
+
+  // Ping(): GET /v2/ (authenticating if challenged). Ok when the registry speaks the API and
+  // the credentials (if any are needed) are accepted.
+  absl::Status Ping();
+
+  // HasBlob(digest): HEAD /v2/<repo>/blobs/<digest>: true on 200, false on 404.
+  absl::StatusOr<bool> HasBlob(absl::string_view digest);
+
+  // MountBlob(digest, from): POST /v2/<repo>/blobs/uploads/?mount=<digest>&from=<from>.
+  // true when mounted (201). false when the registry declined and opened an upload session
+  // instead (202): its URL is stored in *upload_url for UploadBlob.
+  absl::StatusOr<bool> MountBlob(absl::string_view digest, absl::string_view from,
+                                 std::string* upload_url);
+
+  // UploadBlob(desc, path, upload_url, on_progress): chunked upload of file `path` (which
+  // must hold desc.size bytes with digest desc.digest): POST (unless `upload_url` is given),
+  // PATCH chunks of opts.chunk_bytes with Content-Range, PUT ?digest=. After a failed PATCH
+  // it asks the registry for the upload's offset (GET upload URL, `Range` header) and
+  // resumes there; if the session is gone it restarts. on_progress(bytes_done) may be empty.
+  absl::Status UploadBlob(const Descriptor& desc, const std::string& path,
+                          std::string upload_url, std::function<void(int64_t)> on_progress);
+
+  // ResolveTag(reference): HEAD /v2/<repo>/manifests/<reference>: its Docker-Content-Digest,
+  // or nullopt on 404.
+  absl::StatusOr<std::optional<std::string>> ResolveTag(absl::string_view reference);
+
+  // ListTags(): GET /v2/<repo>/tags/list (following Link pagination); empty for a
+  // repository the registry does not know (404).
+  absl::StatusOr<std::vector<std::string>> ListTags();
+
+  // PutManifest(reference, bytes, media_type): PUT /v2/<repo>/manifests/<reference>; checks
+  // the returned Docker-Content-Digest equals Sha256Digest(bytes) (Internal otherwise).
+  absl::Status PutManifest(absl::string_view reference, absl::string_view bytes,
+                           absl::string_view media_type);
+
+  // GetManifest(reference): GET with Accept for OCI and Docker v2 manifests; the exact bytes.
+  absl::StatusOr<std::string> GetManifest(absl::string_view reference);
+
+  const UploadStats& stats() const { return stats_; }
+  std::string BaseUrl() const;
+
+ private:
+  // Send: one request with auth (answering one 401 challenge) and retries.
+  absl::StatusOr<HttpResponse> Send(HttpRequest req, bool retry = true);
+  absl::StatusOr<HttpResponse> SendOnce(HttpRequest& req);
+  absl::Status Authenticate(const HttpResponse& challenge_resp);
+  std::string Resolve(absl::string_view location) const;
+  absl::Status HttpError(const HttpRequest& req, const HttpResponse& resp) const;
+  void Sleep(int attempt, const HttpResponse* resp);
+
+  RegistryRef ref_;
+  RegistryOptions opts_;
+  HttpTransport* http_;
+  std::string auth_header_;  // "Basic ..." / "Bearer ..." once authenticated
+  std::vector<std::string> extra_scopes_;
+  UploadStats stats_;
+};
+
+}  // namespace kiln::publish
+
+#endif  // KILN_PUBLISH_REGISTRY_H_
