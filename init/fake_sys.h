@@ -6,7 +6,8 @@
 // a fake clock (`now_ms`, advanced by SleepMs and by WaitSignal timeouts), and injects errors
 // per path. Processes are scripted: Spawn adds `spawn_pid` to `live`; WaitSignal pops
 // `events` (each may advance the clock, make a child reapable and/or deliver a signal); Kill
-// and KillAll with a signal in `fatal_signals` make the target(s) reapable as killed by it.
+// and KillAll with a signal in `fatal_signals` make the target(s) reapable as killed by it
+// and queue a SIGCHLD as the next event.
 //
 // Example:
 //
@@ -171,6 +172,7 @@ class FakeSys : public Sys {
     calls.push_back(absl::StrCat("kill ", target, " ", sig));
     if (fatal_signals.count(sig) && live.count(target)) {
       reapable.push_back({ReapResult::kReaped, target, SignaledStatus(sig)});
+      events.push_front({0, SIGCHLD, 0, 0});
     }
     return absl::OkStatus();
   }
@@ -178,6 +180,7 @@ class FakeSys : public Sys {
     calls.push_back(absl::StrCat("kill-all ", sig));
     if (fatal_signals.count(sig)) {
       for (pid_t p : live) reapable.push_back({ReapResult::kReaped, p, SignaledStatus(sig)});
+      if (!live.empty()) events.push_front({0, SIGCHLD, 0, 0});
     }
     return absl::OkStatus();
   }

@@ -314,9 +314,13 @@ absl::StatusOr<pid_t> LinuxSys::Spawn(const SpawnSpec& spec) {
       if (dup2(fd, t) < 0) fail(kStepConsole, errno);
     }
     if (fd > 2) close(fd);
-    if (setgroups(0, nullptr) != 0) fail(kStepCreds, errno);
-    if (setgid(spec.gid) != 0) fail(kStepCreds, errno);
-    if (setuid(spec.uid) != 0) fail(kStepCreds, errno);
+    // Credentials change only when asked for (an unprivileged caller, e.g. a test, can
+    // still spawn as itself).
+    if (getuid() != spec.uid || getgid() != spec.gid) {
+      if (setgroups(0, nullptr) != 0) fail(kStepCreds, errno);
+      if (setgid(spec.gid) != 0) fail(kStepCreds, errno);
+      if (setuid(spec.uid) != 0) fail(kStepCreds, errno);
+    }
     if (chdir(cwd.c_str()) != 0) fail(kStepCwd, errno);
     int exec_errno = ENOENT;
     for (const std::string& c : candidates) {

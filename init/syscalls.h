@@ -35,7 +35,8 @@ namespace kiln::init {
 struct SpawnSpec {
   std::vector<std::string> argv;  // argv[0] is the program; searched in PATH if not absolute.
   std::vector<std::string> env;   // "KEY=value" entries, the program's whole environment.
-  uint32_t uid = 0;               // credentials of the program (setgroups({}), setgid, setuid).
+  uint32_t uid = 0;               // credentials of the program: if they differ from the
+                                  // caller's: setgroups({}), setgid, setuid.
   uint32_t gid = 0;
   std::string console = "/dev/console";  // opened as stdin/stdout/stderr of the program.
   std::string cwd = "/";                 // working directory of the program.
