@@ -185,7 +185,7 @@ struct BuildResult {
 };
 
 // Exec (host -> agent): run argv[0] (absolute path or PATH lookup) with argv and env
-// ("KEY=VALUE", replacing the agent's environment), in cwd ("" = "/"). stdin_stream != 0
+// ("KEY=VALUE"; an empty list inherits the agent's environment), in cwd ("" = "/"). stdin_stream != 0
 // (host, odd): stdin bytes follow on that stream; 0: stdin is /dev/null. deadline_ms 0: none.
 struct Exec {
   std::vector<std::string> argv;  // >= 1 entries, no NUL bytes

@@ -1,0 +1,91 @@
+// kiln-agent: the builder agent (guest side). Finds its channel, answers Hello with Ready, and
+// serves health (Ping) and Exec; builds come with the build runner. See agent/README.md.
+//
+//   agent --channel=virtio-serial:kiln.agent     QEMU: the virtio-serial port of that name
+//   agent --channel=vsock:1024                   Cloud Hypervisor: AF_VSOCK, CID any, port 1024
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "agent/connection.h"
+#include "agent/server.h"
+#include "agent/transport.h"
+
+ABSL_FLAG(std::string, channel, "",
+          "where to serve the host: virtio-serial:<port name> or vsock:<port>");
+ABSL_FLAG(std::string, sysfs_root, "/sys", "sysfs mount point (virtio-serial port lookup)");
+ABSL_FLAG(std::string, dev_root, "/dev", "device directory holding /dev/vportNpM");
+ABSL_FLAG(std::string, proc_root, "/proc", "procfs mount point (health)");
+ABSL_FLAG(std::string, work_dir, "/run/kiln-agent", "where job inputs are received");
+ABSL_FLAG(int, retry_ms, 200, "wait between attempts to (re)open the channel, ms");
+ABSL_FLAG(bool, once, false, "serve one session, then exit (tests)");
+
+namespace {
+
+void Say(const std::string& line) { std::fprintf(stderr, "kiln-agent: %s\n", line.c_str()); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "kiln builder agent.\n  agent --channel=virtio-serial:<name> | --channel=vsock:<port>");
+  absl::ParseCommandLine(argc, argv);
+  signal(SIGPIPE, SIG_IGN);
+  const std::string channel = absl::GetFlag(FLAGS_channel);
+  kiln::agent::AgentOptions options;
+  options.proc_root = absl::GetFlag(FLAGS_proc_root);
+  options.work_dir = absl::GetFlag(FLAGS_work_dir);
+  const int retry_ms = absl::GetFlag(FLAGS_retry_ms);
+
+  std::unique_ptr<kiln::agent::VsockListener> vsock;
+  std::string port_name;
+  if (absl::StartsWith(channel, "vsock:")) {
+    uint32_t port;
+    if (!absl::SimpleAtoi(channel.substr(6), &port)) {
+      Say(absl::StrCat("bad --channel=", channel, ": vsock port must be a number"));
+      return 2;
+    }
+    auto l = kiln::agent::VsockListener::Listen(port);
+    if (!l.ok()) {
+      Say(l.status().ToString());
+      return 1;
+    }
+    vsock = std::move(*l);
+  } else if (absl::StartsWith(channel, "virtio-serial:") && channel.size() > 14) {
+    port_name = channel.substr(14);
+  } else {
+    Say(absl::StrCat("--channel must be virtio-serial:<name> or vsock:<port>, got \"", channel,
+                     "\" (see --help)"));
+    return 2;
+  }
+  Say(absl::StrCat("serving ", channel));
+  bool reported = false;
+  while (true) {
+    absl::StatusOr<std::unique_ptr<kiln::agent::FdStream>> stream =
+        vsock ? vsock->Accept(kiln::agent::kNoDeadline)
+              : kiln::agent::OpenVirtioSerial(absl::GetFlag(FLAGS_sysfs_root), port_name,
+                                              absl::GetFlag(FLAGS_dev_root));
+    if (!stream.ok()) {
+      if (!reported) Say(stream.status().ToString());
+      reported = true;
+      usleep(retry_ms * 1000);
+      continue;
+    }
+    reported = false;
+    kiln::agent::Connection conn(stream->get());
+    kiln::agent::AgentSession session(&conn, options);
+    absl::Status s = session.Serve();
+    if (!absl::IsUnavailable(s)) Say(absl::StrCat("session ended: ", s.ToString()));
+    if (absl::GetFlag(FLAGS_once)) return s.ok() || absl::IsUnavailable(s) ? 0 : 1;
+    // virtio-serial reads EOF while no host is connected: do not spin.
+    if (!vsock) usleep(retry_ms * 1000);
+  }
+}

@@ -1,0 +1,396 @@
+#include "agent/server.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "agent/health.h"
+#include "agent/protocol/stream.h"
+#include "agent/protocol/text.h"
+#include "third_party/absl_ext/posix_error.h"
+#include "third_party/absl_ext/status_macros.h"
+
+extern char** environ;
+
+namespace kiln::agent {
+namespace {
+
+int64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
+}
+
+// FdSink: writes a received stream to a file.
+class FdSink : public StreamSink {
+ public:
+  FdSink(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  ~FdSink() override { ::close(fd_); }
+  absl::Status Write(absl::string_view bytes) override {
+    while (!bytes.empty()) {
+      ssize_t n = ::write(fd_, bytes.data(), bytes.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return PosixError(errno, "write", path_);
+      bytes.remove_prefix(static_cast<size_t>(n));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  int fd_;
+  std::string path_;
+};
+
+bool IsStreamFrame(const Frame& f) {
+  return f.type == static_cast<uint8_t>(FrameType::kChunk) ||
+         f.type == static_cast<uint8_t>(FrameType::kStreamEnd);
+}
+
+// ReceiveStreams: reads frames until every stream announced in `rx` ended. Any other frame
+// is a protocol error (one request at a time).
+absl::Status ReceiveStreams(Connection& conn, StreamReceiver& rx, int timeout_ms) {
+  while (!rx.AllDone()) {
+    ASSIGN_OR_RETURN(Frame f, conn.ReadFrame(timeout_ms));
+    if (!IsStreamFrame(f)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          FrameTypeName(f.type), " frame while the request's streams were still arriving"));
+    }
+    RETURN_IF_ERROR(rx.OnFrame(f));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status AgentSession::Serve() {
+  while (true) {
+    absl::StatusOr<Frame> f = conn_->ReadFrame(kNoDeadline);
+    if (!f.ok()) {
+      secrets_.clear();
+      if (!absl::IsUnavailable(f.status())) {
+        (void)conn_->SendError(f.status(), options_.io_timeout_ms);
+      }
+      return f.status();
+    }
+    if (IsStreamFrame(*f)) {
+      // Streams belong to a request; those of a refused request are dropped.
+      if (discard_.count(f->stream_id)) {
+        if (f->type == static_cast<uint8_t>(FrameType::kStreamEnd)) discard_.erase(f->stream_id);
+        continue;
+      }
+      RETURN_IF_ERROR(Reply(absl::InvalidArgumentError(
+          absl::StrCat(FrameTypeName(f->type), " frame on stream ", f->stream_id,
+                       " outside of a request that announced it"))));
+      continue;
+    }
+    absl::Status s = Handle(*f);
+    if (!s.ok()) {
+      secrets_.clear();
+      return s;
+    }
+  }
+}
+
+absl::Status AgentSession::Reply(const absl::Status& s) {
+  if (s.ok()) return s;
+  return conn_->SendError(s, options_.io_timeout_ms);
+}
+
+absl::Status AgentSession::Handle(const Frame& frame) {
+  absl::StatusOr<Message> m = DecodeMessage(frame);
+  if (!m.ok()) return Reply(m.status());
+  if (!hello_ && !std::holds_alternative<Hello>(*m)) {
+    return Reply(absl::FailedPreconditionError(
+        absl::StrCat(MessageName(*m), " before Hello: send Hello first")));
+  }
+  return std::visit(
+      [this](const auto& msg) -> absl::Status {
+        using T = std::decay_t<decltype(msg)>;
+        if constexpr (std::is_same_v<T, Hello>) return OnHello(msg);
+        if constexpr (std::is_same_v<T, Ping>) return OnPing(msg);
+        if constexpr (std::is_same_v<T, Secret>) return OnSecret(msg);
+        if constexpr (std::is_same_v<T, BuildJob>) return OnBuildJob(msg);
+        if constexpr (std::is_same_v<T, Exec>) return OnExec(msg);
+        if constexpr (std::is_same_v<T, ErrorMessage>) return absl::OkStatus();  // host's note
+        return Reply(absl::InvalidArgumentError(
+            absl::StrCat(MessageName(Message(msg)), " is not a host -> agent message")));
+      },
+      *m);
+}
+
+absl::Status AgentSession::OnHello(const Hello& m) {
+  secrets_.clear();  // a new session
+  if (absl::Status s = CheckCompatible(m.protocol_major, m.protocol_minor); !s.ok()) {
+    hello_ = false;
+    return Reply(s);
+  }
+  hello_ = true;
+  Ready ready{kProtocolMajor, kProtocolMinor, options_.agent_version, {kCapHealth, kCapExec}};
+  if (options_.runner) ready.capabilities.push_back(kCapBuild);
+  return conn_->Send(ready, options_.io_timeout_ms);
+}
+
+absl::Status AgentSession::OnPing(const Ping& m) {
+  absl::StatusOr<Pong> pong = ReadHealth(options_.proc_root, m.nonce);
+  if (!pong.ok()) return Reply(pong.status());
+  return conn_->Send(*pong, options_.io_timeout_ms);
+}
+
+absl::Status AgentSession::OnSecret(const Secret& m) {
+  if (secrets_.size() >= kMaxSecretsPerJob && !secrets_.count(m.id)) {
+    return Reply(absl::ResourceExhaustedError(
+        absl::StrCat("more than ", kMaxSecretsPerJob, " secrets in one session")));
+  }
+  secrets_[m.id] = m.value;  // no reply: a Secret is acknowledged by the BuildJob's outcome
+  return absl::OkStatus();
+}
+
+absl::Status AgentSession::OnBuildJob(const BuildJob& job) {
+  auto refuse = [&](const absl::Status& s) {
+    discard_.insert(job.context_stream);
+    for (const PreloadImage& p : job.preload_images) discard_.insert(p.stream_id);
+    return Reply(s);
+  };
+  std::vector<std::string> missing;
+  for (const std::string& id : job.secret_ids) {
+    if (!secrets_.count(id)) missing.push_back(id);
+  }
+  if (!missing.empty()) {
+    return refuse(absl::FailedPreconditionError(
+        absl::StrCat("BuildJob ", job.job_id, " names secrets the host did not deliver: [",
+                     absl::StrJoin(missing, ", "), "]")));
+  }
+  if (!options_.runner) {
+    return refuse(absl::UnimplementedError(
+        "this agent has no build runner (capability \"build\" not offered)"));
+  }
+  // Receive the inputs.
+  const std::string dir = absl::StrCat(options_.work_dir, "/", job.job_id);
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return refuse(absl::InternalError(absl::StrCat("mkdir ", dir, ": ", ec.message())));
+  auto open_sink = [&](const std::string& path) -> absl::StatusOr<std::unique_ptr<FdSink>> {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return PosixError(errno, "create", path);
+    return std::make_unique<FdSink>(fd, path);
+  };
+  BuildInputs in;
+  in.job = &job;
+  in.context_tar = dir + "/context.tar";
+  StreamReceiver rx;
+  std::vector<std::unique_ptr<FdSink>> sinks;
+  absl::Status setup = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(auto sink, open_sink(in.context_tar));
+    RETURN_IF_ERROR(rx.Expect(job.context_stream, options_.max_context_bytes, sink.get()));
+    sinks.push_back(std::move(sink));
+    for (size_t i = 0; i < job.preload_images.size(); ++i) {
+      in.preload_paths.push_back(absl::StrCat(dir, "/preload-", i, ".tar"));
+      ASSIGN_OR_RETURN(auto s, open_sink(in.preload_paths.back()));
+      RETURN_IF_ERROR(
+          rx.Expect(job.preload_images[i].stream_id, options_.max_context_bytes, s.get()));
+      sinks.push_back(std::move(s));
+    }
+    return absl::OkStatus();
+  }();
+  if (!setup.ok()) return refuse(setup);
+  const int64_t t0 = NowMs();
+  if (absl::Status s = ReceiveStreams(*conn_, rx, options_.io_timeout_ms); !s.ok()) {
+    std::filesystem::remove_all(dir, ec);
+    if (absl::IsUnavailable(s) || absl::IsDataLoss(s)) return s;  // channel gone
+    return refuse(s);
+  }
+  sinks.clear();  // close the files
+  const uint64_t receive_ms = static_cast<uint64_t>(NowMs() - t0);
+  for (const std::string& id : job.secret_ids) in.secrets[id] = secrets_[id];
+  in.log = [this](LogStream stream, absl::string_view text) {
+    (void)conn_->Send(Log{stream, 0, SanitizeUtf8(text.substr(0, kMaxLogLine / 3))},
+                      options_.io_timeout_ms);
+  };
+  absl::StatusOr<BuildOutcome> out = options_.runner(in);
+  in.secrets.clear();
+  secrets_.clear();  // secrets live for one job
+  if (!out.ok()) {
+    std::filesystem::remove_all(dir, ec);
+    return Reply(out.status());
+  }
+  BuildResult result{job.job_id, out->exit_status, out->image_digest, 0, {}, out->error};
+  result.phases.push_back({"receive_context", receive_ms});
+  for (const Phase& p : out->phases) result.phases.push_back(p);
+  int image_fd = -1;
+  if (!out->image_path.empty()) {
+    image_fd = ::open(out->image_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (image_fd < 0) {
+      result.error = absl::StrCat(result.error, result.error.empty() ? "" : "; ",
+                                  "open image ", out->image_path, ": ", std::strerror(errno));
+    } else {
+      result.image_stream = next_stream_;
+      next_stream_ += 2;
+    }
+  }
+  absl::Status sent = conn_->Send(result, options_.io_timeout_ms);
+  if (sent.ok() && image_fd >= 0) {
+    sent = conn_->SendFd(result.image_stream, image_fd, options_.io_timeout_ms).status();
+  }
+  if (image_fd >= 0) ::close(image_fd);
+  std::filesystem::remove_all(dir, ec);
+  return sent;
+}
+
+absl::Status AgentSession::OnExec(const Exec& m) {
+  std::string stdin_data;
+  if (m.stdin_stream != 0) {
+    StreamReceiver rx;
+    StringSink sink;
+    RETURN_IF_ERROR(rx.Expect(m.stdin_stream, options_.max_exec_stdin_bytes, &sink));
+    if (absl::Status s = ReceiveStreams(*conn_, rx, options_.io_timeout_ms); !s.ok()) {
+      if (absl::IsUnavailable(s) || absl::IsDataLoss(s)) return s;
+      discard_.insert(m.stdin_stream);
+      return Reply(s);
+    }
+    stdin_data = sink.data();
+  }
+  const uint32_t first = next_stream_;
+  next_stream_ += 4;
+  return RunExec(*conn_, m, stdin_data, first, options_.io_timeout_ms);
+}
+
+// ---------------------------------------------------------------------------------------
+
+absl::Status RunExec(Connection& conn, const Exec& exec, const std::string& stdin_data,
+                     uint32_t first_stream, int timeout_ms) {
+  const int64_t t0 = NowMs();
+  auto fail = [&](absl::string_view what) {
+    return conn.Send(ExecResult{127, 0, static_cast<uint64_t>(NowMs() - t0), std::string(what)},
+                     timeout_ms);
+  };
+  int in[2], out[2], err[2], st[2];
+  if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) ||
+      pipe2(st, O_CLOEXEC)) {
+    return fail(absl::StrCat("pipe: ", std::strerror(errno)));
+  }
+  std::vector<char*> argv, envp;
+  for (const std::string& a : exec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (const std::string& e : exec.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  const std::string cwd = exec.cwd.empty() ? "/" : exec.cwd;
+  pid_t pid = fork();
+  if (pid == 0) {
+    setsid();
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    int e = 0;
+    if (chdir(cwd.c_str()) != 0) {
+      e = errno;
+    } else {
+      signal(SIGPIPE, SIG_DFL);
+      execvpe(argv[0], argv.data(), exec.env.empty() ? environ : envp.data());
+      e = errno;
+    }
+    (void)!write(st[1], &e, sizeof(e));
+    _exit(127);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  ::close(err[1]);
+  ::close(st[1]);
+  if (pid < 0) {
+    for (int fd : {in[1], out[0], err[0], st[0]}) ::close(fd);
+    return fail(absl::StrCat("fork: ", std::strerror(errno)));
+  }
+  int child_errno = 0;
+  ssize_t got = read(st[0], &child_errno, sizeof(child_errno));
+  ::close(st[0]);
+  if (got == sizeof(child_errno)) {
+    for (int fd : {in[1], out[0], err[0]}) ::close(fd);
+    waitpid(pid, nullptr, 0);
+    return fail(absl::StrCat(child_errno == ENOENT || child_errno == EACCES ? "exec " : "chdir/exec ",
+                             exec.argv[0], " (cwd ", cwd, "): ", std::strerror(child_errno)));
+  }
+  const uint32_t out_sid = first_stream, err_sid = first_stream + 2;
+  absl::Status s = conn.Send(ExecStarted{static_cast<uint32_t>(pid), out_sid, err_sid}, timeout_ms);
+  // Pump: stdin from memory, stdout/stderr to Chunk frames, until both outputs end.
+  size_t in_off = 0;
+  int in_fd = in[1];
+  if (stdin_data.empty()) {
+    ::close(in_fd);
+    in_fd = -1;
+  } else {
+    fcntl(in_fd, F_SETFL, O_NONBLOCK);
+  }
+  int fds[2] = {out[0], err[0]};
+  uint64_t totals[2] = {0, 0};
+  const int64_t deadline = exec.deadline_ms ? t0 + static_cast<int64_t>(exec.deadline_ms) : -1;
+  bool killed = false;
+  std::string buf(64 << 10, '\0');
+  while ((fds[0] >= 0 || fds[1] >= 0) && s.ok()) {
+    pollfd p[3];
+    int n = 0;
+    for (int i = 0; i < 2; ++i) p[n++] = {fds[i], POLLIN, 0};
+    p[n++] = {in_fd, POLLOUT, 0};
+    int wait = -1;
+    if (deadline >= 0 && !killed) wait = static_cast<int>(std::max<int64_t>(0, deadline - NowMs()));
+    int r = poll(p, n, wait);
+    if (r < 0 && errno == EINTR) continue;
+    if (r == 0 && !killed) {
+      kill(-pid, SIGKILL);
+      killed = true;
+      continue;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i] < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      ssize_t k = read(fds[i], buf.data(), buf.size());
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) {
+        ::close(fds[i]);
+        fds[i] = -1;
+        continue;
+      }
+      totals[i] += static_cast<uint64_t>(k);
+      s = conn.SendFrame(Frame(FrameType::kChunk, i == 0 ? out_sid : err_sid, buf.substr(0, k)),
+                         timeout_ms);
+    }
+    if (in_fd >= 0 && (p[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      ssize_t k = write(in_fd, stdin_data.data() + in_off, stdin_data.size() - in_off);
+      if (k > 0) in_off += static_cast<size_t>(k);
+      if ((k < 0 && errno != EAGAIN && errno != EINTR) || in_off == stdin_data.size()) {
+        ::close(in_fd);
+        in_fd = -1;
+      }
+    }
+  }
+  for (int fd : {fds[0], fds[1], in_fd}) {
+    if (fd >= 0) ::close(fd);
+  }
+  if (!s.ok()) kill(-pid, SIGKILL);
+  int wstatus = 0;
+  while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  RETURN_IF_ERROR(s);
+  RETURN_IF_ERROR(conn.Send(StreamEnd{out_sid, totals[0], false, ""}, timeout_ms));
+  RETURN_IF_ERROR(conn.Send(StreamEnd{err_sid, totals[1], false, ""}, timeout_ms));
+  ExecResult result;
+  result.duration_ms = static_cast<uint64_t>(NowMs() - t0);
+  if (WIFEXITED(wstatus)) {
+    result.exit_code = WEXITSTATUS(wstatus);
+  } else {
+    result.exit_code = -1;
+    result.signal = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0;
+  }
+  if (killed) result.error = absl::StrCat("deadline of ", exec.deadline_ms, " ms exceeded");
+  return conn.Send(result, timeout_ms);
+}
+
+}  // namespace kiln::agent

@@ -1,0 +1,112 @@
+// File: agent/server.h
+// -----------------------------------------------------------------------------
+//
+// AgentSession: the guest side of the kiln agent protocol on one channel. It reads frames,
+// and for each request runs a thin handler (Kata rpc.rs style: decode, validate, DoX()
+// returning Status, encode the reply or an Error):
+//
+//   Hello     -> Ready (or Error FailedPrecondition on a major version mismatch)
+//   Ping      -> Pong (health from /proc)
+//   Secret    -> stored for this session (memory only; wiped when the session ends)
+//   BuildJob  -> refused if it names an undelivered secret; receives the context and preload
+//                streams into the work dir; runs the BuildRunner (if any); BuildResult and
+//                the image stream. Without a runner: Error Unimplemented.
+//   Exec      -> ExecStarted, stdout/stderr streams, ExecResult
+//
+// A request before Hello gets Error FailedPrecondition. A message that does not decode gets
+// an Error and the session goes on (the framing is intact); a framing error gets an Error and
+// Serve() returns (the channel must be reset). See PROTOCOL.md "Errors".
+//
+// Example (agent main loop):
+//
+//   Connection conn(stream.get());
+//   AgentSession session(&conn, options);
+//   absl::Status s = session.Serve();   // returns when the host goes away
+#ifndef KILN_AGENT_SERVER_H_
+#define KILN_AGENT_SERVER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "agent/connection.h"
+#include "agent/protocol/messages.h"
+
+namespace kiln::agent {
+
+// BuildInputs: what a BuildRunner gets: the job, its received files and its secrets.
+struct BuildInputs {
+  const BuildJob* job = nullptr;
+  std::string context_tar;                 // path of the received context tar
+  std::vector<std::string> preload_paths;  // paths of the preload archives, job order
+  std::map<std::string, std::string> secrets;  // id -> value, exactly the job's secret_ids
+  std::function<void(LogStream, absl::string_view)> log;  // sends a Log line
+};
+
+// BuildOutcome: what a BuildRunner returns.
+struct BuildOutcome {
+  int32_t exit_status = 0;
+  std::string image_digest;  // "" or sha256:<hex>
+  std::string image_path;    // "" or a file streamed back as the image archive
+  std::vector<Phase> phases;
+  std::string error;
+};
+
+// BuildRunner: runs a build (dockerd + BuildKit, in //agent's build runner; fakes in tests).
+using BuildRunner = std::function<absl::StatusOr<BuildOutcome>(const BuildInputs&)>;
+
+// AgentOptions: the agent's configuration.
+struct AgentOptions {
+  std::string agent_version = "kiln-agent 0.1";
+  std::string proc_root = "/proc";        // for health
+  std::string work_dir = "/run/kiln-agent";  // job inputs are received below it
+  uint64_t max_context_bytes = 16ull << 30;  // per stream, bytes
+  uint64_t max_exec_stdin_bytes = 64ull << 20;
+  int io_timeout_ms = 60000;              // per frame write / stream read
+  BuildRunner runner;                     // empty: no "build" capability
+};
+
+// AgentSession: serves one channel. Not thread-safe.
+class AgentSession {
+ public:
+  AgentSession(Connection* conn, AgentOptions options)
+      : conn_(conn), options_(std::move(options)) {}
+
+  // Serve(): handles requests until the channel ends. Returns Unavailable when the host
+  // closed the channel, the framing error (after sending an Error) if the input lost its
+  // framing, or a write error.
+  absl::Status Serve();
+
+ private:
+  absl::Status Handle(const Frame& frame);  // errors returned here end the session
+  absl::Status OnHello(const Hello& m);
+  absl::Status OnPing(const Ping& m);
+  absl::Status OnSecret(const Secret& m);
+  absl::Status OnBuildJob(const BuildJob& m);
+  absl::Status OnExec(const Exec& m);
+  // Replies with an Error for a request-level failure; returns only write errors.
+  absl::Status Reply(const absl::Status& s);
+
+  Connection* conn_;
+  AgentOptions options_;
+  bool hello_ = false;
+  std::map<std::string, std::string> secrets_;
+  std::set<uint32_t> discard_;  // streams of refused requests, dropped until their StreamEnd
+  uint32_t next_stream_ = 2;  // agent stream ids: even
+};
+
+// RunExec(conn, exec, stdin_data, first_stream, timeout_ms): the Exec handler's executor:
+// runs the command, sends ExecStarted, its stdout/stderr as Chunk frames + StreamEnd on
+// first_stream / first_stream + 2, and ExecResult. If the program cannot be started, sends
+// only ExecResult{exit_code 127, error}. Returns only channel errors.
+absl::Status RunExec(Connection& conn, const Exec& exec, const std::string& stdin_data,
+                     uint32_t first_stream, int timeout_ms);
+
+}  // namespace kiln::agent
+
+#endif  // KILN_AGENT_SERVER_H_
