@@ -105,6 +105,14 @@ std::optional<std::string> ConsoleResult::Check(absl::string_view name) const {
   return std::nullopt;
 }
 
+std::vector<std::string> ConsoleResult::CheckAll(absl::string_view name) const {
+  std::vector<std::string> out;
+  for (const CheckLine& c : checks) {
+    if (c.name == name) out.push_back(c.value);
+  }
+  return out;
+}
+
 ConsoleResult ParseConsole(absl::string_view log) {
   ConsoleResult r;
   // Only complete lines: drop an unterminated tail.

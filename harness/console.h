@@ -76,6 +76,8 @@ struct ConsoleResult {
   bool Stuck() const { return soft_lockup || kernel_panic; }
   // Check(name): the value of the last KILN-CHECK line named `name`; nullopt if none.
   std::optional<std::string> Check(absl::string_view name) const;
+  // CheckAll(name): the values of every KILN-CHECK line named `name`, in order.
+  std::vector<std::string> CheckAll(absl::string_view name) const;
 };
 
 // ParseConsole(log): parses a whole serial log (see the file comment). Never fails.

@@ -140,6 +140,8 @@ TEST(ParseConsoleTest, LastCheckWins) {
   ConsoleResult r = ParseConsole("KILN-CHECK a 1\nKILN-CHECK a 2\n");
   EXPECT_EQ(r.checks.size(), 2u);
   EXPECT_EQ(r.Check("a"), "2");
+  EXPECT_THAT(r.CheckAll("a"), ElementsAre("1", "2"));
+  EXPECT_TRUE(r.CheckAll("b").empty());
 }
 
 TEST(LogTailTest, LastLinesSanitized) {
