@@ -72,8 +72,9 @@ void DeleteContents(int dir_fd, dev_t root_dev, int* first_errno) {
     if (S_ISDIR(st.st_mode)) {
       int sub = openat(dirfd(dir), e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
       if (sub >= 0) DeleteContents(sub, root_dev, first_errno);
+      // A directory that holds a mount point stays (ENOTEMPTY/EBUSY): expected.
       if (unlinkat(dirfd(dir), e->d_name, AT_REMOVEDIR) != 0 && *first_errno == 0 &&
-          errno != EBUSY) {
+          errno != EBUSY && errno != ENOTEMPTY) {
         *first_errno = errno;
       }
     } else if (unlinkat(dirfd(dir), e->d_name, 0) != 0 && *first_errno == 0) {
