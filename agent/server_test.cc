@@ -1,0 +1,376 @@
+// The agent session over a socketpair: a host Connection in the test thread, AgentSession in
+// another thread. Covers the handshake, health, exec (with stdin, failure, deadline), secrets
+// policy, a full build job exchange with streamed context and image (fake runner), and bad
+// input (garbage, unknown types, stray chunks).
+#include "agent/server.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "agent/health.h"
+#include "agent/protocol/stream.h"
+#include "agent/transport.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "third_party/absl_ext/status_matchers.h"
+
+namespace kiln::agent {
+namespace {
+
+using ::kiln_testing::IsOk;
+using ::kiln_testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+constexpr int kT = 10000;  // ms
+
+std::string TempDir() {
+  std::string t = std::string(std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp") +
+                  "/server_XXXXXX";
+  return mkdtemp(t.data());
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class AgentTest : public ::testing::Test {
+ protected:
+  void Start(BuildRunner runner = nullptr) {
+    dir_ = TempDir();
+    std::ofstream(dir_ + "/uptime") << "12.34 20.00\n";
+    std::ofstream(dir_ + "/loadavg") << "0.50 1.25 2.00 1/100 42\n";
+    std::ofstream(dir_ + "/meminfo") << "MemTotal:  2048 kB\nMemFree: 1 kB\nMemAvailable: 1024 kB\n";
+    auto pair = *StreamPair();
+    host_stream_ = std::move(pair.first);
+    agent_stream_ = std::move(pair.second);
+    host_ = std::make_unique<Connection>(host_stream_.get());
+    agent_conn_ = std::make_unique<Connection>(agent_stream_.get());
+    AgentOptions o;
+    o.proc_root = dir_;
+    o.work_dir = dir_ + "/work";
+    o.io_timeout_ms = kT;
+    o.runner = std::move(runner);
+    thread_ = std::thread([this, o] {
+      AgentSession session(agent_conn_.get(), o);
+      serve_status_ = session.Serve();
+      (void)agent_stream_->Close();  // as the agent's main loop does
+    });
+  }
+  void TearDown() override {
+    if (host_stream_) (void)host_stream_->Close();
+    if (thread_.joinable()) thread_.join();
+  }
+  Ready Handshake() {
+    absl::StatusOr<Ready> r = HostHandshake(*host_, "test host", kT);
+    EXPECT_OK(r);
+    return r.ok() ? *r : Ready{};
+  }
+  Message Read() {
+    absl::StatusOr<Message> m = host_->ReadMessage(kT);
+    EXPECT_OK(m);
+    return m.ok() ? *m : Message(Ping{});
+  }
+  absl::Status ReadError() {
+    absl::StatusOr<Message> m = host_->ReadMessage(kT);
+    if (!m.ok()) return absl::InternalError("no message: " + m.status().ToString());
+    if (auto* e = std::get_if<ErrorMessage>(&*m)) return ToStatus(*e);
+    return absl::InternalError("not an Error: " + MessageName(*m));
+  }
+  void ExpectAlive() {  // the session still answers
+    ASSERT_OK(host_->Send(Ping{77}, kT));
+    ASSERT_OK_AND_ASSIGN(Frame f, host_->ReadFrame(kT));
+    ASSERT_OK_AND_ASSIGN(Pong p, DecodeAs<Pong>(f));
+    EXPECT_EQ(p.nonce, 77u);
+  }
+
+  struct ExecOutput {
+    ExecStarted started;
+    std::string out, err;
+    ExecResult result;
+    bool started_seen = false;
+  };
+  ExecOutput RunExec(const Exec& e, const std::string& stdin_data = "") {
+    ExecOutput o;
+    EXPECT_OK(host_->Send(e, kT));
+    if (e.stdin_stream) EXPECT_OK(host_->SendBytes(e.stdin_stream, stdin_data, kT));
+    StreamReceiver rx;
+    StringSink out, err;
+    while (true) {
+      absl::StatusOr<Frame> f = host_->ReadFrame(kT);
+      if (!f.ok()) {
+        ADD_FAILURE() << f.status();
+        return o;
+      }
+      if (f->type == static_cast<uint8_t>(FrameType::kChunk) ||
+          f->type == static_cast<uint8_t>(FrameType::kStreamEnd)) {
+        EXPECT_OK(rx.OnFrame(*f));
+        continue;
+      }
+      absl::StatusOr<Message> m = DecodeMessage(*f);
+      EXPECT_OK(m);
+      if (!m.ok()) return o;
+      if (auto* s = std::get_if<ExecStarted>(&*m)) {
+        o.started = *s;
+        o.started_seen = true;
+        EXPECT_OK(rx.Expect(s->stdout_stream, 1 << 30, &out));
+        EXPECT_OK(rx.Expect(s->stderr_stream, 1 << 30, &err));
+      } else if (auto* r = std::get_if<ExecResult>(&*m)) {
+        o.result = *r;
+        if (o.started_seen) EXPECT_TRUE(rx.AllDone());
+        break;
+      } else {
+        ADD_FAILURE() << "unexpected " << MessageName(*m);
+        return o;
+      }
+    }
+    o.out = out.data();
+    o.err = err.data();
+    return o;
+  }
+
+  std::string dir_;
+  std::unique_ptr<FdStream> host_stream_, agent_stream_;
+  std::unique_ptr<Connection> host_, agent_conn_;
+  std::thread thread_;
+  absl::Status serve_status_;
+};
+
+TEST_F(AgentTest, HandshakeAnnouncesVersionAndCapabilities) {
+  Start();
+  Ready r = Handshake();
+  EXPECT_EQ(r.protocol_major, kProtocolMajor);
+  EXPECT_THAT(r.capabilities, ElementsAre("health", "exec"));
+}
+
+TEST_F(AgentTest, MajorVersionMismatchIsRefused) {
+  Start();
+  ASSERT_OK(host_->Send(Hello{kProtocolMajor + 1, 0, "future host"}, kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                    HasSubstr("protocol major version mismatch: peer speaks 2.0")));
+  ASSERT_OK(host_->Send(Ping{1}, kT));  // still no session
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("before Hello")));
+}
+
+TEST_F(AgentTest, RequestBeforeHello) {
+  Start();
+  ASSERT_OK(host_->Send(Ping{1}, kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                    HasSubstr("Ping before Hello: send Hello first")));
+}
+
+TEST_F(AgentTest, PingReportsHealth) {
+  Start();
+  Handshake();
+  ASSERT_OK(host_->Send(Ping{42}, kT));
+  Message m = Read();
+  ASSERT_TRUE(std::holds_alternative<Pong>(m));
+  EXPECT_EQ(std::get<Pong>(m), (Pong{42, 12340, 500, 1250, 2000, 2048 * 1024, 1024 * 1024}));
+}
+
+TEST_F(AgentTest, ExecStreamsOutputAndExitCode) {
+  Start();
+  Handshake();
+  ExecOutput o = RunExec(Exec{{"/bin/sh", "-c", "echo out; echo err >&2; exit 3"}, {}, "", 0, 0});
+  ASSERT_TRUE(o.started_seen);
+  EXPECT_EQ(o.out, "out\n");
+  EXPECT_EQ(o.err, "err\n");
+  EXPECT_EQ(o.result.exit_code, 3);
+  EXPECT_EQ(o.result.signal, 0);
+  EXPECT_TRUE(IsAgentStream(o.started.stdout_stream));
+  ExpectAlive();
+}
+
+TEST_F(AgentTest, ExecWithBinaryStdinEnvAndCwd) {
+  Start();
+  Handshake();
+  const std::string in = std::string("bin\0ary\xff", 8) + std::string(200000, 'z');
+  ExecOutput o = RunExec(Exec{{"/bin/sh", "-c", "cat; echo \"$KILN_X\" >&2; pwd >&2"},
+                              {"KILN_X=yes", "PATH=/bin:/usr/bin"}, "/tmp", 1, 0},
+                         in);
+  EXPECT_EQ(o.result.exit_code, 0);
+  EXPECT_TRUE(o.out == in);
+  EXPECT_EQ(o.err, "yes\n/tmp\n");
+}
+
+TEST_F(AgentTest, ExecOfAMissingProgram) {
+  Start();
+  Handshake();
+  ExecOutput o = RunExec(Exec{{"/no/such/program"}, {}, "", 0, 0});
+  EXPECT_FALSE(o.started_seen);
+  EXPECT_EQ(o.result.exit_code, 127);
+  EXPECT_THAT(o.result.error, HasSubstr("exec /no/such/program (cwd /): No such file"));
+  ExpectAlive();
+}
+
+TEST_F(AgentTest, ExecDeadlineKillsTheProcess) {
+  Start();
+  Handshake();
+  ExecOutput o = RunExec(Exec{{"/bin/sleep", "30"}, {}, "", 0, 200});
+  EXPECT_EQ(o.result.exit_code, -1);
+  EXPECT_EQ(o.result.signal, 9);
+  EXPECT_THAT(o.result.error, HasSubstr("deadline of 200 ms exceeded"));
+  EXPECT_LT(o.result.duration_ms, 5000u);
+}
+
+BuildJob Job(std::vector<std::string> secret_ids) {
+  BuildJob j;
+  j.job_id = "job1";
+  j.context_stream = 1;
+  j.secret_ids = std::move(secret_ids);
+  j.preload_images = {{"busybox:latest", 3}};
+  return j;
+}
+
+TEST_F(AgentTest, BuildJobNamingAnUndeliveredSecretIsRefused) {
+  Start([](const BuildInputs&) -> absl::StatusOr<BuildOutcome> {
+    ADD_FAILURE() << "runner must not run";
+    return BuildOutcome{};
+  });
+  Handshake();
+  ASSERT_OK(host_->Send(Secret{"a", "1"}, kT));
+  ASSERT_OK(host_->Send(Job({"a", "npm_token"}), kT));
+  ASSERT_OK(host_->SendBytes(1, "context", kT));  // discarded silently
+  ASSERT_OK(host_->SendBytes(3, "image", kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                    HasSubstr("names secrets the host did not deliver: [npm_token]")));
+  ExpectAlive();
+}
+
+TEST_F(AgentTest, BuildJobWithoutARunner) {
+  Start();
+  Handshake();
+  ASSERT_OK(host_->Send(Job({}), kT));
+  ASSERT_OK(host_->SendBytes(1, "context", kT));
+  ASSERT_OK(host_->SendBytes(3, "", kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("no build runner")));
+  ExpectAlive();
+}
+
+TEST_F(AgentTest, BuildJobStreamsContextInAndImageOut) {
+  std::string context(2 * kMaxPayload + 333, '\0');
+  for (size_t i = 0; i < context.size(); ++i) context[i] = static_cast<char>(i % 251);
+  BuildInputs seen;
+  std::string seen_context, seen_preload;
+  Start([&](const BuildInputs& in) -> absl::StatusOr<BuildOutcome> {
+    seen_context = ReadAll(in.context_tar);
+    seen_preload = ReadAll(in.preload_paths.at(0));
+    seen.secrets = in.secrets;
+    in.log(LogStream::kStdout, "#1 [1/1] RUN true");
+    BuildOutcome out;
+    out.exit_status = 0;
+    out.image_digest = "sha256:" + std::string(64, 'b');
+    out.image_path = in.context_tar;  // echo the context back as the "image"
+    out.phases = {{"build", 5}};
+    return out;
+  });
+  Handshake();
+  ASSERT_OK(host_->Send(Secret{"tok", std::string("s3cr\0t", 6)}, kT));
+  ASSERT_OK(host_->Send(Job({"tok"}), kT));
+  ASSERT_OK(host_->SendBytes(1, context, kT));
+  ASSERT_OK(host_->SendBytes(3, "preload archive", kT));
+
+  Message log = Read();
+  ASSERT_TRUE(std::holds_alternative<Log>(log));
+  EXPECT_EQ(std::get<Log>(log).text, "#1 [1/1] RUN true");
+  Message res = Read();
+  ASSERT_TRUE(std::holds_alternative<BuildResult>(res));
+  const BuildResult& r = std::get<BuildResult>(res);
+  EXPECT_EQ(r.job_id, "job1");
+  EXPECT_EQ(r.image_digest, "sha256:" + std::string(64, 'b'));
+  ASSERT_TRUE(IsAgentStream(r.image_stream));
+  ASSERT_EQ(r.phases.size(), 2u);
+  EXPECT_EQ(r.phases[0].name, "receive_context");
+  StreamReceiver rx;
+  StringSink image;
+  ASSERT_OK(rx.Expect(r.image_stream, 1 << 30, &image));
+  while (!rx.Done(r.image_stream)) {
+    ASSERT_OK_AND_ASSIGN(Frame f, host_->ReadFrame(kT));
+    ASSERT_OK(rx.OnFrame(f));
+  }
+  EXPECT_TRUE(image.data() == context);
+  EXPECT_TRUE(seen_context == context);
+  EXPECT_EQ(seen_preload, "preload archive");
+  EXPECT_EQ(seen.secrets.at("tok"), std::string("s3cr\0t", 6));
+  // The job's secrets are gone after the job: the same job again is refused.
+  ASSERT_OK(host_->Send(Job({"tok"}), kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("[tok]")));
+}
+
+TEST_F(AgentTest, MalformedMessageGetsAnErrorAndTheSessionGoesOn) {
+  Start();
+  Handshake();
+  ASSERT_OK(host_->SendFrame(Frame(FrameType::kSecret, 0, "\0\0\0\x03" "a/b\0\0\0\0"), kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("Secret")));
+  ExpectAlive();
+}
+
+TEST_F(AgentTest, UnknownTypeGetsUnimplementedAndTheSessionGoesOn) {
+  Start();
+  Handshake();
+  ASSERT_OK(host_->SendFrame(Frame(uint8_t{0x60}, 0, "from the future"), kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("0x60")));
+  ExpectAlive();
+}
+
+TEST_F(AgentTest, StrayChunk) {
+  Start();
+  Handshake();
+  ASSERT_OK(host_->SendFrame(Frame(FrameType::kChunk, 9, "x"), kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                    HasSubstr("outside of a request that announced it")));
+  ExpectAlive();
+}
+
+TEST_F(AgentTest, AgentOnlyMessageFromTheHost) {
+  Start();
+  Handshake();
+  ASSERT_OK(host_->Send(Pong{}, kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                    HasSubstr("Pong is not a host -> agent message")));
+}
+
+TEST_F(AgentTest, GarbageEndsTheSessionWithAnError) {
+  Start();
+  Handshake();
+  ASSERT_OK(host_stream_->Write("\x16\x03\x01 TLS hello?", kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("bad magic")));
+  EXPECT_THAT(host_->ReadFrame(kT), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("closed")));
+  thread_.join();
+  EXPECT_THAT(serve_status_, StatusIs(absl::StatusCode::kDataLoss, HasSubstr("bad magic")));
+}
+
+TEST_F(AgentTest, HostClosingEndsTheSession) {
+  Start();
+  Handshake();
+  ASSERT_OK(host_stream_->Close());
+  thread_.join();
+  EXPECT_THAT(serve_status_, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("peer closed")));
+}
+
+TEST(Health, Parse) {
+  Pong p;
+  ASSERT_OK(ParseHealth("1.5 2\n", "0.00 0.01 10.5 1/2 3\n",
+                        "MemTotal: 10 kB\nMemAvailable: 5 kB\n", &p));
+  EXPECT_EQ(p.uptime_ms, 1500u);
+  EXPECT_EQ(p.load5_milli, 10u);
+  EXPECT_EQ(p.load15_milli, 10500u);
+  EXPECT_EQ(p.mem_available_bytes, 5120u);
+  EXPECT_THAT(ParseHealth("x", "0 0 0", "", &p),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("/proc/uptime")));
+  EXPECT_THAT(ParseHealth("1", "0 0", "", &p),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("/proc/loadavg")));
+  EXPECT_THAT(ParseHealth("1", "0 0 0", "MemTotal: 1 kB\n", &p),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("MemAvailable")));
+}
+
+}  // namespace
+}  // namespace kiln::agent
