@@ -87,7 +87,7 @@ TEST_F(SupervisorProcessTest, EnvironmentAndCwd) {
 TEST_F(SupervisorProcessTest, OrphansAreReaped) {
   // The program exits at once and leaves a grandchild, reparented to us (the subreaper).
   ASSERT_OK_AND_ASSIGN(ProgramExit e,
-                       Supervise(sys_, console_, Sh("sleep 0.3 & exit 4"), {}));
+                       Supervise(sys_, console_, Sh("sleep 5 & exit 4"), {}));
   EXPECT_EQ(WEXITSTATUS(e.wait_status), 4);
   EXPECT_EQ(KillRemaining(sys_, console_, 2000), 1);
 }
@@ -96,7 +96,7 @@ TEST_F(SupervisorProcessTest, ZombiesReapedWhileProgramRuns) {
   // Three short-lived orphans end while the program still runs; none is left.
   ASSERT_OK_AND_ASSIGN(
       ProgramExit e,
-      Supervise(sys_, console_, Sh("(true &) ; (true &) ; (true &) ; sleep 0.3; exit 0"), {}));
+      Supervise(sys_, console_, Sh("(true &) ; (true &) ; (true &) ; sleep 1; exit 0"), {}));
   EXPECT_EQ(WEXITSTATUS(e.wait_status), 0);
   EXPECT_EQ(KillRemaining(sys_, console_, 500), 0);
 }
