@@ -72,7 +72,7 @@ Publishes the builder OCI image under an immutable semver version.
 
 Exit codes: 0 published or already published (no-op), 1 internal error, 2 usage or bad
 version or bad input image, 3 refused by the version policy, 4 authentication failed,
-5 registry or network failure.
+5 registry or network failure (also a registry breaking the protocol).
 SOURCE_DATE_EPOCH sets org.opencontainers.image.created (default: the commit time, else 0).
 )";
 
@@ -171,12 +171,13 @@ int ExitCodeFor(const absl::Status& s) {
     case absl::StatusCode::kInvalidArgument:
     case absl::StatusCode::kNotFound:
     case absl::StatusCode::kOutOfRange: return kExitUsage;
-    case absl::StatusCode::kAlreadyExists: return kExitPolicy;
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kFailedPrecondition: return kExitPolicy;
     case absl::StatusCode::kUnauthenticated:
     case absl::StatusCode::kPermissionDenied: return kExitAuth;
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kDeadlineExceeded:
-    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kInternal:
     case absl::StatusCode::kAborted:
     case absl::StatusCode::kDataLoss: return kExitRegistry;
     default: return kExitInternal;

@@ -198,7 +198,7 @@ absl::Status RegistryClient::HttpError(const HttpRequest& req, const HttpRespons
   if (resp.status == 403) return absl::PermissionDeniedError(msg);
   if (Retryable(resp.status))
     return absl::UnavailableError(absl::StrCat(msg, " after ", opts_.max_attempts, " attempts"));
-  if (resp.status >= 400) return absl::FailedPreconditionError(msg);
+  if (resp.status >= 400) return absl::AbortedError(msg);
   return absl::InternalError(absl::StrCat(msg, ": unexpected status"));
 }
 

@@ -22,7 +22,7 @@
 // Errors (absl::StatusCode): Unauthenticated (no or rejected credentials), PermissionDenied
 // (403), Unavailable (network failure or 5xx/429 after all retries), Internal (the registry
 // answered something the spec does not allow, e.g. a wrong Docker-Content-Digest),
-// FailedPrecondition (the registry refused the request with a 4xx; the message carries its
+// Aborted (the registry refused the request with another 4xx; the message carries its
 // error code, e.g. MANIFEST_BLOB_UNKNOWN).
 #ifndef KILN_PUBLISH_REGISTRY_H_
 #define KILN_PUBLISH_REGISTRY_H_

@@ -1,0 +1,326 @@
+"""Integration tests of //publish:publish_bin against Debian's docker-registry on loopback
+(plain HTTP, htpasswd basic auth, TLS with a generated CA) and through a fault-injecting
+proxy. Each test publishes freshly generated OCI layouts (//publish/testing:make_layout)."""
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "testing"))
+from registry_fixture import FaultProxy, RegistryFixture, free_port  # noqa: E402
+
+RUNFILES = os.path.join(os.environ.get("TEST_SRCDIR", ""), os.environ.get("TEST_WORKSPACE", "kiln"))
+PUBLISH = os.path.join(RUNFILES, "publish/publish_bin")
+MAKE_LAYOUT = os.path.join(RUNFILES, "publish/testing/make_layout")
+TMP = os.environ.get("TEST_TMPDIR") or tempfile.mkdtemp()
+
+EXIT_OK, EXIT_USAGE, EXIT_POLICY, EXIT_AUTH, EXIT_REGISTRY = 0, 2, 3, 4, 5
+LAYER_BYTES = 48 * 1024
+
+
+def make_layout(name, seed=1, change=-1, layers=3):
+    out = os.path.join(TMP, "layouts", name)
+    subprocess.run([MAKE_LAYOUT, out, "--layers", str(layers), "--layer-bytes", str(LAYER_BYTES),
+                    "--seed", str(seed), "--change", str(change)], check=True, capture_output=True)
+    return out
+
+
+def blob_sizes(layout):
+    with open(os.path.join(layout, "index.json")) as f:
+        md = json.load(f)["manifests"][0]["digest"]
+    with open(os.path.join(layout, "blobs/sha256", md[7:])) as f:
+        m = json.load(f)
+    return {d["digest"]: d["size"] for d in m["layers"] + [m["config"]]}
+
+
+class Publisher:
+    def __init__(self, test, registry):
+        self.test = test
+        self.registry = registry
+        self.lock = os.path.join(TMP, "lock-%s.json" % test.id().split(".")[-1])
+
+    def run(self, layout, version, repo=None, host=None, extra=(), stdin=None, lock=None,
+            expect=EXIT_OK):
+        cmd = [PUBLISH, "--layout", layout, "--version", version, "--json",
+               "--lock", lock or self.lock, "--source-commit", "0123abcd",
+               "--package-lock", os.path.join(RUNFILES, "publish/registry_integration_test.py"),
+               "--retry-base-ms", "20"]
+        if repo is not None:
+            cmd += ["--registry", "%s/%s" % (host or self.registry.host, repo)]
+        cmd += list(extra)
+        env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000", HOME=TMP)
+        p = subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=env, timeout=120)
+        self.test.assertEqual(p.returncode, expect,
+                              "exit %d, want %d\ncmd: %s\nstdout: %s\nstderr: %s" %
+                              (p.returncode, expect, " ".join(cmd), p.stdout, p.stderr))
+        out = json.loads(p.stdout.strip().splitlines()[-1]) if p.stdout.strip() else {}
+        out["_stderr"] = p.stderr
+        return out
+
+
+class PlainRegistryTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.reg = RegistryFixture("plain", TMP).start()
+        cls.addClassCleanup(cls.reg.stop)
+
+    def setUp(self):
+        self.pub = Publisher(self, self.reg)
+
+    def test_push_roundtrip_skopeo_and_oci_image_tool(self):
+        layout = make_layout("roundtrip")
+        out = self.pub.run(layout, "1.0.0", "kiln/roundtrip", extra=["--minor", "--latest"])
+        self.assertFalse(out["noop"])
+        self.assertEqual(out["tags"], ["1.0.0", "1.0", "latest"])
+        self.assertEqual(out["bytes_uploaded"], sum(blob_sizes(layout).values()))
+        digest = out["digest"]
+        status, _, body = self.reg.manifest("kiln/roundtrip", digest)
+        self.assertEqual(status, 200)
+        self.assertEqual("sha256:" + hashlib.sha256(body).hexdigest(), digest)
+        ann = json.loads(body)["annotations"]
+        self.assertEqual(ann["org.opencontainers.image.version"], "1.0.0")
+        self.assertEqual(ann["org.opencontainers.image.revision"], "0123abcd")
+        self.assertEqual(ann["org.opencontainers.image.created"], "2023-11-14T22:13:20Z")
+        self.assertTrue(ann["dev.kiln.package-lock.digest"].startswith("sha256:"))
+        for tag in ("1.0.0", "1.0", "latest"):
+            self.assertEqual(self.reg.manifest("kiln/roundtrip", tag)[2], body, tag)
+        insp = subprocess.run(["skopeo", "inspect", "--tls-verify=false",
+                               "docker://%s/kiln/roundtrip:1.0.0" % self.reg.host],
+                              capture_output=True, text=True, check=True)
+        self.assertEqual(json.loads(insp.stdout)["Digest"], digest)
+        pulled = os.path.join(TMP, "pulled-roundtrip")
+        subprocess.run(["skopeo", "copy", "--src-tls-verify=false",
+                        "docker://%s/kiln/roundtrip:1.0.0" % self.reg.host,
+                        "oci:%s:1.0.0" % pulled], capture_output=True, check=True)
+        v = subprocess.run(["oci-image-tool", "validate", "--type", "image", "--ref", "name=1.0.0",
+                            pulled], capture_output=True, text=True)
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        with open(self.pub.lock) as f:
+            lock = json.load(f)
+        self.assertEqual(lock["versions"]["1.0.0"]["digest"], digest)
+
+    def test_same_version_is_noop_other_content_refused_registry_unchanged(self):
+        a, b = make_layout("same-a", seed=11), make_layout("same-b", seed=12)
+        first = self.pub.run(a, "2.0.0", "kiln/same")
+        again = self.pub.run(a, "2.0.0", "kiln/same")
+        self.assertTrue(again["noop"])
+        self.assertEqual(again["digest"], first["digest"])
+        self.assertEqual(again["bytes_uploaded"], 0)
+        before = self.reg.storage_snapshot()
+        with open(self.pub.lock) as f:
+            lock_before = f.read()
+        refused = self.pub.run(b, "2.0.0", "kiln/same", expect=EXIT_POLICY)
+        self.assertIn("immutable", refused["_stderr"])
+        # Not even with --force, and not through a fresh lock (the registry's tag decides).
+        self.pub.run(b, "2.0.0", "kiln/same", extra=["--force"], expect=EXIT_POLICY)
+        self.pub.run(b, "2.0.0", "kiln/same", lock=os.path.join(TMP, "fresh.lock"),
+                     expect=EXIT_POLICY)
+        self.assertEqual(self.reg.storage_snapshot(), before)
+        self.assertEqual(self.reg.manifest("kiln/same", "2.0.0")[1].get("Docker-Content-Digest"),
+                         first["digest"])
+        with open(self.pub.lock) as f:
+            self.assertEqual(f.read(), lock_before)
+
+    def test_one_layer_change_uploads_only_that_layer(self):
+        a, b = make_layout("delta-a", seed=21), make_layout("delta-b", seed=21, change=1)
+        sa, sb = blob_sizes(a), blob_sizes(b)
+        self.pub.run(a, "1.0.0", "kiln/delta")
+        out = self.pub.run(b, "1.1.0", "kiln/delta")
+        new = {d: s for d, s in sb.items() if d not in sa}
+        self.assertEqual(len(new), 2)  # the changed layer and the config (its diff_ids changed)
+        self.assertEqual(out["bytes_uploaded"], sum(new.values()))
+        self.assertEqual(out["bytes_skipped"], sum(s for d, s in sb.items() if d in sa))
+        actions = {x["digest"]: x["action"] for x in out["blobs"]}
+        for d in sb:
+            self.assertEqual(actions[d], "upload" if d in new else "skip", d)
+
+    def test_version_order_policy_and_force(self):
+        a, b, c = make_layout("ord-a", seed=31), make_layout("ord-b", seed=32), make_layout("ord-c", seed=33)
+        self.pub.run(a, "3.1.0", "kiln/order")
+        out = self.pub.run(b, "3.0.9", "kiln/order", expect=EXIT_POLICY)
+        self.assertIn("not newer than 3.1.0", out["_stderr"])
+        self.pub.run(b, "3.1.0-rc.1", "kiln/order", expect=EXIT_POLICY)
+        self.pub.run(b, "3.0.9", "kiln/order", extra=["--force"])
+        self.pub.run(c, "3.2.0", "kiln/order")
+        self.assertEqual(sorted(self.reg.tags("kiln/order")), ["3.0.9", "3.1.0", "3.2.0"])
+
+    def test_cross_repository_mount(self):
+        layout = make_layout("mount", seed=41)
+        self.pub.run(layout, "1.0.0", "kiln/mount-src")
+        # The lock records kiln/mount-src on this registry: the publisher mounts from it.
+        out = self.pub.run(layout, "1.0.0", "kiln/mount-dst")
+        self.assertEqual(out["blobs_mounted"], len(blob_sizes(layout)))
+        self.assertEqual(out["bytes_uploaded"], 0)
+        status, _, _ = self.reg.manifest("kiln/mount-dst", "1.0.0")
+        self.assertEqual(status, 200)
+
+    def test_dry_run_writes_nothing(self):
+        layout = make_layout("dry", seed=51)
+        out = self.pub.run(layout, "1.0.0", "kiln/dry", extra=["--dry-run"])
+        self.assertTrue(out["dry_run"])
+        self.assertEqual(out["tags"], ["1.0.0"])
+        self.assertEqual(self.reg.tags("kiln/dry"), [])
+        self.assertFalse(os.path.exists(self.pub.lock))
+
+    def test_bad_versions_are_usage_errors(self):
+        layout = make_layout("badver", seed=61)
+        for bad, why in [("1.2", "needs 3"), ("v1.2.3.4", "leading \"v\""),
+                         ("01.2.3", "leading zero"), ("1.2.3-", "empty pre-release")]:
+            with self.subTest(bad):
+                out = self.pub.run(layout, bad, "kiln/badver", expect=EXIT_USAGE)
+                self.assertIn("invalid version", out["_stderr"])
+                self.assertIn(why, out["_stderr"])
+        self.assertEqual(self.reg.tags("kiln/badver"), [])
+
+    def test_unreachable_registry(self):
+        layout = make_layout("unreach", seed=71)
+        out = self.pub.run(layout, "1.0.0", "kiln/x", host="127.0.0.1:%d" % free_port(),
+                           extra=["--retries", "2"], expect=EXIT_REGISTRY)
+        self.assertRegex(out["_stderr"], "(?i)connect")
+
+    def test_local_layout_default(self):
+        layout = make_layout("local", seed=81)
+        oci = os.path.join(TMP, "local-oci")
+        out = self.pub.run(layout, "1.0.0", extra=["--oci-dir", oci])
+        self.assertEqual(out["target"], "oci-layout:" + oci)
+        again = self.pub.run(layout, "1.0.0", extra=["--oci-dir", oci])
+        self.assertTrue(again["noop"])
+        v = subprocess.run(["oci-image-tool", "validate", "--type", "image", "--ref", "name=1.0.0",
+                            oci], capture_output=True, text=True)
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+
+
+class FaultInjectionTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(TMP + "/faults", exist_ok=True)
+        cls.reg = RegistryFixture("plain", TMP + "/faults").start()
+        cls.addClassCleanup(cls.reg.stop)
+
+    def setUp(self):
+        self.proxy = FaultProxy(self.reg.port)
+        self.addCleanup(self.proxy.stop)
+        self.pub = Publisher(self, self.reg)
+
+    def push(self, name, seed, version="1.0.0", expect=EXIT_OK, extra=()):
+        layout = make_layout(name, seed=seed)
+        return layout, self.pub.run(layout, version, "kiln/" + name, host=self.proxy.host,
+                                    extra=["--chunk-bytes", "16384"] + list(extra), expect=expect)
+
+    def test_500s_are_retried_to_success(self):
+        self.proxy.fail("HEAD", times=1)
+        self.proxy.fail("PATCH", times=2)
+        self.proxy.fail("PUT", times=1, path_contains="/manifests/")
+        layout, out = self.push("f500", 101)
+        self.assertGreaterEqual(out["retries"], 4)
+        status, _, body = self.reg.manifest("kiln/f500", "1.0.0")
+        self.assertEqual(status, 200)
+        self.assertEqual("sha256:" + hashlib.sha256(body).hexdigest(), out["digest"])
+
+    def test_connection_closed_mid_upload_resumes(self):
+        self.proxy.reset("PATCH", times=2)
+        layout, out = self.push("freset", 102)
+        self.assertGreaterEqual(out["resumes"], 1)
+        self.assertEqual(out["restarts"], 0)
+        total = sum(blob_sizes(layout).values())
+        # Resumed, not restarted: at most the two interrupted 16 KiB chunks are sent again.
+        self.assertLessEqual(out["bytes_uploaded"], total + 2 * 16384)
+        insp = subprocess.run(["skopeo", "inspect", "--tls-verify=false",
+                               "docker://%s/kiln/freset:1.0.0" % self.reg.host],
+                              capture_output=True, text=True, check=True)
+        self.assertEqual(json.loads(insp.stdout)["Digest"], out["digest"])
+
+    def test_persistent_upload_failure_fails_cleanly_without_tag(self):
+        self.proxy.reset("PATCH", times=None)
+        _, out = self.push("fdead", 103, expect=EXIT_REGISTRY, extra=["--retries", "3"])
+        self.assertFalse(out["ok"])
+        self.assertEqual(self.reg.tags("kiln/fdead"), [])
+        self.assertFalse(os.path.exists(self.pub.lock))
+
+    def test_manifest_put_failure_leaves_no_tag(self):
+        self.proxy.fail("PUT", times=None, path_contains="/manifests/")
+        _, out = self.push("fmanifest", 104, expect=EXIT_REGISTRY, extra=["--retries", "2"])
+        self.assertIn("HTTP 500", out["error"])
+        self.assertEqual(self.reg.tags("kiln/fmanifest"), [])
+
+    def test_tag_failure_after_manifest_leaves_version_unset(self):
+        # The manifest by digest lands; every tag PUT fails: no tag may point anywhere, and a
+        # rerun completes the publish.
+        self.proxy.fail("PUT", times=None, path_contains="/manifests/1.")
+        layout, _ = self.push("ftag", 105, expect=EXIT_REGISTRY, extra=["--retries", "2"])
+        self.assertEqual(self.reg.tags("kiln/ftag"), [])
+        self.proxy.rules.clear()
+        out = self.pub.run(layout, "1.0.0", "kiln/ftag", host=self.proxy.host)
+        self.assertEqual(out["bytes_uploaded"], 0)
+        self.assertEqual(self.reg.tags("kiln/ftag"), ["1.0.0"])
+
+
+class BasicAuthTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.reg = RegistryFixture("htpasswd", TMP).start()
+        cls.addClassCleanup(cls.reg.stop)
+
+    def setUp(self):
+        self.pub = Publisher(self, self.reg)
+
+    def test_username_with_password_on_stdin(self):
+        layout = make_layout("auth-ok", seed=201)
+        self.pub.run(layout, "1.0.0", "kiln/auth", extra=["--username", self.reg.username],
+                     stdin=self.reg.password + "\n")
+        self.assertEqual(self.reg.tags("kiln/auth"), ["1.0.0"])
+
+    def test_docker_config_json(self):
+        import base64
+        cfg = os.path.join(TMP, "docker-config.json")
+        with open(cfg, "w") as f:
+            json.dump({"auths": {self.reg.host: {"auth": base64.b64encode(
+                ("%s:%s" % (self.reg.username, self.reg.password)).encode()).decode()}}}, f)
+        layout = make_layout("auth-cfg", seed=202)
+        self.pub.run(layout, "1.0.0", "kiln/authcfg", extra=["--docker-config", cfg])
+        self.assertEqual(self.reg.tags("kiln/authcfg"), ["1.0.0"])
+
+    def test_bad_or_missing_credentials(self):
+        layout = make_layout("auth-bad", seed=203)
+        out = self.pub.run(layout, "1.0.0", "kiln/authbad", extra=["--username", self.reg.username],
+                           stdin="wrong\n", expect=EXIT_AUTH)
+        self.assertIn("rejected", out["_stderr"])
+        out = self.pub.run(layout, "1.0.0", "kiln/authbad", expect=EXIT_AUTH)
+        self.assertIn("requires authentication", out["_stderr"])
+        self.assertEqual(self.reg.tags("kiln/authbad"), [])
+
+
+class TlsRegistryTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.reg = RegistryFixture("tls", TMP).start()
+        cls.addClassCleanup(cls.reg.stop)
+
+    def setUp(self):
+        self.pub = Publisher(self, self.reg)
+
+    def test_push_over_tls_with_custom_ca(self):
+        layout = make_layout("tls", seed=301)
+        out = self.pub.run(layout, "1.0.0", "kiln/tls", extra=["--tls", "--ca-cert", self.reg.ca_cert])
+        insp = subprocess.run(["skopeo", "inspect", "--cert-dir", self.reg.cert_dir,
+                               "docker://%s/kiln/tls:1.0.0" % self.reg.host],
+                              capture_output=True, text=True, check=True)
+        self.assertEqual(json.loads(insp.stdout)["Digest"], out["digest"])
+
+    def test_untrusted_certificate_and_plain_http_fail_clearly(self):
+        layout = make_layout("tls-bad", seed=302)
+        out = self.pub.run(layout, "1.0.0", "kiln/tlsbad", extra=["--tls", "--retries", "1"],
+                           expect=EXIT_REGISTRY)
+        self.assertRegex(out["_stderr"], "(?i)certificate")
+        # Loopback defaults to plain HTTP, which a TLS registry answers with 400.
+        self.pub.run(layout, "1.0.0", "kiln/tlsbad", extra=["--retries", "1"], expect=EXIT_REGISTRY)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,344 @@
+#include "publish/registry.h"
+
+#include <cstdio>
+#include <deque>
+#include <fstream>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "third_party/absl_ext/status_matchers.h"
+
+namespace kiln::publish {
+namespace {
+
+using ::kiln_testing::StatusIs;
+using ::testing::HasSubstr;
+using ::testing::Pair;
+using ::testing::Contains;
+
+// FakeTransport: answers requests from a script, in order, and records them.
+class FakeTransport : public HttpTransport {
+ public:
+  struct Reply {
+    absl::StatusOr<HttpResponse> resp;
+  };
+  void Add(int status, std::multimap<std::string, std::string> headers = {},
+           std::string body = "") {
+    HttpResponse r;
+    r.status = status;
+    r.headers = std::move(headers);
+    r.body = std::move(body);
+    script_.push_back({r});
+  }
+  void AddError(absl::Status s) { script_.push_back({s}); }
+
+  absl::StatusOr<HttpResponse> Do(const HttpRequest& req) override {
+    HttpRequest copy = req;
+    if (!req.body_file.empty()) {  // materialize the streamed range for assertions
+      std::ifstream in(req.body_file, std::ios::binary);
+      in.seekg(req.body_offset);
+      copy.body.resize(static_cast<size_t>(req.body_length));
+      in.read(copy.body.data(), req.body_length);
+    }
+    requests.push_back(copy);
+    if (script_.empty()) return absl::InternalError("fake: no scripted reply for " + req.url);
+    Reply r = script_.front();
+    script_.pop_front();
+    return r.resp;
+  }
+  bool Done() const { return script_.empty(); }
+
+  std::vector<HttpRequest> requests;
+
+ private:
+  std::deque<Reply> script_;
+};
+
+std::string HeaderOf(const HttpRequest& r, absl::string_view name) {
+  for (const auto& [k, v] : r.headers)
+    if (absl::EqualsIgnoreCase(k, name)) return v;
+  return "";
+}
+
+class RegistryClientTest : public ::testing::Test {
+ protected:
+  RegistryClientTest() : ref_(*RegistryRef::Parse("127.0.0.1:5000/kiln/builder")) {
+    opts_.use_tls = false;
+    opts_.sleep = [this](absl::Duration d) { sleeps_.push_back(d); };
+  }
+  std::string WriteBlob(const std::string& data) {
+    std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/blob";
+    std::ofstream(path, std::ios::binary) << data;
+    return path;
+  }
+  RegistryRef ref_;
+  RegistryOptions opts_;
+  FakeTransport http_;
+  std::vector<absl::Duration> sleeps_;
+};
+
+TEST_F(RegistryClientTest, ChunkedUploadRequestShapes) {
+  opts_.chunk_bytes = 4;
+  RegistryClient c(ref_, opts_, &http_);
+  const std::string data = "0123456789";
+  Descriptor d{"application/octet-stream", Sha256Digest(data), 10, {}};
+  http_.Add(202, {{"location", "/v2/kiln/builder/blobs/uploads/u1?_state=a"}});
+  http_.Add(202, {{"location", "/v2/kiln/builder/blobs/uploads/u1?_state=b"}});
+  http_.Add(202, {{"location", "/v2/kiln/builder/blobs/uploads/u1?_state=c"}});
+  http_.Add(202, {{"location", "http://127.0.0.1:5000/v2/kiln/builder/blobs/uploads/u1?_state=d"}});
+  http_.Add(201, {{"docker-content-digest", d.digest}});
+  std::vector<int64_t> progress;
+  ASSERT_OK(c.UploadBlob(d, WriteBlob(data), "", [&](int64_t n) { progress.push_back(n); }));
+  ASSERT_EQ(http_.requests.size(), 5u);
+  const auto& r = http_.requests;
+  EXPECT_EQ(r[0].method, "POST");
+  EXPECT_EQ(r[0].url, "http://127.0.0.1:5000/v2/kiln/builder/blobs/uploads/");
+  EXPECT_EQ(r[1].method, "PATCH");
+  EXPECT_EQ(r[1].url, "http://127.0.0.1:5000/v2/kiln/builder/blobs/uploads/u1?_state=a");
+  EXPECT_EQ(HeaderOf(r[1], "Content-Range"), "0-3");
+  EXPECT_EQ(HeaderOf(r[1], "Content-Type"), "application/octet-stream");
+  EXPECT_EQ(r[1].body, "0123");
+  EXPECT_EQ(HeaderOf(r[2], "Content-Range"), "4-7");
+  EXPECT_EQ(r[2].body, "4567");
+  EXPECT_EQ(HeaderOf(r[3], "Content-Range"), "8-9");
+  EXPECT_EQ(r[3].body, "89");
+  EXPECT_EQ(r[4].method, "PUT");
+  EXPECT_EQ(r[4].url, "http://127.0.0.1:5000/v2/kiln/builder/blobs/uploads/u1?_state=d&digest=" +
+                          std::string("sha256%3A") + d.digest.substr(7));
+  EXPECT_EQ(HeaderOf(r[4], "Content-Type"), "application/octet-stream");
+  EXPECT_TRUE(r[4].body.empty());
+  EXPECT_EQ(c.stats().bytes_sent, 10);
+}
+
+TEST_F(RegistryClientTest, ResumesFromRegistryOffsetAfterConnectionReset) {
+  opts_.chunk_bytes = 4;
+  RegistryClient c(ref_, opts_, &http_);
+  const std::string data = "0123456789";
+  Descriptor d{"t", Sha256Digest(data), 10, {}};
+  http_.Add(202, {{"location", "/up?s=1"}});
+  http_.Add(202, {{"location", "/up?s=2"}});                       // 0-3 ok
+  http_.AddError(absl::UnavailableError("connection reset"));       // 4-7 lost
+  http_.Add(204, {{"range", "0-5"}, {"location", "/up?s=3"}});       // registry holds 6 bytes
+  http_.Add(202, {{"location", "/up?s=4"}});                       // 6-9
+  http_.Add(201);
+  ASSERT_OK(c.UploadBlob(d, WriteBlob(data), "", nullptr));
+  const auto& r = http_.requests;
+  ASSERT_EQ(r.size(), 6u);
+  EXPECT_EQ(r[3].method, "GET");
+  EXPECT_EQ(r[3].url, "http://127.0.0.1:5000/up?s=2");
+  EXPECT_EQ(HeaderOf(r[4], "Content-Range"), "6-9");
+  EXPECT_EQ(r[4].body, "6789");
+  EXPECT_EQ(c.stats().resumes, 1);
+  EXPECT_EQ(c.stats().restarts, 0);
+  EXPECT_EQ(sleeps_.size(), 1u);
+}
+
+TEST_F(RegistryClientTest, RestartsWhenUploadSessionIsGone) {
+  RegistryClient c(ref_, opts_, &http_);
+  Descriptor d{"t", Sha256Digest("ab"), 2, {}};
+  http_.Add(202, {{"location", "/up1"}});
+  http_.Add(500);                          // PATCH fails
+  http_.Add(404);                          // GET status: BLOB_UPLOAD_UNKNOWN
+  http_.Add(202, {{"location", "/up2"}});  // new POST
+  http_.Add(202, {{"location", "/up2"}});  // PATCH 0-1
+  http_.Add(201);
+  ASSERT_OK(c.UploadBlob(d, WriteBlob("ab"), "", nullptr));
+  EXPECT_EQ(http_.requests[3].method, "POST");
+  EXPECT_EQ(HeaderOf(http_.requests[4], "Content-Range"), "0-1");
+  EXPECT_EQ(c.stats().restarts, 1);
+}
+
+TEST_F(RegistryClientTest, RetriesServerErrorsWithBackoffThenGivesUp) {
+  opts_.max_attempts = 3;
+  RegistryClient c(ref_, opts_, &http_);
+  http_.Add(503);
+  http_.Add(429, {{"retry-after", "2"}});
+  http_.Add(200);
+  ASSERT_OK_AND_ASSIGN(bool have, c.HasBlob(Sha256Digest("x")));
+  EXPECT_TRUE(have);
+  EXPECT_THAT(sleeps_, ::testing::ElementsAre(absl::Milliseconds(200), absl::Seconds(2)));
+  EXPECT_EQ(http_.requests[0].method, "HEAD");
+
+  http_.Add(500);
+  http_.Add(500);
+  http_.Add(500);
+  EXPECT_THAT(c.HasBlob(Sha256Digest("x")),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("HTTP 500 after 3 attempts")));
+  http_.AddError(absl::UnavailableError("Connection refused"));
+  http_.AddError(absl::UnavailableError("Connection refused"));
+  http_.AddError(absl::UnavailableError("Connection refused"));
+  EXPECT_THAT(c.Ping(), StatusIs(absl::StatusCode::kUnavailable,
+                                 HasSubstr("Connection refused (after 3 attempts)")));
+}
+
+TEST_F(RegistryClientTest, BasicChallengeIsAnsweredOnceAndRejectionIsUnauthenticated) {
+  opts_.credentials = Credentials{"u", "p"};
+  RegistryClient c(ref_, opts_, &http_);
+  http_.Add(401, {{"www-authenticate", "Basic realm=\"r\""}});
+  http_.Add(200);
+  ASSERT_OK(c.Ping());
+  EXPECT_EQ(HeaderOf(http_.requests[1], "Authorization"), "Basic " + absl::Base64Escape("u:p"));
+  // Later requests carry the header from the start.
+  http_.Add(404);
+  ASSERT_OK_AND_ASSIGN(bool have, c.HasBlob(Sha256Digest("y")));
+  EXPECT_FALSE(have);
+  EXPECT_EQ(HeaderOf(http_.requests[2], "Authorization"), "Basic " + absl::Base64Escape("u:p"));
+
+  RegistryClient bad(ref_, opts_, &http_);
+  http_.Add(401, {{"www-authenticate", "Basic realm=\"r\""}});
+  http_.Add(401, {{"www-authenticate", "Basic realm=\"r\""}});
+  EXPECT_THAT(bad.Ping(), StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("rejected")));
+
+  opts_.credentials.reset();
+  RegistryClient anon(ref_, opts_, &http_);
+  http_.Add(401, {{"www-authenticate", "Basic realm=\"r\""}});
+  EXPECT_THAT(anon.Ping(), StatusIs(absl::StatusCode::kUnauthenticated,
+                                    HasSubstr("requires authentication")));
+}
+
+TEST_F(RegistryClientTest, BearerChallengeFetchesTokenWithScopes) {
+  opts_.credentials = Credentials{"u", "p"};
+  RegistryClient c(ref_, opts_, &http_);
+  http_.Add(401, {{"www-authenticate",
+                   "Bearer realm=\"https://auth.example/token\",service=\"reg\","
+                   "scope=\"repository:kiln/builder:pull\""}});
+  http_.Add(200, {}, R"({"token":"T0K"})");
+  http_.Add(200);
+  ASSERT_OK_AND_ASSIGN(bool have, c.HasBlob(Sha256Digest("z")));
+  EXPECT_TRUE(have);
+  const auto& r = http_.requests;
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_EQ(r[1].method, "GET");
+  EXPECT_EQ(r[1].url,
+            "https://auth.example/token?service=reg&scope=repository%3Akiln%2Fbuilder%3Apull&"
+            "scope=repository%3Akiln%2Fbuilder%3Apull%2Cpush");
+  EXPECT_EQ(HeaderOf(r[1], "Authorization"), "Basic " + absl::Base64Escape("u:p"));
+  EXPECT_EQ(HeaderOf(r[2], "Authorization"), "Bearer T0K");
+
+  RegistryClient denied(ref_, opts_, &http_);
+  http_.Add(401, {{"www-authenticate", "Bearer realm=\"https://auth.example/token\""}});
+  http_.Add(401);
+  EXPECT_THAT(denied.Ping(), StatusIs(absl::StatusCode::kUnauthenticated,
+                                      HasSubstr("token endpoint https://auth.example/token "
+                                                "refused the credentials of user \"u\"")));
+}
+
+TEST_F(RegistryClientTest, MountAndManifestShapes) {
+  RegistryClient c(ref_, opts_, &http_);
+  std::string d = Sha256Digest("m");
+  std::string url;
+  http_.Add(201);
+  ASSERT_OK_AND_ASSIGN(bool mounted, c.MountBlob(d, "kiln/other", &url));
+  EXPECT_TRUE(mounted);
+  EXPECT_EQ(http_.requests[0].method, "POST");
+  EXPECT_EQ(http_.requests[0].url, "http://127.0.0.1:5000/v2/kiln/builder/blobs/uploads/?mount=" +
+                                       std::string("sha256%3A") + d.substr(7) +
+                                       "&from=kiln%2Fother");
+  http_.Add(202, {{"location", "/v2/kiln/builder/blobs/uploads/x"}});
+  ASSERT_OK_AND_ASSIGN(mounted, c.MountBlob(d, "kiln/other", &url));
+  EXPECT_FALSE(mounted);
+  EXPECT_EQ(url, "http://127.0.0.1:5000/v2/kiln/builder/blobs/uploads/x");
+
+  const std::string manifest = R"({"schemaVersion":2})";
+  http_.Add(201, {{"docker-content-digest", Sha256Digest(manifest)}});
+  ASSERT_OK(c.PutManifest("1.2.3", manifest, kOciManifestType));
+  const HttpRequest& put = http_.requests.back();
+  EXPECT_EQ(put.method, "PUT");
+  EXPECT_EQ(put.url, "http://127.0.0.1:5000/v2/kiln/builder/manifests/1.2.3");
+  EXPECT_EQ(HeaderOf(put, "Content-Type"), kOciManifestType);
+  EXPECT_EQ(put.body, manifest);
+
+  http_.Add(201, {{"docker-content-digest", Sha256Digest("other")}});
+  EXPECT_THAT(c.PutManifest("1.2.3", manifest, kOciManifestType),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("registry stored manifest")));
+
+  http_.Add(400, {}, R"({"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown"}]})");
+  EXPECT_THAT(c.PutManifest("1.2.3", manifest, kOciManifestType),
+              StatusIs(absl::StatusCode::kAborted, HasSubstr("MANIFEST_BLOB_UNKNOWN")));
+}
+
+TEST_F(RegistryClientTest, TagsAndResolve) {
+  RegistryClient c(ref_, opts_, &http_);
+  http_.Add(404);
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> tags, c.ListTags());
+  EXPECT_TRUE(tags.empty());
+  http_.Add(200, {{"link", "</v2/kiln/builder/tags/list?n=1000&last=b>; rel=\"next\""}},
+            R"({"name":"kiln/builder","tags":["a","b"]})");
+  http_.Add(200, {}, R"({"name":"kiln/builder","tags":["c"]})");
+  ASSERT_OK_AND_ASSIGN(tags, c.ListTags());
+  EXPECT_THAT(tags, ::testing::ElementsAre("a", "b", "c"));
+  EXPECT_EQ(http_.requests.back().url,
+            "http://127.0.0.1:5000/v2/kiln/builder/tags/list?n=1000&last=b");
+
+  http_.Add(200, {{"docker-content-digest", Sha256Digest("q")}});
+  ASSERT_OK_AND_ASSIGN(std::optional<std::string> got, c.ResolveTag("1.0.0"));
+  EXPECT_EQ(got, Sha256Digest("q"));
+  EXPECT_THAT(HeaderOf(http_.requests.back(), "Accept"), HasSubstr(kOciManifestType));
+  http_.Add(404);
+  ASSERT_OK_AND_ASSIGN(got, c.ResolveTag("9.9.9"));
+  EXPECT_FALSE(got.has_value());
+}
+
+TEST(RegistryRefTest, ParseAndLoopback) {
+  struct Row {
+    const char* text;
+    bool ok;
+    bool loopback;
+  };
+  constexpr Row kRows[] = {
+      {"127.0.0.1:5000/kiln/builder", true, true},
+      {"127.1.2.3/x", true, true},
+      {"localhost:5000/x", true, true},
+      {"LOCALHOST/x", true, true},
+      {"[::1]:5000/x", true, true},
+      {"128.0.0.1:5000/x", true, false},
+      {"127.0.0.1.example.com/x", true, false},
+      {"registry.example.com/kiln/builder", true, false},
+      {"http://127.0.0.1:5000/x", false, false},
+      {"127.0.0.1:5000", false, false},
+      {"127.0.0.1:5000/", false, false},
+      {"127.0.0.1:5000/x:1.0", false, false},
+      {"127.0.0.1:5000/Kiln", false, false},
+      {"127.0.0.1:5000/a//b", false, false},
+  };
+  for (const Row& r : kRows) {
+    SCOPED_TRACE(r.text);
+    absl::StatusOr<RegistryRef> ref = RegistryRef::Parse(r.text);
+    EXPECT_EQ(ref.ok(), r.ok) << ref.status();
+    if (ref.ok()) EXPECT_EQ(ref->IsLoopback(), r.loopback);
+    if (!ref.ok())
+      EXPECT_THAT(ref, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--registry")));
+  }
+}
+
+TEST(DockerConfigTest, FindsAuthByHost) {
+  std::string cfg = R"({"auths":{"https://reg:5000":{"auth":")" + absl::Base64Escape("u:p:x") +
+                    R"("},"other":{"username":"a","password":"b"}}})";
+  ASSERT_OK_AND_ASSIGN(auto c, CredentialsFromDockerConfig(cfg, "reg:5000"));
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->username, "u");
+  EXPECT_EQ(c->password, "p:x");
+  ASSERT_OK_AND_ASSIGN(c, CredentialsFromDockerConfig(cfg, "other"));
+  EXPECT_EQ(c->username, "a");
+  ASSERT_OK_AND_ASSIGN(c, CredentialsFromDockerConfig(cfg, "missing"));
+  EXPECT_FALSE(c.has_value());
+  EXPECT_THAT(CredentialsFromDockerConfig("nope", "x"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a JSON object")));
+  EXPECT_THAT(CredentialsFromDockerConfig(R"({"auths":{"x":{"auth":"!!"}}})", "x"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not base64")));
+}
+
+TEST(ChallengeTest, Parses) {
+  Challenge c = ParseChallenge(
+      R"(Bearer realm="https://a/token",service="registry.docker.io",scope="repository:x:pull,push")");
+  EXPECT_EQ(c.scheme, "bearer");
+  EXPECT_THAT(c.params, Contains(Pair("realm", "https://a/token")));
+  EXPECT_THAT(c.params, Contains(Pair("service", "registry.docker.io")));
+  EXPECT_THAT(c.params, Contains(Pair("scope", "repository:x:pull,push")));
+  EXPECT_EQ(ParseChallenge("Basic realm=\"x\"").scheme, "basic");
+}
+
+}  // namespace
+}  // namespace kiln::publish

@@ -1,0 +1,140 @@
+// make_layout: writes a small, deterministic OCI image layout for publish tests and the
+// benchmark: N uncompressed tar layers (libarchive; fixed mtime/uid/gid, one file of
+// pseudo-random, incompressible bytes each), an OCI config whose rootfs.diff_ids match,
+// an image manifest and index.json (ref name "builder").
+//
+// usage: make_layout OUT_DIR [--layers N] [--layer-bytes BYTES] [--seed S] [--change K]
+//   --change K   layer K (0-based) gets different content (same size): a one-layer change
+#include <archive.h>
+#include <archive_entry.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "publish/oci.h"
+
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+std::string Bytes(uint64_t seed, int64_t n) {
+  std::string s(static_cast<size_t>(n), '\0');
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (int64_t i = 0; i < n; i += 8) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    for (int k = 0; k < 8 && i + k < n; ++k) s[i + k] = static_cast<char>(x >> (8 * k));
+  }
+  return s;
+}
+
+std::string Tar(const std::string& name, const std::string& data) {
+  std::string out;
+  struct archive* a = archive_write_new();
+  archive_write_set_format_pax_restricted(a);
+  archive_write_set_bytes_in_last_block(a, 1);
+  archive_write_open(
+      a, &out, nullptr,
+      [](struct archive*, void* ud, const void* buf, size_t n) -> la_ssize_t {
+        static_cast<std::string*>(ud)->append(static_cast<const char*>(buf), n);
+        return static_cast<la_ssize_t>(n);
+      },
+      nullptr);
+  struct archive_entry* e = archive_entry_new();
+  archive_entry_set_pathname(e, name.c_str());
+  archive_entry_set_filetype(e, AE_IFREG);
+  archive_entry_set_perm(e, 0644);
+  archive_entry_set_size(e, static_cast<la_int64_t>(data.size()));
+  archive_entry_set_mtime(e, 0, 0);
+  archive_entry_set_uid(e, 0);
+  archive_entry_set_gid(e, 0);
+  archive_write_header(a, e);
+  archive_write_data(a, data.data(), data.size());
+  archive_entry_free(e);
+  archive_write_close(a);
+  archive_write_free(a);
+  return out;
+}
+
+std::string PutBlob(const fs::path& dir, const std::string& data) {
+  std::string d = kiln::publish::Sha256Digest(data);
+  std::ofstream(dir / "blobs/sha256" / d.substr(7), std::ios::binary) << data;
+  return d;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << "usage: make_layout OUT_DIR [--layers N] [--layer-bytes B] [--seed S] "
+                 "[--change K]\n";
+    return 2;
+  }
+  fs::path out = argv[1];
+  int64_t layers = 3, layer_bytes = 4096, seed = 1, change = -1;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    std::string f = argv[i];
+    int64_t v;
+    if (!absl::SimpleAtoi(argv[i + 1], &v)) {
+      std::cerr << "make_layout: bad number " << argv[i + 1] << "\n";
+      return 2;
+    }
+    if (f == "--layers") layers = v;
+    else if (f == "--layer-bytes") layer_bytes = v;
+    else if (f == "--seed") seed = v;
+    else if (f == "--change") change = v;
+    else {
+      std::cerr << "make_layout: unknown flag " << f << "\n";
+      return 2;
+    }
+  }
+  fs::remove_all(out);
+  fs::create_directories(out / "blobs/sha256");
+  std::ofstream(out / "oci-layout") << R"({"imageLayoutVersion":"1.0.0"})";
+  json diff_ids = json::array(), descs = json::array();
+  for (int64_t i = 0; i < layers; ++i) {
+    uint64_t s = static_cast<uint64_t>(seed) * 1000 + static_cast<uint64_t>(i) +
+                 (i == change ? 500 : 0);
+    std::string tar = Tar(absl::StrCat("layer", i, "/data.bin"), Bytes(s, layer_bytes));
+    std::string d = PutBlob(out, tar);
+    diff_ids.push_back(d);
+    descs.push_back({{"mediaType", "application/vnd.oci.image.layer.v1.tar"},
+                     {"digest", d},
+                     {"size", tar.size()}});
+  }
+  json config = {{"architecture", "amd64"},
+                 {"os", "linux"},
+                 {"config", {{"Cmd", {"/bin/sh"}}}},
+                 {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}}};
+  std::string cfg = config.dump();
+  std::string cfg_digest = PutBlob(out, cfg);
+  json manifest = {{"schemaVersion", 2},
+                   {"mediaType", kiln::publish::kOciManifestType},
+                   {"config",
+                    {{"mediaType", kiln::publish::kOciConfigType},
+                     {"digest", cfg_digest},
+                     {"size", cfg.size()}}},
+                   {"layers", descs}};
+  std::string m = manifest.dump();
+  std::string md = PutBlob(out, m);
+  json index = {{"schemaVersion", 2},
+                {"manifests",
+                 {{{"mediaType", kiln::publish::kOciManifestType},
+                   {"digest", md},
+                   {"size", m.size()},
+                   {"annotations", {{"org.opencontainers.image.ref.name", "builder"}}}}}}};
+  std::ofstream(out / "index.json") << index.dump();
+  std::cout << md << "\n";
+  return 0;
+}

@@ -1,0 +1,258 @@
+"""Test fixtures for //publish integration tests: Debian's docker-registry on loopback, and a
+fault-injecting HTTP proxy.
+
+RegistryFixture(variant, tmpdir) starts `docker-registry serve` on 127.0.0.1:<free port>
+with filesystem storage in a temp dir, in one of three variants:
+  "plain"     plain HTTP, no auth
+  "htpasswd"  plain HTTP, htpasswd (bcrypt) basic auth; user/password in .username/.password
+  "tls"       HTTPS with a certificate signed by a CA the fixture generates (.ca_cert)
+stop() is idempotent; use it with unittest's addClassCleanup/addCleanup so the server stops
+even when a test fails.
+
+FaultProxy(backend_port) forwards HTTP to the registry, preserving the Host header (so the
+registry's Location headers point back at the proxy), and injects faults selected by rules:
+  proxy.fail("PATCH", times=2)              answer the next 2 PATCHes with 500
+  proxy.reset("PATCH", times=1)             read half the body of the next PATCH, then close
+  proxy.fail("PUT", path_contains="/manifests/", times=None)   always 500
+Counters: proxy.counts[(method)] and proxy.bytes_in[(method)].
+"""
+
+import http.client
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+class RegistryFixture:
+    USER = "kiln"
+    PASSWORD = "s3cret-pass"
+
+    def __init__(self, variant, tmpdir):
+        assert variant in ("plain", "htpasswd", "tls"), variant
+        self.variant = variant
+        self.dir = os.path.join(tmpdir, "registry-" + variant)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        self.data = os.path.join(self.dir, "data")
+        self.port = free_port()
+        self.host = "127.0.0.1:%d" % self.port
+        self.proc = None
+        self.ca_cert = None
+        self.username = self.password = None
+        lines = [
+            "version: 0.1",
+            "log:",
+            "  level: warn",
+            "storage:",
+            "  filesystem:",
+            "    rootdirectory: %s" % self.data,
+            "  delete:",
+            "    enabled: true",
+            "http:",
+            "  addr: %s" % self.host,
+        ]
+        if variant == "tls":
+            self._make_certs()
+            lines += ["  tls:", "    certificate: %s" % self.server_cert, "    key: %s" % self.server_key]
+        if variant == "htpasswd":
+            self.username, self.password = self.USER, self.PASSWORD
+            hp = os.path.join(self.dir, "htpasswd")
+            with open(hp, "w") as f:
+                f.write(run(["htpasswd", "-Bbn", self.username, self.password]).stdout)
+            lines += ["auth:", "  htpasswd:", "    realm: kiln-test", "    path: %s" % hp]
+        self.config = os.path.join(self.dir, "config.yml")
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def _make_certs(self):
+        d = self.dir
+        self.ca_key, self.ca_cert = os.path.join(d, "ca.key"), os.path.join(d, "ca.pem")
+        self.server_key, self.server_cert = os.path.join(d, "server.key"), os.path.join(d, "server.pem")
+        csr, ext = os.path.join(d, "server.csr"), os.path.join(d, "ext.cnf")
+        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", "/CN=kiln test CA", "-keyout", self.ca_key, "-out", self.ca_cert])
+        run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+             "-keyout", self.server_key, "-out", csr])
+        with open(ext, "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        run(["openssl", "x509", "-req", "-in", csr, "-CA", self.ca_cert, "-CAkey", self.ca_key,
+             "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", self.server_cert])
+        # skopeo reads CA certificates from a directory of *.crt files.
+        self.cert_dir = os.path.join(d, "certs.d")
+        os.makedirs(self.cert_dir)
+        shutil.copy(self.ca_cert, os.path.join(self.cert_dir, "ca.crt"))
+
+    @property
+    def scheme(self):
+        return "https" if self.variant == "tls" else "http"
+
+    def start(self):
+        self.log = open(os.path.join(self.dir, "registry.log"), "w")
+        self.proc = subprocess.Popen(["docker-registry", "serve", self.config],
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("docker-registry exited: %s" % self.read_log())
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("docker-registry did not listen on %s: %s" % (self.host, self.read_log()))
+
+    def read_log(self):
+        try:
+            with open(os.path.join(self.dir, "registry.log")) as f:
+                return f.read()[-2000:]
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    # -- direct registry access (urllib), for checking what the publisher did --------------
+    def request(self, method, path, headers=None, host=None):
+        url = "%s://%s%s" % (self.scheme, host or self.host, path)
+        req = urllib.request.Request(url, method=method, headers=headers or {})
+        if self.username:
+            import base64
+            tok = base64.b64encode(("%s:%s" % (self.username, self.password)).encode()).decode()
+            req.add_header("Authorization", "Basic " + tok)
+        ctx = ssl.create_default_context(cafile=self.ca_cert) if self.ca_cert else None
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    def manifest(self, repo, ref):
+        return self.request("GET", "/v2/%s/manifests/%s" % (repo, ref), {
+            "Accept": "application/vnd.oci.image.manifest.v1+json"})
+
+    def tags(self, repo):
+        status, _, body = self.request("GET", "/v2/%s/tags/list" % repo)
+        if status == 404:
+            return []
+        return json.loads(body).get("tags") or []
+
+    def storage_snapshot(self):
+        """Every file under the storage dir with its size (upload sessions included)."""
+        out = {}
+        for root, _, files in os.walk(self.data):
+            for f in files:
+                p = os.path.join(root, f)
+                out[os.path.relpath(p, self.data)] = os.path.getsize(p)
+        return out
+
+
+class FaultProxy:
+    def __init__(self, backend_port):
+        self.backend_port = backend_port
+        self.rules = []
+        self.counts = {}
+        self.bytes_in = {}
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _handle(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                rule = proxy._match(self.command, self.path)
+                with proxy.lock:
+                    proxy.counts[self.command] = proxy.counts.get(self.command, 0) + 1
+                if rule == "reset":
+                    self.rfile.read(n // 2)
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    return
+                body = self.rfile.read(n) if n else b""
+                with proxy.lock:
+                    proxy.bytes_in[self.command] = proxy.bytes_in.get(self.command, 0) + len(body)
+                if rule == "fail":
+                    msg = b'{"errors":[{"code":"UNKNOWN","message":"injected fault"}]}'
+                    self.send_response(500)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(msg)))
+                    self.end_headers()
+                    self.wfile.write(msg)
+                    return
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.backend_port, timeout=30)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("connection", "keep-alive", "transfer-encoding")}
+                conn.request(self.command, self.path, body=body if n else None, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response_only(resp.status, resp.reason)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("connection", "keep-alive", "transfer-encoding", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", resp.getheader("Content-Length", str(len(data)))
+                                 if self.command == "HEAD" else str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.host = "127.0.0.1:%d" % self.port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def fail(self, method, times=1, path_contains=""):
+        self.rules.append({"kind": "fail", "method": method, "times": times, "path": path_contains})
+
+    def reset(self, method, times=1, path_contains=""):
+        self.rules.append({"kind": "reset", "method": method, "times": times, "path": path_contains})
+
+    def _match(self, method, path):
+        with self.lock:
+            for r in self.rules:
+                if r["method"] == method and r["path"] in path and (r["times"] is None or r["times"] > 0):
+                    if r["times"] is not None:
+                        r["times"] -= 1
+                    return r["kind"]
+        return None
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
