@@ -282,7 +282,6 @@ absl::StatusOr<ContextTarStats> ExtractContextTar(const std::string& tar_path,
   archive_write_disk_set_options(
       w.get(), ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
                    ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_NO_OVERWRITE);
-  archive_write_disk_set_standard_lookup(w.get());
   struct archive_entry* e = nullptr;
   while (true) {
     int r = archive_read_next_header(a->get(), &e);

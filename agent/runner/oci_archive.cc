@@ -1,0 +1,322 @@
+#include "agent/runner/oci_archive.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "agent/runner/context_tar.h"
+#include "nlohmann/json.hpp"
+#include "third_party/absl_ext/posix_error.h"
+
+namespace kiln::agent::runner {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr char kManifestType[] = "application/vnd.oci.image.manifest.v1+json";
+constexpr char kConfigType[] = "application/vnd.oci.image.config.v1+json";
+constexpr char kLayerTar[] = "application/vnd.oci.image.layer.v1.tar";
+constexpr char kLayerTarGzip[] = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+std::string ToHex(const unsigned char* d, unsigned n) {
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(d), n));
+}
+
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path, size_t limit) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return PosixError(errno ? errno : ENOENT, "open", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string s = ss.str();
+  if (s.size() > limit) {
+    return absl::DataLossError(absl::StrCat(path, " is larger than ", limit, " bytes"));
+  }
+  return s;
+}
+
+json DescriptorJson(const OciDescriptor& d) {
+  return json{{"mediaType", d.media_type}, {"digest", d.digest}, {"size", d.size}};
+}
+
+// UstarWriter: a minimal deterministic POSIX ustar writer (mtime 0, uid/gid 0, "root"
+// names). libarchive's tar writers are not used because, linked statically, they drag in every
+// format (xar -> libxml2 -> ICU, ~30 MB). Names here are at most 100 bytes
+// ("blobs/sha256/<64 hex>" is 77).
+class UstarWriter {
+ public:
+  ~UstarWriter() {
+    if (fd_ >= 0) close(fd_);
+  }
+  absl::Status Open(const std::string& path) {
+    path_ = path;
+    fd_ = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) return PosixError(errno, "create", path);
+    return absl::OkStatus();
+  }
+  absl::Status Header(const std::string& name, char typeflag, int64_t size) {
+    if (name.size() > 100) return absl::InternalError("ustar name too long: " + name);
+    char h[512];
+    memset(h, 0, sizeof(h));
+    memcpy(h, name.data(), name.size());
+    snprintf(h + 100, 8, "%07o", typeflag == '5' ? 0755 : 0644);
+    snprintf(h + 108, 8, "%07o", 0);
+    snprintf(h + 116, 8, "%07o", 0);
+    snprintf(h + 124, 12, "%011llo", static_cast<unsigned long long>(size));
+    snprintf(h + 136, 12, "%011o", 0);
+    memset(h + 148, ' ', 8);
+    h[156] = typeflag;
+    memcpy(h + 257, "ustar\0" "00", 8);
+    memcpy(h + 265, "root", 4);
+    memcpy(h + 297, "root", 4);
+    unsigned sum = 0;
+    for (unsigned char c : h) sum += c;
+    snprintf(h + 148, 8, "%06o", sum);
+    h[155] = ' ';
+    return Write(absl::string_view(h, sizeof(h)));
+  }
+  absl::Status Dir(const std::string& name) { return Header(name, '5', 0); }
+  absl::Status Bytes(const std::string& name, absl::string_view data) {
+    if (absl::Status s = Header(name, '0', static_cast<int64_t>(data.size())); !s.ok()) return s;
+    if (absl::Status s = Write(data); !s.ok()) return s;
+    return Pad(static_cast<int64_t>(data.size()));
+  }
+  absl::Status File(const std::string& name, const std::string& path, int64_t size) {
+    if (absl::Status s = Header(name, '0', size); !s.ok()) return s;
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return PosixError(errno, "open", path);
+    std::vector<char> buf(1 << 20);
+    int64_t total = 0;
+    while (total < size) {
+      ssize_t n = read(fd, buf.data(), static_cast<size_t>(std::min<int64_t>(buf.size(), size - total)));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        int e = n < 0 ? errno : EIO;
+        close(fd);
+        return n < 0 ? PosixError(e, "read", path)
+                     : absl::DataLossError(absl::StrCat(path, " shrank while archiving"));
+      }
+      if (absl::Status s = Write(absl::string_view(buf.data(), static_cast<size_t>(n))); !s.ok()) {
+        close(fd);
+        return s;
+      }
+      total += n;
+    }
+    close(fd);
+    return Pad(size);
+  }
+  absl::Status Finish() {
+    std::string zeros(1024, '\0');
+    if (absl::Status s = Write(zeros); !s.ok()) return s;
+    if (fsync(fd_) != 0) return PosixError(errno, "fsync", path_);
+    if (close(fd_) != 0) {
+      fd_ = -1;
+      return PosixError(errno, "close", path_);
+    }
+    fd_ = -1;
+    return absl::OkStatus();
+  }
+
+ private:
+  absl::Status Pad(int64_t size) {
+    size_t pad = static_cast<size_t>((512 - size % 512) % 512);
+    return pad == 0 ? absl::OkStatus() : Write(std::string(pad, '\0'));
+  }
+  absl::Status Write(absl::string_view data) {
+    while (!data.empty()) {
+      ssize_t n = write(fd_, data.data(), data.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return PosixError(errno, "write", path_);
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return absl::OkStatus();
+  }
+  std::string path_;
+  int fd_ = -1;
+};
+
+}  // namespace
+
+std::string Sha256Hex(absl::string_view bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(bytes.data(), bytes.size(), md, &n, EVP_sha256(), nullptr);
+  return ToHex(md, n);
+}
+
+absl::StatusOr<std::string> Sha256File(const std::string& path, int64_t* size) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return PosixError(errno, "open", path);
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  std::vector<char> buf(1 << 20);
+  int64_t total = 0;
+  while (true) {
+    ssize_t n = read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      close(fd);
+      EVP_MD_CTX_free(ctx);
+      return PosixError(e, "read", path);
+    }
+    if (n == 0) break;
+    EVP_DigestUpdate(ctx, buf.data(), static_cast<size_t>(n));
+    total += n;
+  }
+  close(fd);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_DigestFinal_ex(ctx, md, &n);
+  EVP_MD_CTX_free(ctx);
+  if (size != nullptr) *size = total;
+  return ToHex(md, n);
+}
+
+std::string OciManifestJson(const OciDescriptor& config, const std::vector<OciDescriptor>& layers) {
+  json m;
+  m["schemaVersion"] = 2;
+  m["mediaType"] = kManifestType;
+  m["config"] = DescriptorJson(config);
+  m["layers"] = json::array();
+  for (const OciDescriptor& l : layers) m["layers"].push_back(DescriptorJson(l));
+  return m.dump();
+}
+
+std::string OciIndexJson(const OciDescriptor& manifest, absl::string_view tag) {
+  std::string t(tag);
+  size_t slash = t.rfind('/');
+  size_t colon = t.rfind(':');
+  std::string ref = (colon != std::string::npos && (slash == std::string::npos || colon > slash))
+                        ? t.substr(colon + 1)
+                        : "latest";
+  json d = DescriptorJson(manifest);
+  d["annotations"] = json{{"org.opencontainers.image.ref.name", ref},
+                          {"io.containerd.image.name", t}};
+  json idx;
+  idx["schemaVersion"] = 2;
+  idx["manifests"] = json::array({d});
+  return idx.dump();
+}
+
+absl::StatusOr<OciImage> ConvertDockerArchiveToOci(const std::string& docker_archive,
+                                                   const std::string& scratch_dir,
+                                                   const std::string& out_path,
+                                                   absl::string_view tag) {
+  if (mkdir(scratch_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return PosixError(errno, "mkdir", scratch_dir);
+  }
+  ContextTarLimits limits;
+  limits.max_entry_bytes = int64_t{64} << 30;
+  limits.max_total_bytes = int64_t{256} << 30;
+  absl::StatusOr<ContextTarStats> x = ExtractContextTar(docker_archive, scratch_dir, limits);
+  if (!x.ok()) {
+    return absl::Status(x.status().code(),
+                        absl::StrCat("unpacking docker-archive: ", x.status().message()));
+  }
+  absl::StatusOr<std::string> manifest_text =
+      ReadSmallFile(scratch_dir + "/manifest.json", 1 << 20);
+  if (!manifest_text.ok()) return manifest_text.status();
+  json dm = json::parse(*manifest_text, nullptr, /*allow_exceptions=*/false);
+  if (!dm.is_array() || dm.size() != 1 || !dm[0].is_object() || !dm[0]["Config"].is_string() ||
+      !dm[0]["Layers"].is_array()) {
+    return absl::DataLossError(
+        "docker-archive manifest.json must hold exactly one image with Config and Layers");
+  }
+  OciImage img;
+  const std::string config_rel = dm[0]["Config"].get<std::string>();
+  absl::StatusOr<std::string> norm_cfg = NormalizeEntryPath(config_rel);
+  if (!norm_cfg.ok()) return absl::DataLossError(norm_cfg.status().message());
+  const std::string config_path = scratch_dir + "/" + *norm_cfg;
+  absl::StatusOr<std::string> config_text = ReadSmallFile(config_path, 16 << 20);
+  if (!config_text.ok()) return config_text.status();
+  json cfg = json::parse(*config_text, nullptr, false);
+  if (!cfg.is_object() || !cfg["rootfs"].is_object() || !cfg["rootfs"]["diff_ids"].is_array()) {
+    return absl::DataLossError("image config has no rootfs.diff_ids");
+  }
+  img.config = OciDescriptor{kConfigType, "sha256:" + Sha256Hex(*config_text),
+                             static_cast<int64_t>(config_text->size())};
+  const json& diff_ids = cfg["rootfs"]["diff_ids"];
+  if (diff_ids.size() != dm[0]["Layers"].size()) {
+    return absl::DataLossError(absl::StrCat("docker-archive has ", dm[0]["Layers"].size(),
+                                            " layers but the config lists ", diff_ids.size(),
+                                            " diff_ids"));
+  }
+  std::vector<std::string> layer_paths;
+  for (size_t i = 0; i < diff_ids.size(); ++i) {
+    if (!dm[0]["Layers"][i].is_string()) return absl::DataLossError("layer path is not a string");
+    absl::StatusOr<std::string> rel = NormalizeEntryPath(dm[0]["Layers"][i].get<std::string>());
+    if (!rel.ok()) return absl::DataLossError(rel.status().message());
+    std::string path = scratch_dir + "/" + *rel;
+    int64_t size = 0;
+    absl::StatusOr<std::string> hex = Sha256File(path, &size);
+    if (!hex.ok()) return hex.status();
+    unsigned char magic[2] = {0, 0};
+    if (std::ifstream f(path, std::ios::binary); f) f.read(reinterpret_cast<char*>(magic), 2);
+    bool gz = magic[0] == 0x1f && magic[1] == 0x8b;
+    std::string digest = "sha256:" + *hex;
+    if (!gz && (!diff_ids[i].is_string() || diff_ids[i].get<std::string>() != digest)) {
+      return absl::DataLossError(absl::StrCat("layer ", i, " (", *rel, ") has digest ", digest,
+                                              " but the config's diff_id is ",
+                                              diff_ids[i].dump()));
+    }
+    img.layers.push_back(OciDescriptor{gz ? kLayerTarGzip : kLayerTar, digest, size});
+    layer_paths.push_back(path);
+  }
+  const std::string manifest = OciManifestJson(img.config, img.layers);
+  img.manifest = OciDescriptor{kManifestType, "sha256:" + Sha256Hex(manifest),
+                               static_cast<int64_t>(manifest.size())};
+  img.manifest_digest = img.manifest.digest;
+
+  // docker-compatible manifest.json (dockerd 20.10 `docker load` reads only this).
+  json compat = json::array();
+  json entry;
+  entry["Config"] = "blobs/sha256/" + img.config.digest.substr(7);
+  entry["RepoTags"] = json::array({std::string(tag)});
+  entry["Layers"] = json::array();
+  for (const OciDescriptor& l : img.layers) entry["Layers"].push_back("blobs/sha256/" + l.digest.substr(7));
+  compat.push_back(entry);
+
+  const std::string tmp = out_path + ".tmp";
+  {
+    UstarWriter w;
+    absl::Status s = w.Open(tmp);
+    if (s.ok()) s = w.Bytes("oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}");
+    if (s.ok()) s = w.Bytes("index.json", OciIndexJson(img.manifest, tag));
+    if (s.ok()) s = w.Bytes("manifest.json", compat.dump());
+    if (s.ok()) s = w.Dir("blobs/");
+    if (s.ok()) s = w.Dir("blobs/sha256/");
+    if (s.ok()) s = w.Bytes("blobs/sha256/" + img.config.digest.substr(7), *config_text);
+    std::set<std::string> written;
+    for (size_t i = 0; s.ok() && i < img.layers.size(); ++i) {
+      if (!written.insert(img.layers[i].digest).second) continue;  // a repeated layer
+      s = w.File("blobs/sha256/" + img.layers[i].digest.substr(7), layer_paths[i],
+                 img.layers[i].size);
+    }
+    if (s.ok()) s = w.Bytes("blobs/sha256/" + img.manifest.digest.substr(7), manifest);
+    if (s.ok()) s = w.Finish();
+    if (!s.ok()) {
+      unlink(tmp.c_str());
+      return s;
+    }
+  }
+  if (rename(tmp.c_str(), out_path.c_str()) != 0) return PosixError(errno, "rename", tmp);
+  struct stat st;
+  if (stat(out_path.c_str(), &st) != 0) return PosixError(errno, "stat", out_path);
+  img.archive_bytes = st.st_size;
+  return img;
+}
+
+}  // namespace kiln::agent::runner

@@ -1,0 +1,161 @@
+#include "agent/runner/process.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "third_party/absl_ext/posix_error.h"
+
+namespace kiln::agent::runner {
+
+absl::StatusOr<Subprocess> Subprocess::Spawn(const SpawnOptions& options) {
+  if (options.argv.empty() || options.argv[0].empty() || options.argv[0][0] != '/') {
+    return absl::InvalidArgumentError("Spawn: argv[0] must be an absolute path");
+  }
+  // Everything the child needs is prepared before fork (only async-signal-safe calls after).
+  std::vector<char*> argv, envp;
+  for (const std::string& a : options.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (const std::string& e : options.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (devnull < 0) return PosixError(errno, "open", "/dev/null");
+  int out_w = -1, out_r = -1;
+  if (!options.log_path.empty()) {
+    out_w = open(options.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (out_w < 0) {
+      int e = errno;
+      close(devnull);
+      return PosixError(e, "open", options.log_path);
+    }
+  } else if (options.pipe_output) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) {
+      int e = errno;
+      close(devnull);
+      return PosixError(e, "pipe2");
+    }
+    out_r = p[0];
+    out_w = p[1];
+  }
+  int err_pipe[2];
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
+    int e = errno;
+    close(devnull);
+    if (out_w >= 0) close(out_w);
+    if (out_r >= 0) close(out_r);
+    return PosixError(e, "pipe2");
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    dup2(devnull, 0);
+    if (out_w >= 0) {
+      dup2(out_w, 1);
+      dup2(out_w, 2);
+    }
+    execve(argv[0], argv.data(), envp.data());
+    int e = errno;
+    (void)!write(err_pipe[1], &e, sizeof(e));
+    _exit(127);
+  }
+  int fork_errno = errno;
+  close(devnull);
+  close(err_pipe[1]);
+  if (out_w >= 0) close(out_w);
+  if (pid < 0) {
+    close(err_pipe[0]);
+    if (out_r >= 0) close(out_r);
+    return PosixError(fork_errno, "fork");
+  }
+  Subprocess proc(pid, out_r);
+  int exec_errno = 0;
+  ssize_t n;
+  do {
+    n = read(err_pipe[0], &exec_errno, sizeof(exec_errno));
+  } while (n < 0 && errno == EINTR);
+  close(err_pipe[0]);
+  if (n == sizeof(exec_errno)) {
+    proc.Wait(absl::InfiniteFuture()).IgnoreError();
+    return PosixError(exec_errno, "execve", options.argv[0]);
+  }
+  return proc;
+}
+
+Subprocess::Subprocess(Subprocess&& other) noexcept
+    : pid_(std::exchange(other.pid_, -1)),
+      out_fd_(std::exchange(other.out_fd_, -1)),
+      status_(std::exchange(other.status_, std::nullopt)) {}
+
+Subprocess& Subprocess::operator=(Subprocess&& other) noexcept {
+  if (this != &other) {
+    this->~Subprocess();
+    pid_ = std::exchange(other.pid_, -1);
+    out_fd_ = std::exchange(other.out_fd_, -1);
+    status_ = std::exchange(other.status_, std::nullopt);
+  }
+  return *this;
+}
+
+Subprocess::~Subprocess() {
+  if (pid_ > 0 && !status_.has_value()) Stop(absl::ZeroDuration());
+  if (out_fd_ >= 0) close(out_fd_);
+  out_fd_ = -1;
+}
+
+std::optional<int> Subprocess::TryWait() {
+  if (status_.has_value() || pid_ <= 0) return status_;
+  int st = 0;
+  pid_t r;
+  do {
+    r = waitpid(pid_, &st, WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r == pid_) status_ = st;
+  return status_;
+}
+
+absl::StatusOr<int> Subprocess::Wait(absl::Time deadline) {
+  while (true) {
+    if (std::optional<int> st = TryWait(); st.has_value()) return *st;
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat("process ", pid_, " still running"));
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+}
+
+void Subprocess::Signal(int sig) {
+  if (pid_ > 0 && !TryWait().has_value()) {
+    if (kill(-pid_, sig) != 0) kill(pid_, sig);
+  }
+}
+
+int Subprocess::Stop(absl::Duration grace) {
+  if (pid_ <= 0) return 0;
+  if (!TryWait().has_value()) {
+    if (grace > absl::ZeroDuration()) {
+      Signal(SIGTERM);
+      if (Wait(absl::Now() + grace).ok()) return *status_;
+    }
+    Signal(SIGKILL);
+    Wait(absl::InfiniteFuture()).IgnoreError();
+  }
+  return status_.value_or(0);
+}
+
+std::string DescribeWaitStatus(int status) {
+  if (WIFEXITED(status)) return absl::StrCat("exit status ", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return absl::StrCat("killed by signal ", WTERMSIG(status));
+  return absl::StrCat("wait status ", status);
+}
+
+}  // namespace kiln::agent::runner

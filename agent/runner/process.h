@@ -1,0 +1,77 @@
+// File: agent/runner/process.h
+// -----------------------------------------------------------------------------
+//
+// Subprocess: the runner's one thin executor for child processes (containerd, dockerd, the
+// docker CLI). fork + execve of an absolute path with an explicit environment (PATH is never
+// searched for the program), stdin from /dev/null, stdout+stderr either appended to a log file
+// or sent to a pipe the caller reads. Each child leads its own process group, so Kill()
+// reaches its helpers too. The destructor kills (SIGKILL) and reaps a child still running.
+//
+// Example:
+//
+//   ASSIGN_OR_RETURN(Subprocess p, Subprocess::Spawn({.argv = {"/usr/bin/true"}}));
+//   ASSIGN_OR_RETURN(int status, p.Wait(absl::Now() + absl::Seconds(5)));
+#ifndef KILN_AGENT_RUNNER_PROCESS_H_
+#define KILN_AGENT_RUNNER_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace kiln::agent::runner {
+
+// SpawnOptions: what to run.
+struct SpawnOptions {
+  std::vector<std::string> argv;  // argv[0] is an absolute path
+  std::vector<std::string> env;   // "KEY=VALUE", the complete environment
+  std::string log_path;           // if set: stdout+stderr appended here
+  bool pipe_output = false;       // if set (and no log_path): stdout+stderr to output_fd()
+};
+
+class Subprocess {
+ public:
+  // Spawn(options): starts the child. InvalidArgument for an empty/relative argv[0]; the
+  // errno-derived status when the log file, pipe or fork fails; NotFound /
+  // PermissionDenied when execve fails (reported back through a close-on-exec pipe).
+  static absl::StatusOr<Subprocess> Spawn(const SpawnOptions& options);
+
+  Subprocess(Subprocess&& other) noexcept;
+  Subprocess& operator=(Subprocess&& other) noexcept;
+  Subprocess(const Subprocess&) = delete;
+  Subprocess& operator=(const Subprocess&) = delete;
+  ~Subprocess();
+
+  pid_t pid() const { return pid_; }
+  // output_fd(): read end of the output pipe (-1 unless pipe_output). Owned by this object.
+  int output_fd() const { return out_fd_; }
+
+  // TryWait(): the wait status if the child has exited (reaped now or before), else nullopt.
+  std::optional<int> TryWait();
+  // Wait(deadline): waits for exit; returns the raw wait status (see WEXITSTATUS), or
+  // DeadlineExceeded (the child keeps running).
+  absl::StatusOr<int> Wait(absl::Time deadline);
+  // Signal(sig): sends `sig` to the child's process group (no-op once reaped).
+  void Signal(int sig);
+  // Stop(grace): SIGTERM, waits up to `grace`, then SIGKILL and reap. Returns the wait
+  // status. Idempotent.
+  int Stop(absl::Duration grace);
+
+ private:
+  Subprocess(pid_t pid, int out_fd) : pid_(pid), out_fd_(out_fd) {}
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  std::optional<int> status_;
+};
+
+// DescribeWaitStatus(status): "exit status 1", "killed by signal 9".
+std::string DescribeWaitStatus(int status);
+
+}  // namespace kiln::agent::runner
+
+#endif  // KILN_AGENT_RUNNER_PROCESS_H_

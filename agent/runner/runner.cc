@@ -1,0 +1,460 @@
+#include "agent/runner/runner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <linux/magic.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <deque>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "agent/runner/context_tar.h"
+#include "agent/runner/daemon_plan.h"
+#include "agent/runner/dockerfile.h"
+#include "agent/runner/oci_archive.h"
+#include "agent/runner/process.h"
+#include "agent/runner/redact.h"
+#include "agent/runner/unix_http.h"
+#include "third_party/absl_ext/posix_error.h"
+
+namespace kiln::agent::runner {
+namespace {
+
+int64_t MsSince(absl::Time t) { return absl::ToInt64Milliseconds(absl::Now() - t); }
+
+int RemoveEntry(const char* path, const struct stat*, int type, struct FTW*) {
+  if (type == FTW_DP) return rmdir(path) == 0 || errno == ENOENT ? 0 : 0;
+  unlink(path);
+  return 0;
+}
+
+// RemoveTree: rm -rf that stays on one file system and never follows symlinks.
+void RemoveTree(const std::string& path) {
+  nftw(path.c_str(), RemoveEntry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
+
+absl::Status MkdirP(const std::string& path, mode_t mode) {
+  std::string cur;
+  for (absl::string_view part : absl::StrSplit(path, '/', absl::SkipEmpty())) {
+    absl::StrAppend(&cur, "/", part);
+    if (mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) return PosixError(errno, "mkdir", cur);
+  }
+  return absl::OkStatus();
+}
+
+bool IsTmpfs(const std::string& path) {
+  struct statfs sf;
+  if (statfs(path.c_str(), &sf) != 0) return false;
+  return sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC;
+}
+
+std::vector<std::string> FileTail(const std::string& path, int n) {
+  std::ifstream in(path);
+  std::deque<std::string> tail;
+  std::string line;
+  while (std::getline(in, line)) {
+    tail.push_back(line);
+    if (static_cast<int>(tail.size()) > n) tail.pop_front();
+  }
+  return {tail.begin(), tail.end()};
+}
+
+// DaemonReason: the most telling line of a daemon log (fatal/error level), else the last.
+std::string DaemonReason(const std::vector<std::string>& tail) {
+  for (auto it = tail.rbegin(); it != tail.rend(); ++it) {
+    if (absl::StrContains(*it, "level=fatal") || absl::StrContains(*it, "failed to start")) {
+      return *it;
+    }
+  }
+  for (auto it = tail.rbegin(); it != tail.rend(); ++it) {
+    if (absl::StrContains(*it, "level=error")) return *it;
+  }
+  return tail.empty() ? "(empty log)" : tail.back();
+}
+
+// SecretFiles: the tmpfs copies of the secrets; Wipe() overwrites, fsyncs and unlinks them.
+class SecretFiles {
+ public:
+  ~SecretFiles() { Wipe(); }
+  absl::Status Write(const std::string& base, const std::map<std::string, std::string>& secrets) {
+    if (secrets.empty()) return absl::OkStatus();
+    if (absl::Status s = MkdirP(base, 0700); !s.ok()) return s;
+    if (!IsTmpfs(base)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("secret dir ", base, " is not on tmpfs; refusing to write secrets there"));
+    }
+    std::string tmpl = base + "/job-XXXXXX";
+    if (mkdtemp(tmpl.data()) == nullptr) return PosixError(errno, "mkdtemp", tmpl);
+    dir_ = tmpl;
+    for (const auto& [id, value] : secrets) {
+      std::string path = absl::StrCat(dir_, "/", id);
+      int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
+      if (fd < 0) return PosixError(errno, "create secret file", path);
+      files_[id] = {path, value.size()};
+      absl::string_view rest = value;
+      while (!rest.empty()) {
+        ssize_t n = write(fd, rest.data(), rest.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+          int e = errno;
+          close(fd);
+          return PosixError(e, "write secret file", path);
+        }
+        rest.remove_prefix(static_cast<size_t>(n));
+      }
+      close(fd);
+    }
+    return absl::OkStatus();
+  }
+  std::map<std::string, std::string> Paths() const {
+    std::map<std::string, std::string> out;
+    for (const auto& [id, f] : files_) out[id] = f.first;
+    return out;
+  }
+  void Wipe() {
+    for (const auto& [id, f] : files_) {
+      chmod(f.first.c_str(), 0600);
+      int fd = open(f.first.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd >= 0) {
+        std::string zeros(f.second, '\0');
+        absl::string_view rest = zeros;
+        while (!rest.empty()) {
+          ssize_t n = write(fd, rest.data(), rest.size());
+          if (n < 0 && errno == EINTR) continue;
+          if (n <= 0) break;
+          rest.remove_prefix(static_cast<size_t>(n));
+        }
+        fsync(fd);
+        close(fd);
+      }
+      unlink(f.first.c_str());
+    }
+    files_.clear();
+    if (!dir_.empty()) rmdir(dir_.c_str());
+    dir_.clear();
+  }
+
+ private:
+  std::string dir_;
+  std::map<std::string, std::pair<std::string, size_t>> files_;
+};
+
+// Runner: one RunBuild's state; every step returns Status and records into result_.
+class Runner {
+ public:
+  Runner(const BuildSpec& spec, const LogSink& on_log)
+      : spec_(spec), on_log_(on_log), redactor_(spec.secrets) {}
+
+  BuildResult Run() {
+    const absl::Time start = absl::Now();
+    deadline_ = start + absl::Milliseconds(spec_.deadline_ms);
+    absl::Status s = RunPhases();
+    absl::Time t = absl::Now();
+    Teardown();
+    result_.durations_ms.teardown = MsSince(t);
+    result_.durations_ms.total = MsSince(start);
+    result_.status = s;
+    if (!s.ok()) {
+      result_.error_message = std::string(s.message());
+      if (!result_.log_tail.empty()) {
+        absl::StrAppend(&result_.error_message, "\n--- last ", result_.log_tail.size(),
+                        " log lines ---\n", absl::StrJoin(result_.log_tail, "\n"));
+      }
+      result_.manifest_digest.clear();
+    }
+    return result_;
+  }
+
+ private:
+  void Log(absl::string_view line) {
+    if (on_log_) on_log_(line);
+  }
+
+  absl::Status RunPhases() {
+    absl::Time t = absl::Now();
+    std::string context_dir;
+    absl::Status s = Validate(&context_dir);
+    result_.durations_ms.validate = MsSince(t);
+    if (!s.ok()) return s;
+
+    t = absl::Now();
+    s = StartDaemons();
+    result_.durations_ms.dockerd_start = MsSince(t);
+    if (!s.ok()) return s;
+    Log(absl::StrCat("[kiln-runner] dockerd ready in ", result_.durations_ms.dockerd_start,
+                     " ms"));
+
+    t = absl::Now();
+    s = Preload();
+    result_.durations_ms.preload = MsSince(t);
+    if (!s.ok()) return s;
+
+    t = absl::Now();
+    s = Build(context_dir);
+    secrets_.Wipe();
+    result_.durations_ms.build = MsSince(t);
+    if (!s.ok()) return s;
+
+    t = absl::Now();
+    s = Export();
+    result_.durations_ms.export_image = MsSince(t);
+    return s;
+  }
+
+  absl::Status Validate(std::string* context_dir) {
+    if (absl::Status s = ValidateSpec(spec_); !s.ok()) return s;
+    struct stat st;
+    if (stat(spec_.work_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("work_dir ", spec_.work_dir, " is not an existing directory"));
+    }
+    secret_base_ = spec_.secret_dir.empty() ? DefaultSecretDir() : spec_.secret_dir;
+    if (!spec_.secrets.empty()) {
+      if (absl::Status s = MkdirP(secret_base_, 0700); !s.ok()) return s;
+      if (!IsTmpfs(secret_base_)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "secret dir ", secret_base_, " is not on tmpfs; refusing to write secrets there"));
+      }
+    }
+    if (!spec_.context_tar.empty()) {
+      *context_dir = spec_.work_dir + "/context";
+      if (mkdir(context_dir->c_str(), 0755) != 0) {
+        return PosixError(errno, "mkdir (must not exist yet)", *context_dir);
+      }
+      absl::StatusOr<ContextTarStats> x = ExtractContextTar(spec_.context_tar, *context_dir, {});
+      if (!x.ok()) return x.status();
+    } else {
+      *context_dir = spec_.context_dir;
+    }
+    for (const std::string& img : spec_.preload_images) {
+      if (access(img.c_str(), R_OK) != 0) return PosixError(errno, "preload image", img);
+    }
+    return PreflightDockerfile(*context_dir, spec_);
+  }
+
+  absl::Status StartDaemons() {
+    std::string run_dir = spec_.work_dir + "/run";
+    if (run_dir.size() + std::string("/containerd.sock.ttrpc").size() > kMaxSocketPathBytes) {
+      std::string tmpl = "/tmp/kiln-run-XXXXXX";
+      if (mkdtemp(tmpl.data()) == nullptr) return PosixError(errno, "mkdtemp", tmpl);
+      run_dir = tmpl;
+      temp_run_dir_ = run_dir;
+    } else if (mkdir(run_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return PosixError(errno, "mkdir", run_dir);
+    }
+    layout_ = MakeRunLayout(spec_.work_dir, run_dir);
+    for (const std::string& d : {layout_.containerd_root, layout_.containerd_state,
+                                 layout_.docker_data_root, layout_.docker_exec_root,
+                                 layout_.docker_config_dir}) {
+      if (absl::Status s = MkdirP(d, 0700); !s.ok()) return s;
+    }
+    {
+      std::ofstream toml(layout_.containerd_config);
+      toml << ContainerdConfigToml(layout_);
+      if (!toml) return absl::InternalError("writing " + layout_.containerd_config);
+    }
+    absl::StatusOr<Subprocess> c = Subprocess::Spawn(
+        {ContainerdArgv(spec_.tools, layout_), DaemonEnv(), layout_.containerd_log, false});
+    if (!c.ok()) return c.status();
+    containerd_.emplace(std::move(*c));
+    // containerd is ready when its gRPC socket accepts connections.
+    UnixHttpClient probe(layout_.containerd_socket);
+    while (true) {
+      if (std::optional<int> st = containerd_->TryWait(); st.has_value()) {
+        result_.log_tail = FileTail(layout_.containerd_log, kLogTailLines);
+        return absl::FailedPreconditionError(
+            absl::StrCat("containerd exited (", DescribeWaitStatus(*st),
+                         ") before it was ready: ", DaemonReason(result_.log_tail)));
+      }
+      if (access(layout_.containerd_socket.c_str(), F_OK) == 0) break;
+      if (absl::Now() > deadline_) {
+        return absl::DeadlineExceededError("containerd did not create its socket in time");
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    absl::StatusOr<Subprocess> d = Subprocess::Spawn(
+        {DockerdArgv(spec_.tools, layout_), DaemonEnv(), layout_.dockerd_log, false});
+    if (!d.ok()) return d.status();
+    dockerd_.emplace(std::move(*d));
+    UnixHttpClient docker(layout_.docker_socket);
+    absl::Status last = absl::UnavailableError("no answer yet");
+    while (true) {
+      if (std::optional<int> st = dockerd_->TryWait(); st.has_value()) {
+        result_.log_tail = FileTail(layout_.dockerd_log, kLogTailLines);
+        return absl::FailedPreconditionError(
+            absl::StrCat("dockerd exited (", DescribeWaitStatus(*st),
+                         ") before it was ready: ", DaemonReason(result_.log_tail)));
+      }
+      absl::StatusOr<HttpResponse> r = docker.Get("/_ping", std::min(deadline_,
+                                                  absl::Now() + absl::Seconds(2)));
+      if (r.ok() && r->status == 200 && r->body == "OK") return absl::OkStatus();
+      last = r.ok() ? absl::UnavailableError(absl::StrCat("GET /_ping: HTTP ", r->status))
+                    : r.status();
+      if (absl::Now() > deadline_) {
+        result_.log_tail = FileTail(layout_.dockerd_log, kLogTailLines);
+        return absl::DeadlineExceededError(
+            absl::StrCat("dockerd was not ready before the deadline: ", last.message()));
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  }
+
+  absl::Status Preload() {
+    UnixHttpClient docker(layout_.docker_socket);
+    for (const std::string& img : spec_.preload_images) {
+      int fd = open(img.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) return PosixError(errno, "open preload image", img);
+      absl::StatusOr<HttpResponse> r =
+          docker.PostFile("/v1.41/images/load?quiet=1", "application/x-tar", fd, deadline_);
+      close(fd);
+      if (!r.ok()) {
+        return absl::Status(r.status().code(),
+                            absl::StrCat("POST /images/load ", img, ": ", r.status().message()));
+      }
+      if (r->status != 200 || absl::StrContains(r->body, "\"errorDetail\"") ||
+          absl::StrContains(r->body, "\"error\"")) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "dockerd refused preload image ", img, ": HTTP ", r->status, ": ", r->body));
+      }
+      Log(absl::StrCat("[kiln-runner] preloaded ", img));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Build(const std::string& context_dir) {
+    if (absl::Status s = secrets_.Write(secret_base_, spec_.secrets); !s.ok()) return s;
+    absl::StatusOr<Subprocess> p = Subprocess::Spawn(
+        {DockerBuildArgv(spec_, layout_, context_dir, secrets_.Paths()), DockerBuildEnv(layout_),
+         "", true});
+    if (!p.ok()) return p.status();
+    std::deque<std::string> tail;
+    LineRedactor lines(&redactor_, [&](absl::string_view line) {
+      Log(line);
+      tail.emplace_back(line);
+      if (static_cast<int>(tail.size()) > kLogTailLines) tail.pop_front();
+    });
+    std::vector<char> buf(64 * 1024);
+    bool timed_out = false;
+    while (true) {
+      int64_t ms = absl::ToInt64Milliseconds(deadline_ - absl::Now());
+      if (ms <= 0) {
+        timed_out = true;
+        break;
+      }
+      struct pollfd pfd = {p->output_fd(), POLLIN, 0};
+      int r = poll(&pfd, 1, static_cast<int>(std::min<int64_t>(ms, 1000)));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return PosixError(errno, "poll", "docker build output");
+      if (r == 0) continue;
+      ssize_t n = read(p->output_fd(), buf.data(), buf.size());
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (n <= 0) break;  // EOF: the CLI closed its output
+      lines.Feed(absl::string_view(buf.data(), static_cast<size_t>(n)));
+    }
+    lines.Flush();
+    result_.log_tail.assign(tail.begin(), tail.end());
+    if (timed_out) {
+      p->Stop(absl::Seconds(1));
+      return absl::DeadlineExceededError(absl::StrCat(
+          "build exceeded the deadline of ", spec_.deadline_ms, " ms; docker build was killed"));
+    }
+    absl::StatusOr<int> st = p->Wait(deadline_);
+    if (!st.ok()) {
+      p->Stop(absl::Seconds(1));
+      return absl::DeadlineExceededError("docker build did not exit before the deadline");
+    }
+    result_.build_exit_code = WIFEXITED(*st) ? WEXITSTATUS(*st) : -1;
+    if (result_.build_exit_code != 0) {
+      return absl::AbortedError(
+          absl::StrCat("docker build failed (", DescribeWaitStatus(*st), ")"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Export() {
+    UnixHttpClient docker(layout_.docker_socket);
+    int fd = open(layout_.image_tar.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return PosixError(errno, "create", layout_.image_tar);
+    absl::StatusOr<HttpResponse> r =
+        docker.GetToFile(absl::StrCat("/v1.41/images/", spec_.tag, "/get"), fd, deadline_);
+    close(fd);
+    absl::Cleanup rm = [&] {
+      unlink(layout_.image_tar.c_str());
+      RemoveTree(layout_.export_dir);
+    };
+    if (!r.ok()) return r.status();
+    if (r->status != 200) {
+      return absl::InternalError(
+          absl::StrCat("GET /images/", spec_.tag, "/get: HTTP ", r->status, ": ", r->body));
+    }
+    std::string out = spec_.output_path.empty() ? spec_.work_dir + "/image.oci.tar"
+                                                : spec_.output_path;
+    absl::StatusOr<OciImage> img =
+        ConvertDockerArchiveToOci(layout_.image_tar, layout_.export_dir, out, spec_.tag);
+    if (!img.ok()) return img.status();
+    result_.manifest_digest = img->manifest_digest;
+    result_.image_archive_path = out;
+    result_.image_archive_bytes = img->archive_bytes;
+    Log(absl::StrCat("[kiln-runner] image ", spec_.tag, " ", img->manifest_digest, " (",
+                     img->archive_bytes, " bytes) -> ", out));
+    return absl::OkStatus();
+  }
+
+  void Teardown() {
+    secrets_.Wipe();
+    if (dockerd_.has_value()) dockerd_->Stop(absl::Seconds(10));
+    if (containerd_.has_value()) containerd_->Stop(absl::Seconds(5));
+    dockerd_.reset();
+    containerd_.reset();
+    if (!temp_run_dir_.empty()) RemoveTree(temp_run_dir_);
+  }
+
+  const BuildSpec& spec_;
+  const LogSink& on_log_;
+  Redactor redactor_;
+  BuildResult result_;
+  absl::Time deadline_;
+  std::string secret_base_;
+  std::string temp_run_dir_;
+  RunLayout layout_;
+  SecretFiles secrets_;
+  std::optional<Subprocess> containerd_;
+  std::optional<Subprocess> dockerd_;
+};
+
+}  // namespace
+
+absl::Status PreflightDockerfile(const std::string& context_dir, const BuildSpec& spec) {
+  absl::StatusOr<std::string> text = ReadDockerfileInContext(context_dir, spec.dockerfile);
+  if (!text.ok()) return text.status();
+  absl::StatusOr<DockerfileInfo> info = ScanDockerfile(*text);
+  if (!info.ok()) return info.status();
+  return CheckSecretsDelivered(*info, spec.secrets);
+}
+
+std::string DefaultSecretDir() {
+  return IsTmpfs("/run") ? "/run/kiln-secrets" : "/dev/shm/kiln-secrets";
+}
+
+BuildResult RunBuild(const BuildSpec& spec, const LogSink& on_log) {
+  Runner runner(spec, on_log);
+  return runner.Run();
+}
+
+}  // namespace kiln::agent::runner
