@@ -5,6 +5,7 @@
 //
 // usage: make_layout OUT_DIR [--layers N] [--layer-bytes BYTES] [--seed S] [--change K]
 //   --change K   layer K (0-based) gets different content (same size): a one-layer change
+//   --gzip 1     gzip the layers (tar+gzip media type; deterministic, no gzip timestamp)
 #include <archive.h>
 #include <archive_entry.h>
 
@@ -39,10 +40,14 @@ std::string Bytes(uint64_t seed, int64_t n) {
   return s;
 }
 
-std::string Tar(const std::string& name, const std::string& data) {
+std::string Tar(const std::string& name, const std::string& data, bool gzip = false) {
   std::string out;
   struct archive* a = archive_write_new();
   archive_write_set_format_pax_restricted(a);
+  if (gzip) {
+    archive_write_add_filter_gzip(a);
+    archive_write_set_filter_option(a, "gzip", "timestamp", nullptr);  // deterministic
+  }
   archive_write_set_bytes_in_last_block(a, 1);
   archive_write_open(
       a, &out, nullptr,
@@ -78,11 +83,11 @@ std::string PutBlob(const fs::path& dir, const std::string& data) {
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::cerr << "usage: make_layout OUT_DIR [--layers N] [--layer-bytes B] [--seed S] "
-                 "[--change K]\n";
+                 "[--change K] [--gzip 1]\n";
     return 2;
   }
   fs::path out = argv[1];
-  int64_t layers = 3, layer_bytes = 4096, seed = 1, change = -1;
+  int64_t layers = 3, layer_bytes = 4096, seed = 1, change = -1, gzip = 0;
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string f = argv[i];
     int64_t v;
@@ -94,6 +99,7 @@ int main(int argc, char** argv) {
     else if (f == "--layer-bytes") layer_bytes = v;
     else if (f == "--seed") seed = v;
     else if (f == "--change") change = v;
+    else if (f == "--gzip") gzip = v;
     else {
       std::cerr << "make_layout: unknown flag " << f << "\n";
       return 2;
@@ -106,10 +112,13 @@ int main(int argc, char** argv) {
   for (int64_t i = 0; i < layers; ++i) {
     uint64_t s = static_cast<uint64_t>(seed) * 1000 + static_cast<uint64_t>(i) +
                  (i == change ? 500 : 0);
-    std::string tar = Tar(absl::StrCat("layer", i, "/data.bin"), Bytes(s, layer_bytes));
+    std::string name = absl::StrCat("layer", i, "/data.bin"), payload = Bytes(s, layer_bytes);
+    std::string tar = Tar(name, payload);
+    diff_ids.push_back(kiln::publish::Sha256Digest(tar));
+    if (gzip) tar = Tar(name, payload, /*gzip=*/true);
     std::string d = PutBlob(out, tar);
-    diff_ids.push_back(d);
-    descs.push_back({{"mediaType", "application/vnd.oci.image.layer.v1.tar"},
+    descs.push_back({{"mediaType", gzip ? "application/vnd.oci.image.layer.v1.tar+gzip"
+                                        : "application/vnd.oci.image.layer.v1.tar"},
                      {"digest", d},
                      {"size", tar.size()}});
   }
