@@ -56,18 +56,36 @@ bool IsStreamFrame(const Frame& f) {
          f.type == static_cast<uint8_t>(FrameType::kStreamEnd);
 }
 
-// ReceiveStreams: reads frames until every stream announced in `rx` ended. Any other frame
-// is a protocol error (one request at a time).
-absl::Status ReceiveStreams(Connection& conn, StreamReceiver& rx, int timeout_ms) {
+// ReceiveStreams: reads frames until every stream announced in `rx` ended. Returns a
+// channel error (the session ends); a request error (a stream over its limit, a bad total,
+// an aborted stream, another frame in the middle) goes to *request_error instead.
+absl::Status ReceiveStreams(Connection& conn, StreamReceiver& rx, int timeout_ms,
+                            absl::Status* request_error) {
   while (!rx.AllDone()) {
     ASSIGN_OR_RETURN(Frame f, conn.ReadFrame(timeout_ms));
     if (!IsStreamFrame(f)) {
-      return absl::FailedPreconditionError(absl::StrCat(
+      *request_error = absl::FailedPreconditionError(absl::StrCat(
           FrameTypeName(f.type), " frame while the request's streams were still arriving"));
+      return absl::OkStatus();
     }
-    RETURN_IF_ERROR(rx.OnFrame(f));
+    if (absl::Status s = rx.OnFrame(f); !s.ok()) {
+      *request_error = s;
+      return absl::OkStatus();
+    }
   }
   return absl::OkStatus();
+}
+
+// Wipe: overwrites a secret value before it is freed (DESIGN.md "Secrets ... are wiped").
+void Wipe(std::string& s) {
+  volatile char* p = s.data();
+  for (size_t i = 0; i < s.size(); ++i) p[i] = 0;
+  s.clear();
+}
+
+void WipeAll(std::map<std::string, std::string>& secrets) {
+  for (auto& [id, value] : secrets) Wipe(value);
+  secrets.clear();
 }
 
 }  // namespace
@@ -76,7 +94,7 @@ absl::Status AgentSession::Serve() {
   while (true) {
     absl::StatusOr<Frame> f = conn_->ReadFrame(kNoDeadline);
     if (!f.ok()) {
-      secrets_.clear();
+      WipeAll(secrets_);
       if (!absl::IsUnavailable(f.status())) {
         (void)conn_->SendError(f.status(), options_.io_timeout_ms);
       }
@@ -95,7 +113,10 @@ absl::Status AgentSession::Serve() {
     }
     absl::Status s = Handle(*f);
     if (!s.ok()) {
-      secrets_.clear();
+      WipeAll(secrets_);
+      if (!absl::IsUnavailable(s) && !absl::IsDeadlineExceeded(s)) {
+        (void)conn_->SendError(s, options_.io_timeout_ms);
+      }
       return s;
     }
   }
@@ -129,7 +150,7 @@ absl::Status AgentSession::Handle(const Frame& frame) {
 }
 
 absl::Status AgentSession::OnHello(const Hello& m) {
-  secrets_.clear();  // a new session
+  WipeAll(secrets_);  // a new session
   if (absl::Status s = CheckCompatible(m.protocol_major, m.protocol_minor); !s.ok()) {
     hello_ = false;
     return Reply(s);
@@ -205,21 +226,25 @@ absl::Status AgentSession::OnBuildJob(const BuildJob& job) {
   }();
   if (!setup.ok()) return refuse(setup);
   const int64_t t0 = NowMs();
-  if (absl::Status s = ReceiveStreams(*conn_, rx, options_.io_timeout_ms); !s.ok()) {
+  absl::Status request_error;
+  absl::Status channel = ReceiveStreams(*conn_, rx, options_.io_timeout_ms, &request_error);
+  if (!channel.ok() || !request_error.ok()) {
     std::filesystem::remove_all(dir, ec);
-    if (absl::IsUnavailable(s) || absl::IsDataLoss(s)) return s;  // channel gone
-    return refuse(s);
+    if (!channel.ok()) return channel;
+    for (uint32_t id : rx.Unfinished()) discard_.insert(id);
+    return Reply(request_error);
   }
   sinks.clear();  // close the files
   const uint64_t receive_ms = static_cast<uint64_t>(NowMs() - t0);
   for (const std::string& id : job.secret_ids) in.secrets[id] = secrets_[id];
-  in.log = [this](LogStream stream, absl::string_view text) {
-    (void)conn_->Send(Log{stream, 0, SanitizeUtf8(text.substr(0, kMaxLogLine / 3))},
+  in.log = [this, t0](LogStream stream, absl::string_view text) {
+    (void)conn_->Send(Log{stream, static_cast<uint64_t>(NowMs() - t0),
+                          SanitizeUtf8(text.substr(0, kMaxLogLine / 3))},
                       options_.io_timeout_ms);
   };
   absl::StatusOr<BuildOutcome> out = options_.runner(in);
-  in.secrets.clear();
-  secrets_.clear();  // secrets live for one job
+  WipeAll(in.secrets);
+  WipeAll(secrets_);  // secrets live for one job
   if (!out.ok()) {
     std::filesystem::remove_all(dir, ec);
     return Reply(out.status());
@@ -253,10 +278,11 @@ absl::Status AgentSession::OnExec(const Exec& m) {
     StreamReceiver rx;
     StringSink sink;
     RETURN_IF_ERROR(rx.Expect(m.stdin_stream, options_.max_exec_stdin_bytes, &sink));
-    if (absl::Status s = ReceiveStreams(*conn_, rx, options_.io_timeout_ms); !s.ok()) {
-      if (absl::IsUnavailable(s) || absl::IsDataLoss(s)) return s;
-      discard_.insert(m.stdin_stream);
-      return Reply(s);
+    absl::Status request_error;
+    RETURN_IF_ERROR(ReceiveStreams(*conn_, rx, options_.io_timeout_ms, &request_error));
+    if (!request_error.ok()) {
+      for (uint32_t id : rx.Unfinished()) discard_.insert(id);
+      return Reply(request_error);
     }
     stdin_data = sink.data();
   }
@@ -269,6 +295,9 @@ absl::Status AgentSession::OnExec(const Exec& m) {
 
 absl::Status RunExec(Connection& conn, const Exec& exec, const std::string& stdin_data,
                      uint32_t first_stream, int timeout_ms) {
+  // A child that exits without reading all of stdin must not kill the agent with SIGPIPE;
+  // the child gets SIGPIPE's default back before exec.
+  signal(SIGPIPE, SIG_IGN);
   const int64_t t0 = NowMs();
   auto fail = [&](absl::string_view what) {
     return conn.Send(ExecResult{127, 0, static_cast<uint64_t>(NowMs() - t0), std::string(what)},

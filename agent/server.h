@@ -103,7 +103,8 @@ class AgentSession {
 // RunExec(conn, exec, stdin_data, first_stream, timeout_ms): the Exec handler's executor:
 // runs the command, sends ExecStarted, its stdout/stderr as Chunk frames + StreamEnd on
 // first_stream / first_stream + 2, and ExecResult. If the program cannot be started, sends
-// only ExecResult{exit_code 127, error}. Returns only channel errors.
+// only ExecResult{exit_code 127, error}. Returns only channel errors. Sets SIGPIPE to
+// SIG_IGN for the process (a child that leaves its stdin unread must not kill the agent).
 absl::Status RunExec(Connection& conn, const Exec& exec, const std::string& stdin_data,
                      uint32_t first_stream, int timeout_ms);
 

@@ -44,7 +44,7 @@ std::string ReadAll(const std::string& path) {
 
 class AgentTest : public ::testing::Test {
  protected:
-  void Start(BuildRunner runner = nullptr) {
+  void Start(BuildRunner runner = nullptr, uint64_t max_stdin = 64 << 20) {
     dir_ = TempDir();
     std::ofstream(dir_ + "/uptime") << "12.34 20.00\n";
     std::ofstream(dir_ + "/loadavg") << "0.50 1.25 2.00 1/100 42\n";
@@ -59,6 +59,7 @@ class AgentTest : public ::testing::Test {
     o.work_dir = dir_ + "/work";
     o.io_timeout_ms = kT;
     o.runner = std::move(runner);
+    o.max_exec_stdin_bytes = max_stdin;
     thread_ = std::thread([this, o] {
       AgentSession session(agent_conn_.get(), o);
       serve_status_ = session.Serve();
@@ -211,6 +212,24 @@ TEST_F(AgentTest, ExecOfAMissingProgram) {
   ExpectAlive();
 }
 
+TEST_F(AgentTest, ExecStdinOverTheLimitIsRefused) {
+  Start(nullptr, /*max_stdin=*/1000);
+  Handshake();
+  ASSERT_OK(host_->Send(Exec{{"/bin/cat"}, {}, "", 1, 0}, kT));
+  ASSERT_OK(host_->SendBytes(1, std::string(3000, 'x'), kT));  // rest is dropped
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kResourceExhausted,
+                                    HasSubstr("stream 1 exceeds its limit of 1000 bytes")));
+  ExpectAlive();
+}
+
+TEST_F(AgentTest, ExecThatIgnoresItsStdinDoesNotHurtTheAgent) {
+  Start();
+  Handshake();
+  ExecOutput o = RunExec(Exec{{"/bin/true"}, {}, "", 1, 0}, std::string(4 << 20, 'x'));
+  EXPECT_EQ(o.result.exit_code, 0);
+  ExpectAlive();
+}
+
 TEST_F(AgentTest, ExecDeadlineKillsTheProcess) {
   Start();
   Handshake();
@@ -242,6 +261,21 @@ TEST_F(AgentTest, BuildJobNamingAnUndeliveredSecretIsRefused) {
   ASSERT_OK(host_->SendBytes(3, "image", kT));
   EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kFailedPrecondition,
                                     HasSubstr("names secrets the host did not deliver: [npm_token]")));
+  ExpectAlive();
+}
+
+TEST_F(AgentTest, BuildJobWithABadStreamTotalIsRefused) {
+  Start([](const BuildInputs&) -> absl::StatusOr<BuildOutcome> {
+    ADD_FAILURE() << "runner must not run";
+    return BuildOutcome{};
+  });
+  Handshake();
+  ASSERT_OK(host_->Send(Job({}), kT));
+  ASSERT_OK(host_->SendFrame(Frame(FrameType::kChunk, 1, "ctx"), kT));
+  ASSERT_OK(host_->Send(StreamEnd{1, 99, false, ""}, kT));
+  ASSERT_OK(host_->SendBytes(3, "preload", kT));  // dropped with the refused job
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kDataLoss,
+                                    HasSubstr("ended with total 99 bytes, but 3 bytes")));
   ExpectAlive();
 }
 

@@ -92,6 +92,14 @@ bool StreamReceiver::AllDone() const {
   return true;
 }
 
+std::vector<uint32_t> StreamReceiver::Unfinished() const {
+  std::vector<uint32_t> ids;
+  for (const auto& [id, st] : streams_) {
+    if (!st.done) ids.push_back(id);
+  }
+  return ids;
+}
+
 uint64_t StreamReceiver::Received(uint32_t stream_id) const {
   auto it = streams_.find(stream_id);
   return it == streams_.end() ? 0 : it->second.received;

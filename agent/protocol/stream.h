@@ -104,6 +104,10 @@ class StreamReceiver {
   // AllDone(): whether every announced stream ended successfully.
   bool AllDone() const;
 
+  // Unfinished(): ids of announced streams that have not ended successfully (still open, or
+  // failed while the sender may still be sending), ascending.
+  std::vector<uint32_t> Unfinished() const;
+
   // Received(stream_id): bytes received so far on the stream (0 if unknown).
   uint64_t Received(uint32_t stream_id) const;
 
