@@ -76,6 +76,8 @@ absl::Status StderrHas(const RunResult& run, absl::string_view text) {
 
 }  // namespace
 
+void PrintTo(const Scenario& scenario, std::ostream* os) { *os << scenario.name; }
+
 absl::Status ValidateArtifacts(const Artifacts& a) {
   const std::pair<const char*, const std::string*> files[] = {
       {"kernel", &a.kernel}, {"initrd", &a.initrd}, {"root_disk", &a.root_disk}};

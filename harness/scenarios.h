@@ -32,6 +32,7 @@
 #ifndef KILN_HARNESS_SCENARIOS_H_
 #define KILN_HARNESS_SCENARIOS_H_
 
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,9 @@ struct Scenario {
   std::string cmdline;  // kiln.* keys (the root/exec keys included)
   ScenarioCheck check;
 };
+
+// PrintTo(scenario, os): gtest printer (prints the name).
+void PrintTo(const Scenario& scenario, std::ostream* os);
 
 // The kernel command line of the cgroup scenarios, without kiln.cgroup.
 inline constexpr absl::string_view kCgroupCheckCmdline =
