@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "agent/runner/base_image.h"
 #include "agent/runner/runner.h"
 
 namespace {
@@ -42,6 +43,8 @@ constexpr char kUsage[] =
     "  --secret-dir DIR         tmpfs dir for secret files (default /run or /dev/shm)\n"
     "  --deadline-ms N          whole-build deadline (default 600000)\n"
     "  --no-cache               run every step\n"
+    "  --make-busybox-image OUT write a busybox docker-archive tagged kiln-busybox:1 (from\n"
+    "                           /bin/busybox) to OUT and exit; load it with --preload OUT\n"
     "  --help                   this text\n";
 
 std::string Absolute(const std::string& p) {
@@ -77,6 +80,16 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {
       std::cout << kUsage;
+      return 0;
+    } else if (a == "--make-busybox-image") {
+      std::string out = Absolute(need(i));
+      absl::StatusOr<std::string> id = kiln::agent::runner::WriteBusyboxDockerArchive(
+          "/bin/busybox", "kiln-busybox:1", out);
+      if (!id.ok()) {
+        std::cerr << "kiln-build: " << id.status() << "\n";
+        return 1;
+      }
+      std::cout << "kiln-build: wrote " << out << " (kiln-busybox:1, image id " << *id << ")\n";
       return 0;
     } else if (a == "--context") {
       spec.context_dir = Absolute(need(i));
