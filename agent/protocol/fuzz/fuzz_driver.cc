@@ -4,6 +4,8 @@
 // LLVMFuzzerTestOneInput. Any invariant violation aborts the test.
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -33,6 +35,21 @@ int main() {
   }
   for (const Frame& f : ChunkFrames(1, "abc", 1)) all += EncodeFrame(f);
   corpus.push_back(std::string(1, '\x40') + all);
+
+  // Structured seeds (first byte bit 1): records {type, stream, u16 length, payload}.
+  for (const Message& m : messages) {
+    Frame f = *EncodeMessage(m);
+    std::string rec = {static_cast<char>(f.type), static_cast<char>(f.stream_id),
+                       static_cast<char>(f.payload.size() >> 8),
+                       static_cast<char>(f.payload.size())};
+    corpus.push_back(std::string(1, '\x02') + rec + f.payload);
+  }
+  if (const char* dir = std::getenv("KILN_FUZZ_WRITE_CORPUS")) {  // seeds for libFuzzer
+    for (size_t i = 0; i < corpus.size(); ++i) {
+      std::ofstream(std::string(dir) + "/seed-" + std::to_string(i), std::ios::binary)
+          << corpus[i];
+    }
+  }
 
   std::mt19937 rng(20261129);
   size_t runs = 0;

@@ -1,6 +1,8 @@
 // libFuzzer entry point for the protocol codec: any bytes, split at a point chosen by the
 // first input byte, go through FrameDecoder; every frame goes through DecodeMessage (or a
-// StreamReceiver). Invariants (abort on violation, so the fuzzer reports them):
+// StreamReceiver). If the first byte has bit 1 set, the rest is read as records
+// {u8 type, u8 stream id, u16 length, payload} and encoded as frames with valid checksums
+// first, so that the fuzzer reaches message decoding instead of stopping at the CRC. Invariants (abort on violation, so the fuzzer reports them):
 //   - nothing crashes, every failure is a non-OK Status with a message;
 //   - a frame the decoder returns passes CheckFrame;
 //   - a message that decodes validates, re-encodes, and decodes to an equal value.
@@ -9,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 
 #include "agent/protocol/frame.h"
 #include "agent/protocol/messages.h"
@@ -27,6 +30,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const size_t split = data[0] % (size);
   absl::string_view in(reinterpret_cast<const char*>(data) + 1, size - 1);
+  std::string structured;
+  if (data[0] & 2) {
+    absl::string_view r = in;
+    while (r.size() >= 4) {
+      const uint8_t type = static_cast<uint8_t>(r[0]);
+      const uint8_t sid = static_cast<uint8_t>(r[1]);
+      size_t len = (static_cast<uint8_t>(r[2]) << 8) | static_cast<uint8_t>(r[3]);
+      r.remove_prefix(4);
+      len = std::min(len, r.size());
+      structured += EncodeFrame(Frame(type, sid, std::string(r.substr(0, len))));
+      r.remove_prefix(len);
+    }
+    in = structured;
+  }
   FrameDecoder decoder(data[0] & 1 ? 4096 : kMaxPayload);
   StreamReceiver rx;
   StringSink sink;

@@ -13,4 +13,10 @@ srcs="$root/agent/protocol/fuzz/protocol_fuzzer.cc $root/agent/protocol/crc32c.c
 clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -I"$root" $srcs $(pkg-config --cflags --libs absl_status absl_statusor absl_strings absl_str_format) \
   -o "$out/protocol_fuzzer"
+# Seed corpus: a valid frame of every message, raw and structured, written by the
+# deterministic driver (which also runs its own 60k mutations first).
+clang++ -std=c++20 -O1 -I"$root" "$root/agent/protocol/fuzz/fuzz_driver.cc" $srcs \
+  $(pkg-config --cflags --libs absl_status absl_statusor absl_strings absl_str_format) \
+  -o "$out/fuzz_driver"
+KILN_FUZZ_WRITE_CORPUS="$out/corpus" "$out/fuzz_driver"
 exec "$out/protocol_fuzzer" -max_total_time="$secs" -max_len=8192 "$out/corpus"
