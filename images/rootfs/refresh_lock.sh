@@ -11,6 +11,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# Under `bazel run //images/rootfs:refresh_lock`, write the locks in the source tree.
+[[ -n "${BUILD_WORKSPACE_DIRECTORY:-}" ]] && here=$BUILD_WORKSPACE_DIRECTORY/images/rootfs
 names=("$@")
 [[ ${#names[@]} -eq 0 || "${names[0]}" == all ]] && names=(testroot builder)
 
