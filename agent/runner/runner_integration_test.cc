@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "agent/runner/base_image.h"
 #include "agent/runner/oci_archive.h"
 #include "agent/runner/runner.h"
@@ -209,6 +210,12 @@ TEST_F(RunnerIntegrationTest, ReferenceBuildFromContextTar) {
   ASSERT_EQ(std::system(("tar -C '" + ctx + "' -cf '" + spec.context_tar + "' .").c_str()), 0);
   spec.secrets["build_token"] = kSecret;
   spec.no_cache = false;
+  // The base image is preloaded as an OCI archive written by this runner (it carries a
+  // docker-compatible manifest.json, which is what dockerd 20.10's /images/load reads).
+  ASSERT_TRUE(ConvertDockerArchiveToOci(base_image_, work_ + "/bb-x", work_ + "/bb.oci.tar",
+                                        "kiln-busybox:1")
+                  .ok());
+  spec.preload_images = {work_ + "/bb.oci.tar"};
   BuildResult r = Run(spec);
   if (DockerdUnavailable(r)) GTEST_SKIP() << "dockerd cannot start here: " << r.error_message;
   ASSERT_TRUE(r.status.ok()) << r.error_message;
@@ -242,6 +249,19 @@ TEST_F(RunnerIntegrationTest, FailingRunStepGivesAbortedWithLogTail) {
   EXPECT_THAT(tail, HasSubstr("exit code: 3"));
   EXPECT_THAT(r.error_message, HasSubstr("docker build failed"));
   EXPECT_THAT(r.error_message, HasSubstr("kiln-about-to-fail"));
+}
+
+TEST_F(RunnerIntegrationTest, DeadlineKillsTheBuildAndTearsDown) {
+  BuildSpec spec = Spec("failing", "job");
+  std::ofstream(spec.context_dir + "/Dockerfile") << "FROM kiln-busybox:1\nRUN sleep 60\n";
+  spec.deadline_ms = 9000;
+  absl::Time start = absl::Now();
+  BuildResult r = Run(spec);
+  if (DockerdUnavailable(r)) GTEST_SKIP() << "dockerd cannot start here: " << r.error_message;
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kDeadlineExceeded) << r.status;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+  std::ifstream pidfile(spec.work_dir + "/run/docker.pid");
+  EXPECT_FALSE(pidfile.good()) << "dockerd removes its pidfile on a clean stop";
 }
 
 TEST_F(RunnerIntegrationTest, DockerdThatDiesIsReportedWithItsLog) {
