@@ -26,8 +26,14 @@ bool CopyFile(const std::string& from, const std::string& to) {
   std::ifstream in(from, std::ios::binary);
   if (!in) return false;
   std::ofstream out(to, std::ios::binary | std::ios::trunc);
-  out << in.rdbuf();
+  char buf[65536];
+  while (in.read(buf, sizeof(buf)) || in.gcount() > 0) out.write(buf, in.gcount());
   return static_cast<bool>(out);
+}
+
+std::string TailOrEmpty(const std::string& log) {
+  std::string tail = LogTail(log, 40);
+  return tail.empty() ? "(the serial log is empty)\n" : tail;
 }
 
 bool MakeDirs(const std::string& path) {
@@ -158,7 +164,7 @@ absl::StatusOr<RunResult> VmFactory::Run(const VmConfig& config) {
         absl::StrCat("VM ", last->result.vm_id, ": ", last->failure,
                      retry_reason.empty() ? "" : absl::StrCat(" (after a retry; first: ",
                                                               retry_reason, ")"),
-                     where, "\n--- serial log tail ---\n", LogTail(last->result.serial_log, 40)));
+                     where, "\n--- serial log tail ---\n", TailOrEmpty(last->result.serial_log)));
   }
   RunResult r = std::move(last->result);
   r.attempts = retry_reason.empty() ? 1 : 2;

@@ -4,6 +4,7 @@
 #include "harness/runner.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <deque>
@@ -173,6 +174,14 @@ TEST_F(RunnerTest, ExitWithoutMarkerFailsWithLogTail) {
               StatusIs(absl::StatusCode::kAborted,
                        AllOf(HasSubstr("without an end marker"), HasSubstr("serial log tail"),
                              HasSubstr("Kernel is confused"), HasSubstr(root_ + "/out/vm1"))));
+}
+
+TEST_F(RunnerTest, EmptyLogIsSavedAndSaidSo) {
+  state_.script.push_back({"", true});
+  EXPECT_THAT(factory_->Run(Config()),
+              StatusIs(absl::StatusCode::kAborted,
+                       AllOf(HasSubstr("the serial log is empty"), HasSubstr(root_ + "/out/vm1"))));
+  EXPECT_EQ(access((root_ + "/out/vm1/serial.log").c_str(), R_OK), 0);
 }
 
 TEST_F(RunnerTest, HangHitsDeadline) {

@@ -121,7 +121,7 @@ int Main() {
   std::cout << "  kernel   " << (kernel_version.empty() ? "?" : kernel_version) << "  ("
             << artifacts.kernel << ")\n";
   std::cout << "  VMM      QEMU " << (*vmm)->version() << ", peak RSS "
-            << peak_rss / (1024 * 1024) << " MiB\n";
+            << (peak_rss > 0 ? absl::StrCat(peak_rss / (1024 * 1024), " MiB") : "n/a") << "\n";
   std::cout << "  machine  " << MachineName((*vmm)->options().machine) << ", "
             << vm_options.vcpus << " vCPUs, " << vm_options.memory_mib << " MiB\n";
   std::cout << "  accel    " << AccelName((*vmm)->options().accel) << " ("
