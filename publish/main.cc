@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
@@ -13,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -45,8 +47,8 @@ Publishes the builder OCI image under an immutable semver version.
                          without it, write to the local OCI layout of --oci-dir
   --oci-dir DIR          local OCI image layout to publish into when no --registry
                          (default: $KILN_OCI_DIR, else ~/.local/share/kiln/oci/builder)
-  --layout DIR           the image to publish: an OCI image layout directory
-                         (default: set by the //publish target)
+  --layout DIR|TAR       the image to publish: an OCI image layout directory, or a
+                         tar of one (default: set by the //publish target)
   --ref NAME             the manifest in --layout named NAME (default: its only one)
   --lock FILE            version lock file (default: publish/builder.lock.json in the
                          workspace)
@@ -223,9 +225,28 @@ int Main(int argc, char** argv) {
   if (f.layout.empty()) return Fail(kExitUsage, "--layout DIR is required (the image to publish)");
   if (f.registry.empty() && (!f.username.empty() || f.tls || f.plain_http || !f.ca_cert.empty()))
     return Fail(kExitUsage, "--username/--tls/--plain-http/--ca-cert need --registry");
+  if (!f.registry.empty()) {
+    if (absl::StatusOr<RegistryRef> ref = RegistryRef::Parse(f.registry); !ref.ok())
+      return Fail(kExitUsage, ref.status().message());
+  }
+
+  // --layout may be an OCI layout archive (tar): unpack it into a temporary directory.
+  std::string layout_dir = f.layout;
+  std::string tmp_layout;
+  absl::Cleanup remove_tmp = [&tmp_layout] {
+    if (!tmp_layout.empty()) std::filesystem::remove_all(tmp_layout);
+  };
+  if (std::filesystem::is_regular_file(f.layout)) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "kiln-publish.XXXXXX").string();
+    if (mkdtemp(tmpl.data()) == nullptr) return Fail(kExitInternal, "mkdtemp failed");
+    tmp_layout = tmpl;
+    if (absl::Status s = ExtractLayoutArchive(f.layout, tmp_layout); !s.ok())
+      return Fail(kExitUsage, absl::StrCat("--layout: ", s.message()));
+    layout_dir = tmp_layout;
+  }
 
   PublishOptions opts;
-  opts.layout_dir = f.layout;
+  opts.layout_dir = layout_dir;
   opts.ref = f.ref;
   opts.version = *version;
   opts.force = f.force;

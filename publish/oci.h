@@ -79,6 +79,13 @@ struct OciImage {
 // mismatch; NotFound for missing files.
 absl::StatusOr<OciImage> ReadOciLayout(const std::string& dir, absl::string_view ref = "");
 
+// ExtractLayoutArchive(archive_path, dest_dir): unpacks an OCI image layout archive (tar,
+// optionally gzip/zstd-compressed; what `skopeo copy ... oci-archive:` writes) into the
+// existing directory `dest_dir` with libarchive. Only regular files and directories are
+// accepted; absolute paths, ".." components and links are refused (InvalidArgumentError);
+// read failures give InvalidArgumentError naming the archive.
+absl::Status ExtractLayoutArchive(const std::string& archive_path, const std::string& dest_dir);
+
 // ParseManifest(bytes, out): fills out->config/layers/media_type from an image manifest.
 // InvalidArgumentError when it is not an OCI/Docker v2 image manifest.
 absl::Status ParseManifest(absl::string_view bytes, OciImage* out);

@@ -114,5 +114,33 @@ TEST_F(LayoutTest, RefusesSizeMismatchIndexAndMissingFiles) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("oci-layout")));
 }
 
+TEST_F(LayoutTest, ExtractsLayoutArchiveAndRefusesUnsafeOnes) {
+  std::string manifest = "{\"schemaVersion\":2,\"config\":" +
+                         Desc(std::string(kOciConfigType), Blob("{}"), 2) + ",\"layers\":[]}";
+  std::string md = Blob(manifest);
+  Write("index.json", "{\"manifests\":[" +
+                          Desc(std::string(kOciManifestType), md, manifest.size()) + "]}");
+  fs::path tar = dir_.string() + ".tar";
+  ASSERT_EQ(std::system(("tar -C " + dir_.string() + " -cf " + tar.string() + " .").c_str()), 0);
+  fs::path out = dir_.string() + "-out";
+  fs::remove_all(out);
+  fs::create_directories(out);
+  ASSERT_OK(ExtractLayoutArchive(tar.string(), out.string()));
+  ASSERT_OK_AND_ASSIGN(OciImage img, ReadOciLayout(out.string()));
+  EXPECT_EQ(img.manifest_digest, md);
+
+  fs::path evil = dir_.string() + "-evil.tar";
+  ASSERT_EQ(std::system(("tar -C " + dir_.string() + " -cf " + evil.string() +
+                         " --transform='s,^\\./oci-layout,../escape,' ./oci-layout")
+                            .c_str()),
+            0);
+  fs::path out2 = dir_.string() + "-out2";
+  fs::create_directories(out2);
+  EXPECT_THAT(ExtractLayoutArchive(evil.string(), out2.string()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unsafe path")));
+  EXPECT_THAT(ExtractLayoutArchive((dir_ / "index.json").string(), out2.string()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("index.json")));
+}
+
 }  // namespace
 }  // namespace kiln::publish

@@ -184,6 +184,26 @@ class PlainRegistryTest(unittest.TestCase):
                            extra=["--retries", "2"], expect=EXIT_REGISTRY)
         self.assertRegex(out["_stderr"], "(?i)connect")
 
+    def test_layout_archive_help_and_usage_errors(self):
+        layout = make_layout("archive", seed=91)
+        tar = os.path.join(TMP, "archive.tar")
+        subprocess.run(["tar", "-C", layout, "-cf", tar, "."], check=True)
+        from_dir = self.pub.run(layout, "1.0.0", "kiln/archive", extra=["--dry-run"])
+        from_tar = self.pub.run(tar, "1.0.0", "kiln/archive", extra=["--dry-run"])
+        self.assertEqual(from_tar["digest"], from_dir["digest"])
+        h = subprocess.run([PUBLISH, "--help"], capture_output=True, text=True)
+        self.assertEqual(h.returncode, 0)
+        self.assertIn("Exit codes", h.stdout)
+        for args, why in [(["--bogus"], "unknown argument"), ([], "--version is required"),
+                          (["--version", "1.0.0", "--layout", layout, "--tls", "--plain-http"],
+                           "exclude each other"),
+                          (["--version", "1.0.0", "--layout", layout, "--registry", "http://x/y"],
+                           "no scheme")]:
+            with self.subTest(args):
+                p = subprocess.run([PUBLISH] + args, capture_output=True, text=True)
+                self.assertEqual(p.returncode, EXIT_USAGE, p.stderr)
+                self.assertIn(why, p.stderr)
+
     def test_local_layout_default(self):
         layout = make_layout("local", seed=81)
         oci = os.path.join(TMP, "local-oci")

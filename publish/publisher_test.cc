@@ -1,0 +1,194 @@
+#include "publish/publisher.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "third_party/absl_ext/status_matchers.h"
+
+namespace kiln::publish {
+namespace {
+
+using ::kiln_testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+namespace fs = std::filesystem;
+
+// FakeTarget: an in-memory registry that records every call, in order.
+class FakeTarget : public PublishTarget {
+ public:
+  std::string Name() const override { return "reg:5000/kiln/builder"; }
+  std::optional<RegistryRef> Registry() const override {
+    return *RegistryRef::Parse("reg:5000/kiln/builder");
+  }
+  absl::StatusOr<std::vector<std::string>> ListTags() override {
+    calls.push_back("list");
+    std::vector<std::string> out;
+    for (const auto& [t, d] : tags) out.push_back(t);
+    return out;
+  }
+  absl::StatusOr<std::optional<std::string>> ResolveTag(absl::string_view tag) override {
+    calls.push_back(absl::StrCat("resolve ", tag));
+    auto it = tags.find(std::string(tag));
+    return it == tags.end() ? std::nullopt : std::optional<std::string>(it->second);
+  }
+  absl::StatusOr<bool> HasBlob(const Descriptor& d) override {
+    calls.push_back("head " + d.digest.substr(7, 6));
+    return blobs.count(d.digest) > 0;
+  }
+  absl::StatusOr<bool> MountBlob(const Descriptor& d, absl::string_view from,
+                                 std::string*) override {
+    calls.push_back(absl::StrCat("mount ", d.digest.substr(7, 6), " from ", from));
+    return false;
+  }
+  absl::Status PutBlob(const Descriptor& d, const std::string&, const std::string&,
+                       std::function<void(int64_t)>) override {
+    calls.push_back("upload " + d.digest.substr(7, 6));
+    if (fail_uploads) return absl::UnavailableError("injected");
+    blobs.insert(d.digest);
+    sent += d.size;
+    return absl::OkStatus();
+  }
+  absl::Status PutManifest(absl::string_view ref, absl::string_view bytes,
+                           absl::string_view) override {
+    calls.push_back(absl::StartsWith(ref, "sha256:") ? "manifest by digest"
+                                                     : absl::StrCat("tag ", ref));
+    if (!absl::StartsWith(ref, "sha256:")) tags[std::string(ref)] = Sha256Digest(bytes);
+    return absl::OkStatus();
+  }
+  int64_t BytesSent() const override { return sent; }
+
+  std::map<std::string, std::string> tags;
+  std::set<std::string> blobs;
+  std::vector<std::string> calls;
+  bool fail_uploads = false;
+  int64_t sent = 0;
+};
+
+class PublishTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::path(std::getenv("TEST_TMPDIR")) /
+            ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    fs::remove_all(root_);
+    layout_ = root_ / "layout";
+    fs::create_directories(layout_ / "blobs/sha256");
+    std::ofstream(layout_ / "oci-layout") << R"({"imageLayoutVersion":"1.0.0"})";
+    config_ = Put("{}");
+    layer_ = Put("layer-bytes");
+    std::string m = absl::StrCat(
+        R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",)",
+        R"("config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":")",
+        config_, R"(","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar",)",
+        R"("digest":")", layer_, R"(","size":11}]})");
+    std::string md = Put(m);
+    std::ofstream(layout_ / "index.json")
+        << absl::StrCat(R"({"schemaVersion":2,"manifests":[{"mediaType":")", kOciManifestType,
+                        R"(","digest":")", md, R"(","size":)", m.size(), "}]}");
+    opts_.layout_dir = layout_.string();
+    opts_.version = *SemVer::Parse("1.0.0");
+    opts_.lock_path = (root_ / "lock.json").string();
+    opts_.annotations = {{std::string(kAnnotationRevision), "abc"}};
+  }
+  std::string Put(const std::string& data) {
+    std::string d = Sha256Digest(data);
+    std::ofstream(layout_ / "blobs/sha256" / d.substr(7), std::ios::binary) << data;
+    return d;
+  }
+  fs::path root_, layout_;
+  std::string config_, layer_;
+  PublishOptions opts_;
+  FakeTarget target_;
+};
+
+TEST_F(PublishTest, UploadsThenManifestByDigestThenTagsThenLock) {
+  opts_.move_latest = true;
+  ASSERT_OK_AND_ASSIGN(PublishResult r, Publish(opts_, &target_));
+  std::string l = layer_.substr(7, 6), c = config_.substr(7, 6);
+  EXPECT_THAT(target_.calls, ElementsAre("list", "head " + l, "head " + c, "upload " + l,
+                                         "upload " + c, "manifest by digest", "tag 1.0.0",
+                                         "tag latest"));
+  EXPECT_EQ(r.bytes_uploaded, 13);
+  EXPECT_EQ(target_.tags["1.0.0"], r.digest);
+  ASSERT_OK_AND_ASSIGN(VersionLock lock, ReadLockFile(opts_.lock_path));
+  EXPECT_EQ(lock.versions["1.0.0"].digest, r.digest);
+  EXPECT_EQ(lock.versions["1.0.0"].targets.count("reg:5000/kiln/builder"), 1u);
+}
+
+TEST_F(PublishTest, RefusalWritesNothing) {
+  target_.tags["1.0.0"] = "sha256:" + std::string(64, 'f');
+  EXPECT_THAT(Publish(opts_, &target_),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("immutable")));
+  EXPECT_THAT(target_.calls, ElementsAre("list", "resolve 1.0.0"));
+  EXPECT_FALSE(fs::exists(opts_.lock_path));
+}
+
+TEST_F(PublishTest, FailedUploadWritesNoManifestNoTagNoLock) {
+  target_.fail_uploads = true;
+  EXPECT_THAT(Publish(opts_, &target_), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("injected")));
+  for (const std::string& call : target_.calls) {
+    EXPECT_FALSE(absl::StartsWith(call, "tag ")) << call;
+    EXPECT_FALSE(absl::StartsWith(call, "manifest")) << call;
+  }
+  EXPECT_TRUE(target_.tags.empty());
+  EXPECT_FALSE(fs::exists(opts_.lock_path));
+}
+
+TEST_F(PublishTest, SecondPublishIsNoopAndAnnotationsAreStamped) {
+  ASSERT_OK_AND_ASSIGN(PublishResult first, Publish(opts_, &target_));
+  target_.calls.clear();
+  ASSERT_OK_AND_ASSIGN(PublishResult again, Publish(opts_, &target_));
+  EXPECT_TRUE(again.noop);
+  EXPECT_EQ(again.digest, first.digest);
+  EXPECT_THAT(target_.calls, ElementsAre("list", "resolve 1.0.0"));
+  // Another revision annotation is other content: refused for the same version.
+  opts_.annotations[std::string(kAnnotationRevision)] = "def";
+  EXPECT_THAT(Publish(opts_, &target_), StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("immutable")));
+}
+
+TEST_F(PublishTest, DryRunPlansWithoutWriting) {
+  opts_.dry_run = true;
+  target_.blobs.insert(layer_);
+  ASSERT_OK_AND_ASSIGN(PublishResult r, Publish(opts_, &target_));
+  EXPECT_TRUE(r.dry_run);
+  EXPECT_EQ(r.bytes_skipped, 11);
+  ASSERT_EQ(r.blobs.size(), 2u);
+  EXPECT_EQ(r.blobs[0].action, BlobAction::kSkip);
+  EXPECT_EQ(r.blobs[1].action, BlobAction::kUpload);
+  EXPECT_THAT(r.tags, ElementsAre("1.0.0"));
+  EXPECT_TRUE(target_.tags.empty());
+  EXPECT_FALSE(fs::exists(opts_.lock_path));
+}
+
+TEST_F(PublishTest, MountsFromRepositoriesInTheLock) {
+  VersionLock lock;
+  lock.versions["0.9.0"] = {"sha256:" + std::string(64, 'e'), {"reg:5000/kiln/other",
+                                                               "elsewhere:1/kiln/x"}};
+  ASSERT_OK(WriteLockFile(opts_.lock_path, lock));
+  ASSERT_OK(Publish(opts_, &target_).status());
+  EXPECT_THAT(target_.calls, ::testing::Contains("mount " + layer_.substr(7, 6) +
+                                                 " from kiln/other"));
+}
+
+TEST_F(PublishTest, LayoutTargetRoundTrip) {
+  LayoutTarget out((root_ / "out").string());
+  ASSERT_OK(out.Init());
+  ASSERT_OK_AND_ASSIGN(PublishResult r, Publish(opts_, &out));
+  ASSERT_OK_AND_ASSIGN(std::optional<std::string> d, out.ResolveTag("1.0.0"));
+  EXPECT_EQ(d, r.digest);
+  ASSERT_OK_AND_ASSIGN(OciImage img, ReadOciLayout((root_ / "out").string(), "1.0.0"));
+  EXPECT_EQ(img.manifest_digest, r.digest);
+  EXPECT_THAT(img.manifest_bytes, HasSubstr("\"org.opencontainers.image.version\":\"1.0.0\""));
+  // Local layouts are not recorded in the repository's lock file.
+  EXPECT_FALSE(fs::exists(opts_.lock_path));
+  ASSERT_OK_AND_ASSIGN(PublishResult again, Publish(opts_, &out));
+  EXPECT_TRUE(again.noop);
+}
+
+}  // namespace
+}  // namespace kiln::publish
