@@ -17,6 +17,9 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include <archive.h>
+#include <archive_entry.h>
+
 #include "agent/runner/context_tar.h"
 #include "agent/runner/ustar.h"
 #include "nlohmann/json.hpp"
@@ -222,6 +225,136 @@ absl::StatusOr<OciImage> ConvertDockerArchiveToOci(const std::string& docker_arc
   if (stat(out_path.c_str(), &st) != 0) return PosixError(errno, "stat", out_path);
   img.archive_bytes = st.st_size;
   return img;
+}
+
+absl::StatusOr<ArchiveKind> DetectArchiveKind(const std::string& path) {
+  struct archive* a = archive_read_new();
+  archive_read_support_format_tar(a);
+  archive_read_support_format_gnutar(a);
+  archive_read_support_filter_all(a);
+  if (archive_read_open_filename(a, path.c_str(), 64 * 1024) != ARCHIVE_OK) {
+    std::string err = archive_error_string(a) ? archive_error_string(a) : "unreadable";
+    archive_read_free(a);
+    return absl::DataLossError(absl::StrCat("image archive ", path, ": ", err));
+  }
+  bool manifest = false, index = false, layout = false;
+  struct archive_entry* e;
+  int r;
+  while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
+    absl::StatusOr<std::string> name = NormalizeEntryPath(archive_entry_pathname(e));
+    if (name.ok()) {
+      manifest |= *name == "manifest.json";
+      index |= *name == "index.json";
+      layout |= *name == "oci-layout";
+    }
+    archive_read_data_skip(a);
+  }
+  std::string err = r == ARCHIVE_EOF ? "" : (archive_error_string(a) ? archive_error_string(a) : "");
+  archive_read_free(a);
+  if (r != ARCHIVE_EOF) return absl::DataLossError(absl::StrCat("image archive ", path, ": ", err));
+  if (manifest) return ArchiveKind::kDockerArchive;
+  if (index && layout) return ArchiveKind::kOciArchive;
+  return ArchiveKind::kUnknown;
+}
+
+absl::StatusOr<std::string> OciArchiveToDockerArchive(const std::string& oci_archive,
+                                                      const std::string& scratch_dir,
+                                                      const std::string& out_path) {
+  if (mkdir(scratch_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return PosixError(errno, "mkdir", scratch_dir);
+  }
+  ContextTarLimits limits;
+  limits.max_entry_bytes = int64_t{64} << 30;
+  limits.max_total_bytes = int64_t{256} << 30;
+  absl::StatusOr<ContextTarStats> x = ExtractContextTar(oci_archive, scratch_dir, limits);
+  if (!x.ok()) {
+    return absl::Status(x.status().code(),
+                        absl::StrCat("unpacking OCI archive: ", x.status().message()));
+  }
+  auto blob_path = [&](const json& desc, std::string* path) -> absl::Status {
+    if (!desc.is_object() || !desc["digest"].is_string()) {
+      return absl::DataLossError("OCI descriptor without a digest");
+    }
+    std::string digest = desc["digest"].get<std::string>();
+    if (digest.size() != 71 || digest.rfind("sha256:", 0) != 0 ||
+        digest.find_first_not_of("0123456789abcdef", 7) != std::string::npos) {
+      return absl::DataLossError(absl::StrCat("unsupported OCI digest \"", digest, "\""));
+    }
+    *path = absl::StrCat("blobs/sha256/", digest.substr(7));
+    int64_t size = 0;
+    absl::StatusOr<std::string> hex = Sha256File(scratch_dir + "/" + *path, &size);
+    if (!hex.ok()) return hex.status();
+    if ("sha256:" + *hex != digest) {
+      return absl::DataLossError(absl::StrCat("OCI blob ", *path, " does not match its digest"));
+    }
+    return absl::OkStatus();
+  };
+  absl::StatusOr<std::string> index_text = ReadSmallFile(scratch_dir + "/index.json", 1 << 20);
+  if (!index_text.ok()) return index_text.status();
+  json index = json::parse(*index_text, nullptr, false);
+  if (!index.is_object() || !index["manifests"].is_array() || index["manifests"].size() != 1) {
+    return absl::DataLossError("OCI index.json must list exactly one manifest");
+  }
+  const json& mdesc = index["manifests"][0];
+  std::string tag;
+  if (mdesc.contains("annotations") && mdesc["annotations"].is_object()) {
+    const json& ann = mdesc["annotations"];
+    if (ann.contains("io.containerd.image.name") && ann["io.containerd.image.name"].is_string()) {
+      tag = ann["io.containerd.image.name"].get<std::string>();
+    } else if (ann.contains("org.opencontainers.image.ref.name") &&
+               ann["org.opencontainers.image.ref.name"].is_string()) {
+      std::string ref = ann["org.opencontainers.image.ref.name"].get<std::string>();
+      if (ref.find_first_of(":/") != std::string::npos) tag = ref;
+    }
+  }
+  if (tag.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "OCI archive ", oci_archive,
+        " names no image (annotation io.containerd.image.name or a full "
+        "org.opencontainers.image.ref.name); a FROM line could not refer to it"));
+  }
+  std::string manifest_rel;
+  if (absl::Status s = blob_path(mdesc, &manifest_rel); !s.ok()) return s;
+  absl::StatusOr<std::string> mtext = ReadSmallFile(scratch_dir + "/" + manifest_rel, 4 << 20);
+  if (!mtext.ok()) return mtext.status();
+  json m = json::parse(*mtext, nullptr, false);
+  if (!m.is_object() || !m["layers"].is_array()) {
+    return absl::DataLossError("OCI manifest has no layers array");
+  }
+  std::string config_rel;
+  if (absl::Status s = blob_path(m["config"], &config_rel); !s.ok()) return s;
+  std::vector<std::string> layer_rels;
+  for (const json& l : m["layers"]) {
+    std::string rel;
+    if (absl::Status s = blob_path(l, &rel); !s.ok()) return s;
+    layer_rels.push_back(rel);
+  }
+  json compat = json::array({json{{"Config", config_rel},
+                                  {"RepoTags", json::array({tag})},
+                                  {"Layers", layer_rels}}});
+  UstarWriter w;
+  absl::Status s = w.Open(out_path);
+  if (s.ok()) s = w.Bytes("manifest.json", compat.dump());
+  if (s.ok()) s = w.Dir("blobs/");
+  if (s.ok()) s = w.Dir("blobs/sha256/");
+  std::set<std::string> written;
+  std::vector<std::string> all = layer_rels;
+  all.insert(all.begin(), config_rel);
+  for (const std::string& rel : all) {
+    if (!s.ok() || !written.insert(rel).second) continue;
+    struct stat st;
+    if (stat((scratch_dir + "/" + rel).c_str(), &st) != 0) {
+      s = PosixError(errno, "stat", scratch_dir + "/" + rel);
+      break;
+    }
+    s = w.File(rel, scratch_dir + "/" + rel, st.st_size);
+  }
+  if (s.ok()) s = w.Finish();
+  if (!s.ok()) {
+    unlink(out_path.c_str());
+    return s;
+  }
+  return tag;
 }
 
 }  // namespace kiln::agent::runner

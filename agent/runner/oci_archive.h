@@ -75,6 +75,28 @@ absl::StatusOr<OciImage> ConvertDockerArchiveToOci(const std::string& docker_arc
                                                    const std::string& out_path,
                                                    absl::string_view tag);
 
+// ArchiveKind: what an image archive holds, from its top-level entries.
+enum class ArchiveKind {
+  kDockerArchive,  // has manifest.json (docker save; also this runner's OCI archives)
+  kOciArchive,     // has index.json and oci-layout but no manifest.json
+  kUnknown,
+};
+
+// DetectArchiveKind(path): reads only the tar headers. DataLoss for an unreadable tar.
+absl::StatusOr<ArchiveKind> DetectArchiveKind(const std::string& path);
+
+// OciArchiveToDockerArchive(oci_archive, scratch_dir, out_path): makes an OCI archive loadable
+// by dockerd 20.10 (whose /images/load reads only manifest.json): unpacks it below scratch_dir
+// (safe extraction), follows index.json (exactly one manifest) to the manifest, config and
+// layers, and writes a docker-archive (manifest.json + those blobs) to out_path. The RepoTags
+// come from the index's io.containerd.image.name annotation, or from
+// org.opencontainers.image.ref.name when that is a full reference (has ':' or '/').
+// Returns that tag. FailedPrecondition when no name is found; DataLoss when the layout is
+// malformed or a blob's digest does not match.
+absl::StatusOr<std::string> OciArchiveToDockerArchive(const std::string& oci_archive,
+                                                      const std::string& scratch_dir,
+                                                      const std::string& out_path);
+
 }  // namespace kiln::agent::runner
 
 #endif  // KILN_AGENT_RUNNER_OCI_ARCHIVE_H_

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -168,6 +169,39 @@ TEST_F(OciArchiveTest, RefusesArchiveWithoutManifest) {
   std::ofstream(path, std::ios::binary) << TarBytes({{"x", "y"}});
   EXPECT_THAT(ConvertDockerArchiveToOci(path, root_ + "/x", root_ + "/out.tar", "app:1"),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("manifest.json")));
+}
+
+TEST_F(OciArchiveTest, OciArchiveBackToDockerArchive) {
+  std::string in = WriteDockerArchive(false);
+  ASSERT_OK_AND_ASSIGN(OciImage img,
+                       ConvertDockerArchiveToOci(in, root_ + "/x", root_ + "/oci.tar", "app:1"));
+  EXPECT_EQ(*DetectArchiveKind(in), ArchiveKind::kDockerArchive);
+  EXPECT_EQ(*DetectArchiveKind(root_ + "/oci.tar"), ArchiveKind::kDockerArchive);  // has both
+  // A pure OCI archive (as skopeo writes it): drop manifest.json.
+  std::map<std::string, std::string> t = ReadTar(root_ + "/oci.tar");
+  t.erase("manifest.json");
+  std::vector<std::pair<std::string, std::string>> files(t.begin(), t.end());
+  files.erase(std::remove_if(files.begin(), files.end(),
+                             [](const auto& f) { return f.first.back() == '/'; }),
+              files.end());
+  std::ofstream(root_ + "/pure.tar", std::ios::binary) << TarBytes(files);
+  EXPECT_EQ(*DetectArchiveKind(root_ + "/pure.tar"), ArchiveKind::kOciArchive);
+  ASSERT_OK_AND_ASSIGN(std::string tag, OciArchiveToDockerArchive(root_ + "/pure.tar",
+                                                                  root_ + "/y", root_ + "/d.tar"));
+  EXPECT_EQ(tag, "app:1");
+  std::map<std::string, std::string> d = ReadTar(root_ + "/d.tar");
+  json compat = json::parse(d["manifest.json"]);
+  EXPECT_EQ(compat[0]["RepoTags"][0], "app:1");
+  EXPECT_EQ(compat[0]["Layers"].size(), 3u);
+  EXPECT_EQ(d[compat[0]["Config"].get<std::string>()], config_);
+  EXPECT_EQ(d[compat[0]["Layers"][1].get<std::string>()], layer2_);
+  // Tampered blob: refused.
+  for (auto& f : files) {
+    if (f.first == "blobs/sha256/" + Sha256Hex(layer2_)) f.second[600] ^= 1;
+  }
+  std::ofstream(root_ + "/bad.tar", std::ios::binary) << TarBytes(files);
+  EXPECT_THAT(OciArchiveToDockerArchive(root_ + "/bad.tar", root_ + "/z", root_ + "/e.tar"),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("does not match")));
 }
 
 TEST(Sha256Test, KnownVector) {

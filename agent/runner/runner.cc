@@ -317,7 +317,30 @@ class Runner {
 
   absl::Status Preload() {
     UnixHttpClient docker(layout_.docker_socket);
-    for (const std::string& img : spec_.preload_images) {
+    int n = 0;
+    for (const std::string& original : spec_.preload_images) {
+      std::string img = original;
+      absl::StatusOr<ArchiveKind> kind = DetectArchiveKind(img);
+      if (!kind.ok()) return kind.status();
+      if (*kind == ArchiveKind::kUnknown) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "preload image ", img, " is neither a docker-archive (manifest.json) nor an OCI "
+            "archive (index.json + oci-layout)"));
+      }
+      std::string converted, scratch;
+      absl::Cleanup rm_converted = [&] {
+        if (!converted.empty()) unlink(converted.c_str());
+        if (!scratch.empty()) RemoveTree(scratch);
+      };
+      if (*kind == ArchiveKind::kOciArchive) {
+        // dockerd 20.10's /images/load reads only manifest.json: add one.
+        ++n;
+        scratch = absl::StrCat(spec_.work_dir, "/preload-", n, ".d");
+        converted = absl::StrCat(spec_.work_dir, "/preload-", n, ".docker.tar");
+        absl::StatusOr<std::string> tag = OciArchiveToDockerArchive(img, scratch, converted);
+        if (!tag.ok()) return tag.status();
+        img = converted;
+      }
       int fd = open(img.c_str(), O_RDONLY | O_CLOEXEC);
       if (fd < 0) return PosixError(errno, "open preload image", img);
       absl::StatusOr<HttpResponse> r =
@@ -332,7 +355,7 @@ class Runner {
         return absl::FailedPreconditionError(absl::StrCat(
             "dockerd refused preload image ", img, ": HTTP ", r->status, ": ", r->body));
       }
-      Log(absl::StrCat("[kiln-runner] preloaded ", img));
+      Log(absl::StrCat("[kiln-runner] preloaded ", original));
     }
     return absl::OkStatus();
   }
