@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <cstdlib>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <fstream>
@@ -290,8 +292,10 @@ int Main(int argc, char** argv) {
   absl::Time start = absl::Now();
   if (tty) {
     opts.log = [](absl::string_view s) { std::cerr << "publish: " << s << "\n"; };
-    opts.on_blob = [start](const BlobStep& step, int64_t done) {
-      double secs = absl::ToDoubleSeconds(absl::Now() - start);
+    auto started = std::make_shared<std::map<std::string, absl::Time>>();
+    opts.on_blob = [started](const BlobStep& step, int64_t done) {
+      auto [it, fresh] = started->emplace(step.desc.digest, absl::Now());
+      double secs = absl::ToDoubleSeconds(absl::Now() - it->second);
       std::cerr << "\r  " << step.desc.digest.substr(7, 12) << "  "
                 << HumanBytes(done) << " / " << HumanBytes(step.desc.size) << "  "
                 << HumanBytes(secs > 0 ? static_cast<int64_t>(done / secs) : 0) << "/s   "
@@ -401,12 +405,15 @@ int Main(int argc, char** argv) {
     }
     std::cout << j.dump() << "\n";
   } else {
-    std::cerr << "publish: " << (r.dry_run ? "[dry run] " : "") << r.target << "@" << r.digest
+    if (tty)
+      std::cerr << "publish: " << (r.dry_run ? "[dry run] " : "") << r.target << "@" << r.digest
               << (r.noop ? " (already published, no-op)" : "") << "  uploaded "
               << HumanBytes(r.bytes_uploaded) << ", skipped " << HumanBytes(r.bytes_skipped)
               << (r.tags.empty() ? "" : "  tags:");
-    for (const std::string& t : r.tags) std::cerr << " " << t;
-    std::cerr << "\n";
+    if (tty) {
+      for (const std::string& t : r.tags) std::cerr << " " << t;
+      std::cerr << "\n";
+    }
     std::cout << r.digest << "\n";
   }
   return kExitOk;
