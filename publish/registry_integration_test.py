@@ -316,6 +316,36 @@ class BasicAuthTest(unittest.TestCase):
         self.assertEqual(self.reg.tags("kiln/authbad"), [])
 
 
+class TokenAuthTest(unittest.TestCase):
+    """Bearer-token auth: the registry's WWW-Authenticate challenge points at a token server."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.reg = RegistryFixture("token", TMP).start()
+        cls.addClassCleanup(cls.reg.stop)
+
+    def setUp(self):
+        self.pub = Publisher(self, self.reg)
+
+    def test_bearer_token_flow(self):
+        layout = make_layout("token", seed=401)
+        out = self.pub.run(layout, "1.0.0", "kiln/token", extra=["--username", self.reg.username],
+                           stdin=self.reg.password + "\n")
+        scopes = [sc for q in self.reg.token_server.requests for sc in q.get("scope", [])]
+        self.assertIn("repository:kiln/token:pull,push", scopes)
+        self.assertEqual([q.get("service") for q in self.reg.token_server.requests][0],
+                         ["kiln-registry"])
+        status, _, body = self.reg.manifest("kiln/token", "1.0.0")
+        self.assertEqual(status, 200, body)
+        self.assertEqual("sha256:" + hashlib.sha256(body).hexdigest(), out["digest"])
+
+    def test_token_endpoint_refuses_bad_credentials(self):
+        layout = make_layout("token-bad", seed=402)
+        out = self.pub.run(layout, "1.0.0", "kiln/tokenbad", extra=["--username", "kiln"],
+                           stdin="wrong\n", expect=EXIT_AUTH)
+        self.assertIn("token endpoint", out["_stderr"])
+
+
 class TlsRegistryTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

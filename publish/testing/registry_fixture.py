@@ -6,6 +6,8 @@ with filesystem storage in a temp dir, in one of three variants:
   "plain"     plain HTTP, no auth
   "htpasswd"  plain HTTP, htpasswd (bcrypt) basic auth; user/password in .username/.password
   "tls"       HTTPS with a certificate signed by a CA the fixture generates (.ca_cert)
+  "token"     plain HTTP, bearer-token auth: a TokenServer (below) on another free port
+              issues RS256 JWTs (x5c header) for .username/.password
 stop() is idempotent; use it with unittest's addClassCleanup/addCleanup so the server stops
 even when a test fails.
 
@@ -46,7 +48,7 @@ class RegistryFixture:
     PASSWORD = "s3cret-pass"
 
     def __init__(self, variant, tmpdir):
-        assert variant in ("plain", "htpasswd", "tls"), variant
+        assert variant in ("plain", "htpasswd", "tls", "token"), variant
         self.variant = variant
         self.dir = os.path.join(tmpdir, "registry-" + variant)
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -78,6 +80,15 @@ class RegistryFixture:
             with open(hp, "w") as f:
                 f.write(run(["htpasswd", "-Bbn", self.username, self.password]).stdout)
             lines += ["auth:", "  htpasswd:", "    realm: kiln-test", "    path: %s" % hp]
+        self.token_server = None
+        if variant == "token":
+            self.username, self.password = self.USER, self.PASSWORD
+            self.token_server = TokenServer(self.dir, self.username, self.password)
+            lines += ["auth:", "  token:",
+                      "    realm: http://%s/token" % self.token_server.host,
+                      "    service: kiln-registry",
+                      "    issuer: kiln-token-issuer",
+                      "    rootcertbundle: %s" % self.token_server.cert]
         self.config = os.path.join(self.dir, "config.yml")
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -129,6 +140,9 @@ class RegistryFixture:
             return ""
 
     def stop(self):
+        if self.token_server is not None:
+            self.token_server.stop()
+            self.token_server = None
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -142,7 +156,11 @@ class RegistryFixture:
     def request(self, method, path, headers=None, host=None):
         url = "%s://%s%s" % (self.scheme, host or self.host, path)
         req = urllib.request.Request(url, method=method, headers=headers or {})
-        if self.username:
+        if self.variant == "token":
+            req.add_header("Authorization", "Bearer " + self.token_server.issue(
+                "admin", [{"type": "repository", "name": path.split("/")[2] + "/" + path.split("/")[3],
+                           "actions": ["pull"]}]))
+        elif self.username:
             import base64
             tok = base64.b64encode(("%s:%s" % (self.username, self.password)).encode()).decode()
             req.add_header("Authorization", "Basic " + tok)
@@ -252,6 +270,79 @@ class FaultProxy:
                         r["times"] -= 1
                     return r["kind"]
         return None
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _b64url(data):
+    import base64
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenServer:
+    """A minimal Docker registry token endpoint (distribution's "token" auth): GET /token with
+    Basic credentials returns {"token": JWT} granting the requested repository scopes. The
+    JWT is RS256-signed with openssl; its x5c header carries the self-signed certificate
+    that the registry trusts via rootcertbundle."""
+
+    def __init__(self, tmpdir, username, password):
+        import base64
+        self.key = os.path.join(tmpdir, "token.key")
+        self.cert = os.path.join(tmpdir, "token.pem")
+        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", "/CN=kiln token issuer", "-keyout", self.key, "-out", self.cert])
+        der = subprocess.run(["openssl", "x509", "-in", self.cert, "-outform", "DER"],
+                             check=True, capture_output=True).stdout
+        self.x5c = base64.b64encode(der).decode()
+        self.expected = "Basic " + base64.b64encode(("%s:%s" % (username, password)).encode()).decode()
+        self.requests = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                import urllib.parse
+                u = urllib.parse.urlparse(self.path)
+                q = urllib.parse.parse_qs(u.query)
+                server.requests.append(q)
+                if self.headers.get("Authorization") != server.expected:
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                access = []
+                for scope in q.get("scope", []):
+                    parts = scope.split(":")
+                    if len(parts) == 3 and parts[0] == "repository":
+                        access.append({"type": "repository", "name": parts[1],
+                                       "actions": parts[2].split(",")})
+                body = json.dumps({"token": server.issue(username, access)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.host = "127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def issue(self, subject, access):
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        claims = {"iss": "kiln-token-issuer", "sub": subject, "aud": "kiln-registry",
+                  "exp": now + 600, "nbf": now - 10, "iat": now, "jti": str(now) + subject,
+                  "access": access}
+        signing_input = (_b64url(json.dumps(header).encode()) + "." +
+                         _b64url(json.dumps(claims).encode()))
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", self.key],
+                             input=signing_input.encode(), check=True, capture_output=True).stdout
+        return signing_input + "." + _b64url(sig)
 
     def stop(self):
         self.server.shutdown()
