@@ -55,7 +55,7 @@ def _vmlinux_impl(ctx):
         mnemonic = "KilnVmlinux",
         progress_message = "Extracting vmlinux from %s" % ctx.file.bzimage.short_path,
     )
-    return [DefaultInfo(files = depset([out]))]
+    return [DefaultInfo(files = depset([out]), runfiles = ctx.runfiles(files = [out]))]
 
 vmlinux = rule(
     implementation = _vmlinux_impl,
@@ -128,7 +128,7 @@ def _kernel_modules_impl(ctx):
         progress_message = "Resolving %d kernel modules for %s" % (len(ctx.attr.modules), ctx.label),
     )
     return [
-        DefaultInfo(files = depset([tree, load_list])),
+        DefaultInfo(files = depset([tree, load_list]), runfiles = ctx.runfiles(files = [tree, load_list])),
         OutputGroupInfo(modules_load = depset([load_list]), tree = depset([tree])),
         KernelModulesInfo(kernel_release = ctx.attr.kernel_release, tree = tree, modules_load = load_list),
     ]
@@ -243,7 +243,7 @@ def _archive_impl(ctx, command, mnemonic):
         progress_message = "Writing %s %s" % (command, out.short_path),
     )
     return [
-        DefaultInfo(files = depset([out])),
+        DefaultInfo(files = depset([out]), runfiles = ctx.runfiles(files = [out])),
         OutputGroupInfo(manifest = depset([manifest])),
     ]
 
@@ -301,3 +301,36 @@ kiln_tar = rule(
     """,
     attrs = _TAR_ATTRS,
 )
+
+# ---------------------------------------------------------------------------------------------
+# kiln_initrd (macro)
+
+def kiln_initrd(name, init, kernel_modules, out = None, files = {}, twin = True, **kwargs):
+    """The kiln initramfs (docs/interfaces.md "initrd layout"), as a gzip'd newc cpio.
+
+    Holds /init (mode 0755), /dev/console (char 5:1), the kernel_modules tree under
+    /lib/modules/<kver>/ and its load list at /etc/kiln/modules.load, plus `files`.
+
+    Args:
+      name: target name; the output is `out` (default "<name>.cpio.gz").
+      init: label of the static init binary (//init:init).
+      kernel_modules: a kernel_modules target.
+      out: output file name.
+      files: extra {label: guest path} files (mode 0644).
+      twin: also declare "<name>_twin" (tagged manual), the same archive written by a
+        second, independent action, for reproducibility tests.
+      **kwargs: common attributes (visibility, tags, ...).
+    """
+    if not init:
+        fail("kiln_initrd %s: `init` is required" % name)
+    attrs = dict(
+        chardevs = {"dev/console": "5:1"},
+        executables = {init: "init"},
+        files = files,
+        kernel_modules = kernel_modules,
+    )
+    kiln_cpio(name = name, out = out or (name + ".cpio.gz"), **dict(attrs, **kwargs))
+    if twin:
+        twin_kwargs = dict(kwargs)
+        twin_kwargs["tags"] = kwargs.get("tags", []) + ["manual"]
+        kiln_cpio(name = name + "_twin", out = name + "_twin.cpio.gz", **dict(attrs, **twin_kwargs))

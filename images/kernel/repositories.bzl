@@ -23,6 +23,7 @@ The .deb is unpacked with `dpkg-deb -x` and `depmod -b` writes modules.dep and i
 so that build actions can resolve module load orders offline. Targets of @kiln_kernel:
   :vmlinuz          the bzImage (boot/vmlinuz-<kver>)
   :modules_tree     every file under lib/modules/<kver>/ (.ko files + depmod indexes)
+  :modules_dep_bin  lib/modules/<kver>/modules.dep.bin alone (locates the module directory)
   :provenance.json  pinned vs used package, version, sha256, kernel release
   kernel.bzl        KERNEL_RELEASE = "<kver>", for BUILD files
 """
@@ -185,7 +186,13 @@ filegroup(
     name = "modules_tree",
     srcs = glob(["root/lib/modules/%s/**"]),
 )
-""" % (got.package, got.version, kver, kver))
+
+# One file of the module directory, to locate it (e.g. with $(rootpath)).
+filegroup(
+    name = "modules_dep_bin",
+    srcs = ["root/lib/modules/%s/modules.dep.bin"],
+)
+""" % (got.package, got.version, kver, kver, kver))
 
 kernel_deb_repository = repository_rule(
     implementation = _kernel_deb_repository_impl,
