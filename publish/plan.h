@@ -100,8 +100,9 @@ struct TagDecision {
 //  3. Else, when the lock does not already hold version -> digest (a mirror push), the
 //     version must be newer than every version in the lock and every semver tag in
 //     `existing`; otherwise refused, FailedPrecondition, unless req.force.
-// `existing` maps the target's tags to their manifest digests (tags that are not semver are
-// ignored for ordering). `target` is "HOST[:PORT]/REPO" (or a layout path), used in messages.
+// `existing` maps the target's tags to their manifest digests; only the digests of the
+// version tag and the requested moving tags are read (others may be ""), and tags that are
+// not semver are ignored for ordering. `target` is "HOST[:PORT]/REPO" (or a layout path), used in messages.
 TagDecision DecideTags(const TagRequest& req, const VersionLock& lock, absl::string_view target,
                        const std::map<std::string, std::string>& existing);
 
