@@ -85,7 +85,8 @@ elif ! run_mmdebstrap "$pinned_arg"; then
     tail -n 20 "$log" >&2
     exit 1
   fi
-  echo "WARNING: pinned build of $lock failed; pins no longer served: ${gone:-<unknown>}" >&2
+  gone=$(echo $gone)
+  echo "WARNING: pinned build of $(basename "$lock") failed; pins no longer served: ${gone:-<unknown>}" >&2
   retried=0
   if [[ -n "$gone" ]]; then
     keep=$(echo "$pinned_arg" | tr ',' '\n' | awk -v gone="$(echo $gone)" '
