@@ -112,7 +112,7 @@ changed = sum(s for d, s in b.items() if d not in a)
 km, sm = statistics.median(kiln), statistics.median(skopeo)
 out = {
     "image_bytes": total,
-    "kiln_seconds_median": km, "skopeo_seconds_median": sm,
+    "kiln_seconds_median": round(km, 3), "skopeo_seconds_median": round(sm, 3),
     "kiln_over_skopeo_ratio": round(km / sm, 3),
     "kiln_mib_per_s": round(total / km / 2**20, 1), "skopeo_mib_per_s": round(total / sm / 2**20, 1),
     "kiln_samples": kiln, "skopeo_samples": skopeo,
