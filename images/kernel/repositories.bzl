@@ -89,8 +89,12 @@ def _sha256(rctx, path):
     res = _run(rctx, ["sha256sum", path], "sha256sum")
     return res.stdout.split(" ")[0].strip()
 
-def _resolve_and_download(rctx, lock, strict, dest):
-    """One attempt. Returns struct(deb, used=(pkg, version, sha256), pinned=bool) or an error string."""
+def _resolve_and_download(rctx, lock, strict, dest, allow_fallback):
+    """One attempt. Returns struct(deb, package, version, sha256, pinned) or an error string.
+
+    Without `allow_fallback`, a pinned version missing from the lists is an error string (the
+    caller then updates the lists and retries with the fallback allowed).
+    """
     if _pinned_available(rctx, lock):
         deb = _download(rctx, lock["package"], lock["architecture"], lock["version"], dest)
         if not deb:
@@ -101,6 +105,8 @@ def _resolve_and_download(rctx, lock, strict, dest):
                   "The archive served different bytes for the pinned version; refusing to use them.") %
                  (lock["package"], lock["version"], lock["sha256"], got))
         return struct(deb = deb, package = lock["package"], version = lock["version"], sha256 = got, pinned = True)
+    if not allow_fallback:
+        return "pinned %s %s not in the apt lists" % (lock["package"], lock["version"])
     cand = _candidate(rctx, lock)
     if strict:
         return struct(strict_fail = ("kiln kernel: pinned %s %s is no longer in the apt archive and " +
@@ -127,12 +133,13 @@ def _kernel_deb_repository_impl(rctx):
     strict = rctx.os.environ.get("KILN_STRICT_LOCK", "") == "1"
     dest = str(rctx.path("_deb"))
 
-    got = _resolve_and_download(rctx, lock, strict, dest)
-    if type(got) == "string" or hasattr(got, "strict_fail"):
-        # The apt lists may be missing or stale: update them once and retry.
+    got = _resolve_and_download(rctx, lock, strict, dest, allow_fallback = False)
+    if type(got) == "string":
+        # The apt lists may be missing or stale: update them once and retry, now allowing the
+        # expired-pin fallback.
         rctx.report_progress("apt-get update (lists missing or stale)")
         _run(rctx, ["apt-get", "update", "-q"], "apt-get update", allow_fail = True)
-        got = _resolve_and_download(rctx, lock, strict, dest)
+        got = _resolve_and_download(rctx, lock, strict, dest, allow_fallback = True)
     if hasattr(got, "strict_fail"):
         fail(got.strict_fail)
     if type(got) == "string":
