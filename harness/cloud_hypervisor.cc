@@ -1,0 +1,533 @@
+// File: harness/cloud_hypervisor.cc
+#include "harness/cloud_hypervisor.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <fstream>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "harness/process.h"
+#include "third_party/absl_ext/posix_error.h"
+#include "third_party/absl_ext/status_macros.h"
+
+namespace kiln::harness {
+namespace {
+
+constexpr absl::string_view kApiSocketName = "ch-api.sock";
+
+absl::Status MakeDirs(const std::string& path) {
+  std::string partial;
+  for (absl::string_view part : absl::StrSplit(path, '/')) {
+    partial += std::string(part);
+    if (!partial.empty() && mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
+      return PosixError(errno, "mkdir", partial);
+    }
+    partial += "/";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckReadable(absl::string_view what, const std::string& path) {
+  if (access(path.c_str(), R_OK) != 0) {
+    return PosixError(errno, absl::StrCat("cloud-hypervisor: ", what, " not readable"), path);
+  }
+  return absl::OkStatus();
+}
+
+// LogTail(path, max): the last `max` bytes of a file ("" if unreadable).
+std::string LogTail(const std::string& path, size_t max = 2000) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string s = ss.str();
+  if (s.size() > max) s = "..." + s.substr(s.size() - max);
+  return s;
+}
+
+absl::Status WithLogTail(const absl::Status& status, const std::string& log_path) {
+  std::string tail = LogTail(log_path);
+  if (tail.empty()) {
+    return absl::Status(status.code(),
+                        absl::StrCat(status.message(), " (", log_path, " is empty)"));
+  }
+  return absl::Status(status.code(),
+                      absl::StrCat(status.message(), "; tail of ", log_path, ":\n", tail));
+}
+
+void CurlGlobalInitOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_ALL); });
+}
+
+size_t AppendToString(char* data, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+
+// CloudHypervisorVmImpl: a running CH process with its VM.
+class CloudHypervisorVmImpl : public CloudHypervisorVm {
+ public:
+  CloudHypervisorVmImpl(VmConfig config, CloudHypervisorPaths paths, std::string temp_socket_dir,
+                        std::unique_ptr<Process> process, const CloudHypervisorOptions& options,
+                        absl::Time start)
+      : config_(std::move(config)),
+        paths_(std::move(paths)),
+        temp_socket_dir_(std::move(temp_socket_dir)),
+        process_(std::move(process)),
+        api_(paths_.api_socket, options.api_timeout),
+        grace_(options.grace),
+        start_(start) {}
+  ~CloudHypervisorVmImpl() override { Kill(); }
+
+  const VmConfig& config() const override { return config_; }
+
+  bool Exited() override {
+    if (exit_) return true;
+    if (std::optional<ProcessExit> e = process_->Poll()) {
+      Record(*e, e->signaled ? VmExit::Kind::kSignaled : VmExit::Kind::kExited);
+      return true;
+    }
+    return false;
+  }
+
+  absl::StatusOr<VmExit> Wait(absl::Duration timeout) override {
+    if (exit_) return *exit_;
+    const absl::Time vm_deadline = start_ + config_.deadline;
+    const absl::Time now = absl::Now();
+    const absl::Time end = std::min(now + timeout, vm_deadline);
+    absl::StatusOr<ProcessExit> e = process_->Wait(std::max(end - now, absl::ZeroDuration()));
+    if (e.ok()) {
+      Record(*e, e->signaled ? VmExit::Kind::kSignaled : VmExit::Kind::kExited);
+      return *exit_;
+    }
+    if (absl::Now() >= vm_deadline) {
+      // Past the deadline the VMM is not trusted to answer its API: kill the group.
+      Record(process_->Kill(grace_), VmExit::Kind::kDeadline);
+      return *exit_;
+    }
+    return absl::DeadlineExceededError(absl::StrCat("VM ", config_.id, " still running after ",
+                                                    absl::FormatDuration(timeout)));
+  }
+
+  // Kill: the orderly way first (vm.shutdown, vmm.shutdown: CH exits and removes its
+  // sockets), then the process group: SIGTERM, grace, SIGKILL.
+  void Kill() override {
+    if (exit_) return;
+    if (!Exited()) {
+      ChApiClient quick(paths_.api_socket, grace_);
+      (void)quick.Call("PUT", "vm.shutdown");
+      (void)quick.Call("PUT", "vmm.shutdown");
+      absl::StatusOr<ProcessExit> e = process_->Wait(grace_);
+      Record(e.ok() ? *e : process_->Kill(grace_), VmExit::Kind::kKilled);
+    }
+  }
+
+  std::string serial_log_path() const override { return paths_.serial_log; }
+  std::string vmm_log_path() const override { return paths_.vmm_log; }
+  int64_t peak_rss_bytes() const override { return exit_ ? exit_->peak_rss_bytes : 0; }
+
+  absl::StatusOr<ChVmState> State() override {
+    if (Exited()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("VM ", config_.id, ": cloud-hypervisor has exited"));
+    }
+    ASSIGN_OR_RETURN(std::string body, api_.Call("GET", "vm.info"));
+    return ParseChVmInfoState(body);
+  }
+
+  const ChApiClient& api() const override { return api_; }
+
+ private:
+  void Record(const ProcessExit& e, VmExit::Kind kind) {
+    if (exit_) return;
+    VmExit x;
+    x.kind = kind;
+    x.exit_code = e.exit_code;
+    x.signal = e.signal;
+    x.wall = absl::Now() - start_;
+    x.peak_rss_bytes = e.max_rss_bytes;
+    exit_ = x;
+    unlink(paths_.api_socket.c_str());
+    if (config_.channel) unlink(config_.channel->host_socket_path.c_str());
+    if (!temp_socket_dir_.empty()) rmdir(temp_socket_dir_.c_str());
+  }
+
+  VmConfig config_;
+  CloudHypervisorPaths paths_;
+  std::string temp_socket_dir_;
+  std::unique_ptr<Process> process_;
+  ChApiClient api_;
+  absl::Duration grace_;
+  absl::Time start_;
+  std::optional<VmExit> exit_;
+};
+
+}  // namespace
+
+// ----------------------------------------------------------------------------
+// Pure
+// ----------------------------------------------------------------------------
+
+CloudHypervisorPaths CloudHypervisorPathsFor(const VmConfig& config,
+                                             absl::string_view socket_dir) {
+  CloudHypervisorPaths p;
+  p.serial_log = absl::StrCat(config.work_dir, "/serial.log");
+  p.vmm_log = absl::StrCat(config.work_dir, "/cloud-hypervisor.log");
+  p.api_socket = absl::StrCat(socket_dir, "/", kApiSocketName);
+  return p;
+}
+
+std::string CloudHypervisorKernelCmdline(const VmConfig& config) {
+  std::string user(absl::StripAsciiWhitespace(config.cmdline));
+  if (user.empty()) return std::string(kCloudHypervisorBaseCmdline);
+  return absl::StrCat(kCloudHypervisorBaseCmdline, " ", user);
+}
+
+absl::StatusOr<nlohmann::json> CloudHypervisorVmConfigJson(const VmConfig& config,
+                                                           const CloudHypervisorPaths& paths) {
+  RETURN_IF_ERROR(ValidateVmConfig(config));
+  if (paths.serial_log.empty()) {
+    return absl::InvalidArgumentError("CloudHypervisorPaths.serial_log: empty");
+  }
+  using nlohmann::json;
+  json payload = {{"kernel", config.kernel_path},
+                  {"cmdline", CloudHypervisorKernelCmdline(config)}};
+  if (!config.initrd_path.empty()) payload["initramfs"] = config.initrd_path;
+  json vm = {
+      {"payload", payload},
+      {"cpus", {{"boot_vcpus", config.vcpus}, {"max_vcpus", config.vcpus}}},
+      {"memory", {{"size", static_cast<int64_t>(config.memory_mib) << 20}}},
+      {"serial", {{"mode", "File"}, {"file", paths.serial_log}}},
+      {"console", {{"mode", "Off"}}},
+      {"rng", {{"src", "/dev/urandom"}}},
+  };
+  if (!config.disks.empty()) {
+    json disks = json::array();
+    for (const Disk& d : config.disks) {
+      disks.push_back({{"path", d.path}, {"readonly", d.read_only}});
+    }
+    vm["disks"] = disks;
+  }
+  if (config.channel) {
+    const Channel& c = *config.channel;
+    if (c.vsock_cid < 3) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "channel.vsock_cid ", c.vsock_cid, ": guest CIDs start at 3 (0-2 are reserved)"));
+    }
+    if (c.host_socket_path.size() > kMaxUnixSocketPath) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("channel.host_socket_path is ", c.host_socket_path.size(),
+                       " bytes, over the unix socket limit of ", kMaxUnixSocketPath, ": ",
+                       c.host_socket_path));
+    }
+    vm["vsock"] = {{"cid", c.vsock_cid}, {"socket", c.host_socket_path}};
+  }
+  return vm;
+}
+
+const char* ChVmStateName(ChVmState state) {
+  switch (state) {
+    case ChVmState::kCreated:
+      return "Created";
+    case ChVmState::kRunning:
+      return "Running";
+    case ChVmState::kShutdown:
+      return "Shutdown";
+    case ChVmState::kPaused:
+      return "Paused";
+    case ChVmState::kBreakPoint:
+      return "BreakPoint";
+  }
+  return "Unknown";
+}
+
+absl::StatusOr<ChVmState> ParseChVmInfoState(absl::string_view body) {
+  nlohmann::json j = nlohmann::json::parse(body.begin(), body.end(), nullptr,
+                                           /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("vm.info: not a JSON object: \"", absl::CEscape(body.substr(0, 200)), "\""));
+  }
+  auto it = j.find("state");
+  if (it == j.end() || !it->is_string()) {
+    return absl::InvalidArgumentError("vm.info: no string \"state\"");
+  }
+  const std::string s = it->get<std::string>();
+  for (ChVmState st : {ChVmState::kCreated, ChVmState::kRunning, ChVmState::kShutdown,
+                       ChVmState::kPaused, ChVmState::kBreakPoint}) {
+    if (s == ChVmStateName(st)) return st;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("vm.info: unknown state \"", s, "\""));
+}
+
+// ----------------------------------------------------------------------------
+// ChApiClient
+// ----------------------------------------------------------------------------
+
+ChApiClient::ChApiClient(std::string socket_path, absl::Duration timeout)
+    : socket_path_(std::move(socket_path)), timeout_(timeout) {}
+
+absl::StatusOr<ChApiResponse> ChApiClient::Request(absl::string_view method,
+                                                   absl::string_view endpoint,
+                                                   absl::string_view body) const {
+  const std::string what = absl::StrCat("cloud-hypervisor API ", method, " ", endpoint);
+  if (method != "GET" && method != "PUT") {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": method must be GET or PUT"));
+  }
+  CurlGlobalInitOnce();
+  CURL* curl = curl_easy_init();
+  if (curl == nullptr) return absl::InternalError(absl::StrCat(what, ": curl_easy_init failed"));
+  const std::string url = absl::StrCat("http://localhost/api/v1/", endpoint);
+  const std::string method_s(method);
+  const std::string body_s(body);
+  std::string response;
+  char errbuf[CURL_ERROR_SIZE] = {0};
+  curl_slist* headers = nullptr;
+  headers = curl_slist_append(headers, "Accept: application/json");
+  headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
+  if (!body_s.empty()) headers = curl_slist_append(headers, "Content-Type: application/json");
+  curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, socket_path_.c_str());
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+                   static_cast<long>(std::max<int64_t>(1, absl::ToInt64Milliseconds(timeout_))));
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  if (method_s == "GET") {
+    curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+  } else {
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method_s.c_str());
+    if (!body_s.empty()) {
+      curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body_s.data());
+      curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body_s.size()));
+    }
+  }
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &AppendToString);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
+  const CURLcode rc = curl_easy_perform(curl);
+  long status = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  curl_slist_free_all(headers);
+  curl_easy_cleanup(curl);
+  if (rc != CURLE_OK) {
+    const std::string detail = absl::StrCat(what, " on ", socket_path_, ": ",
+                                            errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    switch (rc) {
+      case CURLE_OPERATION_TIMEDOUT:
+        return absl::DeadlineExceededError(
+            absl::StrCat(detail, " (timeout ", absl::FormatDuration(timeout_), ")"));
+      case CURLE_COULDNT_CONNECT:
+      case CURLE_GOT_NOTHING:
+      case CURLE_RECV_ERROR:
+      case CURLE_SEND_ERROR:
+      case CURLE_PARTIAL_FILE:
+        return absl::UnavailableError(detail);
+      default:
+        return absl::InternalError(detail);
+    }
+  }
+  return ChApiResponse{status, std::move(response)};
+}
+
+absl::StatusOr<std::string> ChApiClient::Call(absl::string_view method,
+                                              absl::string_view endpoint,
+                                              absl::string_view body) const {
+  ASSIGN_OR_RETURN(ChApiResponse r, Request(method, endpoint, body));
+  if (r.status >= 200 && r.status < 300) return std::move(r.body);
+  std::string msg = absl::StrCat("cloud-hypervisor API ", method, " ", endpoint, ": HTTP ",
+                                 r.status, ": ",
+                                 r.body.empty() ? "(empty body)"
+                                                : absl::StripTrailingAsciiWhitespace(r.body));
+  if (r.status == 400) return absl::InvalidArgumentError(msg);
+  if (r.status == 404) return absl::NotFoundError(msg);
+  if (r.status > 400 && r.status < 500) return absl::FailedPreconditionError(msg);
+  return absl::InternalError(msg);
+}
+
+// ----------------------------------------------------------------------------
+// CloudHypervisorVmm
+// ----------------------------------------------------------------------------
+
+absl::StatusOr<std::string> ReadCloudHypervisorVersion(const std::string& binary) {
+  std::string cmd = absl::StrCat("'", absl::StrReplaceAll(binary, {{"'", "'\\''"}}),
+                                 "' --version 2>/dev/null");
+  FILE* f = popen(cmd.c_str(), "r");
+  if (f == nullptr) return PosixError(errno, "popen", binary);
+  std::string out;
+  char buf[512];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
+  const int rc = pclose(f);
+  constexpr absl::string_view kPrefix = "cloud-hypervisor ";
+  const size_t pos = out.find(std::string(kPrefix));
+  if (rc != 0 || pos == std::string::npos) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot run `", binary, " --version` (is Cloud Hypervisor installed?)"));
+  }
+  std::string rest = out.substr(pos + kPrefix.size());
+  return std::string(absl::StripAsciiWhitespace(rest.substr(0, rest.find('\n'))));
+}
+
+absl::StatusOr<std::unique_ptr<CloudHypervisorVmm>> CloudHypervisorVmm::Create(
+    CloudHypervisorOptions options) {
+  if (options.binary.empty()) {
+    return absl::InvalidArgumentError("CloudHypervisorOptions.binary: empty");
+  }
+  ASSIGN_OR_RETURN(std::string version, ReadCloudHypervisorVersion(options.binary));
+  return std::unique_ptr<CloudHypervisorVmm>(
+      new CloudHypervisorVmm(std::move(options), std::move(version)));
+}
+
+std::string CloudHypervisorVmm::Describe() const {
+  return absl::StrCat("Cloud Hypervisor ", version_, " (", options_.binary, "), KVM");
+}
+
+absl::StatusOr<std::unique_ptr<Vm>> CloudHypervisorVmm::Boot(const VmConfig& config) {
+  RETURN_IF_ERROR(ValidateVmConfig(config));
+  RETURN_IF_ERROR(CheckReadable("kernel", config.kernel_path));
+  if (!config.initrd_path.empty()) RETURN_IF_ERROR(CheckReadable("initrd", config.initrd_path));
+  for (const Disk& d : config.disks) RETURN_IF_ERROR(CheckReadable("disk", d.path));
+  RETURN_IF_ERROR(MakeDirs(config.work_dir));
+
+  // The API socket lives in work_dir unless that path is too long for sun_path.
+  std::string socket_dir = config.work_dir;
+  std::string temp_socket_dir;
+  if (socket_dir.size() + 1 + kApiSocketName.size() > kMaxUnixSocketPath) {
+    char tmpl[] = "/tmp/kiln-ch-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) return PosixError(errno, "mkdtemp", tmpl);
+    temp_socket_dir = socket_dir = tmpl;
+  }
+  CloudHypervisorPaths paths = CloudHypervisorPathsFor(config, socket_dir);
+  absl::StatusOr<nlohmann::json> vm_json = CloudHypervisorVmConfigJson(config, paths);
+  if (!vm_json.ok()) {
+    if (!temp_socket_dir.empty()) rmdir(temp_socket_dir.c_str());
+    return vm_json.status();
+  }
+  unlink(paths.serial_log.c_str());
+  unlink(paths.api_socket.c_str());
+  if (config.channel) unlink(config.channel->host_socket_path.c_str());
+
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::unique_ptr<Process>> process =
+      Process::Spawn({{options_.binary, "--api-socket", paths.api_socket}, paths.vmm_log});
+  if (!process.ok()) {
+    if (!temp_socket_dir.empty()) rmdir(temp_socket_dir.c_str());
+    return process.status();
+  }
+  // From here on the Vm owns the process: its destructor tears everything down on error.
+  auto vm = std::make_unique<CloudHypervisorVmImpl>(config, paths, temp_socket_dir,
+                                                    std::move(*process), options_, start);
+  auto fail = [&](const absl::Status& s) {
+    vm->Kill();
+    return WithLogTail(s, paths.vmm_log);
+  };
+
+  // Wait for the API to answer vmm.ping, with backoff, while the process lives.
+  const absl::Time socket_deadline = absl::Now() + options_.socket_timeout;
+  absl::Duration pause = absl::Milliseconds(5);
+  absl::Status last = absl::UnavailableError("not tried");
+  ChApiClient ping(paths.api_socket, std::min(options_.api_timeout, options_.socket_timeout));
+  while (true) {
+    if (vm->Exited()) {
+      return fail(absl::FailedPreconditionError(absl::StrCat(
+          "cloud-hypervisor exited before its API socket ", paths.api_socket, " answered")));
+    }
+    absl::StatusOr<std::string> pong = ping.Call("GET", "vmm.ping");
+    if (pong.ok()) break;
+    last = pong.status();
+    if (last.code() != absl::StatusCode::kUnavailable) return fail(last);
+    if (absl::Now() >= socket_deadline) {
+      return fail(absl::DeadlineExceededError(
+          absl::StrCat("cloud-hypervisor API socket ", paths.api_socket, " did not answer within ",
+                       absl::FormatDuration(options_.socket_timeout), " (last: ",
+                       last.message(), ")")));
+    }
+    absl::SleepFor(std::min(pause, socket_deadline - absl::Now()));
+    pause = std::min(pause * 2, absl::Milliseconds(100));
+  }
+
+  if (absl::StatusOr<std::string> r = vm->api().Call("PUT", "vm.create", vm_json->dump());
+      !r.ok()) {
+    return fail(r.status());
+  }
+  if (absl::StatusOr<std::string> r = vm->api().Call("PUT", "vm.boot"); !r.ok()) {
+    return fail(r.status());
+  }
+  return std::unique_ptr<Vm>(std::move(vm));
+}
+
+// ----------------------------------------------------------------------------
+// Channel
+// ----------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<agent::FdStream>> ConnectHybridVsockWithRetry(
+    absl::string_view uds_path, uint32_t port, absl::Duration timeout,
+    const std::function<bool()>& alive, const HybridVsockRetry& retry) {
+  const absl::Time deadline = absl::Now() + timeout;
+  absl::Duration pause = absl::Milliseconds(std::max(1, retry.initial_backoff_ms));
+  const absl::Duration max_pause = absl::Milliseconds(std::max(1, retry.max_backoff_ms));
+  absl::Status last;
+  int attempts = 0;
+  while (true) {
+    if (alive && !alive()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "hybrid vsock ", uds_path, " port ", port, ": VM exited after ", attempts,
+          " attempt(s)", last.ok() ? "" : absl::StrCat(" (last: ", last.message(), ")")));
+    }
+    const int64_t remaining_ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+    if (remaining_ms <= 0 && attempts > 0) break;
+    const int attempt_ms = static_cast<int>(
+        std::max<int64_t>(1, std::min<int64_t>(retry.attempt_timeout_ms, remaining_ms)));
+    ++attempts;
+    absl::StatusOr<std::unique_ptr<agent::FdStream>> s =
+        agent::ConnectHybridVsock(uds_path, port, attempt_ms);
+    if (s.ok()) return s;
+    last = s.status();
+    switch (last.code()) {
+      case absl::StatusCode::kUnavailable:
+      case absl::StatusCode::kDeadlineExceeded:
+      case absl::StatusCode::kNotFound:
+        break;  // VMM or guest listener not up yet: retry
+      default:
+        return last;
+    }
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) break;
+    absl::SleepFor(std::min(pause, left));
+    pause = std::min(pause * 2, max_pause);
+  }
+  return absl::DeadlineExceededError(absl::StrCat(
+      "hybrid vsock ", uds_path, " port ", port, ": no connection within ",
+      absl::FormatDuration(timeout), " after ", attempts, " attempt(s) (last: ", last.message(),
+      ")"));
+}
+
+absl::StatusOr<std::unique_ptr<agent::FdStream>> ConnectChannel(Vm& vm, absl::Duration timeout) {
+  if (!vm.config().channel) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("VM ", vm.config().id, " has no channel"));
+  }
+  const Channel& c = *vm.config().channel;
+  return ConnectHybridVsockWithRetry(c.host_socket_path, c.vsock_port, timeout,
+                                     [&vm] { return !vm.Exited(); });
+}
+
+}  // namespace kiln::harness

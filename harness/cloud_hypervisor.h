@@ -1,0 +1,239 @@
+// File: harness/cloud_hypervisor.h
+// -----------------------------------------------------------------------------
+//
+// The Cloud Hypervisor backend of the VMM interface (harness/vmm.h). Cloud Hypervisor (CH) is
+// driven through its REST API (docs/api.md of cloud-hypervisor; HTTP/1.1 over the unix socket
+// given by `--api-socket`, endpoints under /api/v1):
+//
+//   cloud-hypervisor --api-socket <sock>        start the VMM, no VM yet
+//   GET  /api/v1/vmm.ping                       readiness (200, {"version": ...})
+//   PUT  /api/v1/vm.create   <VmConfig JSON>    define the VM (204)
+//   PUT  /api/v1/vm.boot                        boot it (204)
+//   GET  /api/v1/vm.info                        {"state": "Created|Running|Paused|Shutdown", ...}
+//   PUT  /api/v1/vm.shutdown                    stop the VM (204)
+//   PUT  /api/v1/vmm.shutdown                   the VMM process exits (204)
+//
+// CH needs working KVM (it has no emulator): see harness/vmm_select.h for the fail-fast check.
+//
+// Split as everywhere in kiln: pure functions build the plan (CloudHypervisorVmConfigJson,
+// CloudHypervisorKernelCmdline, CloudHypervisorPathsFor) and are unit-tested against the
+// documented schema; ChApiClient is the thin HTTP executor (libcurl, CURLOPT_UNIX_SOCKET_PATH);
+// CloudHypervisorVmm starts the process (harness/process.h: own process group,
+// PR_SET_PDEATHSIG) and tears it down on every path: vm.shutdown, vmm.shutdown, then SIGTERM /
+// SIGKILL to the group after a grace period.
+//
+// The VmConfig's Channel becomes CH's vsock device {cid, socket}: CH listens on the unix socket
+// (hybrid vsock, docs/vsock.md); ConnectChannel() connects with the "CONNECT <port>\n" /
+// "OK <n>\n" handshake of agent/transport.h, retrying with backoff while the VM is alive.
+//
+// Example:
+//
+//   ASSIGN_OR_RETURN(std::unique_ptr<CloudHypervisorVmm> vmm,
+//                    CloudHypervisorVmm::Create(CloudHypervisorOptions{}));
+//   ASSIGN_OR_RETURN(std::unique_ptr<Vm> vm, vmm->Boot(config));     // create + boot
+//   ASSIGN_OR_RETURN(std::unique_ptr<agent::FdStream> s,
+//                    ConnectChannel(*vm, absl::Seconds(30)));        // guest agent on vsock
+//   vm->Kill();                                                       // or the destructor
+#ifndef KILN_HARNESS_CLOUD_HYPERVISOR_H_
+#define KILN_HARNESS_CLOUD_HYPERVISOR_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "agent/transport.h"
+#include "harness/vmm.h"
+#include "nlohmann/json.hpp"
+
+namespace kiln::harness {
+
+// ----------------------------------------------------------------------------
+// Pure: the plan
+// ----------------------------------------------------------------------------
+
+// kCloudHypervisorBaseCmdline: the kernel command line keys always passed (docs/interfaces.md):
+// the legacy serial port (CH's `serial` device is ttyS0 on x86_64) as console, a panic and a
+// soft lockup reboot at once. CH has no -no-reboot: a guest reboot restarts the guest, so the
+// harness detects panics from the serial log (harness/console.h), not from the VMM's exit.
+inline constexpr absl::string_view kCloudHypervisorBaseCmdline =
+    "console=ttyS0 panic=-1 softlockup_panic=1";
+
+// kMaxUnixSocketPath: the longest unix socket path (sun_path minus the NUL), bytes.
+inline constexpr size_t kMaxUnixSocketPath = 107;
+
+// CloudHypervisorPaths: the host files of one CH VM.
+struct CloudHypervisorPaths {
+  std::string serial_log;  // <work_dir>/serial.log (guest ttyS0, CH serial mode File)
+  std::string vmm_log;     // <work_dir>/cloud-hypervisor.log (CH's stdout+stderr)
+  std::string api_socket;  // <socket_dir>/ch-api.sock (the --api-socket)
+};
+
+// CloudHypervisorPathsFor(config, socket_dir): the paths for `config.work_dir`, the API socket
+// in `socket_dir` (the executor passes work_dir, or a short temp dir when work_dir is too long
+// for a unix socket path). Pure.
+CloudHypervisorPaths CloudHypervisorPathsFor(const VmConfig& config, absl::string_view socket_dir);
+
+// CloudHypervisorKernelCmdline(config): kCloudHypervisorBaseCmdline + " " + config.cmdline
+// (stripped; nothing appended when empty). Pure.
+std::string CloudHypervisorKernelCmdline(const VmConfig& config);
+
+// CloudHypervisorVmConfigJson(config, paths): the body of PUT /api/v1/vm.create for `config`,
+// following CH's VmConfig schema (cloud-hypervisor.yaml):
+//   payload   {kernel, cmdline, initramfs?}
+//   cpus      {boot_vcpus, max_vcpus}            (both = config.vcpus)
+//   memory    {size}                             (bytes = memory_mib * 2^20)
+//   disks     [{path, readonly}]                 (in order: /dev/vda, /dev/vdb, ...; omitted if none)
+//   serial    {mode: "File", file: paths.serial_log}
+//   console   {mode: "Off"}
+//   rng       {src: "/dev/urandom"}
+//   vsock     {cid, socket}                      (only with a Channel: vsock_cid, host_socket_path)
+// Pure. InvalidArgument if ValidateVmConfig fails, if the channel's vsock_cid < 3 (0-2 are
+// reserved: hypervisor, local, host), or its socket path is longer than kMaxUnixSocketPath.
+absl::StatusOr<nlohmann::json> CloudHypervisorVmConfigJson(const VmConfig& config,
+                                                           const CloudHypervisorPaths& paths);
+
+// ChVmState: CH's VmState (the "state" of GET vm.info).
+enum class ChVmState { kCreated, kRunning, kShutdown, kPaused, kBreakPoint };
+
+// ParseChVmInfoState(body): the state of a GET /api/v1/vm.info response body. Pure.
+// InvalidArgument if the body is not JSON, has no string "state", or an unknown state.
+absl::StatusOr<ChVmState> ParseChVmInfoState(absl::string_view body);
+
+// ChVmStateName(state): "Created", "Running", "Shutdown", "Paused", "BreakPoint" (CH's names).
+const char* ChVmStateName(ChVmState state);
+
+// ----------------------------------------------------------------------------
+// Executor: the REST client
+// ----------------------------------------------------------------------------
+
+// ChApiResponse: one HTTP response.
+struct ChApiResponse {
+  long status = 0;   // HTTP status code
+  std::string body;  // response body (may be empty)
+};
+
+// ChApiClient: HTTP/1.1 over CH's API unix socket with libcurl. Thread-compatible.
+class ChApiClient {
+ public:
+  // ChApiClient(socket_path, timeout): every request may take at most `timeout` in total.
+  ChApiClient(std::string socket_path, absl::Duration timeout);
+
+  // Request(method, endpoint, body): sends `method` (GET or PUT) to
+  // http://localhost/api/v1/<endpoint> with `body` as application/json (no body if empty).
+  // Returns the response whatever its status. Errors: Unavailable if the socket does not
+  // connect or the server closed without a reply; DeadlineExceeded after the timeout;
+  // Internal for other transfer errors. Each message names the method and endpoint.
+  absl::StatusOr<ChApiResponse> Request(absl::string_view method, absl::string_view endpoint,
+                                        absl::string_view body = "") const;
+
+  // Call(method, endpoint, body): Request, then a non-2xx status becomes an error whose
+  // message has the status and the body ("cloud-hypervisor API PUT vm.create: HTTP 400:
+  // <body>"): InvalidArgument for 400, NotFound for 404, FailedPrecondition for other 4xx,
+  // Internal for 5xx and anything else. Returns the body of a 2xx.
+  absl::StatusOr<std::string> Call(absl::string_view method, absl::string_view endpoint,
+                                   absl::string_view body = "") const;
+
+  const std::string& socket_path() const { return socket_path_; }
+
+ private:
+  std::string socket_path_;
+  absl::Duration timeout_;
+};
+
+// ----------------------------------------------------------------------------
+// Executor: the backend
+// ----------------------------------------------------------------------------
+
+// CloudHypervisorOptions: how CloudHypervisorVmm runs CH. Pure data.
+struct CloudHypervisorOptions {
+  // binary: the CH executable (looked up in PATH if it has no '/').
+  std::string binary = "cloud-hypervisor";
+  // api_timeout: per API request.
+  absl::Duration api_timeout = absl::Seconds(10);
+  // socket_timeout: how long Boot() waits for the API socket to answer vmm.ping.
+  absl::Duration socket_timeout = absl::Seconds(10);
+  // grace: Kill() waits this long after vmm.shutdown, then SIGTERM to the group, this long
+  // again, then SIGKILL.
+  absl::Duration grace = absl::Seconds(2);
+};
+
+// CloudHypervisorVm: a VM of CloudHypervisorVmm (exposes the API client for vm.info).
+class CloudHypervisorVm : public Vm {
+ public:
+  // State(): GET vm.info -> its state. ChApiClient::Call's errors; FailedPrecondition once
+  // the VMM has exited.
+  virtual absl::StatusOr<ChVmState> State() = 0;
+  // api(): the API client of this VM's VMM.
+  virtual const ChApiClient& api() const = 0;
+};
+
+// CloudHypervisorVmm: the CH backend. One CH process per VM.
+class CloudHypervisorVmm : public Vmm {
+ public:
+  // Create(options): reads the version (`<binary> --version`). NotFound naming the binary
+  // if it does not run. Does not check KVM (harness/vmm_select.h does).
+  static absl::StatusOr<std::unique_ptr<CloudHypervisorVmm>> Create(CloudHypervisorOptions options);
+
+  std::string Name() const override { return "cloud-hypervisor"; }
+  std::string Describe() const override;
+
+  // Boot(config): validates, builds the vm.create JSON, creates work_dir, starts
+  // `<binary> --api-socket <sock>` (output to <work_dir>/cloud-hypervisor.log), waits for
+  // vmm.ping (options.socket_timeout), PUT vm.create, PUT vm.boot. Any failure after the
+  // start kills the process and returns the error with the tail of CH's log appended.
+  // Errors: InvalidArgument (config); NotFound (binary, kernel, initrd or disk missing);
+  // DeadlineExceeded (socket never answered); FailedPrecondition if CH exited early;
+  // ChApiClient::Call's errors.
+  absl::StatusOr<std::unique_ptr<Vm>> Boot(const VmConfig& config) override;
+
+  const CloudHypervisorOptions& options() const { return options_; }
+  // version(): e.g. "v38.0.0" (the text after "cloud-hypervisor " of --version).
+  const std::string& version() const { return version_; }
+
+ private:
+  CloudHypervisorVmm(CloudHypervisorOptions options, std::string version)
+      : options_(std::move(options)), version_(std::move(version)) {}
+  CloudHypervisorOptions options_;
+  std::string version_;
+};
+
+// ReadCloudHypervisorVersion(binary): the text after "cloud-hypervisor " on the first line
+// of `<binary> --version`; NotFound if it does not run or prints no such line.
+absl::StatusOr<std::string> ReadCloudHypervisorVersion(const std::string& binary);
+
+// ----------------------------------------------------------------------------
+// Host side of the channel
+// ----------------------------------------------------------------------------
+
+// HybridVsockRetry: backoff of ConnectHybridVsockWithRetry (ms).
+struct HybridVsockRetry {
+  int initial_backoff_ms = 10;
+  int max_backoff_ms = 500;
+  // attempt_timeout_ms: the most one CONNECT/OK handshake may take.
+  int attempt_timeout_ms = 2000;
+};
+
+// ConnectHybridVsockWithRetry(uds_path, port, timeout, alive, retry): agent::ConnectHybridVsock
+// repeatedly, doubling the pause between attempts (initial..max backoff), until it succeeds,
+// `timeout` passes, or `alive()` returns false (checked before each attempt). Retried: the
+// socket missing/refusing (VMM not up yet), Unavailable (no guest listener yet: CH closes or
+// answers otherwise) and a per-attempt DeadlineExceeded. Not retried: InvalidArgument (bad
+// path, overlong reply). Errors: DeadlineExceeded with the attempt count and the last error;
+// FailedPrecondition "VM exited" when alive() is false; the non-retried error.
+absl::StatusOr<std::unique_ptr<agent::FdStream>> ConnectHybridVsockWithRetry(
+    absl::string_view uds_path, uint32_t port, absl::Duration timeout,
+    const std::function<bool()>& alive, const HybridVsockRetry& retry = HybridVsockRetry());
+
+// ConnectChannel(vm, timeout): the host side of vm.config().channel for a CH VM:
+// ConnectHybridVsockWithRetry(channel.host_socket_path, channel.vsock_port, timeout,
+// [&] { return !vm.Exited(); }). FailedPrecondition if the VM has no channel.
+absl::StatusOr<std::unique_ptr<agent::FdStream>> ConnectChannel(Vm& vm, absl::Duration timeout);
+
+}  // namespace kiln::harness
+
+#endif  // KILN_HARNESS_CLOUD_HYPERVISOR_H_
