@@ -33,6 +33,12 @@ Example (images/BUILD):
     )
 """
 
+load("//images/oci:defs.bzl", _kiln_oci_image = "kiln_oci_image")
+
+# kiln_oci_image: OCI image layout directory from layer tars (images/oci/defs.bzl).
+kiln_oci_image = _kiln_oci_image
+
+
 _TOOL = "//images/tool:kiln-image"
 
 def _tool_attr():
