@@ -135,7 +135,11 @@ void RunMicro(const std::string& suite, const std::string& binary, const std::st
                                    "--benchmark_out_format=json", "--benchmark_out=" + json};
   if (!absl::GetFlag(FLAGS_slowdown).empty()) argv.push_back("--kiln_slowdown=" + absl::GetFlag(FLAGS_slowdown));
   if (Run(argv, "") != 0) failures.push_back(suite + " (timings)");
-  nlohmann::json gb = nlohmann::json::parse(ReadFile(json), nullptr, false);
+  // Google Benchmark writes NaN/inf aggregates (e.g. the cv of a constant counter) as bare
+  // `nan`/`-nan`/`inf`, which is not JSON: turn them into null.
+  static const std::regex kNonFinite(R"((:\s*)-?(nan|inf)\b)");
+  nlohmann::json gb =
+      nlohmann::json::parse(std::regex_replace(ReadFile(json), kNonFinite, "$1null"), nullptr, false);
   std::map<std::string, Figure> times, bytes;
   std::vector<std::string> order;
   if (gb.is_object()) {
@@ -157,8 +161,12 @@ void RunMicro(const std::string& suite, const std::string& binary, const std::st
         bytes[name] = Figure{.name = name + "/bytes_out", .suite = suite, .kind = "count",
                              .unit = "bytes", .gate = true, .note = "bytes the operation produced"};
       }
-      times[name].samples.push_back(ToNs(b.value("real_time", 0.0), b.value("time_unit", "ns")));
-      if (b.contains("bytes_out")) bytes[name].samples.push_back(b["bytes_out"].get<double>());
+      if (b.contains("real_time") && b["real_time"].is_number()) {
+        times[name].samples.push_back(ToNs(b["real_time"].get<double>(), b.value("time_unit", "ns")));
+      }
+      if (b.contains("bytes_out") && b["bytes_out"].is_number()) {
+        bytes[name].samples.push_back(b["bytes_out"].get<double>());
+      }
     }
   } else {
     failures.push_back(suite + ": no Google Benchmark JSON in " + json);
@@ -166,18 +174,23 @@ void RunMicro(const std::string& suite, const std::string& binary, const std::st
 
   std::map<std::string, Figure> instr;
   if (absl::GetFlag(FLAGS_counts)) {
+    // One valgrind process per repetition: address-space layout (ASLR) changes hash-table
+    // probing and allocation patterns between processes, and the spread must include that.
     std::string cg = work + "/" + suite + ".callgrind";
-    std::vector<std::string> vg = {"valgrind", "--tool=callgrind", "--collect-atstart=no",
-                                   "--callgrind-out-file=" + cg, binary, "--kiln_counts",
-                                   "--kiln_filter=" + re, absl::StrCat("--kiln_repetitions=", reps)};
-    if (!absl::GetFlag(FLAGS_slowdown).empty()) vg.push_back("--kiln_slowdown=" + absl::GetFlag(FLAGS_slowdown));
-    if (Run(vg, work + "/" + suite + ".counts") != 0) {
-      failures.push_back(suite + " (callgrind counts; is valgrind installed? tools/setup)");
+    for (int rep = 0; rep < reps; ++rep) {
+      std::vector<std::string> vg = {"valgrind", "--tool=callgrind", "--collect-atstart=no",
+                                     absl::StrCat("--callgrind-out-file=", cg, ".", rep), binary,
+                                     "--kiln_counts", "--kiln_filter=" + re};
+      if (!absl::GetFlag(FLAGS_slowdown).empty()) vg.push_back("--kiln_slowdown=" + absl::GetFlag(FLAGS_slowdown));
+      if (Run(vg, absl::StrCat(work, "/", suite, ".counts.", rep)) != 0) {
+        failures.push_back(suite + " (callgrind counts; is valgrind installed? tools/setup)");
+        break;
+      }
     }
     // Each client-request dump is <cg>.<n>: "desc: Trigger: Client Request: kiln-count NAME rep R"
     // then "summary: IR".
-    for (int n = 1; n < 10000; ++n) {
-      std::string text = ReadFile(absl::StrCat(cg, ".", n));
+    for (int rep = 0; rep < reps; ++rep) for (int n = 1; n < 10000; ++n) {
+      std::string text = ReadFile(absl::StrCat(cg, ".", rep, ".", n));
       if (text.empty()) break;
       std::smatch m;
       static const std::regex kDesc("Client Request: kiln-count (\\S+) rep \\d+");
