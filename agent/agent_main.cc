@@ -1,12 +1,17 @@
 // kiln-agent: the builder agent (guest side). Finds its channel, answers Hello with Ready, and
-// serves health (Ping) and Exec; builds come with the build runner. See agent/README.md.
+// serves health (Ping), Exec and build jobs (the build runner, agent/job_runner.h: dockerd's
+// built-in BuildKit). See agent/README.md.
 //
 //   agent --channel=virtio-serial:kiln.agent     QEMU: the virtio-serial port of that name
 //   agent --channel=vsock:1024                   Cloud Hypervisor: AF_VSOCK, CID any, port 1024
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -16,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "agent/connection.h"
+#include "agent/job_runner.h"
 #include "agent/server.h"
 #include "agent/transport.h"
 
@@ -26,11 +32,37 @@ ABSL_FLAG(std::string, dev_root, "/dev", "device directory holding /dev/vportNpM
 ABSL_FLAG(std::string, proc_root, "/proc", "procfs mount point (health)");
 ABSL_FLAG(std::string, work_dir, "/run/kiln-agent", "where job inputs are received");
 ABSL_FLAG(int, retry_ms, 200, "wait between attempts to (re)open the channel, ms");
-ABSL_FLAG(bool, once, false, "serve one session, then exit (tests)");
+ABSL_FLAG(bool, once, false,
+          "serve one session, then exit (a builder VM: the host closes the channel, the agent "
+          "exits, init powers the VM off)");
+ABSL_FLAG(bool, build, true, "offer the \"build\" capability (dockerd + BuildKit)");
+ABSL_FLAG(std::string, secret_dir, "",
+          "tmpfs directory for build secret files; empty: /run/kiln-secrets or "
+          "/dev/shm/kiln-secrets");
+ABSL_FLAG(std::string, containerd, "/usr/bin/containerd", "containerd binary");
+ABSL_FLAG(std::string, dockerd, "/usr/sbin/dockerd", "dockerd binary");
+ABSL_FLAG(std::string, docker, "/usr/bin/docker", "docker CLI binary (Debian's; no buildx)");
 
 namespace {
 
 void Say(const std::string& line) { std::fprintf(stderr, "kiln-agent: %s\n", line.c_str()); }
+
+// CheckWorkDir: creates the work dir and warns when it is on overlayfs (dockerd's overlay2
+// data root, which lives below it, cannot be on overlayfs) or not writable.
+void CheckWorkDir(const std::string& dir) {
+  mkdir(dir.c_str(), 0700);
+  struct statfs fs;
+  if (statfs(dir.c_str(), &fs) != 0) {
+    Say(absl::StrCat("warning: work dir ", dir, " unusable: ", std::strerror(errno)));
+    return;
+  }
+  constexpr long kOverlayfsMagic = 0x794c7630;
+  if (static_cast<long>(fs.f_type) == kOverlayfsMagic) {
+    Say(absl::StrCat("warning: work dir ", dir,
+                     " is on overlayfs: dockerd's overlay2 data root will fail there; use a "
+                     "tmpfs or an ext4 disk"));
+  }
+}
 
 }  // namespace
 
@@ -44,6 +76,15 @@ int main(int argc, char** argv) {
   options.proc_root = absl::GetFlag(FLAGS_proc_root);
   options.work_dir = absl::GetFlag(FLAGS_work_dir);
   const int retry_ms = absl::GetFlag(FLAGS_retry_ms);
+  if (absl::GetFlag(FLAGS_build)) {
+    kiln::agent::JobRunnerOptions jr;
+    jr.tools.containerd = absl::GetFlag(FLAGS_containerd);
+    jr.tools.dockerd = absl::GetFlag(FLAGS_dockerd);
+    jr.tools.docker = absl::GetFlag(FLAGS_docker);
+    jr.secret_dir = absl::GetFlag(FLAGS_secret_dir);
+    options.runner = kiln::agent::MakeJobRunner(jr);
+    CheckWorkDir(options.work_dir);
+  }
 
   std::unique_ptr<kiln::agent::VsockListener> vsock;
   std::string port_name;

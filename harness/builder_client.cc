@@ -1,0 +1,506 @@
+// File: harness/builder_client.cc
+#include "harness/builder_client.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "agent/protocol/stream.h"
+#include "agent/runner/ustar.h"
+#include "third_party/absl_ext/posix_error.h"
+#include "third_party/absl_ext/status_macros.h"
+
+namespace kiln::harness {
+namespace {
+
+using agent::Frame;
+
+constexpr int kSliceMs = 200;                       // one ReadFrame wait between checks
+constexpr absl::Duration kSerialCheckEvery = absl::Milliseconds(500);
+constexpr int kWriteTimeoutMs = 60000;              // per frame write
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// FileSink: the received image, written to a file.
+class FileSink : public agent::StreamSink {
+ public:
+  explicit FileSink(std::string path) : path_(std::move(path)) {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) open_error_ = PosixError(errno, "create", path_);
+  }
+  ~FileSink() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  const absl::Status& open_error() const { return open_error_; }
+  absl::Status Write(absl::string_view bytes) override {
+    while (!bytes.empty()) {
+      const ssize_t n = ::write(fd_, bytes.data(), bytes.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return PosixError(errno, "write", path_);
+      }
+      bytes.remove_prefix(static_cast<size_t>(n));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  absl::Status open_error_;
+};
+
+absl::Status ValidateRequest(const BuildRequest& r) {
+  if (r.job_id.empty()) return absl::InvalidArgumentError("BuildRequest.job_id is empty");
+  if (r.context_tar.empty()) {
+    return absl::InvalidArgumentError("BuildRequest.context_tar is empty");
+  }
+  if (r.image_out.empty()) return absl::InvalidArgumentError("BuildRequest.image_out is empty");
+  if (access(r.context_tar.c_str(), R_OK) != 0) {
+    return PosixError(errno, "read context tar", r.context_tar);
+  }
+  for (const auto& [ref, path] : r.preload) {
+    if (access(path.c_str(), R_OK) != 0) return PosixError(errno, "read preload image", path);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateBuilderArtifacts(const BuilderArtifacts& a) {
+  const std::pair<const char*, const std::string*> files[] = {
+      {"kernel", &a.kernel}, {"initrd", &a.initrd}, {"builder_disk", &a.builder_disk}};
+  for (const auto& [name, path] : files) {
+    if (path->empty()) return absl::InvalidArgumentError(absl::StrCat(name, " path is empty"));
+    if (access(path->c_str(), R_OK) != 0) {
+      return absl::NotFoundError(absl::StrCat(name, " not readable: ", *path, ": ",
+                                              std::strerror(errno)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string BuilderCmdline(const BuilderVmOptions& o) {
+  std::string s = absl::StrCat("kiln.root=/dev/vda kiln.cgroup=", o.cgroup, " kiln.exec=\"",
+                               kAgentPath, " --channel=virtio-serial:", o.channel_name,
+                               " --once --retry_ms=", o.agent_retry_ms, "\"");
+  if (!o.extra_cmdline.empty()) absl::StrAppend(&s, " ", o.extra_cmdline);
+  return s;
+}
+
+VmConfig BuilderVmConfig(const BuilderVmOptions& o, const BuilderArtifacts& a,
+                         const std::string& socket_path) {
+  VmConfig c;
+  c.id = o.id;
+  c.kernel_path = a.kernel;
+  c.initrd_path = a.initrd;
+  c.disks.push_back({a.builder_disk, /*read_only=*/true});
+  c.cmdline = BuilderCmdline(o);
+  c.channel = Channel{o.channel_name, socket_path};
+  c.vcpus = o.vcpus;
+  c.memory_mib = o.memory_mib;
+  c.deadline = o.deadline;
+  return c;
+}
+
+int64_t BuildResponse::PhaseMs(absl::string_view name) const {
+  if (!result) return -1;
+  for (const agent::Phase& p : result->phases) {
+    if (p.name == name) return static_cast<int64_t>(p.duration_ms);
+  }
+  return -1;
+}
+
+std::string BuildResponse::LogText() const {
+  std::string s;
+  for (const agent::Log& l : logs) absl::StrAppend(&s, l.text, "\n");
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------
+// BuilderVm
+
+BuilderVm::BuilderVm(Vm* vm, BuilderVmOptions options, absl::Time boot_at,
+                     std::string socket_path)
+    : vm_(vm),
+      options_(std::move(options)),
+      socket_path_(std::move(socket_path)),
+      boot_at_(boot_at),
+      ready_at_(boot_at) {}
+
+BuilderVm::~BuilderVm() {
+  if (stream_) (void)stream_->Close();
+  vm_->Kill();  // also removes the socket
+  unlink(socket_path_.c_str());
+  rmdir(socket_path_.substr(0, socket_path_.rfind('/')).c_str());
+}
+
+std::string BuilderVm::SerialLog() const { return ReadAll(vm_->serial_log_path()); }
+
+absl::Status BuilderVm::Fail(absl::StatusCode code, absl::string_view message) {
+  std::string tail = LogTail(SerialLog(), 30);
+  return absl::Status(code, absl::StrCat(message, "\n--- serial log tail (", vm_->config().id,
+                                         ") ---\n", tail.empty() ? "(empty)\n" : tail));
+}
+
+absl::Status BuilderVm::CheckGuest(absl::string_view what) {
+  if (vm_->Exited()) {
+    return Fail(absl::StatusCode::kAborted,
+                absl::StrCat("the VMM exited while ", what));
+  }
+  const absl::Time now = absl::Now();
+  if (now - boot_at_ > options_.deadline) {
+    stuck_reason_ = absl::StrCat("VM deadline (", absl::FormatDuration(options_.deadline),
+                                 ") passed while ", what);
+    vm_->Kill();
+    return Fail(absl::StatusCode::kDeadlineExceeded, stuck_reason_);
+  }
+  if (now - last_serial_check_ >= kSerialCheckEvery) {
+    last_serial_check_ = now;
+    ConsoleResult c = ParseConsole(SerialLog());
+    if (c.Stuck()) {
+      stuck_reason_ = absl::StrCat("guest stuck while ", what, ": ", c.stuck_line);
+      vm_->Kill();
+      return Fail(absl::StatusCode::kAborted, stuck_reason_);
+    }
+    if (c.fatal) {
+      return Fail(absl::StatusCode::kAborted,
+                  absl::StrCat("init failed while ", what, ": ", c.fatal->line));
+    }
+    if (c.HasEndMarker()) {
+      return Fail(absl::StatusCode::kAborted,
+                  absl::StrCat("the agent exited while ", what));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Frame> BuilderVm::ReadFrameWatched(absl::Time stall_deadline,
+                                                  absl::string_view what) {
+  while (true) {
+    absl::StatusOr<Frame> f = conn_->ReadFrame(kSliceMs);
+    if (f.ok()) return f;
+    if (!absl::IsDeadlineExceeded(f.status())) {
+      RETURN_IF_ERROR(CheckGuest(what));
+      return Fail(f.status().code(),
+                  absl::StrCat("channel error while ", what, ": ", f.status().message()));
+    }
+    RETURN_IF_ERROR(CheckGuest(what));
+    if (absl::Now() > stall_deadline) {
+      stuck_reason_ = absl::StrCat("no frame from the agent for ",
+                                   absl::FormatDuration(options_.stall_timeout), " while ", what);
+      vm_->Kill();
+      return Fail(absl::StatusCode::kDeadlineExceeded, stuck_reason_);
+    }
+  }
+}
+
+absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::Boot(VmFactory& factory,
+                                                           const BuilderArtifacts& artifacts,
+                                                           const BuilderVmOptions& options) {
+  RETURN_IF_ERROR(ValidateBuilderArtifacts(artifacts));
+  // A short socket dir: unix socket paths are limited to 107 bytes, test dirs are long.
+  char templ[] = "/tmp/kiln-bc-XXXXXX";
+  if (mkdtemp(templ) == nullptr) return PosixError(errno, "mkdtemp", templ);
+  const std::string socket_path = absl::StrCat(templ, "/agent.sock");
+  const absl::Time boot_at = absl::Now();
+  absl::StatusOr<Vm*> vm = factory.Boot(BuilderVmConfig(options, artifacts, socket_path));
+  if (!vm.ok()) {
+    rmdir(templ);
+    return vm.status();
+  }
+  return std::unique_ptr<BuilderVm>(new BuilderVm(*vm, options, boot_at, socket_path));
+}
+
+absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::Start(VmFactory& factory,
+                                                            const BuilderArtifacts& artifacts,
+                                                            const BuilderVmOptions& options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<BuilderVm> b, Boot(factory, artifacts, options));
+  RETURN_IF_ERROR(b->WaitReady());
+  return b;
+}
+
+absl::Status BuilderVm::WaitReady() {
+  const absl::Time ready_deadline = boot_at_ + options_.ready_timeout;
+  // 1. Connect: QEMU creates the socket shortly after it starts.
+  while (!stream_) {
+    absl::StatusOr<std::unique_ptr<agent::FdStream>> s = agent::ConnectUnix(socket_path_, 250);
+    if (s.ok()) {
+      stream_ = std::move(*s);
+      break;
+    }
+    if (!absl::IsDeadlineExceeded(s.status())) return s.status();
+    RETURN_IF_ERROR(CheckGuest("connecting to the agent channel"));
+    if (absl::Now() > ready_deadline) {
+      return Fail(absl::StatusCode::kDeadlineExceeded,
+                  absl::StrCat("channel socket ", socket_path_, " not connectable within ",
+                               absl::FormatDuration(options_.ready_timeout)));
+    }
+  }
+  conn_ = std::make_unique<agent::Connection>(stream_.get());
+  // 2. Hello: QEMU holds it in the socket until the agent opens its port.
+  RETURN_IF_ERROR(conn_->Send(agent::Hello{agent::kProtocolMajor, agent::kProtocolMinor,
+                                           "kiln-harness builder_client 0.1"},
+                              kWriteTimeoutMs));
+  ASSIGN_OR_RETURN(Frame f, ReadFrameWatched(ready_deadline, "waiting for the agent's Ready"));
+  absl::StatusOr<agent::Ready> ready = agent::DecodeAs<agent::Ready>(f);
+  if (!ready.ok()) return ready.status();
+  RETURN_IF_ERROR(agent::CheckCompatible(ready->protocol_major, ready->protocol_minor));
+  if (std::find(ready->capabilities.begin(), ready->capabilities.end(),
+                std::string(agent::kCapBuild)) == ready->capabilities.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("agent ", ready->agent_version, " does not offer \"build\" (capabilities: ",
+                     absl::StrJoin(ready->capabilities, ","), ")"));
+  }
+  ready_ = *ready;
+  ready_at_ = absl::Now();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BuildResponse> BuilderVm::Build(const BuildRequest& r) {
+  RETURN_IF_ERROR(ValidateRequest(r));
+  if (!conn_ || shut_down_) return absl::FailedPreconditionError("the builder VM is shut down");
+  BuildResponse resp;
+  resp.job_id = r.job_id;
+  const absl::Time t0 = absl::Now();
+  for (const auto& [id, value] : r.secrets) {
+    RETURN_IF_ERROR(conn_->Send(agent::Secret{id, value}, kWriteTimeoutMs));
+  }
+  agent::BuildJob job;
+  job.job_id = r.job_id;
+  job.context_stream = next_stream_;
+  next_stream_ += 2;
+  job.dockerfile_path = r.dockerfile_path;
+  job.dockerfile = r.dockerfile;
+  job.build_args = r.build_args;
+  job.target = r.target;
+  job.network = r.network;
+  job.secret_ids = r.secret_ids;
+  for (const auto& [ref, path] : r.preload) {
+    job.preload_images.push_back({ref, next_stream_});
+    next_stream_ += 2;
+  }
+  job.tag = r.tag;
+  job.deadline_ms = r.deadline_ms;
+  RETURN_IF_ERROR(conn_->Send(job, kWriteTimeoutMs));
+  auto send_file = [&](uint32_t id, const std::string& path) -> absl::StatusOr<uint64_t> {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return PosixError(errno, "open", path);
+    absl::StatusOr<uint64_t> n = conn_->SendFd(id, fd, kWriteTimeoutMs);
+    ::close(fd);
+    return n;
+  };
+  ASSIGN_OR_RETURN(resp.context_bytes, send_file(job.context_stream, r.context_tar));
+  for (size_t i = 0; i < r.preload.size(); ++i) {
+    ASSIGN_OR_RETURN(uint64_t n, send_file(job.preload_images[i].stream_id, r.preload[i].second));
+    resp.preload_bytes += n;
+  }
+  // Read Log lines until the BuildResult or an Error.
+  const std::string what = absl::StrCat("running job ", r.job_id);
+  while (true) {
+    ASSIGN_OR_RETURN(Frame f, ReadFrameWatched(absl::Now() + options_.stall_timeout, what));
+    absl::StatusOr<agent::Message> m = agent::DecodeMessage(f);
+    if (!m.ok()) return Fail(m.status().code(), absl::StrCat("bad frame from the agent: ",
+                                                             m.status().message()));
+    if (auto* log = std::get_if<agent::Log>(&*m)) {
+      resp.logs.push_back(std::move(*log));
+      continue;
+    }
+    if (auto* e = std::get_if<agent::ErrorMessage>(&*m)) {
+      resp.refused = agent::ToStatus(*e);
+      resp.result_at = absl::Now();
+      resp.send_to_result = resp.send_to_image = resp.result_at - t0;
+      return resp;
+    }
+    if (auto* br = std::get_if<agent::BuildResult>(&*m)) {
+      resp.result = std::move(*br);
+      resp.result_at = absl::Now();
+      resp.send_to_result = resp.result_at - t0;
+      break;
+    }
+    return Fail(absl::StatusCode::kFailedPrecondition,
+                absl::StrCat("unexpected ", agent::MessageName(*m), " while ", what));
+  }
+  if (resp.result->image_stream != 0) {
+    FileSink sink(r.image_out);
+    RETURN_IF_ERROR(sink.open_error());
+    agent::StreamReceiver rx;
+    RETURN_IF_ERROR(rx.Expect(resp.result->image_stream, uint64_t{16} << 30, &sink));
+    while (!rx.Done(resp.result->image_stream)) {
+      ASSIGN_OR_RETURN(Frame f, ReadFrameWatched(absl::Now() + options_.stall_timeout,
+                                                 "receiving the image"));
+      if (f.type == static_cast<uint8_t>(agent::FrameType::kChunk) ||
+          f.type == static_cast<uint8_t>(agent::FrameType::kStreamEnd)) {
+        RETURN_IF_ERROR(rx.OnFrame(f));
+        continue;
+      }
+      absl::StatusOr<agent::Message> m = agent::DecodeMessage(f);
+      if (m.ok() && std::holds_alternative<agent::Log>(*m)) {
+        resp.logs.push_back(std::get<agent::Log>(*m));
+        continue;
+      }
+      return Fail(absl::StatusCode::kFailedPrecondition,
+                  "unexpected frame while receiving the image stream");
+    }
+    resp.image_path = r.image_out;
+    resp.image_bytes = rx.Received(resp.result->image_stream);
+  }
+  resp.send_to_image = absl::Now() - t0;
+  return resp;
+}
+
+absl::Duration BuilderVm::Shutdown() {
+  const absl::Time t0 = absl::Now();
+  if (shut_down_) return absl::ZeroDuration();
+  shut_down_ = true;
+  if (stream_) (void)stream_->Close();
+  absl::StatusOr<VmExit> exit = vm_->Wait(options_.poweroff_grace);
+  if (!exit.ok()) vm_->Kill();
+  return absl::Now() - t0;
+}
+
+// ---------------------------------------------------------------------------------------
+// RunBuilderJobs
+
+BuilderRun RunBuilderJobs(VmFactory& factory, const BuilderArtifacts& artifacts,
+                          const BuilderVmOptions& options,
+                          const std::vector<BuildRequest>& jobs) {
+  BuilderRun run;
+  run.memory_mib = options.memory_mib;
+  const absl::Time start = absl::Now();
+  for (int attempt = 1; attempt <= 2; ++attempt) {
+    BuilderVmOptions o = options;
+    if (attempt > 1) o.id = absl::StrCat(options.id, "-retry1");
+    run.attempts = attempt;
+    run.vm_id = o.id;
+    run.jobs.clear();
+    absl::StatusOr<std::unique_ptr<BuilderVm>> b = BuilderVm::Boot(factory, artifacts, o);
+    if (!b.ok()) {
+      run.status = b.status();
+      break;
+    }
+    BuilderVm& vm = **b;
+    run.status = vm.WaitReady();
+    if (run.status.ok()) {
+      run.vmm_start_to_ready = vm.vmm_start_to_ready();
+      absl::Time last_answer = absl::Now();
+      for (const BuildRequest& j : jobs) {
+        absl::StatusOr<BuildResponse> r = vm.Build(j);
+        if (!r.ok()) {
+          run.status = r.status();
+          break;
+        }
+        last_answer = r->result_at + (r->send_to_image - r->send_to_result);
+        if (run.jobs.empty()) {
+          run.vmm_start_to_first_result = r->result_at - vm.boot_time();
+          run.vmm_start_to_first_image = last_answer - vm.boot_time();
+        }
+        run.jobs.push_back(std::move(*r));
+      }
+      if (run.status.ok()) {
+        vm.Shutdown();
+        run.last_result_to_vm_gone = absl::Now() - last_answer;
+      }
+    }
+    const bool stuck = vm.stuck();
+    const std::string stuck_reason = vm.stuck_reason();
+    vm.vm().Kill();
+    run.vmm_peak_rss_bytes = vm.vm().peak_rss_bytes();
+    run.serial_log = vm.SerialLog();
+    run.console = ParseConsole(run.serial_log);
+    run.log_dir = factory.SaveLogs(vm.vm());
+    b->reset();
+    if (stuck) {
+      ++run.lockup_events;
+      if (attempt == 1) {
+        run.retry_reason = stuck_reason;
+        continue;
+      }
+    }
+    break;
+  }
+  run.total = absl::Now() - start;
+  return run;
+}
+
+// ---------------------------------------------------------------------------------------
+// WriteDirectoryTar
+
+namespace {
+
+absl::Status ListTree(const std::string& root, const std::string& rel,
+                      std::vector<std::string>* out) {
+  const std::string path = rel.empty() ? root : absl::StrCat(root, "/", rel);
+  DIR* d = opendir(path.c_str());
+  if (d == nullptr) return PosixError(errno, "opendir", path);
+  std::vector<std::string> names;
+  while (dirent* e = readdir(d)) {
+    const std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  closedir(d);
+  std::sort(names.begin(), names.end());
+  for (const std::string& n : names) {
+    const std::string r = rel.empty() ? n : absl::StrCat(rel, "/", n);
+    out->push_back(r);
+    struct stat st;
+    if (lstat(absl::StrCat(root, "/", r).c_str(), &st) != 0) {
+      return PosixError(errno, "lstat", absl::StrCat(root, "/", r));
+    }
+    if (S_ISDIR(st.st_mode)) RETURN_IF_ERROR(ListTree(root, r, out));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<uint64_t> WriteDirectoryTar(const std::string& dir, const std::string& out_path) {
+  std::vector<std::string> entries;
+  RETURN_IF_ERROR(ListTree(dir, "", &entries));
+  agent::runner::UstarWriter w;
+  RETURN_IF_ERROR(w.Open(out_path));
+  for (const std::string& rel : entries) {
+    const std::string full = absl::StrCat(dir, "/", rel);
+    struct stat st;
+    if (lstat(full.c_str(), &st) != 0) return PosixError(errno, "lstat", full);
+    if (rel.size() > 99) {
+      return absl::InvalidArgumentError(absl::StrCat("context entry name too long: ", rel));
+    }
+    if (S_ISDIR(st.st_mode)) {
+      RETURN_IF_ERROR(w.Dir(rel + "/"));
+    } else if (S_ISLNK(st.st_mode)) {
+      char buf[4096];
+      const ssize_t n = readlink(full.c_str(), buf, sizeof(buf));
+      if (n < 0) return PosixError(errno, "readlink", full);
+      RETURN_IF_ERROR(w.Symlink(rel, std::string(buf, static_cast<size_t>(n))));
+    } else if (S_ISREG(st.st_mode)) {
+      RETURN_IF_ERROR(w.Bytes(rel, ReadAll(full)));
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("context entry is not a file, directory or symlink: ", rel));
+    }
+  }
+  RETURN_IF_ERROR(w.Finish());
+  struct stat st;
+  if (stat(out_path.c_str(), &st) != 0) return PosixError(errno, "stat", out_path);
+  return static_cast<uint64_t>(st.st_size);
+}
+
+}  // namespace kiln::harness

@@ -1,0 +1,258 @@
+// File: harness/builder_client.h
+// -----------------------------------------------------------------------------
+//
+// The builder client: the host side of kiln's main flow (DESIGN.md "The main flow"). It boots a
+// builder VM from the builder disk (VmFactory + a Vmm; the agent runs as init's kiln.exec and
+// serves a virtio-serial channel), connects to the channel's unix socket, handshakes, sends the
+// secrets and build jobs (context tar, Dockerfile, build args, target, base images to preload),
+// collects the live log lines, the BuildResult and the image archive (OCI archive), and tears
+// the VM down: the host closes the channel, the agent (--once) exits, init powers off; if the VM
+// is not gone within a grace period it is killed.
+//
+// Every wait is bounded: connect + Ready by BuilderVmOptions::ready_timeout, each job by its
+// stall timeout (no frame from the agent for that long) and by the VM's deadline. While it
+// waits, the client watches the serial log: a soft lockup / kernel panic of the guest, or a
+// stall, cuts the VM off at once (a *lockup event*); RunBuilderJobs then retries the whole VM
+// once (a fresh VM, id "<id>-retry1") and counts the events.
+//
+// Timings (host clock): VMM start -> agent Ready, job sent -> BuildResult, job sent -> image
+// received, last result -> VM gone; the guest reports its own phases in BuildResult.phases
+// (receive_context, validate, dockerd_start, preload, build, export, teardown, total).
+//
+// Example:
+//
+//   BuilderArtifacts a{kernel, initrd, builder_disk};
+//   BuildRequest job;
+//   job.job_id = "ref";
+//   job.context_tar = "/tmp/ctx.tar";                 // WriteDirectoryTar(dir, path)
+//   job.secrets = {{"build_token", token}};
+//   job.secret_ids = {"build_token"};
+//   job.preload = {{"kiln-busybox:1", "/tmp/busybox.tar"}};
+//   job.image_out = "/tmp/image.oci.tar";
+//   BuilderRun run = RunBuilderJobs(factory, a, BuilderVmOptions{.id = "builder-ref"}, {job});
+//   if (run.status.ok() && run.jobs[0].result && run.jobs[0].result->exit_status == 0) ...
+#ifndef KILN_HARNESS_BUILDER_CLIENT_H_
+#define KILN_HARNESS_BUILDER_CLIENT_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "agent/connection.h"
+#include "agent/protocol/messages.h"
+#include "agent/transport.h"
+#include "harness/console.h"
+#include "harness/runner.h"
+#include "harness/vmm.h"
+
+namespace kiln::harness {
+
+// BuilderArtifacts: the host files a builder VM boots from.
+struct BuilderArtifacts {
+  std::string kernel;        // PVH vmlinux (//images:vmlinux)
+  std::string initrd;        // kiln initrd (//images:initrd)
+  std::string builder_disk;  // ext4 builder root with /usr/local/bin/kiln-agent
+                             // (//images/rootfs:builder_disk)
+};
+
+// ValidateBuilderArtifacts(a): OkStatus if every path is set and readable; InvalidArgument
+// naming an empty one, NotFound naming a missing one.
+absl::Status ValidateBuilderArtifacts(const BuilderArtifacts& artifacts);
+
+// kAgentPath: where the builder disk holds the agent.
+inline constexpr char kAgentPath[] = "/usr/local/bin/kiln-agent";
+// kDefaultChannelName: the virtio-serial port name the agent serves.
+inline constexpr char kDefaultChannelName[] = "kiln.agent";
+
+// BuilderVmOptions: one builder VM.
+struct BuilderVmOptions {
+  std::string id = "builder";  // VM id ([A-Za-z0-9._-]+), names its work/log dirs
+  std::string cgroup = "rw";   // kiln.cgroup: rw | ro | off (off: negative control)
+  int vcpus = 2;
+  int memory_mib = 1024;
+  // deadline: the VM's whole life; the VM is killed when it passes.
+  absl::Duration deadline = absl::Seconds(300);
+  // ready_timeout: from VMM start to the agent's Ready.
+  absl::Duration ready_timeout = absl::Seconds(120);
+  // stall_timeout: a job whose agent sends no frame for this long is cut off (lockup event).
+  absl::Duration stall_timeout = absl::Seconds(90);
+  // poweroff_grace: after the host closes the channel, how long the VM may take to go away
+  // before it is killed.
+  absl::Duration poweroff_grace = absl::Seconds(10);
+  std::string channel_name = kDefaultChannelName;
+  // extra_cmdline: more kernel command line (appended). The default avoids kmem accounting in
+  // memory cgroups (the first runc memory cgroup was where TCG soft lockups hit, platform
+  // notes).
+  std::string extra_cmdline = "cgroup.memory=nokmem";
+  // agent_retry_ms: the agent's --retry_ms (how fast it reopens the port).
+  int agent_retry_ms = 50;
+};
+
+// BuilderCmdline(options): the kiln.* kernel command line of a builder VM (pure):
+//   kiln.root=/dev/vda kiln.cgroup=<cgroup> kiln.exec="<agent> --channel=virtio-serial:<name>
+//   --once --retry_ms=<n>" <extra_cmdline>
+std::string BuilderCmdline(const BuilderVmOptions& options);
+
+// BuilderVmConfig(options, artifacts, socket_path): the VmConfig (pure): id, kernel, initrd,
+// the builder disk read-only as /dev/vda, BuilderCmdline, the channel (name, host unix socket
+// `socket_path`), vCPUs, memory, deadline. work_dir is left to VmFactory.
+VmConfig BuilderVmConfig(const BuilderVmOptions& options, const BuilderArtifacts& artifacts,
+                         const std::string& socket_path);
+
+// BuildRequest: one build job as the host sends it.
+struct BuildRequest {
+  std::string job_id;       // identifier ([A-Za-z0-9][A-Za-z0-9_.-]*)
+  std::string context_tar;  // host path of the context tar (required)
+  std::string dockerfile;   // Dockerfile contents; empty: dockerfile_path inside the context
+  std::string dockerfile_path = "Dockerfile";
+  std::vector<agent::BuildArg> build_args;
+  std::string target;
+  agent::NetworkMode network = agent::NetworkMode::kNone;
+  // secrets: sent as Secret messages before the job (id -> value bytes).
+  std::map<std::string, std::string> secrets;
+  // secret_ids: the ids the job names (normally the keys of `secrets`; a test may name one
+  // it did not send, which the agent must refuse).
+  std::vector<std::string> secret_ids;
+  // preload: base images, (ref, host path of a docker-archive / OCI archive).
+  std::vector<std::pair<std::string, std::string>> preload;
+  std::string tag;
+  uint64_t deadline_ms = 0;  // the agent's budget for the job; 0: the agent's default
+  // image_out: where the received image archive is written (required if one comes back).
+  std::string image_out;
+};
+
+// BuildResponse: what came back for one job.
+struct BuildResponse {
+  std::string job_id;
+  // refused: the agent's Error reply instead of a BuildResult (the job was refused; BuildKit
+  // never ran). OK when a BuildResult came.
+  absl::Status refused;
+  std::optional<agent::BuildResult> result;
+  std::vector<agent::Log> logs;  // every Log line, in order
+  std::string image_path;        // "" if no image came back
+  uint64_t image_bytes = 0;
+  uint64_t context_bytes = 0;    // bytes of the context tar sent
+  uint64_t preload_bytes = 0;    // bytes of all preload archives sent
+  absl::Duration send_to_result;  // job sending started -> BuildResult (or Error) read
+  absl::Duration send_to_image;   // job sending started -> image stream complete
+  absl::Time result_at;           // when the BuildResult (or Error) was read
+
+  // PhaseMs(name): the guest-reported duration of phase `name`, or -1.
+  int64_t PhaseMs(absl::string_view name) const;
+  // LogText(): all log lines joined with '\n'.
+  std::string LogText() const;
+};
+
+// BuilderVm: one booted builder VM and its channel. Not thread-safe.
+class BuilderVm {
+ public:
+  // Boot(factory, artifacts, options): boots the VM (factory.Boot; the factory owns it, this
+  // object kills it when destroyed). Errors: ValidateBuilderArtifacts's; Vmm::Boot's.
+  static absl::StatusOr<std::unique_ptr<BuilderVm>> Boot(VmFactory& factory,
+                                                         const BuilderArtifacts& artifacts,
+                                                         const BuilderVmOptions& options);
+
+  // WaitReady(): connects to the channel socket and handshakes (Hello -> Ready) within
+  // options.ready_timeout of the boot, watching the guest. Errors: Aborted if the VMM exited,
+  // init failed or the guest got stuck (stuck() tells) before Ready; DeadlineExceeded if
+  // Ready did not come in time; FailedPrecondition if the agent does not offer "build" or
+  // speaks another major version. Messages end with the serial log tail.
+  absl::Status WaitReady();
+
+  // Start(factory, artifacts, options): Boot + WaitReady.
+  static absl::StatusOr<std::unique_ptr<BuilderVm>> Start(VmFactory& factory,
+                                                          const BuilderArtifacts& artifacts,
+                                                          const BuilderVmOptions& options);
+  ~BuilderVm();
+
+  // Build(request): sends the secrets, the BuildJob and its streams, then reads Log lines
+  // until the BuildResult (or the agent's Error: BuildResponse::refused), then the image
+  // stream into request.image_out. Errors (the channel or the VM failed; the VM should be
+  // discarded): InvalidArgument for a bad request (nothing sent); Aborted when the guest got
+  // stuck or the VMM exited; DeadlineExceeded on a stall or the VM deadline; the channel's
+  // errors. On any error the VM has been killed if it was stuck/stalled.
+  absl::StatusOr<BuildResponse> Build(const BuildRequest& request);
+
+  // Shutdown(): closes the channel (the agent exits, init powers off), waits up to
+  // poweroff_grace for the VMM to exit, then kills it. Returns how long the VM took to go
+  // away (host clock, from the call). Idempotent.
+  absl::Duration Shutdown();
+
+  // stuck(): the guest showed a soft lockup / panic, or stalled past a timeout; stuck_reason().
+  bool stuck() const { return !stuck_reason_.empty(); }
+  const std::string& stuck_reason() const { return stuck_reason_; }
+  const agent::Ready& ready() const { return ready_; }
+  // vmm_start_to_ready(): VMM start (Boot) -> Ready received.
+  absl::Duration vmm_start_to_ready() const { return ready_at_ - boot_at_; }
+  absl::Time boot_time() const { return boot_at_; }
+  Vm& vm() { return *vm_; }
+  // SerialLog(): the guest serial log so far.
+  std::string SerialLog() const;
+
+ private:
+  BuilderVm(Vm* vm, BuilderVmOptions options, absl::Time boot_at, std::string socket_path);
+  // Waits for one frame in slices, checking the VM (exit, lockup, deadlines) between them.
+  absl::StatusOr<agent::Frame> ReadFrameWatched(absl::Time stall_deadline, absl::string_view what);
+  // The VM's state as an error (or OK if it may go on); marks stuck_reason_.
+  absl::Status CheckGuest(absl::string_view what);
+  absl::Status Fail(absl::StatusCode code, absl::string_view message);
+
+  Vm* vm_;
+  BuilderVmOptions options_;
+  std::string socket_path_;
+  absl::Time boot_at_;
+  absl::Time ready_at_;
+  absl::Time last_serial_check_ = absl::InfinitePast();
+  std::unique_ptr<agent::FdStream> stream_;
+  std::unique_ptr<agent::Connection> conn_;
+  agent::Ready ready_;
+  uint32_t next_stream_ = 1;
+  std::string stuck_reason_;
+  bool shut_down_ = false;
+};
+
+// BuilderRun: the jobs of one builder VM (and its retry), with host-side timings.
+struct BuilderRun {
+  std::string vm_id;           // of the attempt reported (e.g. "builder-ref-retry1")
+  absl::Status status;         // OK if the VM came up and every job got an answer
+  std::vector<BuildResponse> jobs;
+  int attempts = 0;            // 1, or 2 after a retry
+  int lockup_events = 0;       // guests cut off for a soft lockup / panic / stall
+  std::string retry_reason;    // why the first attempt was retried
+  absl::Duration vmm_start_to_ready;
+  absl::Duration vmm_start_to_first_result;  // VMM start -> first BuildResult (or Error)
+  absl::Duration vmm_start_to_first_image;   // VMM start -> first job's image received
+  absl::Duration last_result_to_vm_gone;     // last answer -> VMM exited (or killed)
+  absl::Duration total;                      // all attempts
+  int64_t vmm_peak_rss_bytes = 0;
+  int memory_mib = 0;
+  std::string serial_log;      // the reported attempt's serial log
+  ConsoleResult console;       // parsed
+  std::string log_dir;         // where its logs were saved ("" if nowhere)
+};
+
+// RunBuilderJobs(factory, artifacts, options, jobs): boots a builder VM, runs `jobs` in order
+// (one session; the agent gives each job fresh daemons and a fresh data root, and wipes the
+// job's secrets after it), shuts the VM down, saves its logs. A stuck guest (lockup, panic,
+// stall) is cut off, counted, and the whole VM is retried once with the same jobs. Never
+// fails: BuilderRun::status says what went wrong.
+BuilderRun RunBuilderJobs(VmFactory& factory, const BuilderArtifacts& artifacts,
+                          const BuilderVmOptions& options, const std::vector<BuildRequest>& jobs);
+
+// WriteDirectoryTar(dir, out_path): a deterministic ustar of the regular files, directories
+// and symlinks below `dir` (sorted, mtime 0, root-owned), for a build context. Returns the
+// number of bytes written. InvalidArgument for another file type or a name longer than 100
+// bytes; errno-derived codes for file errors.
+absl::StatusOr<uint64_t> WriteDirectoryTar(const std::string& dir, const std::string& out_path);
+
+}  // namespace kiln::harness
+
+#endif  // KILN_HARNESS_BUILDER_CLIENT_H_

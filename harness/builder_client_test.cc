@@ -1,0 +1,320 @@
+// File: harness/builder_client_test.cc
+// The builder client without a VM: a fake VMM whose "guest" is the real agent session
+// (agent/server.h) with a fake build runner, served on the channel's unix socket. Covers the
+// pure config/cmdline, the handshake, a job with secrets, logs and an image stream, a refusal,
+// a guest that locks up (cut off, retried once, counted), and WriteDirectoryTar.
+#include "harness/builder_client.h"
+
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <deque>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "agent/server.h"
+#include "agent/transport.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "third_party/absl_ext/status_matchers.h"
+
+namespace kiln::harness {
+namespace {
+
+using ::kiln_testing::IsOk;
+using ::kiln_testing::StatusIs;
+using ::testing::HasSubstr;
+
+std::string TmpDir() {
+  const char* t = getenv("TEST_TMPDIR");
+  std::string templ = std::string(t ? t : "/tmp") + "/bc-XXXXXX";
+  EXPECT_NE(mkdtemp(templ.data()), nullptr);
+  return templ;
+}
+
+void WriteFile(const std::string& path, const std::string& data) {
+  std::ofstream(path, std::ios::binary) << data;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Behaviour of one fake guest.
+enum class Guest { kAgent, kLockup };
+
+// FakeVm: serves the real AgentSession on the channel socket (Guest::kAgent), or writes a soft
+// lockup to its serial log and never answers (Guest::kLockup).
+class FakeVm : public Vm {
+ public:
+  FakeVm(VmConfig config, Guest guest, agent::BuildRunner runner)
+      : config_(std::move(config)), guest_(guest) {
+    serial_ = config_.work_dir + "/serial.log";
+    WriteFile(serial_, "Linux version 6.1.0-test\nKILN-INIT: ready uptime_ms=10\n");
+    listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    strncpy(addr.sun_path, config_.channel->host_socket_path.c_str(), sizeof(addr.sun_path) - 1);
+    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(listen(listen_fd_, 1), 0);
+    thread_ = std::thread([this, runner] {
+      const int fd = accept(listen_fd_, nullptr, nullptr);
+      if (fd < 0) return;
+      conn_fd_ = fd;
+      if (guest_ == Guest::kLockup) {
+        std::ofstream(serial_, std::ios::app)
+            << "[   30.1] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [runc:5]\n";
+        while (!killed_) usleep(10000);
+        close(fd);
+        return;
+      }
+      agent::FdStream stream(fd, "fake-guest");
+      agent::Connection conn(&stream);
+      agent::AgentOptions o;
+      o.work_dir = config_.work_dir + "/agent";
+      o.runner = runner;
+      agent::AgentSession session(&conn, o);
+      (void)session.Serve();  // ends when the host closes the channel
+      std::ofstream(serial_, std::ios::app) << "KILN-INIT: exit status=0 uptime_ms=99\n";
+      exited_ = true;
+    });
+  }
+  ~FakeVm() override { Kill(); }
+  const VmConfig& config() const override { return config_; }
+  bool Exited() override { return exited_ || killed_; }
+  absl::StatusOr<VmExit> Wait(absl::Duration timeout) override {
+    const absl::Time end = absl::Now() + timeout;
+    while (!Exited()) {
+      if (absl::Now() > end) return absl::DeadlineExceededError("wait");
+      usleep(5000);
+    }
+    return VmExit{};
+  }
+  void Kill() override {
+    killed_ = true;
+    if (conn_fd_ >= 0) shutdown(conn_fd_, SHUT_RDWR);  // a killed guest's session ends
+    if (listen_fd_ >= 0) {
+      shutdown(listen_fd_, SHUT_RDWR);
+      close(listen_fd_);
+      listen_fd_ = -1;
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+  std::string serial_log_path() const override { return serial_; }
+  std::string vmm_log_path() const override { return serial_; }
+  int64_t peak_rss_bytes() const override { return 123 << 20; }
+
+ private:
+  VmConfig config_;
+  Guest guest_;
+  std::string serial_;
+  int listen_fd_ = -1;
+  std::atomic<int> conn_fd_{-1};
+  std::thread thread_;
+  std::atomic<bool> killed_{false};
+  std::atomic<bool> exited_{false};
+};
+
+class FakeVmm : public Vmm {
+ public:
+  std::string Name() const override { return "fake"; }
+  std::string Describe() const override { return "fake"; }
+  absl::StatusOr<std::unique_ptr<Vm>> Boot(const VmConfig& config) override {
+    EXPECT_THAT(ValidateVmConfig(config), IsOk());
+    mkdir(config.work_dir.substr(0, config.work_dir.rfind('/')).c_str(), 0755);
+    EXPECT_EQ(mkdir(config.work_dir.c_str(), 0755), 0) << config.work_dir;
+    configs.push_back(config);
+    Guest g = script.empty() ? Guest::kAgent : script.front();
+    if (!script.empty()) script.pop_front();
+    return std::unique_ptr<Vm>(new FakeVm(config, g, runner));
+  }
+  std::deque<Guest> script;
+  std::vector<VmConfig> configs;
+  agent::BuildRunner runner;
+};
+
+class BuilderClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = TmpDir();
+    for (const char* f : {"vmlinux", "initrd", "builder.ext4"}) WriteFile(dir_ + "/" + f, "x");
+    artifacts_ = {dir_ + "/vmlinux", dir_ + "/initrd", dir_ + "/builder.ext4"};
+    WriteFile(dir_ + "/ctx.tar", std::string(3000, 'c'));
+    WriteFile(dir_ + "/bb.tar", std::string(5000, 'b'));
+    // The fake runner: checks what the agent received, logs, returns an image.
+    vmm_.runner = [this](const agent::BuildInputs& in) -> absl::StatusOr<agent::BuildOutcome> {
+      seen_secrets_ = in.secrets;
+      seen_context_ = ReadFile(in.context_tar);
+      in.log(agent::LogStream::kStderr, "#5 [2/3] RUN echo step-one");
+      in.log(agent::LogStream::kStderr, "step-one");
+      agent::BuildOutcome out;
+      out.image_digest = "sha256:" + std::string(64, 'e');
+      out.image_path = dir_ + "/guest-image.tar";
+      WriteFile(out.image_path, std::string(70000, 'i'));
+      out.phases = {{"dockerd_start", 3000}, {"build", 2000}};
+      return out;
+    };
+    options_.id = "b1";
+    options_.ready_timeout = absl::Seconds(5);
+    options_.stall_timeout = absl::Seconds(2);
+    options_.poweroff_grace = absl::Seconds(2);
+  }
+
+  BuildRequest Job(const std::string& id) {
+    BuildRequest r;
+    r.job_id = id;
+    r.context_tar = dir_ + "/ctx.tar";
+    r.secrets = {{"build_token", "s3cret-value"}};
+    r.secret_ids = {"build_token"};
+    r.preload = {{"kiln-busybox:1", dir_ + "/bb.tar"}};
+    r.image_out = dir_ + "/" + id + ".oci.tar";
+    return r;
+  }
+
+  std::string dir_;
+  BuilderArtifacts artifacts_;
+  BuilderVmOptions options_;
+  FakeVmm vmm_;
+  std::map<std::string, std::string> seen_secrets_;
+  std::string seen_context_;
+};
+
+TEST(BuilderConfigTest, CmdlineAndVmConfig) {
+  BuilderVmOptions o;
+  o.id = "builder-x";
+  o.cgroup = "off";
+  EXPECT_EQ(BuilderCmdline(o),
+            "kiln.root=/dev/vda kiln.cgroup=off kiln.exec=\"/usr/local/bin/kiln-agent "
+            "--channel=virtio-serial:kiln.agent --once --retry_ms=50\" cgroup.memory=nokmem");
+  VmConfig c = BuilderVmConfig(o, {"/k", "/i", "/d.ext4"}, "/tmp/s/agent.sock");
+  EXPECT_EQ(c.id, "builder-x");
+  ASSERT_EQ(c.disks.size(), 1u);
+  EXPECT_EQ(c.disks[0].path, "/d.ext4");
+  EXPECT_TRUE(c.disks[0].read_only);
+  ASSERT_TRUE(c.channel.has_value());
+  EXPECT_EQ(c.channel->name, "kiln.agent");
+  EXPECT_EQ(c.channel->host_socket_path, "/tmp/s/agent.sock");
+  EXPECT_EQ(c.memory_mib, 1024);
+  EXPECT_EQ(c.vcpus, 2);
+  c.work_dir = "/w";
+  EXPECT_THAT(ValidateVmConfig(c), IsOk());
+}
+
+TEST(BuilderConfigTest, ArtifactsAreChecked) {
+  EXPECT_THAT(ValidateBuilderArtifacts({"", "/i", "/d"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("kernel")));
+  EXPECT_THAT(ValidateBuilderArtifacts({"/nonexistent/k", "/nonexistent/i", "/d"}),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/k")));
+}
+
+TEST_F(BuilderClientTest, JobWithSecretsLogsAndImage) {
+  VmFactory factory(vmm_, dir_ + "/vms", "");
+  BuilderRun run = RunBuilderJobs(factory, artifacts_, options_, {Job("j1")});
+  ASSERT_THAT(run.status, IsOk()) << run.status;
+  EXPECT_EQ(run.attempts, 1);
+  EXPECT_EQ(run.lockup_events, 0);
+  ASSERT_EQ(run.jobs.size(), 1u);
+  const BuildResponse& r = run.jobs[0];
+  EXPECT_THAT(r.refused, IsOk());
+  ASSERT_TRUE(r.result.has_value());
+  EXPECT_EQ(r.result->exit_status, 0);
+  EXPECT_EQ(r.image_bytes, 70000u);
+  EXPECT_EQ(ReadFile(r.image_path), std::string(70000, 'i'));
+  EXPECT_EQ(r.context_bytes, 3000u);
+  EXPECT_EQ(r.preload_bytes, 5000u);
+  EXPECT_EQ(r.LogText(), "#5 [2/3] RUN echo step-one\nstep-one\n");
+  EXPECT_EQ(r.PhaseMs("dockerd_start"), 3000);
+  EXPECT_GE(r.PhaseMs("receive_context"), 0);
+  EXPECT_EQ(r.PhaseMs("nope"), -1);
+  EXPECT_EQ(seen_secrets_.at("build_token"), "s3cret-value");
+  EXPECT_EQ(seen_context_, std::string(3000, 'c'));
+  EXPECT_GT(run.vmm_start_to_first_result, absl::ZeroDuration());
+  EXPECT_GE(run.vmm_start_to_first_image, run.vmm_start_to_first_result);
+  EXPECT_EQ(run.vmm_peak_rss_bytes, 123 << 20);
+  EXPECT_TRUE(run.console.HasEndMarker()) << run.serial_log;  // the agent exited
+  ASSERT_EQ(vmm_.configs.size(), 1u);
+  EXPECT_THAT(vmm_.configs[0].cmdline, HasSubstr("--once"));
+}
+
+TEST_F(BuilderClientTest, MissingSecretIsRefusedAndTheSessionGoesOn) {
+  VmFactory factory(vmm_, dir_ + "/vms", "");
+  BuildRequest missing = Job("j1");
+  missing.secrets.clear();  // named, not sent
+  BuilderRun run = RunBuilderJobs(factory, artifacts_, options_, {missing, Job("j2")});
+  ASSERT_THAT(run.status, IsOk()) << run.status;
+  ASSERT_EQ(run.jobs.size(), 2u);
+  EXPECT_THAT(run.jobs[0].refused,
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("did not deliver")));
+  EXPECT_FALSE(run.jobs[0].result.has_value());
+  ASSERT_TRUE(run.jobs[1].result.has_value());
+  EXPECT_EQ(run.jobs[1].result->exit_status, 0);
+}
+
+TEST_F(BuilderClientTest, LockedUpGuestIsCutOffAndRetriedOnce) {
+  vmm_.script = {Guest::kLockup, Guest::kAgent};
+  VmFactory factory(vmm_, dir_ + "/vms", "");
+  BuilderRun run = RunBuilderJobs(factory, artifacts_, options_, {Job("j1")});
+  ASSERT_THAT(run.status, IsOk()) << run.status;
+  EXPECT_EQ(run.attempts, 2);
+  EXPECT_EQ(run.lockup_events, 1);
+  EXPECT_THAT(run.retry_reason, HasSubstr("soft lockup"));
+  EXPECT_EQ(run.vm_id, "b1-retry1");
+  ASSERT_EQ(run.jobs.size(), 1u);
+  EXPECT_EQ(run.jobs[0].result->exit_status, 0);
+}
+
+TEST_F(BuilderClientTest, TwoLockupsFail) {
+  vmm_.script = {Guest::kLockup, Guest::kLockup};
+  VmFactory factory(vmm_, dir_ + "/vms", "");
+  BuilderRun run = RunBuilderJobs(factory, artifacts_, options_, {Job("j1")});
+  EXPECT_THAT(run.status, StatusIs(absl::StatusCode::kAborted, HasSubstr("soft lockup")));
+  EXPECT_EQ(run.attempts, 2);
+  EXPECT_EQ(run.lockup_events, 2);
+  EXPECT_THAT(run.status.message(), HasSubstr("serial log tail"));
+}
+
+TEST_F(BuilderClientTest, BadRequestIsRefusedBeforeSending) {
+  VmFactory factory(vmm_, dir_ + "/vms", "");
+  BuildRequest r = Job("j1");
+  r.context_tar = dir_ + "/nope.tar";
+  BuilderRun run = RunBuilderJobs(factory, artifacts_, options_, {r});
+  EXPECT_THAT(run.status, StatusIs(absl::StatusCode::kNotFound, HasSubstr("nope.tar")));
+}
+
+TEST(WriteDirectoryTarTest, SortedFilesDirsAndLinks) {
+  const std::string d = TmpDir();
+  mkdir((d + "/ctx").c_str(), 0755);
+  mkdir((d + "/ctx/sub").c_str(), 0755);
+  WriteFile(d + "/ctx/Dockerfile", "FROM x\n");
+  WriteFile(d + "/ctx/sub/a", "aaa");
+  ASSERT_EQ(symlink("a", (d + "/ctx/sub/l").c_str()), 0);
+  ASSERT_OK_AND_ASSIGN(uint64_t n, WriteDirectoryTar(d + "/ctx", d + "/ctx.tar"));
+  const std::string tar = ReadFile(d + "/ctx.tar");
+  EXPECT_EQ(n, tar.size());
+  EXPECT_EQ(n % 512, 0u);
+  const size_t df = tar.find("Dockerfile"), sub = tar.find("sub/"), a = tar.find("sub/a");
+  ASSERT_NE(df, std::string::npos);
+  EXPECT_LT(df, sub);
+  EXPECT_LE(sub, a);
+  EXPECT_NE(tar.find("FROM x\n"), std::string::npos);
+  // Deterministic.
+  ASSERT_OK_AND_ASSIGN(uint64_t n2, WriteDirectoryTar(d + "/ctx", d + "/ctx2.tar"));
+  EXPECT_EQ(n2, n);
+  EXPECT_EQ(ReadFile(d + "/ctx2.tar"), tar);
+  // A FIFO is refused.
+  ASSERT_EQ(mkfifo((d + "/ctx/fifo").c_str(), 0644), 0);
+  EXPECT_THAT(WriteDirectoryTar(d + "/ctx", d + "/ctx3.tar"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("fifo")));
+}
+
+}  // namespace
+}  // namespace kiln::harness

@@ -1,0 +1,605 @@
+// File: harness/builder_scenarios.cc
+#include "harness/builder_scenarios.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "nlohmann/json.hpp"
+#include "third_party/absl_ext/posix_error.h"
+
+namespace kiln::harness {
+namespace {
+
+constexpr char kSecretId[] = "build_token";
+constexpr char kBusyboxRef[] = "kiln-busybox:1";
+
+int64_t CountOccurrences(absl::string_view hay, absl::string_view needle) {
+  if (needle.empty()) return 0;
+  int64_t n = 0;
+  for (size_t pos = hay.find(needle); pos != absl::string_view::npos;
+       pos = hay.find(needle, pos + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+void AddHits(LeakReport& r, int64_t n, const std::string& where) {
+  if (n <= 0) return;
+  r.hits += n;
+  if (r.where.size() < 20) r.where.push_back(absl::StrCat(where, " x", n));
+}
+
+// Reads all entries of an in-memory (possibly compressed) tar. Returns false if it is not one.
+bool ForEachTarEntry(const std::string& data,
+                     const std::function<void(const std::string& name, const std::string& link,
+                                              const std::string& body)>& fn,
+                     int64_t* entries) {
+  archive* a = archive_read_new();
+  archive_read_support_filter_all(a);
+  archive_read_support_format_tar(a);
+  bool ok = archive_read_open_memory(a, data.data(), data.size()) == ARCHIVE_OK;
+  archive_entry* e = nullptr;
+  bool any = false;
+  while (ok) {
+    const int r = archive_read_next_header(a, &e);
+    if (r == ARCHIVE_EOF) break;
+    if (r < ARCHIVE_WARN) {
+      ok = any;
+      break;
+    }
+    any = true;
+    std::string body;
+    char buf[65536];
+    la_ssize_t n;
+    while ((n = archive_read_data(a, buf, sizeof(buf))) > 0) body.append(buf, n);
+    const char* name = archive_entry_pathname(e);
+    const char* sl = archive_entry_symlink(e);
+    const char* hl = archive_entry_hardlink(e);
+    fn(name ? name : "", sl ? sl : (hl ? hl : ""), body);
+    ++*entries;
+  }
+  archive_read_free(a);
+  return ok && any;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string RandomSecret() {
+  std::string bytes(24, '\0');
+  std::ifstream r("/dev/urandom", std::ios::binary);
+  r.read(bytes.data(), bytes.size());
+  // Printable, recognizable, and not a string that occurs anywhere by chance.
+  return absl::StrCat("kiln-secret-", absl::BytesToHexString(bytes));
+}
+
+ScenarioResult Pass(absl::string_view name, absl::string_view title, std::string summary) {
+  return {std::string(name), std::string(title), absl::OkStatus(), std::move(summary)};
+}
+ScenarioResult Fail(absl::string_view name, absl::string_view title, std::string why) {
+  return {std::string(name), std::string(title), absl::FailedPreconditionError(why), why};
+}
+
+// LogTailText: the last n log lines (for failure messages).
+std::string LogTailText(const BuildResponse& r, size_t n) {
+  std::vector<std::string> lines;
+  for (size_t i = r.logs.size() > n ? r.logs.size() - n : 0; i < r.logs.size(); ++i) {
+    lines.push_back(r.logs[i].text);
+  }
+  return absl::StrJoin(lines, "\n");
+}
+
+std::string Describe(const BuildResponse& r) {
+  if (!r.refused.ok()) return absl::StrCat("refused: ", r.refused.ToString());
+  if (!r.result) return "no result";
+  return absl::StrCat("exit ", r.result->exit_status, r.result->error.empty() ? "" : ", error: ",
+                      r.result->error.substr(0, 600));
+}
+
+bool Succeeded(const BuildResponse& r) {
+  return r.refused.ok() && r.result && r.result->exit_status == 0 && !r.image_path.empty() &&
+         absl::StartsWith(r.result->image_digest, "sha256:");
+}
+
+// The common "a build succeeded and the secret was visible and did not leak" checks.
+void CheckSecretJob(const JobEvidence& ev, absl::string_view secret_sha, int min_sha_lines,
+                    absl::string_view name, absl::string_view title,
+                    std::vector<ScenarioResult>* out) {
+  const BuildResponse& r = ev.response;
+  if (!Succeeded(r)) {
+    out->push_back(Fail(name, title,
+                        absl::StrCat("expected a successful build with an image, got ",
+                                     Describe(r), "\nlog tail:\n", LogTailText(r, 15))));
+    return;
+  }
+  const int64_t shas = CountOccurrences(r.LogText(), secret_sha);
+  if (shas < min_sha_lines) {
+    out->push_back(Fail(name, title,
+                        absl::StrCat("expected the secret's sha256 ", secret_sha, " at least ",
+                                     min_sha_lines, " times in the log, got ", shas,
+                                     "\nlog tail:\n", LogTailText(r, 20))));
+    return;
+  }
+  out->push_back(Pass(name, title,
+                      absl::StrCat("secret visible to its RUN step(s): sha256 ",
+                                   secret_sha.substr(0, 16), "... printed ", shas,
+                                   " times; image ", r.result->image_digest.substr(0, 19),
+                                   "... (", r.image_bytes, " bytes)")));
+}
+
+void CheckLeaks(const JobEvidence& ev, absl::string_view name, absl::string_view title,
+                std::vector<ScenarioResult>* out) {
+  if (!ev.image_leaks.ok()) {
+    out->push_back(Fail(name, title, absl::StrCat("image scan failed: ",
+                                                  ev.image_leaks.status().ToString())));
+    return;
+  }
+  const LeakReport& img = *ev.image_leaks;
+  const LeakReport& logs = ev.log_leaks;
+  if (ev.response.image_path.empty()) {
+    out->push_back(Fail(name, title, "expected an image to scan, got none"));
+    return;
+  }
+  if (img.hits != 0 || logs.hits != 0) {
+    out->push_back(Fail(name, title,
+                        absl::StrCat("expected 0 secret occurrences, got ", img.hits,
+                                     " in the image and ", logs.hits, " in the logs: ",
+                                     absl::StrJoin(img.where, "; "), " ",
+                                     absl::StrJoin(logs.where, "; "))));
+    return;
+  }
+  if (!img.config_scanned || img.layers == 0) {
+    out->push_back(Fail(name, title,
+                        absl::StrCat("expected the config and at least one layer to be scanned, "
+                                     "got config_scanned=",
+                                     img.config_scanned, " layers=", img.layers)));
+    return;
+  }
+  out->push_back(Pass(name, title,
+                      absl::StrCat("0 secret bytes: ", img.blobs, " archive entries, ",
+                                   img.layers, " layers (", img.layer_entries,
+                                   " entries, decompressed), config + ", img.history_entries,
+                                   " history entries; ", logs.blobs,
+                                   " log lines (raw, hex, base64)")));
+}
+
+// ---------------------------------------------------------------------------------------
+// Jobs
+
+struct JobFiles {
+  std::string context_tar;
+  std::string image_out;
+};
+
+absl::StatusOr<JobFiles> MakeJobFiles(const BuilderScenarioInputs& in, absl::string_view group,
+                                      absl::string_view job, absl::string_view example) {
+  JobFiles f;
+  f.context_tar = absl::StrCat(in.work_dir, "/", group, "-", job, ".context.tar");
+  f.image_out = absl::StrCat(in.work_dir, "/", group, "-", job, ".oci.tar");
+  absl::StatusOr<uint64_t> n =
+      WriteDirectoryTar(absl::StrCat(in.examples_dir, "/", example), f.context_tar);
+  if (!n.ok()) return n.status();
+  return f;
+}
+
+absl::StatusOr<BuildRequest> ExampleJob(const BuilderScenarioInputs& in, absl::string_view group,
+                                        absl::string_view job_id, absl::string_view example,
+                                        const std::string& secret, bool send_secret,
+                                        bool name_secret) {
+  absl::StatusOr<JobFiles> f = MakeJobFiles(in, group, job_id, example);
+  if (!f.ok()) return f.status();
+  BuildRequest r;
+  r.job_id = std::string(job_id);
+  r.context_tar = f->context_tar;
+  r.image_out = f->image_out;
+  if (send_secret) r.secrets[kSecretId] = secret;
+  if (name_secret) r.secret_ids = {kSecretId};
+  r.preload = {{kBusyboxRef, in.busybox_image}};
+  r.tag = absl::StrCat("kiln-test/", job_id, ":1");
+  r.deadline_ms = 240000;
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------
+// The groups
+
+std::vector<ScenarioResult> CheckReferenceGroup(const BuilderGroupOutcome& g,
+                                                absl::string_view secret) {
+  std::vector<ScenarioResult> out;
+  static const char* kNames[][2] = {
+      {"run-no-secret", "a RUN step without secrets runs (runc in the builder VM)"},
+      {"secret-default", "a RUN step reads the secret (default mount): its sha256 is in the log"},
+      {"leak-scan", "0 secret bytes in the image (layers, config, history) and the logs"}};
+  if (g.evidence.size() != 1) {
+    for (auto& n : kNames) {
+      out.push_back(Fail(n[0], n[1], absl::StrCat("the builder VM run failed: ",
+                                                  g.run.status.ToString())));
+    }
+    return out;
+  }
+  const JobEvidence& ev = g.evidence[0];
+  const BuildResponse& r = ev.response;
+  if (Succeeded(r) && absl::StrContains(r.LogText(), "step-one")) {
+    out.push_back(Pass(kNames[0][0], kNames[0][1],
+                       absl::StrCat("\"step-one\" printed by RUN echo (", r.logs.size(),
+                                    " log lines)")));
+  } else {
+    out.push_back(Fail(kNames[0][0], kNames[0][1],
+                       absl::StrCat("expected a successful build printing step-one, got ",
+                                    Describe(r), "\nlog tail:\n", LogTailText(r, 15))));
+  }
+  CheckSecretJob(ev, g.secret_sha256, 1, kNames[1][0], kNames[1][1], &out);
+  CheckLeaks(ev, kNames[2][0], kNames[2][1], &out);
+  return out;
+}
+
+std::vector<ScenarioResult> CheckSecretsGroup(const BuilderGroupOutcome& g,
+                                              absl::string_view secret) {
+  std::vector<ScenarioResult> out;
+  static const char* kNames[][2] = {
+      {"secret-modes", "default mount, target=, required=true each see the secret"},
+      {"secret-redaction", "raw/base64/hex prints of the secret are redacted; image clean"},
+      {"secret-env-refused", "env= (unsupported by dockerd 20.10 BuildKit) is refused up front"},
+      {"missing-secret", "a job naming a secret the host did not send is refused"},
+      {"undeclared-secret", "a Dockerfile using an undelivered secret is refused before BuildKit"},
+      {"failing-step", "a failing RUN step gives a clear failure result with the log tail"}};
+  if (g.evidence.size() != 5) {
+    for (auto& n : kNames) {
+      out.push_back(Fail(n[0], n[1], absl::StrCat("the builder VM run failed after ",
+                                                  g.evidence.size(), " of 5 jobs: ",
+                                                  g.run.status.ToString())));
+    }
+    return out;
+  }
+  // 0: secret-modes. 4 RUNs print the sha256 (default, target=, required=true via stdin "-").
+  CheckSecretJob(g.evidence[0], g.secret_sha256, 3, kNames[0][0], kNames[0][1], &out);
+  CheckLeaks(g.evidence[0], kNames[1][0], kNames[1][1], &out);
+  // 1: env= refused, naming env, before BuildKit (an Error reply, not a BuildResult).
+  {
+    const BuildResponse& r = g.evidence[1].response;
+    // kiln refuses env= up front; the message pins BuildKit's own error for it.
+    if (r.refused.code() == absl::StatusCode::kInvalidArgument &&
+        absl::StrContains(r.refused.message(), "before BuildKit ran") &&
+        absl::StrContains(r.refused.message(), "unexpected key 'env'") && !r.result) {
+      out.push_back(Pass(kNames[2][0], kNames[2][1], absl::StrCat("refused: ",
+                                                                 r.refused.ToString())));
+    } else {
+      out.push_back(Fail(kNames[2][0], kNames[2][1],
+                         absl::StrCat("expected InvalidArgument \"job refused before BuildKit ran: ... "
+                                      "env= ... unexpected key 'env'\", got ",
+                                      Describe(r))));
+    }
+  }
+  // 2: job names build_token, host sent nothing.
+  {
+    const BuildResponse& r = g.evidence[2].response;
+    if (r.refused.code() == absl::StatusCode::kFailedPrecondition &&
+        absl::StrContains(r.refused.message(), "did not deliver") &&
+        absl::StrContains(r.refused.message(), kSecretId) && r.logs.empty()) {
+      out.push_back(Pass(kNames[3][0], kNames[3][1], r.refused.ToString()));
+    } else {
+      out.push_back(Fail(kNames[3][0], kNames[3][1],
+                         absl::StrCat("expected FailedPrecondition \"... did not deliver: [",
+                                      kSecretId, "]\" and no build log, got ", Describe(r),
+                                      " with ", r.logs.size(), " log lines")));
+    }
+  }
+  // 3: job lists no secrets, its Dockerfile uses build_token.
+  {
+    const BuildResponse& r = g.evidence[3].response;
+    if (!r.refused.ok() && absl::StrContains(r.refused.message(), "did not deliver") &&
+        absl::StrContains(r.refused.message(), "before BuildKit ran") && !r.result) {
+      out.push_back(Pass(kNames[4][0], kNames[4][1], r.refused.ToString()));
+    } else {
+      out.push_back(Fail(kNames[4][0], kNames[4][1],
+                         absl::StrCat("expected a refusal before BuildKit ran naming the "
+                                      "undelivered secret, got ",
+                                      Describe(r))));
+    }
+  }
+  // 4: failing RUN (exit 3).
+  {
+    const BuildResponse& r = g.evidence[4].response;
+    if (r.refused.ok() && r.result && r.result->exit_status != 0 && r.image_path.empty() &&
+        absl::StrContains(r.result->error, "ABORTED") &&
+        absl::StrContains(r.result->error, "kiln-about-to-fail")) {
+      out.push_back(Pass(kNames[5][0], kNames[5][1],
+                         absl::StrCat("exit ", r.result->exit_status, ", error names the step (",
+                                      r.result->error.size(), " bytes incl. log tail)")));
+    } else {
+      out.push_back(Fail(kNames[5][0], kNames[5][1],
+                         absl::StrCat("expected an ABORTED BuildResult whose error quotes "
+                                      "\"kiln-about-to-fail\", got ",
+                                      Describe(r))));
+    }
+  }
+  return out;
+}
+
+// kCgroupOffErrors: what the negative control may legitimately fail with.
+constexpr const char* kCgroupOffErrors[] = {"Devices cgroup isn't mounted",
+                                            "no cgroup mount found in mountinfo"};
+
+std::vector<ScenarioResult> CheckCgroupOffGroup(const BuilderGroupOutcome& g,
+                                                absl::string_view) {
+  constexpr char kName[] = "cgroup-off-fails";
+  constexpr char kTitle[] =
+      "negative control: kiln.cgroup=off makes the build fail with the cgroup error";
+  if (g.evidence.size() != 1) {
+    return {Fail(kName, kTitle,
+                 absl::StrCat("the builder VM run failed: ", g.run.status.ToString()))};
+  }
+  const BuildResponse& r = g.evidence[0].response;
+  std::string text = r.refused.ok() ? "" : std::string(r.refused.message());
+  if (r.result) absl::StrAppend(&text, r.result->error);
+  absl::StrAppend(&text, "\n", r.LogText());
+  const bool failed = !r.refused.ok() || (r.result && r.result->exit_status != 0);
+  for (const char* e : kCgroupOffErrors) {
+    if (failed && absl::StrContains(text, e)) {
+      return {Pass(kName, kTitle, absl::StrCat("failed as expected: \"", e, "\" (", Describe(r).substr(0, 160), ")"))};
+    }
+  }
+  return {Fail(kName, kTitle,
+               absl::StrCat("expected a failure quoting \"", kCgroupOffErrors[0], "\" or \"",
+                            kCgroupOffErrors[1], "\", got ", Describe(r)))};
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+
+std::string Sha256Hex(absl::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(md), len));
+}
+
+absl::Status ValidateBuilderScenarioInputs(const BuilderScenarioInputs& in) {
+  if (absl::Status s = ValidateBuilderArtifacts(in.artifacts); !s.ok()) return s;
+  const std::pair<const char*, const std::string*> paths[] = {
+      {"busybox_image", &in.busybox_image},
+      {"examples_dir", &in.examples_dir},
+      {"work_dir", &in.work_dir}};
+  for (const auto& [name, p] : paths) {
+    if (p->empty()) return absl::InvalidArgumentError(absl::StrCat(name, " is empty"));
+    if (access(p->c_str(), R_OK) != 0) {
+      return absl::NotFoundError(absl::StrCat(name, " not readable: ", *p));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LeakReport> ScanOciArchiveForSecret(const std::string& path,
+                                                   absl::string_view secret) {
+  const std::string data = ReadAll(path);
+  if (data.empty()) return absl::NotFoundError(absl::StrCat("empty or missing archive ", path));
+  LeakReport r;
+  AddHits(r, CountOccurrences(data, secret), "archive (raw bytes)");
+  std::map<std::string, std::string> blobs;
+  int64_t outer_entries = 0;
+  const bool ok = ForEachTarEntry(
+      data,
+      [&](const std::string& name, const std::string& link, const std::string& body) {
+        AddHits(r, CountOccurrences(name, secret) + CountOccurrences(link, secret),
+                name + " (name)");
+        AddHits(r, CountOccurrences(body, secret), name);
+        blobs[name] = body;
+      },
+      &outer_entries);
+  if (!ok) return absl::DataLossError(absl::StrCat("not a readable tar: ", path));
+  r.blobs = outer_entries;
+  for (const auto& [name, body] : blobs) {
+    if (!absl::StartsWith(name, "blobs/")) continue;
+    int64_t entries = 0;
+    if (ForEachTarEntry(
+            body,
+            [&](const std::string& n, const std::string& link, const std::string& b) {
+              AddHits(r, CountOccurrences(n, secret) + CountOccurrences(link, secret),
+                      name + ":" + n + " (name)");
+              AddHits(r, CountOccurrences(b, secret), name + ":" + n);
+            },
+            &entries)) {
+      ++r.layers;
+      r.layer_entries += entries;
+      continue;
+    }
+    // A JSON blob: the image config carries "history" (and "rootfs").
+    nlohmann::json j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("rootfs") && j.contains("history")) {
+      r.config_scanned = true;
+      r.history_entries = static_cast<int64_t>(j["history"].size());
+      for (const auto& h : j["history"]) {
+        AddHits(r, CountOccurrences(h.dump(), secret), name + " (history)");
+      }
+    }
+  }
+  return r;
+}
+
+LeakReport ScanLogsForSecret(const std::vector<agent::Log>& logs, absl::string_view secret) {
+  LeakReport r;
+  std::vector<std::pair<std::string, std::string>> forms = {{"raw", std::string(secret)}};
+  if (secret.size() >= 4) {
+    forms.push_back({"hex", absl::BytesToHexString(secret)});
+    forms.push_back({"base64", absl::Base64Escape(secret)});
+  }
+  for (size_t i = 0; i < logs.size(); ++i) {
+    ++r.blobs;
+    for (const auto& [form, needle] : forms) {
+      AddHits(r, CountOccurrences(logs[i].text, needle),
+              absl::StrCat("log line ", i, " (", form, ")"));
+    }
+  }
+  return r;
+}
+
+void PrintTo(const BuilderGroup& group, std::ostream* os) { *os << group.name; }
+
+bool BuilderGroupOutcome::AllPassed() const {
+  if (scenarios.empty()) return false;
+  for (const ScenarioResult& s : scenarios) {
+    if (!s.status.ok()) return false;
+  }
+  return true;
+}
+
+const std::vector<BuilderGroup>& BuilderGroups() {
+  static const auto* groups = new std::vector<BuilderGroup>{
+      {"builder-reference",
+       "the reference build (FROM, RUN, RUN reading a secret) in a fresh builder VM",
+       "rw",
+       [](const BuilderScenarioInputs& in,
+          const std::string& secret) -> absl::StatusOr<std::vector<BuildRequest>> {
+         absl::StatusOr<BuildRequest> r =
+             ExampleJob(in, "builder-reference", "reference", "reference", secret, true, true);
+         if (!r.ok()) return r.status();
+         return std::vector<BuildRequest>{*r};
+       },
+       &CheckReferenceGroup,
+       {"run-no-secret", "secret-default", "leak-scan"}},
+      {"builder-secrets",
+       "secret mount forms, redaction, refusals and a failing step, one job after another",
+       "rw",
+       [](const BuilderScenarioInputs& in,
+          const std::string& secret) -> absl::StatusOr<std::vector<BuildRequest>> {
+         std::vector<BuildRequest> jobs;
+         const char* kG = "builder-secrets";
+         struct J {
+           const char* id;
+           const char* example;
+           bool send, name;
+         };
+         const J list[] = {{"modes", "secret-modes", true, true},
+                           {"env", "secret-env", true, true},
+                           {"missing", "reference", false, true},
+                           {"undeclared", "reference", false, false},
+                           {"failing", "failing", false, false}};
+         for (const J& j : list) {
+           absl::StatusOr<BuildRequest> r = ExampleJob(in, kG, j.id, j.example, secret,
+                                                       j.send, j.name);
+           if (!r.ok()) return r.status();
+           jobs.push_back(*r);
+         }
+         return jobs;
+       },
+       &CheckSecretsGroup,
+       {"secret-modes", "secret-redaction", "secret-env-refused", "missing-secret",
+        "undeclared-secret", "failing-step"}},
+      {"builder-cgroup-off",
+       "negative control: the reference build in a builder VM booted with kiln.cgroup=off",
+       "off",
+       [](const BuilderScenarioInputs& in,
+          const std::string& secret) -> absl::StatusOr<std::vector<BuildRequest>> {
+         absl::StatusOr<BuildRequest> r = ExampleJob(in, "builder-cgroup-off", "reference",
+                                                     "reference", secret, true, true);
+         if (!r.ok()) return r.status();
+         return std::vector<BuildRequest>{*r};
+       },
+       &CheckCgroupOffGroup,
+       {"cgroup-off-fails"}},
+  };
+  return *groups;
+}
+
+BuilderGroupOutcome RunBuilderGroup(VmFactory& factory, const BuilderGroup& group,
+                                    const BuilderScenarioInputs& in) {
+  BuilderGroupOutcome g;
+  g.name = group.name;
+  const std::string secret = in.secret.empty() ? RandomSecret() : in.secret;
+  g.secret_sha256 = Sha256Hex(secret);
+  auto fail_all = [&](const absl::Status& s) {
+    for (const std::string& n : group.scenario_names) {
+      g.scenarios.push_back(Fail(n, group.title, s.ToString()));
+    }
+    return g;
+  };
+  if (absl::Status s = ValidateBuilderScenarioInputs(in); !s.ok()) {
+    g.run.status = s;
+    return fail_all(s);
+  }
+  absl::StatusOr<std::vector<BuildRequest>> jobs = group.jobs(in, secret);
+  if (!jobs.ok()) {
+    g.run.status = jobs.status();
+    return fail_all(jobs.status());
+  }
+  BuilderVmOptions o = in.vm;
+  o.id = group.name;
+  o.cgroup = group.cgroup;
+  g.run = RunBuilderJobs(factory, in.artifacts, o, *jobs);
+  for (BuildResponse& r : g.run.jobs) {
+    JobEvidence ev;
+    ev.response = r;
+    if (!r.image_path.empty()) ev.image_leaks = ScanOciArchiveForSecret(r.image_path, secret);
+    ev.log_leaks = ScanLogsForSecret(r.logs, secret);
+    g.evidence.push_back(std::move(ev));
+  }
+  g.scenarios = group.checks(g, secret);
+  // The serial log is something the host received too: the secret must not be in it.
+  if (const int64_t n = CountOccurrences(g.run.serial_log, secret); n > 0) {
+    g.scenarios.push_back(Fail("serial-log-clean", "the guest console never shows the secret",
+                               absl::StrCat(n, " occurrences in the serial log")));
+  }
+  return g;
+}
+
+std::vector<BuilderGroupOutcome> RunAllBuilderGroups(VmFactory& factory,
+                                                     const BuilderScenarioInputs& in) {
+  std::vector<BuilderGroupOutcome> out;
+  for (const BuilderGroup& g : BuilderGroups()) out.push_back(RunBuilderGroup(factory, g, in));
+  return out;
+}
+
+void PrintBuilderGroup(const BuilderGroupOutcome& g, std::ostream& os) {
+  const BuilderRun& run = g.run;
+  auto ms = [](absl::Duration d) { return absl::ToInt64Milliseconds(d); };
+  os << "== " << g.name << " (VM " << run.vm_id << ", attempts " << run.attempts
+     << ", lockup events " << run.lockup_events
+     << (run.retry_reason.empty() ? "" : ", retried after: " + run.retry_reason) << ")\n";
+  for (const ScenarioResult& s : g.scenarios) {
+    os << "  " << (s.status.ok() ? "PASS " : "FAIL ") << s.name << ": " << s.title << "\n      "
+       << absl::StrReplaceAll(s.summary, {{"\n", "\n      "}}) << "\n";
+  }
+  if (!run.status.ok()) os << "  run error: " << run.status.ToString() << "\n";
+  os << absl::StrFormat(
+      "  host: vmm_start->ready %d ms, vmm_start->first result %d ms (->image %d ms), "
+      "last result->vm gone %d ms, total %d ms\n",
+      ms(run.vmm_start_to_ready), ms(run.vmm_start_to_first_result),
+      ms(run.vmm_start_to_first_image), ms(run.last_result_to_vm_gone), ms(run.total));
+  os << absl::StrFormat("  guest memory %d MiB, VMM peak RSS %d MiB\n", run.memory_mib,
+                        run.vmm_peak_rss_bytes >> 20);
+  for (const BuildResponse& r : run.jobs) {
+    os << "  job " << r.job_id << ": " << (r.refused.ok() ? "" : "refused, ")
+       << "sent->result " << ms(r.send_to_result) << " ms, context " << r.context_bytes
+       << " B, preload " << r.preload_bytes << " B, image " << r.image_bytes << " B, "
+       << r.logs.size() << " log lines";
+    if (r.result) {
+      os << "; guest phases:";
+      for (const agent::Phase& p : r.result->phases) os << " " << p.name << "=" << p.duration_ms;
+    }
+    os << "\n";
+  }
+  if (!run.log_dir.empty()) os << "  logs: " << run.log_dir << "\n";
+}
+
+}  // namespace kiln::harness

@@ -1,0 +1,164 @@
+// File: harness/builder_scenarios.h
+// -----------------------------------------------------------------------------
+//
+// kiln's builder VM scenarios (issue 3): real builds with dockerd 20.10's built-in BuildKit in
+// builder VMs, driven by the builder client (builder_client.h), with their checks. Shared by
+// the VM test (harness/builder_vm_test.cc) and //harness:verify.
+//
+// Scenarios are grouped by the VM they run in (a *group* = one builder VM, its jobs, its
+// checks). A fresh VM per job is the production model; a group that runs several jobs in one
+// VM stays honest because the agent gives every job fresh containerd/dockerd with a fresh
+// data root and wipes the job's secrets after it (so a later "missing secret" job proves the
+// wipe). The cgroup=off negative control has its own VM.
+//
+//   group builder-reference  (fresh VM; the measured reference build)
+//     run-no-secret       RUN without secrets ran (runc works): "step-one" in the log
+//     secret-default      RUN --mount=type=secret,id=build_token saw the value: its sha256
+//                         in the log
+//     leak-scan           0 occurrences of the secret in the OCI archive (raw, every blob,
+//                         every layer decompressed entry by entry, config, history) and in
+//                         every log line the host received
+//   group builder-secrets
+//     secret-modes        default mount, target=, required=true each print the sha256
+//     secret-redaction    the RUN that prints the secret raw/base64/hex: 0 of those forms in
+//                         the log; 0 secret bytes in the image
+//     secret-env-refused  env= (unsupported by dockerd 20.10's BuildKit) refused before
+//                         BuildKit runs, naming env
+//     missing-secret      a job naming a secret the host did not send: refused
+//                         (FailedPrecondition "did not deliver"), no BuildResult
+//     undeclared-secret   a Dockerfile using a secret the job does not list: refused by the
+//                         runner's Dockerfile check before any daemon starts
+//     failing-step        RUN exiting 3: BuildResult with exit != 0, error with the log tail
+//                         naming the failed step, no image
+//   group builder-cgroup-off (kiln.cgroup=off; negative control)
+//     cgroup-off-fails    the reference build fails: dockerd refuses to start
+//                         ("Devices cgroup isn't mounted"), or runc's "no cgroup mount found
+//                         in mountinfo"
+//
+// Example (verify):
+//
+//   BuilderScenarioInputs in = ...;
+//   for (const BuilderGroupOutcome& g : RunAllBuilderGroups(factory, in)) PrintBuilderGroup(g, std::cout);
+#ifndef KILN_HARNESS_BUILDER_SCENARIOS_H_
+#define KILN_HARNESS_BUILDER_SCENARIOS_H_
+
+#include <cstdint>
+#include <functional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "harness/builder_client.h"
+#include "harness/runner.h"
+
+namespace kiln::harness {
+
+// BuilderScenarioInputs: what the builder scenarios need on the host.
+struct BuilderScenarioInputs {
+  BuilderArtifacts artifacts;
+  std::string busybox_image;  // docker-archive of kiln-busybox:1 (kiln-build --make-busybox-image)
+  std::string examples_dir;   // agent/runner/examples (reference/, secret-modes/, failing/, ...)
+  std::string work_dir;       // host scratch dir for context tars and received images
+  std::string secret;         // the build_token value; "" = a fresh random one per group
+  BuilderVmOptions vm;        // VM size/timeouts (id and cgroup are set per group)
+};
+
+// ValidateBuilderScenarioInputs(in): OK, or InvalidArgument/NotFound naming what is missing.
+absl::Status ValidateBuilderScenarioInputs(const BuilderScenarioInputs& in);
+
+// LeakReport: occurrences of a secret in an artifact.
+struct LeakReport {
+  int64_t hits = 0;                // total occurrences (0 = clean)
+  int64_t blobs = 0;               // archive entries / log lines scanned
+  int64_t layers = 0;              // blobs that were (possibly compressed) tars, opened
+  int64_t layer_entries = 0;       // entries inside those layers
+  bool config_scanned = false;     // the image config (with its history) was found and scanned
+  int64_t history_entries = 0;     // config.history entries
+  std::vector<std::string> where;  // "<blob>[:<entry>] (<form>)" per hit, at most 20
+};
+
+// ScanOciArchiveForSecret(path, secret): every entry of the OCI archive (raw), each blob that
+// is a tar (any compression) entry by entry (names, link targets, data), and the config's
+// history, for `secret` as raw bytes. Errors: NotFound/DataLoss if the archive cannot be read.
+absl::StatusOr<LeakReport> ScanOciArchiveForSecret(const std::string& path,
+                                                   absl::string_view secret);
+
+// ScanLogsForSecret(logs, secret): every log line for the raw value and (if >= 4 bytes) its
+// lowercase hex and standard base64 forms. Pure.
+LeakReport ScanLogsForSecret(const std::vector<agent::Log>& logs, absl::string_view secret);
+
+// Sha256Hex(data): lowercase hex SHA-256 (what `sha256sum` prints). Pure.
+std::string Sha256Hex(absl::string_view data);
+
+// JobEvidence: one job's response plus the scans of what came back.
+struct JobEvidence {
+  BuildResponse response;
+  absl::StatusOr<LeakReport> image_leaks = LeakReport{};  // no image: empty report
+  LeakReport log_leaks;
+};
+
+// ScenarioResult: one checked scenario.
+struct ScenarioResult {
+  std::string name;
+  std::string title;
+  absl::Status status;  // OK = PASS; else FailedPrecondition "expected ..., got ..."
+  std::string summary;  // what was seen (PASS) or the failure detail
+};
+
+// BuilderGroupOutcome: one group's VM run and its checked scenarios.
+struct BuilderGroupOutcome {
+  std::string name;
+  BuilderRun run;
+  std::vector<JobEvidence> evidence;  // per job, in order
+  std::vector<ScenarioResult> scenarios;
+  std::string secret_sha256;
+  bool AllPassed() const;
+};
+
+// BuilderGroupChecks: the pure checks of a group, over its outcome (run + evidence).
+using BuilderGroupChecks =
+    std::function<std::vector<ScenarioResult>(const BuilderGroupOutcome& outcome,
+                                              absl::string_view secret)>;
+
+// BuilderGroup: one builder VM's scenarios. Pure data + pure checks.
+struct BuilderGroup {
+  std::string name;    // VM id and test name ([a-z0-9-]+)
+  std::string title;
+  std::string cgroup;  // kiln.cgroup of the VM
+  // jobs(in, secret): the requests (context tars/images are made below in.work_dir).
+  std::function<absl::StatusOr<std::vector<BuildRequest>>(const BuilderScenarioInputs& in,
+                                                          const std::string& secret)>
+      jobs;
+  BuilderGroupChecks checks;
+  std::vector<std::string> scenario_names;  // what checks() reports, in order
+};
+
+// PrintTo(group, os): gtest printer (prints the name).
+void PrintTo(const BuilderGroup& group, std::ostream* os);
+
+// BuilderGroups(): builder-reference, builder-secrets, builder-cgroup-off (file comment).
+const std::vector<BuilderGroup>& BuilderGroups();
+
+// RunBuilderGroup(factory, group, in): makes the jobs, runs them in one builder VM
+// (RunBuilderJobs; a stuck VM is retried once), scans what came back, applies the checks.
+// Never fails: an infrastructure failure (VM did not come up, channel died) fails every
+// scenario of the group with that message.
+BuilderGroupOutcome RunBuilderGroup(VmFactory& factory, const BuilderGroup& group,
+                                    const BuilderScenarioInputs& in);
+
+// RunAllBuilderGroups(factory, in): RunBuilderGroup for every group, one VM at a time.
+std::vector<BuilderGroupOutcome> RunAllBuilderGroups(VmFactory& factory,
+                                                     const BuilderScenarioInputs& in);
+
+// PrintBuilderGroup(g, os): the readable report of a group: each scenario PASS/FAIL with its
+// summary, the host timings (VMM start -> Ready -> result -> VM gone), the guest phases of
+// each job, bytes moved (context, preload, image), guest memory, VMM peak RSS, attempts and
+// lockup events, the log dir.
+void PrintBuilderGroup(const BuilderGroupOutcome& g, std::ostream& os);
+
+}  // namespace kiln::harness
+
+#endif  // KILN_HARNESS_BUILDER_SCENARIOS_H_

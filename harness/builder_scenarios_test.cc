@@ -1,0 +1,260 @@
+// File: harness/builder_scenarios_test.cc
+// The leak scanners on hand-made OCI archives and logs, and the group checks on fabricated
+// outcomes (each check passes on the outcome it expects and fails on the others).
+#include "harness/builder_scenarios.h"
+
+#include <stdlib.h>
+#include <zlib.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "agent/runner/ustar.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "third_party/absl_ext/status_matchers.h"
+
+namespace kiln::harness {
+namespace {
+
+using ::kiln_testing::IsOk;
+using ::testing::HasSubstr;
+
+constexpr char kSecret[] = "kiln-secret-0123456789abcdef";
+
+std::string TmpDir() {
+  const char* t = getenv("TEST_TMPDIR");
+  std::string templ = std::string(t ? t : "/tmp") + "/bs-XXXXXX";
+  EXPECT_NE(mkdtemp(templ.data()), nullptr);
+  return templ;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A layer tar holding `file_data` at etc/x.
+std::string LayerTar(const std::string& dir, const std::string& file_data) {
+  agent::runner::UstarWriter w;
+  EXPECT_THAT(w.Open(dir + "/layer.tar"), IsOk());
+  EXPECT_THAT(w.Dir("etc/"), IsOk());
+  EXPECT_THAT(w.Bytes("etc/x", file_data), IsOk());
+  EXPECT_THAT(w.Dir("run/secrets/"), IsOk());
+  EXPECT_THAT(w.Finish(), IsOk());
+  return ReadFile(dir + "/layer.tar");
+}
+
+std::string Gzip(const std::string& data) {
+  z_stream zs{};
+  deflateInit2(&zs, 6, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY);
+  std::string out(compressBound(data.size()) + 64, '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  zs.avail_in = data.size();
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = out.size();
+  deflate(&zs, Z_FINISH);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+// An OCI-archive-shaped tar: index.json, a config blob with history, one layer blob.
+std::string Archive(const std::string& dir, const std::string& layer_blob,
+                    const std::string& history_text) {
+  agent::runner::UstarWriter w;
+  const std::string path = dir + "/image.oci.tar";
+  EXPECT_THAT(w.Open(path), IsOk());
+  EXPECT_THAT(w.Bytes("oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}"), IsOk());
+  EXPECT_THAT(w.Bytes("index.json", "{\"schemaVersion\":2,\"manifests\":[]}"), IsOk());
+  EXPECT_THAT(w.Dir("blobs/"), IsOk());
+  EXPECT_THAT(w.Dir("blobs/sha256/"), IsOk());
+  EXPECT_THAT(w.Bytes("blobs/sha256/aaaa", layer_blob), IsOk());
+  EXPECT_THAT(w.Bytes("blobs/sha256/cccc",
+                      "{\"architecture\":\"amd64\",\"rootfs\":{\"type\":\"layers\"},"
+                      "\"history\":[{\"created_by\":\"" + history_text + "\"},"
+                      "{\"created_by\":\"RUN echo\"}]}"),
+              IsOk());
+  EXPECT_THAT(w.Finish(), IsOk());
+  return path;
+}
+
+TEST(LeakScanTest, CleanArchive) {
+  const std::string d = TmpDir();
+  const std::string path = Archive(d, LayerTar(d, "nothing here"), "RUN sha256sum");
+  ASSERT_OK_AND_ASSIGN(LeakReport r, ScanOciArchiveForSecret(path, kSecret));
+  EXPECT_EQ(r.hits, 0);
+  EXPECT_EQ(r.layers, 1);
+  EXPECT_EQ(r.layer_entries, 3);
+  EXPECT_TRUE(r.config_scanned);
+  EXPECT_EQ(r.history_entries, 2);
+  EXPECT_GE(r.blobs, 6);
+}
+
+TEST(LeakScanTest, SecretInACompressedLayerIsFound) {
+  const std::string d = TmpDir();
+  // Compressed: the raw archive bytes do not contain the secret, the decompressed layer does.
+  const std::string layer = Gzip(LayerTar(d, std::string("x=") + kSecret + "\n"));
+  ASSERT_EQ(layer.find(kSecret), std::string::npos);
+  const std::string path = Archive(d, layer, "RUN x");
+  ASSERT_OK_AND_ASSIGN(LeakReport r, ScanOciArchiveForSecret(path, kSecret));
+  EXPECT_EQ(r.hits, 1);
+  ASSERT_EQ(r.where.size(), 1u);
+  EXPECT_THAT(r.where[0], HasSubstr("blobs/sha256/aaaa:etc/x"));
+}
+
+TEST(LeakScanTest, SecretInHistoryIsFound) {
+  const std::string d = TmpDir();
+  const std::string path = Archive(d, LayerTar(d, "ok"), std::string("RUN echo ") + kSecret);
+  ASSERT_OK_AND_ASSIGN(LeakReport r, ScanOciArchiveForSecret(path, kSecret));
+  EXPECT_GE(r.hits, 2);  // raw archive bytes + the config blob + its history entry
+  bool history = false;
+  for (const std::string& w : r.where) history |= w.find("(history)") != std::string::npos;
+  EXPECT_TRUE(history);
+}
+
+TEST(LeakScanTest, MissingArchiveIsAnError) {
+  EXPECT_FALSE(ScanOciArchiveForSecret("/nonexistent.tar", kSecret).ok());
+}
+
+TEST(LeakScanTest, LogsRawHexBase64) {
+  std::vector<agent::Log> logs = {{agent::LogStream::kStderr, 1, "fine"},
+                                  {agent::LogStream::kStderr, 2, "***"}};
+  EXPECT_EQ(ScanLogsForSecret(logs, kSecret).hits, 0);
+  EXPECT_EQ(ScanLogsForSecret(logs, kSecret).blobs, 2);
+  logs.push_back({agent::LogStream::kStderr, 3, std::string("leak ") + kSecret});
+  logs.push_back({agent::LogStream::kStderr, 4, "a2lsbi1zZWNyZXQtMDEyMzQ1Njc4OWFiY2RlZg=="});
+  logs.push_back({agent::LogStream::kStderr, 5,
+                  "6b696c6e2d7365637265742d30313233343536373839616263646566"});
+  LeakReport r = ScanLogsForSecret(logs, kSecret);
+  EXPECT_EQ(r.hits, 3);
+  EXPECT_THAT(r.where[1], HasSubstr("base64"));
+  EXPECT_THAT(r.where[2], HasSubstr("hex"));
+}
+
+TEST(Sha256Test, KnownValue) {
+  EXPECT_EQ(Sha256Hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+// ---------------------------------------------------------------------------------------
+// Group checks on fabricated outcomes.
+
+const BuilderGroup& Group(const std::string& name) {
+  for (const BuilderGroup& g : BuilderGroups()) {
+    if (g.name == name) return g;
+  }
+  ADD_FAILURE() << "no group " << name;
+  return BuilderGroups()[0];
+}
+
+JobEvidence GoodJob(const std::string& sha, int sha_lines, const std::string& extra_log) {
+  JobEvidence ev;
+  BuildResponse& r = ev.response;
+  r.job_id = "j";
+  r.result = agent::BuildResult{"j", 0, "sha256:" + std::string(64, 'a'), 2, {}, ""};
+  r.image_path = "/x.oci.tar";
+  r.image_bytes = 1000;
+  r.logs.push_back({agent::LogStream::kStderr, 1, "#5 step-one"});
+  for (int i = 0; i < sha_lines; ++i) {
+    r.logs.push_back({agent::LogStream::kStderr, 2, sha + "  /run/secrets/build_token"});
+  }
+  if (!extra_log.empty()) r.logs.push_back({agent::LogStream::kStderr, 3, extra_log});
+  LeakReport img;
+  img.layers = 2;
+  img.config_scanned = true;
+  img.blobs = 8;
+  ev.image_leaks = img;
+  ev.log_leaks = ScanLogsForSecret(r.logs, kSecret);
+  return ev;
+}
+
+JobEvidence Refused(absl::Status s) {
+  JobEvidence ev;
+  ev.response.refused = std::move(s);
+  return ev;
+}
+
+std::vector<ScenarioResult> Check(const std::string& group, std::vector<JobEvidence> evidence) {
+  BuilderGroupOutcome g;
+  g.name = group;
+  g.secret_sha256 = Sha256Hex(kSecret);
+  for (JobEvidence& e : evidence) g.run.jobs.push_back(e.response);
+  g.evidence = std::move(evidence);
+  return Group(group).checks(g, kSecret);
+}
+
+int Passed(const std::vector<ScenarioResult>& rs) {
+  int n = 0;
+  for (const ScenarioResult& r : rs) n += r.status.ok();
+  return n;
+}
+
+TEST(GroupChecksTest, ReferencePassesOnAGoodRun) {
+  const std::string sha = Sha256Hex(kSecret);
+  std::vector<ScenarioResult> rs = Check("builder-reference", {GoodJob(sha, 1, "")});
+  ASSERT_EQ(rs.size(), 3u);
+  for (const ScenarioResult& r : rs) EXPECT_THAT(r.status, IsOk()) << r.name << r.summary;
+}
+
+TEST(GroupChecksTest, ReferenceFailsOnLeakOrInvisibleSecret) {
+  const std::string sha = Sha256Hex(kSecret);
+  // The secret itself in a log line: leak-scan fails.
+  std::vector<ScenarioResult> rs =
+      Check("builder-reference", {GoodJob(sha, 1, std::string("oops ") + kSecret)});
+  EXPECT_EQ(rs[2].name, "leak-scan");
+  EXPECT_FALSE(rs[2].status.ok());
+  // No sha line: secret-default fails.
+  rs = Check("builder-reference", {GoodJob(sha, 0, "")});
+  EXPECT_EQ(rs[1].name, "secret-default");
+  EXPECT_FALSE(rs[1].status.ok());
+  // No run at all: all fail with the run error.
+  rs = Check("builder-reference", {});
+  EXPECT_EQ(Passed(rs), 0);
+}
+
+TEST(GroupChecksTest, SecretsGroup) {
+  const std::string sha = Sha256Hex(kSecret);
+  JobEvidence failing;
+  failing.response.result = agent::BuildResult{
+      "f", 1, "", 0, {}, "ABORTED: docker build exited 1\n#6 kiln-about-to-fail\nERROR"};
+  std::vector<JobEvidence> good = {
+      GoodJob(sha, 4, "***"),
+      Refused(absl::InvalidArgumentError(
+          "job refused before BuildKit ran: Dockerfile line 5: secret mount option env= is not "
+          "supported by dockerd 20.10's BuildKit (it fails with \"unexpected key 'env'\")")),
+      Refused(absl::FailedPreconditionError(
+          "BuildJob missing names secrets the host did not deliver: [build_token]")),
+      Refused(absl::FailedPreconditionError(
+          "job refused before BuildKit ran: the Dockerfile uses secret(s) the host did not "
+          "deliver: \"build_token\" (line 6)")),
+      failing};
+  std::vector<ScenarioResult> rs = Check("builder-secrets", good);
+  ASSERT_EQ(rs.size(), 6u);
+  for (const ScenarioResult& r : rs) EXPECT_THAT(r.status, IsOk()) << r.name << r.summary;
+  // Swap the refusals: each check insists on its own outcome.
+  std::vector<JobEvidence> swapped = good;
+  std::swap(swapped[2], swapped[3]);
+  swapped[4] = GoodJob(sha, 1, "");
+  rs = Check("builder-secrets", swapped);
+  EXPECT_FALSE(rs[4].status.ok()) << rs[4].summary;  // undeclared got the session refusal
+  EXPECT_FALSE(rs[5].status.ok());                   // failing step succeeded
+}
+
+TEST(GroupChecksTest, CgroupOff) {
+  JobEvidence dockerd_refused;
+  dockerd_refused.response.result = agent::BuildResult{
+      "r", 1, "", 0, {}, "FAILED_PRECONDITION: dockerd exited (exit status 1) before it was "
+      "ready: failed to start daemon: Devices cgroup isn't mounted"};
+  EXPECT_THAT(Check("builder-cgroup-off", {dockerd_refused})[0].status, IsOk());
+  const std::string sha = Sha256Hex(kSecret);
+  EXPECT_FALSE(Check("builder-cgroup-off", {GoodJob(sha, 1, "")})[0].status.ok());
+  JobEvidence other;
+  other.response.result = agent::BuildResult{"r", 1, "", 0, {}, "ABORTED: something else"};
+  EXPECT_FALSE(Check("builder-cgroup-off", {other})[0].status.ok());
+}
+
+}  // namespace
+}  // namespace kiln::harness
