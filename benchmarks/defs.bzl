@@ -1,19 +1,21 @@
-"""opt_binaries: executables rebuilt with `-c opt`, whatever the command line's mode.
+"""mode_binaries: executables rebuilt in a fixed compilation mode, whatever the command line's.
 
-Micro benchmarks measure optimized code even under a plain `bazel run //benchmarks` (whose
-default mode, fastbuild, compiles without -O). Each binary appears as `<name>/<basename>`.
+The runner's micro benchmarks must measure optimized code even under a plain
+`bazel run //benchmarks` (whose default mode, fastbuild, compiles without -O): `:micro_opt`
+uses compilation_mode = "opt". The gate test builds a deliberately slow twin with "dbg" (-O0).
+Each binary appears as `<name>/<basename>` in the rule's outputs and runfiles.
 """
 
-def _opt_transition_impl(settings, attr):
-    return {"//command_line_option:compilation_mode": "opt"}
+def _mode_transition_impl(settings, attr):
+    return {"//command_line_option:compilation_mode": attr.compilation_mode}
 
-_opt_transition = transition(
-    implementation = _opt_transition_impl,
+_mode_transition = transition(
+    implementation = _mode_transition_impl,
     inputs = [],
     outputs = ["//command_line_option:compilation_mode"],
 )
 
-def _opt_binaries_impl(ctx):
+def _mode_binaries_impl(ctx):
     outs = []
     runfiles = ctx.runfiles()
     for src in ctx.attr.srcs:
@@ -24,13 +26,18 @@ def _opt_binaries_impl(ctx):
         runfiles = runfiles.merge(src[DefaultInfo].default_runfiles)
     return [DefaultInfo(files = depset(outs), runfiles = runfiles.merge(ctx.runfiles(files = outs)))]
 
-opt_binaries = rule(
-    implementation = _opt_binaries_impl,
-    doc = "The `srcs` executables built with -c opt, as `<name>/<basename>` files.",
+mode_binaries = rule(
+    implementation = _mode_binaries_impl,
+    doc = "The `srcs` executables built in `compilation_mode`, as `<name>/<basename>` files.",
     attrs = {
         "srcs": attr.label_list(
-            cfg = _opt_transition,
-            doc = "Executable targets (cc_binary) to build in opt mode.",
+            cfg = _mode_transition,
+            doc = "Executable targets (cc_binary).",
+        ),
+        "compilation_mode": attr.string(
+            values = ["opt", "fastbuild", "dbg"],
+            default = "opt",
+            doc = "opt (-O2 -DNDEBUG), fastbuild, or dbg (-O0 -g).",
         ),
         "_allowlist_function_transition": attr.label(
             default = "@bazel_tools//tools/allowlists/function_transition_allowlist",

@@ -45,8 +45,8 @@ ABSL_FLAG(std::string, out, "kiln-benchmarks.json", "results document (PNG writt
 ABSL_FLAG(std::string, baseline, "benchmarks/baseline.json", "baseline for the table and plot");
 ABSL_FLAG(double, min_time, 0.05, "Google Benchmark --benchmark_min_time per repetition (s)");
 ABSL_FLAG(bool, counts, true, "measure instruction counts under valgrind --tool=callgrind");
-ABSL_FLAG(int, vm_runs, 3, "boot_benchmark --runs (VM boots per variant)");
-ABSL_FLAG(int, publish_rounds, 3, "publish_benchmark --rounds");
+ABSL_FLAG(int, vm_runs, 5, "boot_benchmark --runs (VM boots per variant)");
+ABSL_FLAG(int, publish_rounds, 5, "publish_benchmark --rounds");
 ABSL_FLAG(std::string, micro, "archive=benchmarks/micro_opt/archive_benchmark,oci=benchmarks/micro_opt/oci_benchmark,protocol=benchmarks/micro_opt/protocol_benchmark",
           "micro suites: suite=binary,...");
 ABSL_FLAG(std::string, boot_benchmark, "benchmarks/boot_benchmark", "boot suite binary");
@@ -74,6 +74,7 @@ std::string ReadFile(const std::string& path) {
 // Run(argv, stdout_path): runs argv (stdin /dev/null; stdout to stdout_path, or to our stderr
 // when empty, so progress shows); returns the exit status (128+signal, 127 exec failure).
 int Run(const std::vector<std::string>& argv, const std::string& stdout_path) {
+  std::fflush(stdout);
   std::fprintf(stderr, "+ %s\n", absl::StrJoin(argv, " ").c_str());
   pid_t pid = fork();
   if (pid < 0) return 127;
@@ -378,6 +379,13 @@ int Main() {
   }
   const std::string work = tmpl;
   absl::Time start = absl::Now();
+  // The baseline is read first: a refresh may write --out over the same file.
+  std::vector<Figure> base;
+  absl::StatusOr<nlohmann::json> bdoc = LoadDocument(absl::GetFlag(FLAGS_baseline));
+  if (bdoc.ok()) {
+    absl::StatusOr<std::vector<Figure>> b = ParseFigures(*bdoc);
+    if (b.ok()) base = *b;
+  }
 
   std::string guest_kernel;
   for (const std::string& a : absl::GetFlag(FLAGS_boot_args)) {
@@ -425,12 +433,6 @@ int Main() {
   std::printf("wrote %s (%.0f s)\n", out.c_str(), absl::ToDoubleSeconds(absl::Now() - start));
 
   int rc = failures.empty() ? 0 : 1;
-  std::vector<Figure> base;
-  absl::StatusOr<nlohmann::json> bdoc = LoadDocument(absl::GetFlag(FLAGS_baseline));
-  if (bdoc.ok()) {
-    absl::StatusOr<std::vector<Figure>> b = ParseFigures(*bdoc);
-    if (b.ok()) base = *b;
-  }
   if (!base.empty()) {
     Comparison c = Compare(base, figures);
     std::printf("\nagainst baseline %s:\n%s", absl::GetFlag(FLAGS_baseline).c_str(),
