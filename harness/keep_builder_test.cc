@@ -1,0 +1,109 @@
+// File: harness/keep_builder_test.cc
+// The builder client's keep hook with real child processes standing in for the VMM.
+#include "harness/keep_builder.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "third_party/absl_ext/status_matchers.h"
+
+namespace kiln::harness {
+namespace {
+
+using ::kiln_testing::StatusIs;
+using ::testing::HasSubstr;
+
+class KeepBuilderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/keep-builder-test-XXXXXX";
+    root_ = ::mkdtemp(tmpl);
+    socket_ = root_ + "/work/b1/agent.sock";
+    std::filesystem::create_directories(root_ + "/work/b1");
+    // A fake VMM whose command line names the socket, as QEMU's does.
+    vmm_ = ::fork();
+    if (vmm_ == 0) {
+      ::setpgid(0, 0);
+      ::execl("/bin/sh", "sh", "-c", "sleep 1000; true", "fake-qemu", socket_.c_str(),
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::setpgid(vmm_, vmm_);
+    ::usleep(100000);
+    config_.id = "b1";
+    config_.work_dir = root_ + "/work/b1";
+    config_.channel = Channel{"kiln.agent", socket_};
+  }
+  void TearDown() override {
+    ::kill(-vmm_, SIGKILL);
+    ::waitpid(vmm_, nullptr, 0);
+    std::filesystem::remove_all(root_);
+  }
+  std::string root_, socket_;
+  pid_t vmm_ = 0;
+  VmConfig config_;
+};
+
+TEST_F(KeepBuilderTest, FindVmmPidFindsTheChildNamingTheSocket) {
+  ASSERT_OK_AND_ASSIGN(pid_t pid, FindVmmPid(socket_));
+  EXPECT_EQ(pid, vmm_);
+  EXPECT_THAT(FindVmmPid(root_ + "/other.sock"), StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+}
+
+TEST_F(KeepBuilderTest, RecordForVmNeedsAChannel) {
+  ASSERT_OK_AND_ASSIGN(ProcessIdentity id, IdentifyProcess(vmm_));
+  ASSERT_OK_AND_ASSIGN(KeepRecord r, KeepRecordForVm(config_, config_.work_dir + "/serial.log",
+                                                     "qemu", id, {}, "job j", absl::Now()));
+  EXPECT_EQ(r.state, KeepState::kBuilding);
+  EXPECT_EQ(r.channel_socket, socket_);
+  config_.channel.reset();
+  EXPECT_THAT(KeepRecordForVm(config_, "/s.log", "qemu", id, {}, "", absl::Now()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("channel_socket")));
+}
+
+TEST_F(KeepBuilderTest, KeepFlipsToKeptWithTtlAndReleaseForgets) {
+  KeepStore store(root_ + "/state");
+  ASSERT_OK_AND_ASSIGN(ProcessIdentity id, IdentifyProcess(vmm_));
+  ASSERT_OK_AND_ASSIGN(ProcessIdentity self, IdentifyProcess(::getpid()));
+  ASSERT_OK_AND_ASSIGN(KeepRecord r, KeepRecordForVm(config_, config_.work_dir + "/serial.log",
+                                                     "qemu", id, self, "job j", absl::Now()));
+  ASSERT_OK(store.Put(r));
+  KeepPolicy off;
+  EXPECT_THAT(KeepFailedBuilder(store, r, "x", off),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("off")));
+  KeepPolicy on;
+  on.keep_failed_builders = true;
+  on.ttl = absl::Minutes(5);
+  ASSERT_OK(KeepFailedBuilder(store, r, "step 2\nRUN exit 1", on));
+  ASSERT_OK_AND_ASSIGN(KeepRecord k, store.Get("b1", absl::Now()));
+  EXPECT_EQ(k.state, KeepState::kKept);
+  EXPECT_EQ(k.failure, "step 2 | RUN exit 1");
+  EXPECT_LE(k.expires - absl::Now(), absl::Minutes(5));
+  EXPECT_GT(k.expires - absl::Now(), absl::Minutes(4));
+  EXPECT_THAT(store.Get("b1", absl::Now() + absl::Minutes(6)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::_));
+  ASSERT_OK(ReleaseBuilder(store, "b1"));
+  EXPECT_THAT(store.Get("b1", absl::Now()), StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  EXPECT_OK(ReleaseBuilder(store, "b1"));  // idempotent
+}
+
+TEST_F(KeepBuilderTest, ADeadVmCannotBeKept) {
+  KeepStore store(root_ + "/state");
+  ASSERT_OK_AND_ASSIGN(ProcessIdentity id, IdentifyProcess(vmm_));
+  ASSERT_OK_AND_ASSIGN(KeepRecord r, KeepRecordForVm(config_, config_.work_dir + "/serial.log",
+                                                     "qemu", id, {}, "job j", absl::Now()));
+  ::kill(-vmm_, SIGKILL);
+  ::waitpid(vmm_, nullptr, 0);
+  KeepPolicy on;
+  on.keep_failed_builders = true;
+  EXPECT_THAT(KeepFailedBuilder(store, r, "x", on),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("no longer running")));
+}
+
+}  // namespace
+}  // namespace kiln::harness

@@ -1,0 +1,431 @@
+// File: harness/keep_store_test.cc
+// KeepStore with a temp state dir and real child processes (`sleep` stands in for a VMM).
+#include "harness/keep_store.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "third_party/absl_ext/status_matchers.h"
+
+namespace kiln::harness {
+namespace {
+
+using ::kiln_testing::IsOk;
+using ::kiln_testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+// A `sleep` in its own process group, like the VMM (harness/process.cc).
+pid_t SpawnSleeper() {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    ::execl("/bin/sleep", "sleep", "1000", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::setpgid(pid, pid);
+  return pid;
+}
+
+ProcessIdentity Identify(pid_t pid) {
+  absl::StatusOr<ProcessIdentity> id = IdentifyProcess(pid);
+  EXPECT_OK(id);
+  return id.ok() ? *id : ProcessIdentity{pid, 0};
+}
+
+// Reaps `pid` (our child) within 5 s; returns the wait status or -1.
+int Reap(pid_t pid) {
+  for (int i = 0; i < 500; ++i) {
+    int st = 0;
+    if (::waitpid(pid, &st, WNOHANG) == pid) return st;
+    ::usleep(10000);
+  }
+  return -1;
+}
+
+class KeepStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/keep-store-test-XXXXXX";
+    root_ = ::mkdtemp(tmpl);
+    ASSERT_FALSE(root_.empty());
+  }
+  void TearDown() override {
+    for (pid_t p : children_) {
+      ::kill(-p, SIGKILL);
+      ::waitpid(p, nullptr, 0);
+    }
+    std::filesystem::remove_all(root_);
+  }
+
+  KeepRecord Record(const std::string& id, pid_t vmm, absl::Time created) {
+    KeepRecord r;
+    r.id = id;
+    r.vmm = "qemu";
+    r.vmm_process = Identify(vmm);
+    r.owner = Identify(::getpid());
+    r.work_dir = absl::StrCat(root_, "/work/", id);
+    std::filesystem::create_directories(r.work_dir);
+    r.channel_socket = r.work_dir + "/agent.sock";
+    r.serial_log = r.work_dir + "/serial.log";
+    std::ofstream(r.serial_log) << "KILN-INIT: ready\n";
+    std::ofstream(r.channel_socket) << "";  // stands in for the socket
+    r.job_summary = "job fail-1 (Dockerfile)";
+    r.failure = "RUN exit 1";
+    r.created = created;
+    r.expires = created + absl::Minutes(30);
+    return r;
+  }
+
+  pid_t Child() {
+    pid_t p = SpawnSleeper();
+    children_.push_back(p);
+    return p;
+  }
+
+  std::string root_;
+  std::vector<pid_t> children_;
+  absl::Time t0_ = absl::FromUnixSeconds(1700000000);
+};
+
+TEST(ProcStatTest, ParsesStartTimeAfterCommWithSpacesAndParens) {
+  std::string stat = "1234 (we) ird) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 "
+                     "987654 1000 200 18446744073709551615";
+  ASSERT_OK_AND_ASSIGN(auto p, ParseProcStat(stat));
+  EXPECT_EQ(p.first, 987654u);
+  EXPECT_EQ(p.second, 'S');
+}
+
+TEST(ProcStatTest, RejectsMalformed) {
+  EXPECT_THAT(ParseProcStat("1234 noparen S 1"), StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  EXPECT_THAT(ParseProcStat("1 (x) S 1 2"), StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  EXPECT_THAT(ParseProcStat("1 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 abc"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("starttime")));
+}
+
+TEST(ProcessTest, StartTimeDefendsAgainstPidReuse) {
+  ProcessIdentity self = Identify(::getpid());
+  EXPECT_TRUE(ProcessAlive(self));
+  ProcessIdentity reused = self;
+  reused.start_ticks += 1;
+  EXPECT_FALSE(ProcessAlive(reused));
+  EXPECT_FALSE(ProcessAlive({0, 0}));
+}
+
+TEST(ProcessTest, ZombieIsNotAlive) {
+  pid_t p = ::fork();
+  if (p == 0) ::_exit(0);
+  ::usleep(200000);
+  EXPECT_THAT(IdentifyProcess(p), StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  ::waitpid(p, nullptr, 0);
+}
+
+TEST(RecordTest, JsonRoundTrip) {
+  KeepRecord r;
+  r.id = "builder-secrets";
+  r.state = KeepState::kBuilding;
+  r.vmm = "qemu";
+  r.vmm_process = {4242, 123456789};
+  r.owner = {17, 99};
+  r.channel_socket = "/tmp/w/agent.sock";
+  r.serial_log = "/tmp/w/serial.log";
+  r.work_dir = "/tmp/w";
+  r.job_summary = "job \"x\"\nwith newline";
+  r.failure = "exit 1: ünïcode";
+  r.created = absl::FromUnixMillis(1700000000123);
+  r.expires = r.created + absl::Minutes(30);
+  std::string j = KeepRecordToJson(r);
+  EXPECT_THAT(j, HasSubstr("\"created\": \"2023-11-14T22:13:20.123Z\""));
+  ASSERT_OK_AND_ASSIGN(KeepRecord back, KeepRecordFromJson(j));
+  EXPECT_EQ(back.id, r.id);
+  EXPECT_EQ(back.state, KeepState::kBuilding);
+  EXPECT_EQ(back.vmm_process, r.vmm_process);
+  EXPECT_EQ(back.owner, r.owner);
+  EXPECT_EQ(back.job_summary, r.job_summary);
+  EXPECT_EQ(back.failure, r.failure);
+  EXPECT_EQ(back.created, r.created);
+  EXPECT_EQ(back.expires, r.expires);
+  EXPECT_EQ(KeepRecordToJson(back), j);
+}
+
+TEST(RecordTest, BadJsonIsRefusedByName) {
+  EXPECT_THAT(KeepRecordFromJson("{"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not valid JSON")));
+  EXPECT_THAT(KeepRecordFromJson("[1]"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("object")));
+  KeepRecord r;
+  r.id = "a";
+  r.vmm = "qemu";
+  r.vmm_process = {5, 6};
+  r.channel_socket = "/s";
+  r.serial_log = "/l";
+  std::string good = KeepRecordToJson(r);
+  ASSERT_OK(KeepRecordFromJson(good));
+  std::string bad_pid = good;
+  bad_pid.replace(bad_pid.find("\"vmm_pid\": 5"), 12, "\"vmm_pid\": -5");
+  EXPECT_THAT(KeepRecordFromJson(bad_pid), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("vmm_pid")));
+  std::string bad_id = good;
+  bad_id.replace(bad_id.find("\"id\": \"a\""), 9, "\"id\": \"../x\"");
+  EXPECT_THAT(KeepRecordFromJson(bad_id), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outside")));
+  std::string bad_state = good;
+  bad_state.replace(bad_state.find("\"kept\""), 6, "\"zombie\"");
+  EXPECT_THAT(KeepRecordFromJson(bad_state), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("state")));
+  std::string bad_time = good;
+  bad_time.replace(bad_time.find("\"never\""), 7, "\"tomorrow\"");
+  EXPECT_THAT(KeepRecordFromJson(bad_time), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expires")));
+}
+
+TEST(RecordTest, ValidateRefusesDangerousPaths) {
+  KeepRecord r;
+  r.id = "a";
+  r.vmm = "qemu";
+  r.vmm_process = {5, 6};
+  r.channel_socket = "/s";
+  r.serial_log = "/l";
+  EXPECT_OK(ValidateKeepRecord(r));
+  r.work_dir = "/";
+  EXPECT_THAT(ValidateKeepRecord(r), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("work_dir")));
+  r.work_dir = "rel/dir";
+  EXPECT_THAT(ValidateKeepRecord(r), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("work_dir")));
+  r.work_dir = "";
+  r.channel_socket = "agent.sock";
+  EXPECT_THAT(ValidateKeepRecord(r), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("channel_socket")));
+  EXPECT_THAT(ValidateKeepId(".."), StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  EXPECT_THAT(ValidateKeepId(std::string(129, 'a')), StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+}
+
+TEST(PlanReapTest, ReasonsAndCapOldestFirst) {
+  absl::Time t = absl::FromUnixSeconds(1000);
+  auto rec = [&](std::string id, KeepState s, int created_min) {
+    KeepRecord r;
+    r.id = std::move(id);
+    r.state = s;
+    r.created = t + absl::Minutes(created_min);
+    r.expires = r.created + absl::Minutes(30);
+    return r;
+  };
+  std::vector<KeepRecord> rs = {
+      rec("dead", KeepState::kKept, 0),      rec("orphan", KeepState::kBuilding, 1),
+      rec("old", KeepState::kKept, 2),       rec("mid", KeepState::kKept, 20),
+      rec("new", KeepState::kKept, 25),      rec("building", KeepState::kBuilding, 26),
+  };
+  std::vector<RecordLiveness> l = {{false, true}, {true, false}, {true, true},
+                                   {true, true},  {true, true},  {true, true}};
+  // now = t+40min: "old" (expires t+32) is expired; mid/new stay; cap 1 -> "mid" over cap.
+  EXPECT_THAT(PlanReap(rs, l, t + absl::Minutes(40), 1),
+              ElementsAre(ReapDecision{"dead", "vm-dead"}, ReapDecision{"orphan", "orphan"},
+                          ReapDecision{"old", "expired"}, ReapDecision{"mid", "over-cap"}));
+  EXPECT_THAT(PlanReap(rs, l, t + absl::Minutes(40), -1),
+              ElementsAre(ReapDecision{"dead", "vm-dead"}, ReapDecision{"orphan", "orphan"},
+                          ReapDecision{"old", "expired"}));
+  // Liveness shorter than records: missing ones count as dead.
+  EXPECT_THAT(PlanReap(rs, {}, t, -1).size(), 6u);
+}
+
+TEST_F(KeepStoreTest, PutListGetAndAtomicFile) {
+  KeepStore store(root_ + "/state");
+  pid_t vmm = Child();
+  KeepRecord r = Record("b1", vmm, t0_);
+  ASSERT_OK(store.Put(r));
+  // Exactly the record file (+ the lock), no temp file left.
+  std::vector<std::string> names;
+  for (auto& e : std::filesystem::directory_iterator(root_ + "/state")) {
+    names.push_back(e.path().filename());
+  }
+  std::sort(names.begin(), names.end());
+  EXPECT_THAT(names, ElementsAre(".lock", "b1.json"));
+  ASSERT_OK_AND_ASSIGN(KeepListing l, store.List(t0_));
+  ASSERT_EQ(l.records.size(), 1u);
+  EXPECT_EQ(l.records[0].id, "b1");
+  EXPECT_THAT(l.cleaned, IsEmpty());
+  ASSERT_OK_AND_ASSIGN(KeepRecord g, store.Get("b1", t0_ + absl::Minutes(1)));
+  EXPECT_EQ(g.vmm_process.pid, vmm);
+}
+
+TEST_F(KeepStoreTest, UnknownExpiredAndMalformedIdsGetClearErrors) {
+  KeepStore store(root_ + "/state");
+  EXPECT_THAT(store.Get("nope", t0_), StatusIs(absl::StatusCode::kNotFound, HasSubstr("no kept builder \"nope\"")));
+  EXPECT_THAT(store.Get("../etc", t0_), StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  EXPECT_THAT(store.Remove("nope", {}), StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  ASSERT_OK(store.Put(Record("b1", Child(), t0_)));
+  EXPECT_THAT(store.Get("b1", t0_ + absl::Minutes(31)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("expired at")));
+}
+
+TEST_F(KeepStoreTest, DeadVmIsDetectedAndCleanedByList) {
+  KeepStore store(root_ + "/state");
+  pid_t vmm = SpawnSleeper();
+  KeepRecord r = Record("b1", vmm, t0_);
+  ASSERT_OK(store.Put(r));
+  ::kill(vmm, SIGKILL);
+  Reap(vmm);
+  ASSERT_OK_AND_ASSIGN(KeepListing l, store.List(t0_));
+  EXPECT_THAT(l.records, IsEmpty());
+  EXPECT_THAT(l.cleaned, ElementsAre(ReapDecision{"b1", "vm-dead"}));
+  EXPECT_FALSE(std::filesystem::exists(r.work_dir));
+  EXPECT_FALSE(std::filesystem::exists(root_ + "/state/b1.json"));
+}
+
+TEST_F(KeepStoreTest, GetOfADeadVmSaysGone) {
+  KeepStore store(root_ + "/state");
+  pid_t vmm = SpawnSleeper();
+  ASSERT_OK(store.Put(Record("b1", vmm, t0_)));
+  ::kill(vmm, SIGKILL);
+  Reap(vmm);
+  EXPECT_THAT(store.Get("b1", t0_), StatusIs(absl::StatusCode::kNotFound, HasSubstr("is gone")));
+  EXPECT_THAT(store.Get("b1", t0_), StatusIs(absl::StatusCode::kNotFound, HasSubstr("no kept builder")));
+}
+
+TEST_F(KeepStoreTest, ReusedPidIsNeverSignaled) {
+  KeepStore store(root_ + "/state");
+  pid_t vmm = Child();
+  KeepRecord r = Record("b1", vmm, t0_);
+  r.vmm_process.start_ticks += 7;  // "another process now has this pid"
+  ASSERT_OK(store.Put(r));
+  ASSERT_OK_AND_ASSIGN(std::vector<ReapDecision> d, store.Gc(t0_, {}));
+  EXPECT_THAT(d, ElementsAre(ReapDecision{"b1", "vm-dead"}));
+  EXPECT_TRUE(ProcessAlive(Identify(vmm)));  // untouched
+}
+
+TEST_F(KeepStoreTest, RemoveAsksCleanShutdownThenSignalsTheGroup) {
+  KeepStore store(root_ + "/state");
+  pid_t vmm = SpawnSleeper();
+  KeepRecord r = Record("b1", vmm, t0_);
+  ASSERT_OK(store.Put(r));
+  int asked = 0;
+  TeardownOptions o;
+  o.clean_shutdown = [&](const KeepRecord& k) {
+    ++asked;
+    EXPECT_EQ(k.id, "b1");
+    return absl::UnavailableError("agent unreachable");  // ignored; signals follow
+  };
+  o.clean_grace = absl::Milliseconds(100);
+  ASSERT_OK(store.Remove("b1", o));
+  EXPECT_EQ(asked, 1);
+  int st = Reap(vmm);
+  ASSERT_NE(st, -1);
+  EXPECT_TRUE(WIFSIGNALED(st));
+  EXPECT_EQ(WTERMSIG(st), SIGTERM);
+  EXPECT_FALSE(std::filesystem::exists(r.channel_socket));
+  EXPECT_FALSE(std::filesystem::exists(r.work_dir));
+  EXPECT_THAT(store.Get("b1", t0_), StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+}
+
+TEST_F(KeepStoreTest, SigtermIgnoredMeansSigkillAfterGrace) {
+  KeepStore store(root_ + "/state");
+  pid_t vmm = ::fork();
+  if (vmm == 0) {
+    ::setpgid(0, 0);
+    ::signal(SIGTERM, SIG_IGN);
+    ::execl("/bin/sleep", "sleep", "1000", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::setpgid(vmm, vmm);
+  ::usleep(100000);
+  ASSERT_OK(store.Put(Record("stubborn", vmm, t0_)));
+  TeardownOptions o;
+  o.term_grace = absl::Milliseconds(300);
+  absl::Time start = absl::Now();
+  ASSERT_OK(store.Remove("stubborn", o));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(300));
+  int st = Reap(vmm);
+  ASSERT_TRUE(WIFSIGNALED(st));
+  EXPECT_EQ(WTERMSIG(st), SIGKILL);
+}
+
+TEST_F(KeepStoreTest, KeepReapsOldestOverCap) {
+  KeepStore store(root_ + "/state");
+  pid_t a = SpawnSleeper(), b = SpawnSleeper(), c = SpawnSleeper();
+  children_.push_back(c);
+  ASSERT_OK(store.Put(Record("a", a, t0_)));
+  ASSERT_OK(store.Put(Record("b", b, t0_ + absl::Minutes(1))));
+  ASSERT_OK_AND_ASSIGN(std::vector<ReapDecision> d,
+                       store.Keep(Record("c", c, t0_ + absl::Minutes(2)), 2, {}));
+  EXPECT_THAT(d, ElementsAre(ReapDecision{"a", "over-cap"}));
+  EXPECT_NE(Reap(a), -1);
+  ASSERT_OK_AND_ASSIGN(KeepListing l, store.List(t0_));
+  ASSERT_EQ(l.records.size(), 2u);
+  EXPECT_EQ(l.records[0].id, "b");
+  EXPECT_EQ(l.records[1].id, "c");
+  ::kill(-b, SIGKILL);
+  Reap(b);
+}
+
+TEST_F(KeepStoreTest, GcReapsExpiredKeepsFresh) {
+  KeepStore store(root_ + "/state");
+  pid_t old_vmm = SpawnSleeper();
+  pid_t fresh = Child();
+  ASSERT_OK(store.Put(Record("old", old_vmm, t0_)));
+  ASSERT_OK(store.Put(Record("fresh", fresh, t0_ + absl::Minutes(20))));
+  ASSERT_OK_AND_ASSIGN(std::vector<ReapDecision> d, store.Gc(t0_ + absl::Minutes(31), {}));
+  EXPECT_THAT(d, ElementsAre(ReapDecision{"old", "expired"}));
+  EXPECT_NE(Reap(old_vmm), -1);
+  EXPECT_TRUE(ProcessAlive(Identify(fresh)));
+  ASSERT_OK(store.Get("fresh", t0_ + absl::Minutes(31)));
+}
+
+// "The harness process died": a child harness boots a VMM (in its own group, not our
+// child), writes its records and is SIGKILLed. The VMM is re-parented to us (subreaper), so
+// we can prove that Gc killed it and nothing is left behind.
+TEST_F(KeepStoreTest, HarnessDiedGcFindsAndCleansItsVms) {
+  ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  std::string dir = root_ + "/state";
+  int pipefd[2];
+  ASSERT_EQ(::pipe(pipefd), 0);
+  pid_t harness = ::fork();
+  if (harness == 0) {
+    ::close(pipefd[0]);
+    KeepStore store(dir);
+    pid_t kept_vmm = SpawnSleeper();
+    pid_t building_vmm = SpawnSleeper();
+    KeepRecord kept = Record("kept-1", kept_vmm, t0_);
+    KeepRecord building = Record("building-1", building_vmm, t0_);
+    building.state = KeepState::kBuilding;
+    building.failure = "";
+    if (!store.Put(kept).ok() || !store.Put(building).ok()) ::_exit(1);
+    pid_t pids[2] = {kept_vmm, building_vmm};
+    (void)!::write(pipefd[1], pids, sizeof(pids));
+    ::pause();
+    ::_exit(0);
+  }
+  ::close(pipefd[1]);
+  pid_t pids[2] = {0, 0};
+  ASSERT_EQ(::read(pipefd[0], pids, sizeof(pids)), static_cast<ssize_t>(sizeof(pids)));
+  ::close(pipefd[0]);
+  ::kill(harness, SIGKILL);
+  ASSERT_NE(Reap(harness), -1);
+  ASSERT_TRUE(ProcessAlive(Identify(pids[0])));
+  ASSERT_TRUE(ProcessAlive(Identify(pids[1])));
+
+  KeepStore store(dir);
+  // Before expiry: the builder that was still building is an orphan; the kept one stays.
+  ASSERT_OK_AND_ASSIGN(std::vector<ReapDecision> d, store.Gc(t0_ + absl::Minutes(1), {}));
+  EXPECT_THAT(d, ElementsAre(ReapDecision{"building-1", "orphan"}));
+  int st = Reap(pids[1]);
+  ASSERT_NE(st, -1);
+  EXPECT_TRUE(WIFSIGNALED(st));
+  // After expiry: the kept one goes too.
+  ASSERT_OK_AND_ASSIGN(d, store.Gc(t0_ + absl::Minutes(31), {}));
+  EXPECT_THAT(d, ElementsAre(ReapDecision{"kept-1", "expired"}));
+  st = Reap(pids[0]);
+  ASSERT_NE(st, -1);
+  EXPECT_TRUE(WIFSIGNALED(st));
+  ASSERT_OK_AND_ASSIGN(KeepListing l, store.List(t0_));
+  EXPECT_THAT(l.records, IsEmpty());
+  EXPECT_FALSE(std::filesystem::exists(root_ + "/work/kept-1"));
+  EXPECT_FALSE(std::filesystem::exists(root_ + "/work/building-1"));
+  ::prctl(PR_SET_CHILD_SUBREAPER, 0);
+}
+
+}  // namespace
+}  // namespace kiln::harness
