@@ -100,7 +100,8 @@ absl::Status ValidateBuilderArtifacts(const BuilderArtifacts& a) {
 std::string BuilderCmdline(const BuilderVmOptions& o) {
   std::string s = absl::StrCat("kiln.root=/dev/vda kiln.cgroup=", o.cgroup, " kiln.exec=\"",
                                kAgentPath, " --channel=virtio-serial:", o.channel_name,
-                               " --once --retry_ms=", o.agent_retry_ms, "\"");
+                               " --once --retry_ms=", o.agent_retry_ms,
+                               o.agent_flags.empty() ? "" : " ", o.agent_flags, "\"");
   if (!o.extra_cmdline.empty()) absl::StrAppend(&s, " ", o.extra_cmdline);
   return s;
 }

@@ -94,11 +94,13 @@ struct BuilderVmOptions {
   std::string extra_cmdline = "cgroup.memory=nokmem";
   // agent_retry_ms: the agent's --retry_ms (how fast it reopens the port).
   int agent_retry_ms = 50;
+  // agent_flags: more agent flags (space-separated, no quotes), e.g. "--prewarm=false".
+  std::string agent_flags;
 };
 
 // BuilderCmdline(options): the kiln.* kernel command line of a builder VM (pure):
 //   kiln.root=/dev/vda kiln.cgroup=<cgroup> kiln.exec="<agent> --channel=virtio-serial:<name>
-//   --once --retry_ms=<n>" <extra_cmdline>
+//   --once --retry_ms=<n> [agent_flags]" <extra_cmdline>
 std::string BuilderCmdline(const BuilderVmOptions& options);
 
 // BuilderVmConfig(options, artifacts, socket_path): the VmConfig (pure): id, kernel, initrd,

@@ -246,9 +246,20 @@ TEST(GroupChecksTest, SecretsGroup) {
 TEST(GroupChecksTest, CgroupOff) {
   JobEvidence dockerd_refused;
   dockerd_refused.response.result = agent::BuildResult{
-      "r", 1, "", 0, {}, "FAILED_PRECONDITION: dockerd exited (exit status 1) before it was "
+      "r", 1, "", 0, {{"dockerd_start", 8000}, {"build", 0}},
+      "FAILED_PRECONDITION: dockerd exited (exit status 1) before it was "
       "ready: failed to start daemon: Devices cgroup isn't mounted"};
   EXPECT_THAT(Check("builder-cgroup-off", {dockerd_refused})[0].status, IsOk());
+  JobEvidence runc_refused;
+  runc_refused.response.result = agent::BuildResult{
+      "r", 1, "", 0, {{"build", 900}}, "ABORTED: docker build exited 1"};
+  runc_refused.response.logs.push_back(
+      {agent::LogStream::kStderr, 1, "runc run failed: no cgroup mount found in mountinfo"});
+  EXPECT_THAT(Check("builder-cgroup-off", {runc_refused})[0].status, IsOk());
+  // The runc error without a build having run (or dockerd's without the daemon failing) is
+  // not accepted.
+  runc_refused.response.result->phases = {{"build", 0}};
+  EXPECT_FALSE(Check("builder-cgroup-off", {runc_refused})[0].status.ok());
   const std::string sha = Sha256Hex(kSecret);
   EXPECT_FALSE(Check("builder-cgroup-off", {GoodJob(sha, 1, "")})[0].status.ok());
   JobEvidence other;

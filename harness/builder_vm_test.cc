@@ -28,6 +28,7 @@ ABSL_FLAG(std::string, busybox_image, "", "docker-archive of kiln-busybox:1");
 ABSL_FLAG(std::string, examples_readme, "", "agent/runner/examples/README.md (locates the dir)");
 ABSL_FLAG(std::string, accel, "auto", "accel: auto, kvm or tcg");
 ABSL_FLAG(int, memory_mib, 1024, "builder VM memory, MiB");
+ABSL_FLAG(std::string, agent_flags, "", "extra agent flags, e.g. --prewarm=false (A/B runs)");
 
 namespace kiln::harness {
 namespace {
@@ -74,6 +75,7 @@ class BuilderVmTest : public ::testing::TestWithParam<BuilderGroup> {
     in_.examples_dir = Dirname(absl::GetFlag(FLAGS_examples_readme));
     in_.work_dir = root;
     in_.vm.memory_mib = absl::GetFlag(FLAGS_memory_mib);
+    in_.vm.agent_flags = absl::GetFlag(FLAGS_agent_flags);
     ASSERT_TRUE(ValidateBuilderScenarioInputs(in_).ok())
         << ValidateBuilderScenarioInputs(in_).ToString();
   }
