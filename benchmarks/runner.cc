@@ -52,6 +52,9 @@ ABSL_FLAG(std::string, micro, "archive=benchmarks/micro_opt/archive_benchmark,oc
 ABSL_FLAG(std::string, boot_benchmark, "benchmarks/boot_benchmark", "boot suite binary");
 ABSL_FLAG(std::string, publish_benchmark, "publish/publish_benchmark", "publish suite command");
 ABSL_FLAG(std::vector<std::string>, boot_args, {}, "arguments for boot_benchmark (artifact paths)");
+ABSL_FLAG(std::string, build_benchmark, "benchmarks/build_benchmark", "build suite binary");
+ABSL_FLAG(std::vector<std::string>, build_args, {}, "arguments for build_benchmark (artifact paths)");
+ABSL_FLAG(int, build_runs, 2, "build_benchmark --runs (builds per side; a VM build is ~20-40 s under TCG)");
 ABSL_FLAG(std::string, slowdown, "", "test flag: micro operations matching RE run twice (micro.h)");
 ABSL_FLAG(bool, gate, false, "exit 1 when the comparison with --baseline finds a regression");
 
@@ -327,9 +330,16 @@ std::vector<EndToEnd> EndToEndSuites() {
                                                  "--json", json};
                },
                ParsePublish});
-  // The secret-build suite (builder VM vs the same build by dockerd on the host) plugs in
-  // here as {"build", <command writing a figures document>, ParseFiguresDoc} once it exists.
-  (void)ParseFiguresDoc;
+  // The secret build, builder VM vs dockerd on the host: its binary writes a kiln document.
+  s.push_back({"build",
+               [](const std::string& json) {
+                 std::vector<std::string> a = {absl::GetFlag(FLAGS_build_benchmark),
+                                               absl::StrCat("--runs=", absl::GetFlag(FLAGS_build_runs)),
+                                               "--json_out=" + json};
+                 for (const std::string& x : absl::GetFlag(FLAGS_build_args)) a.push_back(x);
+                 return a;
+               },
+               ParseFiguresDoc});
   return s;
 }
 
@@ -397,6 +407,7 @@ int Main() {
   doc["context"]["kiln"]["repetitions"] = absl::GetFlag(FLAGS_repetitions);
   doc["context"]["kiln"]["vm_runs"] = absl::GetFlag(FLAGS_vm_runs);
   doc["context"]["kiln"]["publish_rounds"] = absl::GetFlag(FLAGS_publish_rounds);
+  doc["context"]["kiln"]["build_runs"] = absl::GetFlag(FLAGS_build_runs);
   doc["context"]["kiln"]["filter"] = filter;
   doc["context"]["kiln"]["slowdown"] = absl::GetFlag(FLAGS_slowdown);
   doc["benchmarks"] = nlohmann::json::array();

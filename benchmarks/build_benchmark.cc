@@ -1,0 +1,255 @@
+// build_benchmark: the secret build of agent/runner/examples/reference (FROM kiln-busybox:1,
+// two RUN steps, one reading a build secret) in a builder VM (harness/builder_client.h:
+// RunBuilderJobs, fresh VM per build) against the same build by dockerd on the host
+// (//agent/runner:kiln-build), alternated host, VM, host, VM ... so that both see the same
+// host load. Writes a kiln results document ({"figures": [...], "records": [...]},
+// benchmarks/results.h) to --json_out, which //benchmarks reads as it is.
+//
+//   bazel run //benchmarks:build_benchmark -- --runs=2 --json_out=/tmp/build.json
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "benchmarks/results.h"
+#include "benchmarks/stats.h"
+#include "harness/builder_client.h"
+#include "harness/qemu.h"
+#include "harness/runner.h"
+
+ABSL_FLAG(std::string, kernel, "", "guest kernel (PVH vmlinux)");
+ABSL_FLAG(std::string, initrd, "", "kiln initrd");
+ABSL_FLAG(std::string, builder_disk, "", "ext4 builder root disk with the agent");
+ABSL_FLAG(std::string, busybox_image, "", "docker-archive of kiln-busybox:1");
+ABSL_FLAG(std::string, context, "", "build context dir (agent/runner/examples/reference)");
+ABSL_FLAG(std::string, kiln_build, "", "//agent/runner:kiln-build");
+ABSL_FLAG(int, runs, 2, "builds per side (>= 1)");
+ABSL_FLAG(int, memory_mib, 1024, "builder VM memory, MiB");
+ABSL_FLAG(std::string, accel, "auto", "auto, kvm or tcg");
+ABSL_FLAG(std::string, json_out, "", "write the results document here");
+ABSL_FLAG(std::string, work_dir, "/tmp/kiln-build-benchmark", "scratch directory");
+
+namespace kiln::bench {
+namespace {
+
+std::string Absolute(const std::string& path) {
+  char* real = realpath(path.c_str(), nullptr);
+  if (real == nullptr) return path;
+  std::string out(real);
+  free(real);
+  return out;
+}
+
+// kPhases: the phases both sides report (guest: BuildResult.phases; host: kiln-build's line).
+constexpr const char* kPhases[] = {"dockerd_start", "preload", "build", "export"};
+
+struct HostRun {
+  double wall_ms = 0;
+  std::map<std::string, double> phases;
+};
+
+// RunHost: kiln-build on this machine; parses "kiln-build: ok ... <phase>_ms=N ...".
+absl::StatusOr<HostRun> RunHost(const std::string& work, const std::string& secret_file, int i) {
+  std::string out = absl::StrCat(work, "/host-", i, ".out");
+  std::system(absl::StrCat("mkdir -p '", work, "/host-", i, "'").c_str());
+  std::string cmd = absl::StrCat(
+      "'", absl::GetFlag(FLAGS_kiln_build), "' --context '", work, "/context",
+      "' --secret id=build_token,src='", secret_file, "' --preload '",
+      Absolute(absl::GetFlag(FLAGS_busybox_image)), "' --tag kiln-bench/ref:1 --out '", work,
+      "/host-", i, ".oci.tar' --work-dir '", work, "/host-", i, "' >'", out, "' 2>'", out, ".log'");
+  absl::Time t0 = absl::Now();
+  int rc = std::system(cmd.c_str());
+  HostRun r;
+  r.wall_ms = absl::ToDoubleMilliseconds(absl::Now() - t0);
+  std::ifstream in(out);
+  std::string line;
+  std::getline(in, line);
+  if (rc != 0 || line.rfind("kiln-build: ok", 0) != 0) {
+    return absl::InternalError(absl::StrCat("kiln-build failed (status ", rc, "): ", line, "; log ", out, ".log"));
+  }
+  for (absl::string_view kv : absl::StrSplit(line, ' ')) {
+    std::pair<absl::string_view, absl::string_view> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
+    double v;
+    if (absl::ConsumeSuffix(&p.first, "_ms") && absl::SimpleAtod(p.second, &v)) {
+      r.phases[std::string(p.first)] = v;
+    }
+  }
+  return r;
+}
+
+int Main() {
+  const int runs = absl::GetFlag(FLAGS_runs);
+  for (const auto* f : {&FLAGS_kernel, &FLAGS_initrd, &FLAGS_builder_disk, &FLAGS_busybox_image,
+                        &FLAGS_context, &FLAGS_kiln_build}) {
+    if (absl::GetFlag(*f).empty()) {
+      std::fprintf(stderr, "build_benchmark: --kernel, --initrd, --builder_disk, --busybox_image, "
+                           "--context and --kiln_build are required (bazel run sets them)\n");
+      return 2;
+    }
+  }
+  if (runs < 1) {
+    std::fprintf(stderr, "build_benchmark: --runs must be >= 1\n");
+    return 2;
+  }
+  const std::string work = absl::GetFlag(FLAGS_work_dir);
+  std::system(absl::StrCat("rm -rf '", work, "' && mkdir -p '", work, "'").c_str());
+  // The context as real files: in runfiles every file is a symlink to the source tree, which
+  // a context tar must not carry (the agent refuses links that leave the context).
+  if (std::system(absl::StrCat("cp -rL '", Absolute(absl::GetFlag(FLAGS_context)), "' '", work,
+                               "/context'").c_str()) != 0) {
+    std::fprintf(stderr, "build_benchmark: cannot copy the context %s\n", absl::GetFlag(FLAGS_context).c_str());
+    return 1;
+  }
+  std::string secret = absl::StrCat("kiln-bench-", std::random_device{}(), "-", std::random_device{}());
+  std::string secret_file = work + "/build_token";
+  std::ofstream(secret_file) << secret;
+
+  harness::QemuOptions qopt;
+  absl::StatusOr<harness::Accel> accel = harness::ParseAccel(absl::GetFlag(FLAGS_accel));
+  if (!accel.ok()) {
+    std::fprintf(stderr, "build_benchmark: %s\n", accel.status().ToString().c_str());
+    return 2;
+  }
+  qopt.accel = *accel;
+  harness::BuilderArtifacts art{Absolute(absl::GetFlag(FLAGS_kernel)),
+                                Absolute(absl::GetFlag(FLAGS_initrd)),
+                                Absolute(absl::GetFlag(FLAGS_builder_disk))};
+  auto vmm = harness::QemuVmm::Create(qopt, harness::ProbeArtifacts{art.kernel, art.initrd});
+  if (!vmm.ok()) {
+    std::fprintf(stderr, "build_benchmark: %s\n", vmm.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("build_benchmark: %s\n", (*vmm)->Describe().c_str());
+  harness::VmFactory factory(**vmm, work + "/vms", work + "/logs");
+
+  Samples host_total, vm_total, vm_ready, vm_gone, lockups, vm_rss;
+  std::map<std::string, Samples> host_phase, vm_phase;
+  int failures = 0;
+  for (int i = 0; i < runs; ++i) {
+    absl::StatusOr<HostRun> h = RunHost(work, secret_file, i);
+    if (!h.ok()) {
+      ++failures;
+      std::fprintf(stderr, "build_benchmark: host run %d: %s\n", i, h.status().ToString().c_str());
+    } else {
+      host_total.push_back(h->wall_ms);
+      for (const char* p : kPhases) host_phase[p].push_back(h->phases.count(p) ? h->phases.at(p) : 0);
+      std::printf("  host-%d  %8.0f ms\n", i, h->wall_ms);
+    }
+    std::fflush(stdout);
+
+    harness::BuildRequest job;
+    job.job_id = absl::StrCat("bench-", i);
+    job.context_tar = absl::StrCat(work, "/context.tar");
+    absl::StatusOr<uint64_t> n = harness::WriteDirectoryTar(work + "/context", job.context_tar);
+    if (!n.ok()) {
+      std::fprintf(stderr, "build_benchmark: context: %s\n", n.status().ToString().c_str());
+      return 1;
+    }
+    job.secrets["build_token"] = secret;
+    job.secret_ids = {"build_token"};
+    job.preload = {{"kiln-busybox:1", Absolute(absl::GetFlag(FLAGS_busybox_image))}};
+    job.tag = "kiln-bench/ref:1";
+    job.image_out = absl::StrCat(work, "/vm-", i, ".oci.tar");
+    harness::BuilderVmOptions opt;
+    opt.id = absl::StrCat("bench-builder-", i);
+    opt.memory_mib = absl::GetFlag(FLAGS_memory_mib);
+    harness::BuilderRun run = harness::RunBuilderJobs(factory, art, opt, {job});
+    bool ok = run.status.ok() && run.jobs.size() == 1 && run.jobs[0].result &&
+              run.jobs[0].result->exit_status == 0 && !run.jobs[0].image_path.empty();
+    lockups.push_back(run.lockup_events);
+    if (!ok) {
+      ++failures;
+      std::string why = run.status.ToString();
+      if (run.status.ok() && !run.jobs.empty()) {
+        why = !run.jobs[0].refused.ok() ? run.jobs[0].refused.ToString()
+              : run.jobs[0].result ? absl::StrCat("exit ", run.jobs[0].result->exit_status)
+                                   : "no result";
+      }
+      std::fprintf(stderr, "build_benchmark: VM run %d failed: %s (logs %s)\n", i, why.c_str(),
+                   run.log_dir.c_str());
+      continue;
+    }
+    vm_total.push_back(absl::ToDoubleMilliseconds(run.total));
+    vm_ready.push_back(absl::ToDoubleMilliseconds(run.vmm_start_to_ready));
+    vm_gone.push_back(absl::ToDoubleMilliseconds(run.last_result_to_vm_gone));
+    vm_rss.push_back(static_cast<double>(run.vmm_peak_rss_bytes));
+    for (const char* p : kPhases) vm_phase[p].push_back(static_cast<double>(std::max<int64_t>(0, run.jobs[0].PhaseMs(p))));
+    std::printf("  vm-%d    %8.0f ms  (ready %.0f ms, attempts %d)\n", i, vm_total.back(),
+                vm_ready.back(), run.attempts);
+    std::fflush(stdout);
+  }
+
+  std::vector<Figure> f;
+  f.push_back({.name = "build/host/total", .suite = "build", .kind = "time", .unit = "ms",
+               .samples = host_total, .note = "kiln-build (dockerd+BuildKit on the host), process wall"});
+  f.push_back({.name = "build/vm/total", .suite = "build", .kind = "time", .unit = "ms",
+               .samples = vm_total, .peer = "build/host/total",
+               .note = "builder VM: VMM start to VM gone, one job"});
+  bool paired = host_total.size() == vm_total.size();
+  f.push_back({.name = "build/vm_over_host", .suite = "build", .kind = "ratio", .unit = "x",
+               .gate = true,
+               .samples = paired ? PairRatios(vm_total, host_total)
+                                 : Samples{Ratio(Summarize(vm_total).median, Summarize(host_total).median)},
+               .peer = "build/host/total", .note = paired ? "per alternated pair" : "ratio of medians (a run failed)"});
+  f.push_back({.name = "build/vm/vmm_start_to_agent_ready", .suite = "build", .kind = "time",
+               .unit = "ms", .samples = vm_ready});
+  f.push_back({.name = "build/vm/last_result_to_vm_gone", .suite = "build", .kind = "time",
+               .unit = "ms", .samples = vm_gone});
+  for (const char* p : kPhases) {
+    f.push_back({.name = absl::StrCat("build/host/", p), .suite = "build", .kind = "time",
+                 .unit = "ms", .samples = host_phase[p]});
+    f.push_back({.name = absl::StrCat("build/vm/", p), .suite = "build", .kind = "time",
+                 .unit = "ms", .samples = vm_phase[p], .peer = absl::StrCat("build/host/", p),
+                 .note = "guest-reported phase"});
+    if (host_phase[p].size() == vm_phase[p].size()) {
+      f.push_back({.name = absl::StrCat("build/", p, "_vm_over_host"), .suite = "build",
+                   .kind = "ratio", .unit = "x", .gate = true,
+                   .samples = PairRatios(vm_phase[p], host_phase[p]),
+                   .peer = absl::StrCat("build/host/", p)});
+    }
+  }
+  f.push_back({.name = "build/vm/lockup_events", .suite = "build", .kind = "count", .unit = "events",
+               .samples = lockups, .note = "guests cut off (soft lockup/panic/stall) and retried; not gated (random, platform notes)"});
+
+  std::printf("\n%s", FormatFigures(f).c_str());
+  if (!absl::GetFlag(FLAGS_json_out).empty()) {
+    nlohmann::json doc;
+    doc["figures"] = nlohmann::json::array();
+    for (const Figure& x : f) doc["figures"].push_back(FigureToJson(x));
+    std::map<std::string, std::string> dims = {{"vmm", "qemu"},
+                                               {"accel", harness::AccelName((*vmm)->options().accel)},
+                                               {"memory_mib", absl::StrCat(absl::GetFlag(FLAGS_memory_mib))},
+                                               {"example", "agent/runner/examples/reference"}};
+    doc["records"] = {Record("build.host.total", dims, "ms", host_total),
+                      Record("build.vm.total", dims, "ms", vm_total),
+                      Record("build.vm.vmm_peak_rss", dims, "bytes", vm_rss)};
+    std::ofstream(absl::GetFlag(FLAGS_json_out)) << doc.dump(2) << "\n";
+  }
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace kiln::bench
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "the reference secret build in a builder VM vs dockerd on the host: bazel run "
+      "//benchmarks:build_benchmark -- [--runs=N] [--json_out=F]");
+  absl::ParseCommandLine(argc, argv);
+  return kiln::bench::Main();
+}
