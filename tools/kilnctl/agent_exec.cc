@@ -1,0 +1,115 @@
+// File: tools/kilnctl/agent_exec.cc
+#include "tools/kilnctl/agent_exec.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+#include <variant>
+
+#include "absl/strings/str_cat.h"
+#include "agent/protocol/stream.h"
+#include "agent/transport.h"
+#include "third_party/absl_ext/posix_error.h"
+#include "third_party/absl_ext/status_macros.h"
+
+namespace kiln::kilnctl {
+namespace {
+
+using agent::Frame;
+using agent::FrameType;
+
+// Writes each chunk straight to a host fd (live output).
+class FdSink : public agent::StreamSink {
+ public:
+  explicit FdSink(int fd) : fd_(fd) {}
+  absl::Status Write(absl::string_view bytes) override {
+    while (!bytes.empty()) {
+      ssize_t n = ::write(fd_, bytes.data(), bytes.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return PosixError(errno, "write", absl::StrCat("fd ", fd_));
+      }
+      bytes.remove_prefix(static_cast<size_t>(n));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  int fd_;
+};
+
+absl::Status Prefix(const std::string& p, const absl::Status& s) {
+  return absl::Status(s.code(), absl::StrCat(p, ": ", s.message()));
+}
+
+}  // namespace
+
+absl::StatusOr<agent::ExecResult> ExecOnConnection(agent::Connection& conn,
+                                                   const ExecRequest& req, int out_fd,
+                                                   int err_fd) {
+  if (req.argv.empty() || req.argv[0].empty()) {
+    return absl::InvalidArgumentError("exec: no command given");
+  }
+  agent::Exec e{req.argv, req.env, req.cwd, 0, req.deadline_ms};
+  RETURN_IF_ERROR(agent::Validate(agent::Message(e)));
+  RETURN_IF_ERROR(conn.Send(e, req.connect_timeout_ms));
+  agent::StreamReceiver rx;
+  FdSink out(out_fd), err(err_fd);
+  while (true) {
+    ASSIGN_OR_RETURN(Frame f, conn.ReadFrame(req.io_timeout_ms));
+    if (f.type == static_cast<uint8_t>(FrameType::kChunk) ||
+        f.type == static_cast<uint8_t>(FrameType::kStreamEnd)) {
+      RETURN_IF_ERROR(rx.OnFrame(f));
+      continue;
+    }
+    ASSIGN_OR_RETURN(agent::Message m, agent::DecodeMessage(f));
+    if (auto* s = std::get_if<agent::ExecStarted>(&m)) {
+      RETURN_IF_ERROR(rx.Expect(s->stdout_stream, UINT64_MAX, &out));
+      RETURN_IF_ERROR(rx.Expect(s->stderr_stream, UINT64_MAX, &err));
+    } else if (auto* r = std::get_if<agent::ExecResult>(&m)) {
+      return *r;
+    } else if (auto* em = std::get_if<agent::ErrorMessage>(&m)) {
+      return agent::ToStatus(*em);
+    } else {
+      return absl::FailedPreconditionError(
+          absl::StrCat("exec: unexpected ", agent::MessageName(m), " from the agent"));
+    }
+  }
+}
+
+absl::StatusOr<agent::ExecResult> ExecOverChannel(const std::string& socket_path,
+                                                  const ExecRequest& req, int out_fd,
+                                                  int err_fd) {
+  absl::StatusOr<std::unique_ptr<agent::FdStream>> stream =
+      agent::ConnectUnix(socket_path, req.connect_timeout_ms);
+  if (!stream.ok()) return Prefix(socket_path, stream.status());
+  agent::Connection conn(stream->get());
+  absl::StatusOr<agent::Ready> ready =
+      agent::HostHandshake(conn, "kilnctl 0.1", req.connect_timeout_ms);
+  if (!ready.ok()) return Prefix(absl::StrCat(socket_path, ": handshake"), ready.status());
+  absl::StatusOr<agent::ExecResult> r = ExecOnConnection(conn, req, out_fd, err_fd);
+  (void)(*stream)->Close();
+  if (!r.ok()) return Prefix(absl::StrCat(socket_path, ": exec"), r.status());
+  return r;
+}
+
+absl::Status AgentPowerOff(const std::string& socket_path, int timeout_ms) {
+  ASSIGN_OR_RETURN(std::unique_ptr<agent::FdStream> stream,
+                   agent::ConnectUnix(socket_path, timeout_ms));
+  agent::Connection conn(stream.get());
+  ASSIGN_OR_RETURN(agent::Ready ready, agent::HostHandshake(conn, "kilnctl 0.1", timeout_ms));
+  (void)ready;
+  agent::Exec e{{"/bin/sh", "-c",
+                 "sync; poweroff -f || busybox poweroff -f || echo o > /proc/sysrq-trigger"},
+                {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
+                "",
+                0,
+                0};
+  RETURN_IF_ERROR(conn.Send(e, timeout_ms));
+  // Give the guest a moment; the reply (if any) does not matter.
+  (void)conn.ReadFrame(std::min(timeout_ms, 2000));
+  (void)stream->Close();
+  return absl::OkStatus();
+}
+
+}  // namespace kiln::kilnctl

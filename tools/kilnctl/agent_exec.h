@@ -1,0 +1,60 @@
+// File: tools/kilnctl/agent_exec.h
+// -----------------------------------------------------------------------------
+//
+// The host side of the agent's Exec request (agent/PROTOCOL.md section 5) for a kept builder:
+// connect to the builder's channel socket (the QEMU virtio-serial chardev's unix socket),
+// Hello/Ready, send Exec, stream the command's stdout/stderr to host fds as the Chunk frames
+// arrive, return its ExecResult. Also the clean power-off `kilnctl builders rm` asks first.
+//
+// Example:
+//
+//   ExecRequest req{.argv = {"cat", "/proc/self/mountinfo"}};
+//   ASSIGN_OR_RETURN(agent::ExecResult r, ExecOverChannel("/w/b1/agent.sock", req, 1, 2));
+//   return r.exit_code;
+#ifndef KILN_TOOLS_KILNCTL_AGENT_EXEC_H_
+#define KILN_TOOLS_KILNCTL_AGENT_EXEC_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "agent/connection.h"
+#include "agent/protocol/messages.h"
+
+namespace kiln::kilnctl {
+
+// ExecRequest: one command in the guest.
+struct ExecRequest {
+  std::vector<std::string> argv;  // argv[0] looked up by the agent (execvp)
+  std::vector<std::string> env;   // KEY=VALUE; empty: the agent's environment
+  std::string cwd;                // "": /
+  uint64_t deadline_ms = 0;       // the agent kills the command after this long; 0: none
+  int connect_timeout_ms = 5000;  // connect + handshake
+  int io_timeout_ms = 3600000;    // longest wait for one frame (a quiet command)
+};
+
+// ExecOnConnection(conn, req, out_fd, err_fd): Exec on a handshaken connection; writes the
+// command's stdout to out_fd and stderr to err_fd as chunks arrive. Returns the ExecResult
+// (exit_code 127 + error if the agent could not start it). Errors: InvalidArgument for an
+// empty argv or a NUL byte; the agent's Error reply as a status; the connection's errors
+// (Unavailable if the channel closed, DeadlineExceeded); errno codes writing the fds.
+absl::StatusOr<agent::ExecResult> ExecOnConnection(agent::Connection& conn,
+                                                   const ExecRequest& req, int out_fd,
+                                                   int err_fd);
+
+// ExecOverChannel(socket_path, req, out_fd, err_fd): ConnectUnix + HostHandshake +
+// ExecOnConnection, then closes the channel. Errors: those, prefixed with the socket path.
+absl::StatusOr<agent::ExecResult> ExecOverChannel(const std::string& socket_path,
+                                                  const ExecRequest& req, int out_fd,
+                                                  int err_fd);
+
+// AgentPowerOff(socket_path, timeout_ms): asks the guest to power off through the agent:
+// Exec of `sync; poweroff -f` (busybox or util-linux), falling back to
+// `echo o > /proc/sysrq-trigger`. The reply may never come (the guest is gone): OkStatus once
+// the request was sent. Errors: the connection's (the agent is unreachable).
+absl::Status AgentPowerOff(const std::string& socket_path, int timeout_ms);
+
+}  // namespace kiln::kilnctl
+
+#endif  // KILN_TOOLS_KILNCTL_AGENT_EXEC_H_

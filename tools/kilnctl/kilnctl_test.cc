@@ -1,0 +1,252 @@
+// File: tools/kilnctl/kilnctl_test.cc
+// The kilnctl binary end to end against a temp state dir: `sleep` is the VMM, and the real
+// agent session (agent/server.h) serves a unix socket that stands in for the VM's channel
+// (as QEMU's virtio-serial chardev socket does). The power-off request of `rm` is never sent
+// to that agent (it would run on this host): rm is tested against a channel whose "agent"
+// hangs up, so the SIGTERM path is exercised.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "agent/server.h"
+#include "agent/transport.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "harness/keep_store.h"
+#include "third_party/absl_ext/status_matchers.h"
+
+namespace {
+
+using ::kiln::harness::KeepRecord;
+using ::kiln::harness::KeepStore;
+using ::testing::HasSubstr;
+
+std::string g_kilnctl;
+
+struct CliRun {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string Slurp(const std::string& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+int Listen(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  snprintf(a.sun_path, sizeof(a.sun_path), "%s", path.c_str());
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << path;
+  EXPECT_EQ(::listen(fd, 4), 0);
+  return fd;
+}
+
+class KilnctlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/kilnctl-test-XXXXXX";
+    root_ = ::mkdtemp(tmpl);
+    state_ = root_ + "/state";
+  }
+  void TearDown() override {
+    stop_ = true;
+    for (int fd : listeners_) ::shutdown(fd, SHUT_RDWR);
+    for (auto& t : threads_) t.join();
+    for (int fd : listeners_) ::close(fd);
+    for (pid_t p : vmms_) {
+      ::kill(-p, SIGKILL);
+      ::waitpid(p, nullptr, 0);
+    }
+    std::filesystem::remove_all(root_);
+  }
+
+  // A kept builder: sleep as the VMM; serve = true: the real agent session on its socket;
+  // false: an "agent" that accepts and hangs up.
+  KeepRecord AddBuilder(const std::string& id, bool serve, absl::Duration age = absl::ZeroDuration()) {
+    KeepRecord r;
+    r.id = id;
+    r.vmm = "qemu";
+    pid_t p = ::fork();
+    if (p == 0) {
+      ::setpgid(0, 0);
+      ::execl("/bin/sleep", "sleep", "1000", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::setpgid(p, p);
+    vmms_.push_back(p);
+    r.vmm_process = *kiln::harness::IdentifyProcess(p);
+    r.work_dir = root_ + "/work/" + id;
+    std::filesystem::create_directories(r.work_dir);
+    r.channel_socket = r.work_dir + "/agent.sock";
+    r.serial_log = r.work_dir + "/serial.log";
+    std::ofstream(r.serial_log) << "KILN-INIT: ready\nkiln-agent: job fail-1: RUN exit 1\n";
+    r.job_summary = "job fail-1";
+    r.failure = "build: RUN false: exit 1";
+    r.created = absl::Now() - age;
+    r.expires = r.created + absl::Minutes(30);
+    int lfd = Listen(r.channel_socket);
+    listeners_.push_back(lfd);
+    threads_.emplace_back([this, lfd, serve] {
+      while (!stop_) {
+        int c = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c < 0) return;
+        if (!serve) {
+          ::close(c);
+          continue;
+        }
+        kiln::agent::FdStream s(c, "test channel");
+        kiln::agent::Connection conn(&s);
+        kiln::agent::AgentOptions o;
+        o.work_dir = root_ + "/agent-work";
+        kiln::agent::AgentSession session(&conn, o);
+        (void)session.Serve();
+      }
+    });
+    EXPECT_OK(KeepStore(state_).Put(r));
+    return r;
+  }
+
+  CliRun Kilnctl(std::vector<std::string> args) {
+    std::string out = root_ + "/out", err = root_ + "/err";
+    pid_t p = ::fork();
+    if (p == 0) {
+      int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(o, 1);
+      ::dup2(e, 2);
+      std::vector<std::string> full = {g_kilnctl, "--state_dir=" + state_};
+      full.insert(full.end(), args.begin(), args.end());
+      std::vector<char*> av;
+      for (auto& a : full) av.push_back(a.data());
+      av.push_back(nullptr);
+      ::execv(av[0], av.data());
+      ::_exit(99);
+    }
+    int st = 0;
+    ::waitpid(p, &st, 0);
+    CliRun r;
+    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 1000 + WTERMSIG(st);
+    r.out = Slurp(out);
+    r.err = Slurp(err);
+    return r;
+  }
+
+  std::string root_, state_;
+  std::vector<pid_t> vmms_;
+  std::vector<int> listeners_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stop_{false};
+};
+
+TEST_F(KilnctlTest, HelpAndUsageErrors) {
+  CliRun h = Kilnctl({"--help"});
+  EXPECT_EQ(h.code, 0);
+  EXPECT_THAT(h.out, HasSubstr("exit codes:"));
+  EXPECT_EQ(Kilnctl({}).code, 2);
+  CliRun u = Kilnctl({"builders", "frob"});
+  EXPECT_EQ(u.code, 2);
+  EXPECT_THAT(u.err, HasSubstr("unknown builders subcommand \"frob\""));
+  CliRun nodash = Kilnctl({"builders", "exec", "b1", "ls"});
+  EXPECT_EQ(nodash.code, 2);
+  EXPECT_THAT(nodash.err, HasSubstr("after `--`"));
+  EXPECT_EQ(Kilnctl({"builders", "logs"}).code, 2);
+  EXPECT_EQ(Kilnctl({"builders", "logs", "../x"}).code, 2);
+}
+
+TEST_F(KilnctlTest, UnknownIdIsNotFound) {
+  CliRun r = Kilnctl({"builders", "logs", "nope"});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_THAT(r.err, HasSubstr("no kept builder \"nope\""));
+  EXPECT_EQ(Kilnctl({"builders", "rm", "nope"}).code, 3);
+  EXPECT_EQ(Kilnctl({"builders", "exec", "nope", "--", "true"}).code, 125);
+}
+
+TEST_F(KilnctlTest, ListLogsExecThroughTheAgent) {
+  AddBuilder("b1", /*serve=*/true);
+  CliRun l = Kilnctl({"builders", "list"});
+  EXPECT_EQ(l.code, 0);
+  EXPECT_THAT(l.out, HasSubstr("b1"));
+  EXPECT_THAT(l.out, HasSubstr("build: RUN false: exit 1"));
+  CliRun j = Kilnctl({"builders", "list", "--json"});
+  EXPECT_THAT(j.out, HasSubstr("\"channel_socket\""));
+  CliRun g = Kilnctl({"builders", "logs", "b1"});
+  EXPECT_EQ(g.code, 0);
+  EXPECT_EQ(g.out, "KILN-INIT: ready\nkiln-agent: job fail-1: RUN exit 1\n");
+  CliRun e = Kilnctl({"builders", "exec", "b1", "--", "/bin/sh", "-c", "echo out; echo err >&2; exit 7"});
+  EXPECT_EQ(e.code, 7);
+  EXPECT_EQ(e.out, "out\n");
+  EXPECT_EQ(e.err, "err\n");
+  CliRun missing = Kilnctl({"builders", "exec", "b1", "--", "/no/such/program"});
+  EXPECT_EQ(missing.code, 127);
+  CliRun sig = Kilnctl({"builders", "exec", "b1", "--", "/bin/sh", "-c", "kill -9 $$"});
+  EXPECT_EQ(sig.code, 128 + 9);
+}
+
+TEST_F(KilnctlTest, ExpiredBuilderGetsAClearErrorAndGcReapsIt) {
+  KeepRecord r = AddBuilder("old", /*serve=*/false, absl::Minutes(31));
+  CliRun g = Kilnctl({"builders", "logs", "old"});
+  EXPECT_EQ(g.code, 4);
+  EXPECT_THAT(g.err, HasSubstr("expired at"));
+  EXPECT_EQ(Kilnctl({"builders", "exec", "old", "--", "true"}).code, 125);
+  CliRun gc = Kilnctl({"builders", "gc", "--grace_s=0", "--connect_timeout_ms=200"});
+  EXPECT_EQ(gc.code, 0);
+  EXPECT_THAT(gc.out, HasSubstr("reaped old (expired)"));
+  int st = 0;
+  ASSERT_EQ(::waitpid(r.vmm_process.pid, &st, 0), r.vmm_process.pid);
+  vmms_.clear();
+  EXPECT_TRUE(WIFSIGNALED(st));
+  EXPECT_FALSE(std::filesystem::exists(r.work_dir));
+  EXPECT_THAT(Kilnctl({"builders", "gc"}).out, HasSubstr("nothing to reap"));
+}
+
+TEST_F(KilnctlTest, RmStopsTheVmmAndRemovesItsFiles) {
+  KeepRecord r = AddBuilder("b2", /*serve=*/false);
+  CliRun rm = Kilnctl({"builders", "rm", "b2", "--grace_s=1", "--connect_timeout_ms=500"});
+  EXPECT_EQ(rm.code, 0) << rm.err;
+  EXPECT_THAT(rm.out, HasSubstr("removed b2"));
+  int st = 0;
+  ASSERT_EQ(::waitpid(r.vmm_process.pid, &st, 0), r.vmm_process.pid);
+  vmms_.clear();
+  EXPECT_TRUE(WIFSIGNALED(st));
+  EXPECT_EQ(WTERMSIG(st), SIGTERM);
+  EXPECT_FALSE(std::filesystem::exists(r.channel_socket));
+  EXPECT_FALSE(std::filesystem::exists(r.work_dir));
+  EXPECT_EQ(Kilnctl({"builders", "logs", "b2"}).code, 3);
+}
+
+TEST_F(KilnctlTest, DeadVmIsCleanedOnList) {
+  KeepRecord r = AddBuilder("gone", /*serve=*/false);
+  ::kill(-r.vmm_process.pid, SIGKILL);
+  ::waitpid(r.vmm_process.pid, nullptr, 0);
+  vmms_.clear();
+  CliRun l = Kilnctl({"builders", "list"});
+  EXPECT_EQ(l.code, 0);
+  EXPECT_THAT(l.err, HasSubstr("cleaned gone"));
+  EXPECT_THAT(l.out, HasSubstr("no kept builders"));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  if (argc < 2) {
+    fprintf(stderr, "usage: kilnctl_test <path to kilnctl>\n");
+    return 2;
+  }
+  g_kilnctl = std::filesystem::absolute(argv[1]);
+  return RUN_ALL_TESTS();
+}
