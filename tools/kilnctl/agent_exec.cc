@@ -100,7 +100,7 @@ absl::Status AgentPowerOff(const std::string& socket_path, int timeout_ms) {
   ASSIGN_OR_RETURN(agent::Ready ready, agent::HostHandshake(conn, "kilnctl 0.1", timeout_ms));
   (void)ready;
   agent::Exec e{{"/bin/sh", "-c",
-                 "sync; poweroff -f || busybox poweroff -f || echo o > /proc/sysrq-trigger"},
+                 "sync; kill -TERM $PPID; sleep 3; poweroff -f || echo o > /proc/sysrq-trigger"},
                 {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
                 "",
                 0,

@@ -50,8 +50,8 @@ absl::StatusOr<agent::ExecResult> ExecOverChannel(const std::string& socket_path
                                                   int err_fd);
 
 // AgentPowerOff(socket_path, timeout_ms): asks the guest to power off through the agent:
-// Exec of `sync; poweroff -f` (busybox or util-linux), falling back to
-// `echo o > /proc/sysrq-trigger`. The reply may never come (the guest is gone): OkStatus once
+// Exec of `sync; kill -TERM $PPID` (the agent is init's program: when it exits, kiln init
+// powers the guest off), then `poweroff -f`, then `echo o > /proc/sysrq-trigger` as fallbacks. The reply may never come (the guest is gone): OkStatus once
 // the request was sent. Errors: the connection's (the agent is unreachable).
 absl::Status AgentPowerOff(const std::string& socket_path, int timeout_ms);
 

@@ -28,7 +28,7 @@ ABSL_FLAG(bool, follow, false, "logs: keep printing new serial output until the 
 ABSL_FLAG(bool, json, false, "list: print the records as a JSON array");
 ABSL_FLAG(int, max_kept, -1, "gc: also reap the oldest kept builders over this many (-1: no cap)");
 ABSL_FLAG(int, timeout_s, 0, "exec: the agent kills the command after this many seconds (0: none)");
-ABSL_FLAG(int, connect_timeout_ms, 5000, "exec/rm: connect + handshake timeout to the agent");
+ABSL_FLAG(int, connect_timeout_ms, 30000, "exec/rm: connect + handshake timeout to the agent");
 ABSL_FLAG(int, grace_s, 10, "rm/gc: how long the guest may take to power off before SIGTERM");
 
 namespace {
