@@ -1,15 +1,28 @@
 // File: harness/verify.cc
-// //harness:verify: boots kiln's cgroup scenarios (harness/scenarios.h) in real VMs and prints
-// a short report: kernel, VMM, machine, accel (and why), and each check with PASS/FAIL and its
-// duration. Exit status 0 if every check passed, 1 if any failed, 2 on a usage/setup error.
+// //harness:verify, kiln's main job: boots real VMs and proves the builder works.
+//
+//   suite cgroup   the cgroup scenarios (harness/scenarios.h): cgroup2 rw / ro / off (negative
+//                  control) / a bad kiln.* value, in VMs booted from the cgroup test root;
+//   suite builder  the builder scenarios (harness/builder_scenarios.h): builder VMs booted from
+//                  the builder disk run real BuildKit builds with secrets sent by the host over
+//                  the agent's channel; leak scans of the image and logs; refusals; cgroup=off.
+//
+// Prints a report: kernel, VMM (and why it was chosen), machine/accel, each check PASS/FAIL
+// with its duration, the builder phase timings. Exit status 0 if every check passed, 1 if any
+// failed, 2 on a usage or setup error (e.g. --vmm=cloud-hypervisor where it cannot run).
 //
 //   bazel run //harness:verify
-//   bazel run //harness:verify -- --scenarios=cgroup-rw,cgroup-off --machine=microvm
+//   bazel run //harness:verify -- --suites=cgroup --scenarios=cgroup-rw,cgroup-off
+//   bazel run //harness:verify -- --vmm=cloud-hypervisor      (fails fast without CH + KVM)
 #include <stdlib.h>
+#include <sys/stat.h>
+
+#include <cerrno>
 
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -20,44 +33,108 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "harness/builder_scenarios.h"
 #include "harness/qemu.h"
 #include "harness/runner.h"
 #include "harness/scenarios.h"
+#include "harness/vmm_select.h"
 
 ABSL_FLAG(std::string, kernel, "", "guest kernel, a PVH vmlinux (default: //images:vmlinux)");
 ABSL_FLAG(std::string, initrd, "", "kiln initrd (default: //images:initrd)");
 ABSL_FLAG(std::string, root_disk, "",
-          "ext4 test root disk (default: //images/rootfs:testroot_disk)");
+          "ext4 cgroup test root disk (default: //images/rootfs:testroot_disk)");
+ABSL_FLAG(std::string, builder_disk, "",
+          "ext4 builder root disk with the agent (default: //images/rootfs:builder_disk)");
+ABSL_FLAG(std::string, busybox_image, "",
+          "docker-archive base image the builds preload (default: //harness:busybox_image)");
+ABSL_FLAG(std::string, examples_readme, "",
+          "agent/runner/examples/README.md; locates the example Dockerfiles");
+ABSL_FLAG(std::string, suites, "cgroup,builder", "comma-separated suites: cgroup, builder");
+ABSL_FLAG(std::string, vmm, "auto",
+          "VMM: auto (Cloud Hypervisor if its binary and usable KVM exist, else QEMU), "
+          "cloud-hypervisor or qemu");
+ABSL_FLAG(std::string, ch_binary, "cloud-hypervisor", "Cloud Hypervisor executable");
 ABSL_FLAG(std::string, machine, "q35", "QEMU machine: q35 or microvm");
 ABSL_FLAG(std::string, accel, "auto",
-          "accel: auto (KVM only where vmx/svm, /dev/kvm and a probe boot work), kvm or tcg");
-ABSL_FLAG(std::string, scenarios, "", "comma-separated scenario names (default: all)");
+          "QEMU accel: auto (KVM only where vmx/svm, /dev/kvm and a probe boot work), kvm or tcg");
+ABSL_FLAG(std::string, scenarios, "", "comma-separated cgroup scenario names (default: all)");
 ABSL_FLAG(std::string, log_dir, "",
           "where VM work dirs and serial logs go (default: $TEST_UNDECLARED_OUTPUTS_DIR, else "
           "a new /tmp/kiln-verify-XXXXXX)");
 ABSL_FLAG(int, vcpus, 2, "vCPUs per VM");
-ABSL_FLAG(int, memory_mib, 512, "guest memory per VM, MiB");
-ABSL_FLAG(int, deadline_s, 180, "deadline per VM, seconds");
+ABSL_FLAG(int, memory_mib, 512, "guest memory per cgroup VM, MiB");
+ABSL_FLAG(int, builder_memory_mib, 1024, "guest memory per builder VM, MiB");
+ABSL_FLAG(int, deadline_s, 180, "deadline per cgroup VM, seconds");
 
 namespace kiln::harness {
 namespace {
 
+std::string Dirname(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+// Absolute(path): `path` made absolute (bazel run's cwd is the runfiles tree; VMMs run in their
+// own work directories).
+std::string Absolute(const std::string& path) {
+  if (path.empty()) return path;
+  char* real = realpath(path.c_str(), nullptr);
+  if (real == nullptr) return path;
+  std::string out(real);
+  free(real);
+  return out;
+}
+
+struct CgroupReport {
+  std::vector<ScenarioOutcome> outcomes;
+  std::vector<std::string> titles;
+};
+
 int Main() {
-  Artifacts artifacts{absl::GetFlag(FLAGS_kernel), absl::GetFlag(FLAGS_initrd),
-                      absl::GetFlag(FLAGS_root_disk)};
-  if (absl::Status s = ValidateArtifacts(artifacts); !s.ok()) {
-    std::cerr << "verify: " << s.message() << "\n(pass --kernel, --initrd, --root_disk; see --help)\n";
+  std::set<std::string> suites;
+  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_suites), ',', absl::SkipEmpty())) {
+    if (s != "cgroup" && s != "builder") {
+      std::cerr << "verify: unknown suite \"" << s << "\" (want cgroup, builder)\n";
+      return 2;
+    }
+    suites.insert(std::string(s));
+  }
+  if (suites.empty()) {
+    std::cerr << "verify: --suites is empty\n";
     return 2;
   }
-  QemuOptions options;
+  const bool run_cgroup = suites.count("cgroup") > 0;
+  const bool run_builder = suites.count("builder") > 0;
+
+  Artifacts artifacts{Absolute(absl::GetFlag(FLAGS_kernel)), Absolute(absl::GetFlag(FLAGS_initrd)),
+                      Absolute(absl::GetFlag(FLAGS_root_disk))};
+  if (run_cgroup) {
+    if (absl::Status s = ValidateArtifacts(artifacts); !s.ok()) {
+      std::cerr << "verify: " << s.message()
+                << "\n(pass --kernel, --initrd, --root_disk; see --help)\n";
+      return 2;
+    }
+  }
+  BuilderScenarioInputs builder_in;
+  builder_in.artifacts = {artifacts.kernel, artifacts.initrd,
+                          Absolute(absl::GetFlag(FLAGS_builder_disk))};
+  builder_in.busybox_image = Absolute(absl::GetFlag(FLAGS_busybox_image));
+  builder_in.examples_dir = Dirname(Absolute(absl::GetFlag(FLAGS_examples_readme)));
+  builder_in.vm.vcpus = absl::GetFlag(FLAGS_vcpus);
+  builder_in.vm.memory_mib = absl::GetFlag(FLAGS_builder_memory_mib);
+
+  QemuOptions qemu;
   absl::StatusOr<Machine> machine = ParseMachine(absl::GetFlag(FLAGS_machine));
   absl::StatusOr<Accel> accel = ParseAccel(absl::GetFlag(FLAGS_accel));
-  if (!machine.ok() || !accel.ok()) {
-    std::cerr << "verify: " << (machine.ok() ? accel.status() : machine.status()).message() << "\n";
-    return 2;
+  absl::StatusOr<VmmKind> vmm_kind = ParseVmmKind(absl::GetFlag(FLAGS_vmm));
+  for (const absl::Status& s : {machine.status(), accel.status(), vmm_kind.status()}) {
+    if (!s.ok()) {
+      std::cerr << "verify: " << s.message() << "\n";
+      return 2;
+    }
   }
-  options.machine = *machine;
-  options.accel = *accel;
+  qemu.machine = *machine;
+  qemu.accel = *accel;
 
   std::vector<Scenario> scenarios;
   if (absl::GetFlag(FLAGS_scenarios).empty()) {
@@ -83,67 +160,118 @@ int Main() {
     }
     dir = tmpl;
   }
+  builder_in.work_dir = dir + "/builder-work";
+  if (run_builder) {
+    if (mkdir(builder_in.work_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+      std::perror(("verify: mkdir " + builder_in.work_dir).c_str());
+      return 2;
+    }
+    if (absl::Status s = ValidateBuilderScenarioInputs(builder_in); !s.ok()) {
+      std::cerr << "verify: " << s.message()
+                << "\n(pass --builder_disk, --busybox_image, --examples_readme; see --help)\n";
+      return 2;
+    }
+  }
 
-  std::cerr << "verify: resolving accel (" << AccelName(options.accel) << ") ...\n";
-  absl::StatusOr<std::unique_ptr<QemuVmm>> vmm =
-      QemuVmm::Create(options, ProbeArtifacts{artifacts.kernel, artifacts.initrd});
+  std::cerr << "verify: choosing the VMM (--vmm=" << VmmKindName(*vmm_kind) << ") ...\n";
+  absl::StatusOr<SelectedVmm> vmm =
+      MakeVmm({.kind = *vmm_kind,
+               .ch_binary = absl::GetFlag(FLAGS_ch_binary),
+               .qemu = qemu,
+               .probe = ProbeArtifacts{artifacts.kernel, artifacts.initrd}});
   if (!vmm.ok()) {
     std::cerr << "verify: " << vmm.status().message() << "\n";
     return 2;
   }
-  ScenarioVmOptions vm_options;
-  vm_options.vcpus = absl::GetFlag(FLAGS_vcpus);
-  vm_options.memory_mib = absl::GetFlag(FLAGS_memory_mib);
-  vm_options.deadline = absl::Seconds(absl::GetFlag(FLAGS_deadline_s));
+  std::cerr << "verify: " << vmm->vmm->Describe() << " (" << vmm->reason << ")\n";
 
-  VmFactory factory(**vmm, dir + "/work", dir + "/logs");
-  std::vector<ScenarioOutcome> outcomes;
-  for (size_t i = 0; i < scenarios.size(); ++i) {
-    std::cerr << absl::StrFormat("verify: [%d/%d] booting %s ...\n", i + 1, scenarios.size(),
-                                 scenarios[i].name);
-    outcomes.push_back(RunScenario(factory, scenarios[i], artifacts, vm_options));
-    const ScenarioOutcome& o = outcomes.back();
-    std::cerr << absl::StrFormat("verify: [%d/%d] %s %s in %d ms%s\n", i + 1, scenarios.size(),
-                                 o.name, o.status.ok() ? "passed" : "FAILED",
-                                 absl::ToInt64Milliseconds(o.duration),
-                                 o.attempts > 1 ? " (retried once)" : "");
-  }
-  factory.KillAll();
-
-  std::string kernel_version;
+  // --- the cgroup suite ---
+  CgroupReport cgroup;
   int64_t peak_rss = 0;
-  for (const ScenarioOutcome& o : outcomes) {
-    if (kernel_version.empty()) kernel_version = o.kernel_version;
-    peak_rss = std::max(peak_rss, o.vmm_peak_rss_bytes);
-  }
-  int failed = 0;
-  std::cout << "\nkiln verify: cgroup scenarios\n";
-  std::cout << "  kernel   " << (kernel_version.empty() ? "?" : kernel_version) << "  ("
-            << artifacts.kernel << ")\n";
-  std::cout << "  VMM      QEMU " << (*vmm)->version() << ", peak RSS "
-            << (peak_rss > 0 ? absl::StrCat(peak_rss / (1024 * 1024), " MiB") : "n/a") << "\n";
-  std::cout << "  machine  " << MachineName((*vmm)->options().machine) << ", "
-            << vm_options.vcpus << " vCPUs, " << vm_options.memory_mib << " MiB\n";
-  std::cout << "  accel    " << AccelName((*vmm)->options().accel) << " ("
-            << (*vmm)->accel_reason() << ")\n";
-  std::cout << "  logs     " << dir << "/logs/<vm-id>/serial.log\n\n";
-  for (size_t i = 0; i < outcomes.size(); ++i) {
-    const ScenarioOutcome& o = outcomes[i];
-    if (!o.status.ok()) ++failed;
-    std::cout << absl::StrFormat("  %-4s  %-17s %7d ms  %s\n", o.status.ok() ? "PASS" : "FAIL",
-                                 o.name, absl::ToInt64Milliseconds(o.duration),
-                                 o.status.ok() ? o.summary : scenarios[i].title);
-    if (!o.retry_reason.empty()) {
-      std::cout << "        retried once after: " << o.retry_reason << "\n";
+  std::string kernel_version;
+  if (run_cgroup) {
+    ScenarioVmOptions vm_options;
+    vm_options.vcpus = absl::GetFlag(FLAGS_vcpus);
+    vm_options.memory_mib = absl::GetFlag(FLAGS_memory_mib);
+    vm_options.deadline = absl::Seconds(absl::GetFlag(FLAGS_deadline_s));
+    VmFactory factory(*vmm->vmm, dir + "/work", dir + "/logs");
+    for (size_t i = 0; i < scenarios.size(); ++i) {
+      std::cerr << absl::StrFormat("verify: cgroup [%d/%d] booting %s ...\n", i + 1,
+                                   scenarios.size(), scenarios[i].name);
+      cgroup.outcomes.push_back(RunScenario(factory, scenarios[i], artifacts, vm_options));
+      cgroup.titles.push_back(scenarios[i].title);
+      const ScenarioOutcome& o = cgroup.outcomes.back();
+      std::cerr << absl::StrFormat("verify: cgroup [%d/%d] %s %s in %d ms%s\n", i + 1,
+                                   scenarios.size(), o.name, o.status.ok() ? "passed" : "FAILED",
+                                   absl::ToInt64Milliseconds(o.duration),
+                                   o.attempts > 1 ? " (retried once)" : "");
+      if (kernel_version.empty()) kernel_version = o.kernel_version;
+      peak_rss = std::max(peak_rss, o.vmm_peak_rss_bytes);
     }
-    if (!o.status.ok()) {
-      for (absl::string_view line : absl::StrSplit(o.status.message(), '\n')) {
-        std::cout << "        | " << line << "\n";
+    factory.KillAll();
+  }
+
+  // --- the builder suite ---
+  std::vector<BuilderGroupOutcome> groups;
+  if (run_builder) {
+    VmFactory factory(*vmm->vmm, dir + "/builder-vms", dir + "/logs");
+    const std::vector<BuilderGroup>& all = BuilderGroups();
+    for (size_t i = 0; i < all.size(); ++i) {
+      std::cerr << absl::StrFormat("verify: builder [%d/%d] booting builder VM %s ...\n", i + 1,
+                                   all.size(), all[i].name);
+      groups.push_back(RunBuilderGroup(factory, all[i], builder_in));
+      std::cerr << absl::StrFormat("verify: builder [%d/%d] %s %s\n", i + 1, all.size(),
+                                   all[i].name, groups.back().AllPassed() ? "passed" : "FAILED");
+    }
+    factory.KillAll();
+  }
+
+  // --- the report ---
+  int checks = 0, failed = 0;
+  std::cout << "\nkiln verify\n";
+  std::cout << "  kernel   " << (kernel_version.empty() ? "(see serial logs)" : kernel_version)
+            << "  (" << artifacts.kernel << ")\n";
+  std::cout << "  VMM      " << vmm->vmm->Describe() << "\n";
+  std::cout << "           chosen: " << vmm->reason << "\n";
+  if (peak_rss > 0) {
+    std::cout << "  cgroup VMs: " << absl::GetFlag(FLAGS_vcpus) << " vCPUs, "
+              << absl::GetFlag(FLAGS_memory_mib) << " MiB, VMM peak RSS "
+              << peak_rss / (1024 * 1024) << " MiB\n";
+  }
+  std::cout << "  logs     " << dir << "/logs/<vm-id>/serial.log\n";
+  if (run_cgroup) {
+    std::cout << "\n  suite cgroup: cgroup v2 in the VM, runc's view\n";
+    for (size_t i = 0; i < cgroup.outcomes.size(); ++i) {
+      const ScenarioOutcome& o = cgroup.outcomes[i];
+      ++checks;
+      if (!o.status.ok()) ++failed;
+      std::cout << absl::StrFormat("  %-4s  %-20s %7d ms  %s\n", o.status.ok() ? "PASS" : "FAIL",
+                                   o.name, absl::ToInt64Milliseconds(o.duration),
+                                   o.status.ok() ? o.summary : cgroup.titles[i]);
+      if (!o.retry_reason.empty()) std::cout << "        retried once after: " << o.retry_reason << "\n";
+      if (!o.status.ok()) {
+        for (absl::string_view line : absl::StrSplit(o.status.message(), '\n')) {
+          std::cout << "        | " << line << "\n";
+        }
       }
     }
   }
-  std::cout << absl::StrFormat("\n%d checks: %d passed, %d failed\n", outcomes.size(),
-                               outcomes.size() - failed, failed);
+  if (run_builder) {
+    std::cout << "\n  suite builder: BuildKit builds with secrets in builder VMs\n";
+    for (const BuilderGroupOutcome& g : groups) {
+      PrintBuilderGroup(g, std::cout);
+      for (const ScenarioResult& s : g.scenarios) {
+        ++checks;
+        if (!s.status.ok()) ++failed;
+      }
+      if (g.scenarios.empty()) {
+        ++checks;
+        ++failed;
+      }
+    }
+  }
+  std::cout << absl::StrFormat("\n%d checks: %d passed, %d failed\n", checks, checks - failed,
+                               failed);
   return failed == 0 ? 0 : 1;
 }
 
@@ -152,9 +280,10 @@ int Main() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "Boots kiln's cgroup scenarios in real VMs (QEMU) and prints a PASS/FAIL report.\n"
-      "  bazel run //harness:verify [-- --scenarios=cgroup-rw,... --machine=microvm]\n"
-      "Scenarios: cgroup-rw, cgroup-ro, cgroup-off (negative control), cgroup-bad-value.\n"
+      "kiln's main job: boots real VMs, runs the cgroup and builder (BuildKit + secrets)\n"
+      "scenarios, and prints a PASS/FAIL report with timings.\n"
+      "  bazel run //harness:verify [-- --suites=cgroup,builder --vmm=auto|qemu|cloud-hypervisor\n"
+      "                                 --scenarios=cgroup-rw,... --machine=q35|microvm]\n"
       "Exit status: 0 all passed, 1 a check failed, 2 usage or setup error.");
   absl::ParseCommandLine(argc, argv);
   return kiln::harness::Main();
