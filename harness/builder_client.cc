@@ -446,7 +446,7 @@ BuilderRun RunBuilderJobs(VmFactory& factory, const BuilderArtifacts& artifacts,
 
 namespace {
 
-absl::Status ListTree(const std::string& root, const std::string& rel,
+absl::Status ListTree(const std::string& root, const std::string& rel, SymlinkMode mode,
                       std::vector<std::string>* out) {
   const std::string path = rel.empty() ? root : absl::StrCat(root, "/", rel);
   DIR* d = opendir(path.c_str());
@@ -462,25 +462,29 @@ absl::Status ListTree(const std::string& root, const std::string& rel,
     const std::string r = rel.empty() ? n : absl::StrCat(rel, "/", n);
     out->push_back(r);
     struct stat st;
-    if (lstat(absl::StrCat(root, "/", r).c_str(), &st) != 0) {
-      return PosixError(errno, "lstat", absl::StrCat(root, "/", r));
+    const std::string full = absl::StrCat(root, "/", r);
+    if ((mode == SymlinkMode::kFollow ? stat(full.c_str(), &st) : lstat(full.c_str(), &st)) != 0) {
+      return PosixError(errno, "stat", full);
     }
-    if (S_ISDIR(st.st_mode)) RETURN_IF_ERROR(ListTree(root, r, out));
+    if (S_ISDIR(st.st_mode)) RETURN_IF_ERROR(ListTree(root, r, mode, out));
   }
   return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::StatusOr<uint64_t> WriteDirectoryTar(const std::string& dir, const std::string& out_path) {
+absl::StatusOr<uint64_t> WriteDirectoryTar(const std::string& dir, const std::string& out_path,
+                                           SymlinkMode mode) {
   std::vector<std::string> entries;
-  RETURN_IF_ERROR(ListTree(dir, "", &entries));
+  RETURN_IF_ERROR(ListTree(dir, "", mode, &entries));
   agent::runner::UstarWriter w;
   RETURN_IF_ERROR(w.Open(out_path));
   for (const std::string& rel : entries) {
     const std::string full = absl::StrCat(dir, "/", rel);
     struct stat st;
-    if (lstat(full.c_str(), &st) != 0) return PosixError(errno, "lstat", full);
+    if ((mode == SymlinkMode::kFollow ? stat(full.c_str(), &st) : lstat(full.c_str(), &st)) != 0) {
+      return PosixError(errno, "stat", full);
+    }
     if (rel.size() > 99) {
       return absl::InvalidArgumentError(absl::StrCat("context entry name too long: ", rel));
     }

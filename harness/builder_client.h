@@ -249,11 +249,18 @@ struct BuilderRun {
 BuilderRun RunBuilderJobs(VmFactory& factory, const BuilderArtifacts& artifacts,
                           const BuilderVmOptions& options, const std::vector<BuildRequest>& jobs);
 
-// WriteDirectoryTar(dir, out_path): a deterministic ustar of the regular files, directories
-// and symlinks below `dir` (sorted, mtime 0, root-owned), for a build context. Returns the
-// number of bytes written. InvalidArgument for another file type or a name longer than 100
-// bytes; errno-derived codes for file errors.
-absl::StatusOr<uint64_t> WriteDirectoryTar(const std::string& dir, const std::string& out_path);
+// SymlinkMode: how WriteDirectoryTar treats symlinks below the directory.
+enum class SymlinkMode {
+  kKeep,    // archive them as symlinks (the context's own links)
+  kFollow,  // archive what they point to (e.g. a Bazel runfiles tree, made of symlinks)
+};
+
+// WriteDirectoryTar(dir, out_path, mode): a deterministic ustar of the regular files,
+// directories and symlinks below `dir` (sorted, mtime 0, root-owned), for a build context.
+// Returns the number of bytes written. InvalidArgument for another file type or a name longer
+// than 99 bytes; errno-derived codes for file errors (a dangling link with kFollow: NotFound).
+absl::StatusOr<uint64_t> WriteDirectoryTar(const std::string& dir, const std::string& out_path,
+                                           SymlinkMode mode = SymlinkMode::kKeep);
 
 }  // namespace kiln::harness
 

@@ -310,6 +310,12 @@ TEST(WriteDirectoryTarTest, SortedFilesDirsAndLinks) {
   ASSERT_OK_AND_ASSIGN(uint64_t n2, WriteDirectoryTar(d + "/ctx", d + "/ctx2.tar"));
   EXPECT_EQ(n2, n);
   EXPECT_EQ(ReadFile(d + "/ctx2.tar"), tar);
+  // Following links: the link becomes a copy of its target.
+  ASSERT_OK_AND_ASSIGN(uint64_t n4, WriteDirectoryTar(d + "/ctx", d + "/ctx4.tar",
+                                                      SymlinkMode::kFollow));
+  const std::string followed = ReadFile(d + "/ctx4.tar");
+  EXPECT_EQ(n4, followed.size());
+  EXPECT_EQ(followed.find("aaa"), followed.rfind("aaa") - 512 * 2) << "a and l both hold aaa";
   // A FIFO is refused.
   ASSERT_EQ(mkfifo((d + "/ctx/fifo").c_str(), 0644), 0);
   EXPECT_THAT(WriteDirectoryTar(d + "/ctx", d + "/ctx3.tar"),

@@ -197,7 +197,8 @@ absl::StatusOr<JobFiles> MakeJobFiles(const BuilderScenarioInputs& in, absl::str
   f.context_tar = absl::StrCat(in.work_dir, "/", group, "-", job, ".context.tar");
   f.image_out = absl::StrCat(in.work_dir, "/", group, "-", job, ".oci.tar");
   absl::StatusOr<uint64_t> n =
-      WriteDirectoryTar(absl::StrCat(in.examples_dir, "/", example), f.context_tar);
+      WriteDirectoryTar(absl::StrCat(in.examples_dir, "/", example), f.context_tar,
+                        SymlinkMode::kFollow);  // runfiles are symlinks
   if (!n.ok()) return n.status();
   return f;
 }
