@@ -201,11 +201,17 @@ int Main() {
                .samples = vm_total, .peer = "build/host/total",
                .note = "builder VM: VMM start to VM gone, one job"});
   bool paired = host_total.size() == vm_total.size();
+  // Not gated (gate=false): unlike boot and publish, this ratio is not load-invariant here.
+  // The TCG VM is CPU-bound on both host cores while the host build mostly waits on process
+  // starts and I/O, so host load moves the two sides differently: two runs of the same
+  // commit gave medians 11.1x and 20.7x. Shown, plotted, compared as "info".
   f.push_back({.name = "build/vm_over_host", .suite = "build", .kind = "ratio", .unit = "x",
-               .gate = true,
+               .gate = false,
                .samples = paired ? PairRatios(vm_total, host_total)
                                  : Samples{Ratio(Summarize(vm_total).median, Summarize(host_total).median)},
-               .peer = "build/host/total", .note = paired ? "per alternated pair" : "ratio of medians (a run failed)"});
+               .peer = "build/host/total",
+               .note = paired ? "per alternated pair; not gated: not load-invariant on a shared TCG host"
+                              : "ratio of medians (a run failed); not gated"});
   f.push_back({.name = "build/vm/vmm_start_to_agent_ready", .suite = "build", .kind = "time",
                .unit = "ms", .samples = vm_ready});
   f.push_back({.name = "build/vm/last_result_to_vm_gone", .suite = "build", .kind = "time",
@@ -218,7 +224,7 @@ int Main() {
                  .note = "guest-reported phase"});
     if (host_phase[p].size() == vm_phase[p].size()) {
       f.push_back({.name = absl::StrCat("build/", p, "_vm_over_host"), .suite = "build",
-                   .kind = "ratio", .unit = "x", .gate = true,
+                   .kind = "ratio", .unit = "x", .gate = false,  // see build/vm_over_host
                    .samples = PairRatios(vm_phase[p], host_phase[p]),
                    .peer = absl::StrCat("build/host/", p)});
     }
