@@ -19,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "agent/protocol/stream.h"
 #include "agent/runner/ustar.h"
+#include "harness/keep_builder.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
 
@@ -100,7 +101,8 @@ absl::Status ValidateBuilderArtifacts(const BuilderArtifacts& a) {
 std::string BuilderCmdline(const BuilderVmOptions& o) {
   std::string s = absl::StrCat("kiln.root=/dev/vda kiln.cgroup=", o.cgroup, " kiln.exec=\"",
                                kAgentPath, " --channel=virtio-serial:", o.channel_name,
-                               " --once --retry_ms=", o.agent_retry_ms,
+                               o.keep.keep_failed_builders ? "" : " --once",
+                               " --retry_ms=", o.agent_retry_ms,
                                o.agent_flags.empty() ? "" : " ", o.agent_flags, "\"");
   if (!o.extra_cmdline.empty()) absl::StrAppend(&s, " ", o.extra_cmdline);
   return s;
@@ -118,6 +120,7 @@ VmConfig BuilderVmConfig(const BuilderVmOptions& o, const BuilderArtifacts& a,
   c.vcpus = o.vcpus;
   c.memory_mib = o.memory_mib;
   c.deadline = o.deadline;
+  c.detachable = o.keep.keep_failed_builders;
   return c;
 }
 
@@ -148,6 +151,7 @@ BuilderVm::BuilderVm(Vm* vm, BuilderVmOptions options, absl::Time boot_at,
 
 BuilderVm::~BuilderVm() {
   if (stream_) (void)stream_->Close();
+  if (vm_->detached()) return;  // kept: the VM, its socket and work dir stay
   vm_->Kill();  // also removes the socket
   unlink(socket_path_.c_str());
   rmdir(socket_path_.substr(0, socket_path_.rfind('/')).c_str());
@@ -372,13 +376,53 @@ absl::Duration BuilderVm::Shutdown() {
   if (shut_down_) return absl::ZeroDuration();
   shut_down_ = true;
   if (stream_) (void)stream_->Close();
+  if (options_.keep.keep_failed_builders) {
+    vm_->Kill();  // the agent (no --once) would serve again: nothing powers the guest off
+    return absl::Now() - t0;
+  }
   absl::StatusOr<VmExit> exit = vm_->Wait(options_.poweroff_grace);
   if (!exit.ok()) vm_->Kill();
   return absl::Now() - t0;
 }
 
+absl::Status BuilderVm::Detach(VmFactory& factory) {
+  RETURN_IF_ERROR(factory.Release(vm_));
+  conn_.reset();
+  if (stream_) (void)stream_->Close();
+  shut_down_ = true;
+  return absl::OkStatus();
+}
+
 // ---------------------------------------------------------------------------------------
 // RunBuilderJobs
+
+namespace {
+
+// JobSummary(jobs): one line for the keep record: "job <id> [tag <tag>]; ...".
+std::string JobSummary(const std::vector<BuildRequest>& jobs) {
+  std::string s;
+  for (const BuildRequest& j : jobs) {
+    absl::StrAppend(&s, s.empty() ? "" : "; ", "job ", j.job_id,
+                    j.tag.empty() ? "" : absl::StrCat(" tag ", j.tag));
+  }
+  return s.empty() ? "no jobs" : s;
+}
+
+// FirstFailure(jobs): why the first failed job failed ("" if every job passed).
+std::string FirstFailure(const std::vector<BuildResponse>& jobs) {
+  for (const BuildResponse& r : jobs) {
+    if (!r.refused.ok()) {
+      return absl::StrCat("job ", r.job_id, " refused: ", r.refused.message());
+    }
+    if (r.result && r.result->exit_status != 0) {
+      return absl::StrCat("job ", r.job_id, " exit_status ", r.result->exit_status,
+                          r.result->error.empty() ? "" : ": ", r.result->error);
+    }
+  }
+  return "";
+}
+
+}  // namespace
 
 BuilderRun RunBuilderJobs(VmFactory& factory, const BuilderArtifacts& artifacts,
                           const BuilderVmOptions& options,
@@ -399,6 +443,19 @@ BuilderRun RunBuilderJobs(VmFactory& factory, const BuilderArtifacts& artifacts,
     }
     BuilderVm& vm = **b;
     run.status = vm.WaitReady();
+    const bool keep_on = o.keep.keep_failed_builders;
+    KeepStore store(o.keep.state_dir.empty() ? KeepStore::DefaultDir() : o.keep.state_dir);
+    std::optional<KeepRecord> record;
+    if (run.status.ok() && keep_on) {
+      absl::StatusOr<KeepRecord> r = RegisterBuilder(store, vm.vm(), factory.vmm().Name(),
+                                                     vm.vm().vmm_pid(), JobSummary(jobs));
+      if (r.ok()) {
+        record = std::move(*r);
+      } else {
+        run.keep_status = r.status();
+      }
+    }
+    bool kept = false;
     if (run.status.ok()) {
       run.vmm_start_to_ready = vm.vmm_start_to_ready();
       absl::Time last_answer = absl::Now();
@@ -415,14 +472,24 @@ BuilderRun RunBuilderJobs(VmFactory& factory, const BuilderArtifacts& artifacts,
         }
         run.jobs.push_back(std::move(*r));
       }
-      if (run.status.ok()) {
+      const std::string failure = run.status.ok() ? FirstFailure(run.jobs) : "";
+      if (record && !failure.empty()) {
+        run.keep_status = KeepFailedBuilder(store, *record, failure, o.keep);
+        if (run.keep_status.ok()) run.keep_status = vm.Detach(factory);
+        kept = run.keep_status.ok();
+        if (kept) run.kept_id = record->id;
+      }
+      if (record && !kept) (void)ReleaseBuilder(store, record->id);
+      if (run.status.ok() && !kept) {
         vm.Shutdown();
         run.last_result_to_vm_gone = absl::Now() - last_answer;
       }
+    } else if (record) {
+      (void)ReleaseBuilder(store, record->id);
     }
     const bool stuck = vm.stuck();
     const std::string stuck_reason = vm.stuck_reason();
-    vm.vm().Kill();
+    if (!kept) vm.vm().Kill();
     run.vmm_peak_rss_bytes = vm.vm().peak_rss_bytes();
     run.serial_log = vm.SerialLog();
     run.console = ParseConsole(run.serial_log);

@@ -50,6 +50,7 @@
 #include "agent/protocol/messages.h"
 #include "agent/transport.h"
 #include "harness/console.h"
+#include "harness/keep_store.h"
 #include "harness/runner.h"
 #include "harness/vmm.h"
 
@@ -96,16 +97,24 @@ struct BuilderVmOptions {
   int agent_retry_ms = 50;
   // agent_flags: more agent flags (space-separated, no quotes), e.g. "--prewarm=false".
   std::string agent_flags;
+  // keep: keep_failed_builders (issue 6). With keep.keep_failed_builders the agent runs
+  // without --once (it serves again after the host closes the channel), the VM is booted
+  // detachable, registered in keep.state_dir after Ready, and a failed build (non-zero
+  // exit_status, or refused) leaves it running and recorded for `kilnctl builders` (ttl,
+  // max_kept). Successful builders are always torn down.
+  KeepPolicy keep;
 };
 
 // BuilderCmdline(options): the kiln.* kernel command line of a builder VM (pure):
 //   kiln.root=/dev/vda kiln.cgroup=<cgroup> kiln.exec="<agent> --channel=virtio-serial:<name>
 //   --once --retry_ms=<n> [agent_flags]" <extra_cmdline>
+// (no --once when options.keep.keep_failed_builders).
 std::string BuilderCmdline(const BuilderVmOptions& options);
 
 // BuilderVmConfig(options, artifacts, socket_path): the VmConfig (pure): id, kernel, initrd,
 // the builder disk read-only as /dev/vda, BuilderCmdline, the channel (name, host unix socket
-// `socket_path`), vCPUs, memory, deadline. work_dir is left to VmFactory.
+// `socket_path`), vCPUs, memory, deadline, detachable = keep.keep_failed_builders. work_dir
+// is left to VmFactory.
 VmConfig BuilderVmConfig(const BuilderVmOptions& options, const BuilderArtifacts& artifacts,
                          const std::string& socket_path);
 
@@ -185,8 +194,15 @@ class BuilderVm {
 
   // Shutdown(): closes the channel (the agent exits, init powers off), waits up to
   // poweroff_grace for the VMM to exit, then kills it. Returns how long the VM took to go
-  // away (host clock, from the call). Idempotent.
+  // away (host clock, from the call). Idempotent. In keep mode the agent does not exit on
+  // close, so the VM is killed at once (QEMU quits on SIGTERM).
   absl::Duration Shutdown();
+
+  // Detach(factory): for a kept builder: closes the channel (the agent, without --once,
+  // serves again) and releases the VM from `factory` (VmFactory::Release): it keeps running
+  // with its socket and work dir after this object and the factory are gone. Errors:
+  // Release's (FailedPrecondition if not booted detachable or already exited).
+  absl::Status Detach(VmFactory& factory);
 
   // stuck(): the guest showed a soft lockup / panic, or stalled past a timeout; stuck_reason().
   bool stuck() const { return !stuck_reason_.empty(); }
@@ -239,12 +255,20 @@ struct BuilderRun {
   std::string serial_log;      // the reported attempt's serial log
   ConsoleResult console;       // parsed
   std::string log_dir;         // where its logs were saved ("" if nowhere)
+  // kept_id: with keep_failed_builders, the id of the builder kept for `kilnctl builders`
+  // ("" if none was kept); keep_status: why keeping (registering, recording) failed, if it
+  // did (the build's own result is in status/jobs; a failed keep tears the VM down).
+  std::string kept_id;
+  absl::Status keep_status;
 };
 
 // RunBuilderJobs(factory, artifacts, options, jobs): boots a builder VM, runs `jobs` in order
 // (one session; the agent gives each job fresh daemons and a fresh data root, and wipes the
 // job's secrets after it), shuts the VM down, saves its logs. A stuck guest (lockup, panic,
-// stall) is cut off, counted, and the whole VM is retried once with the same jobs. Never
+// stall) is cut off, counted, and the whole VM is retried once with the same jobs. With
+// options.keep.keep_failed_builders: the VM is registered (harness/keep_builder.h) after
+// Ready; if every job got an answer and one failed (refused, or exit_status != 0), it is kept
+// (KeepFailedBuilder + Detach) instead of shut down, else its record is released. Never
 // fails: BuilderRun::status says what went wrong.
 BuilderRun RunBuilderJobs(VmFactory& factory, const BuilderArtifacts& artifacts,
                           const BuilderVmOptions& options, const std::vector<BuildRequest>& jobs);

@@ -32,10 +32,13 @@ ProcessExit ExitFrom(int status, const struct rusage& usage) {
 }
 
 // Child side after fork: only async-signal-safe calls. Reports exec's errno on `err_fd`.
-[[noreturn]] void ExecChild(char* const* argv, const char* output, int err_fd, pid_t parent) {
+[[noreturn]] void ExecChild(char* const* argv, const char* output, int err_fd, pid_t parent,
+                            bool die_with_parent) {
   setpgid(0, 0);
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != parent) _exit(127);  // the parent died before prctl
+  if (die_with_parent) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);  // the parent died before prctl
+  }
   int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
   int out = output[0] ? open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
                       : open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -77,7 +80,8 @@ absl::StatusOr<std::unique_ptr<Process>> Process::Spawn(const SpawnOptions& opti
   }
   if (pid == 0) {
     close(pipe_fds[0]);
-    ExecChild(argv.data(), options.output_path.c_str(), pipe_fds[1], parent);
+    ExecChild(argv.data(), options.output_path.c_str(), pipe_fds[1], parent,
+              options.die_with_parent);
   }
   close(pipe_fds[1]);
   // Also set the group from the parent side, so that SignalGroup works even before the child
@@ -97,10 +101,12 @@ absl::StatusOr<std::unique_ptr<Process>> Process::Spawn(const SpawnOptions& opti
   return process;
 }
 
-Process::~Process() { Kill(absl::Seconds(2)); }
+Process::~Process() {
+  if (!released_) Kill(absl::Seconds(2));
+}
 
 std::optional<ProcessExit> Process::Poll() {
-  if (exit_) return exit_;
+  if (exit_ || released_) return exit_;
   siginfo_t info;
   std::memset(&info, 0, sizeof(info));
   // WNOWAIT: leave the leader a zombie so that its pid (= the group id) cannot be reused while
@@ -121,6 +127,9 @@ std::optional<ProcessExit> Process::Poll() {
 }
 
 absl::StatusOr<ProcessExit> Process::Wait(absl::Duration timeout) {
+  if (released_ && !exit_) {
+    return absl::FailedPreconditionError(absl::StrCat("process ", pid_, " was released"));
+  }
   absl::Time end = absl::Now() + timeout;
   while (true) {
     if (std::optional<ProcessExit> e = Poll()) return *e;
@@ -133,11 +142,12 @@ absl::StatusOr<ProcessExit> Process::Wait(absl::Duration timeout) {
 }
 
 void Process::SignalGroup(int sig) {
-  if (!exit_) kill(-pid_, sig);
+  if (!exit_ && !released_) kill(-pid_, sig);
 }
 
 ProcessExit Process::Kill(absl::Duration grace) {
   if (exit_) return *exit_;
+  if (released_) return ProcessExit{};
   if (grace > absl::ZeroDuration()) {
     SignalGroup(SIGTERM);
     if (absl::StatusOr<ProcessExit> e = Wait(grace); e.ok()) return *e;

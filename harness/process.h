@@ -39,6 +39,10 @@ struct SpawnOptions {
   // output_path: file (created/truncated, 0644) for the child's stdout and stderr; empty:
   // /dev/null. stdin is always /dev/null.
   std::string output_path;
+  // die_with_parent: PR_SET_PDEATHSIG(SIGKILL) in the child (it dies with the spawning
+  // thread). false for a VMM that must be able to outlive the harness (a kept builder VM,
+  // VmConfig::detachable); such a child is only cleaned up by Kill() or by whoever adopts it.
+  bool die_with_parent = true;
 };
 
 // ProcessExit: how a child ended (from wait4).
@@ -79,6 +83,12 @@ class Process {
   // group, then reap. Idempotent; returns the ProcessExit (the same one on later calls).
   ProcessExit Kill(absl::Duration grace);
 
+  // Release(): forgets the child without signalling it: later Kill()/SignalGroup() and the
+  // destructor leave it running, Poll() returns nullopt (or the exit already seen). For a
+  // child spawned with die_with_parent = false, it then outlives this process. Idempotent.
+  void Release() { released_ = true; }
+  bool released() const { return released_; }
+
   // exit(): the ProcessExit once reaped.
   const std::optional<ProcessExit>& exit() const { return exit_; }
 
@@ -86,6 +96,7 @@ class Process {
   explicit Process(pid_t pid) : pid_(pid) {}
   pid_t pid_;
   std::optional<ProcessExit> exit_;
+  bool released_ = false;
 };
 
 }  // namespace kiln::harness

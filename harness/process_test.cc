@@ -3,6 +3,7 @@
 #include "harness/process.h"
 
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -49,6 +50,25 @@ TEST(ProcessTest, MissingProgramIsNotFound) {
   EXPECT_THAT(Process::Spawn({{"/nonexistent/kiln-no-such-binary"}, ""}),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("kiln-no-such-binary")));
   EXPECT_THAT(Process::Spawn({{}, ""}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
+}
+
+TEST(ProcessTest, ReleasedChildOutlivesKillAndDestructor) {
+  pid_t pid = 0;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Process> p,
+                         Process::Spawn({{"sleep", "300"}, "", /*die_with_parent=*/false}));
+    pid = p->pid();
+    p->Release();
+    EXPECT_TRUE(p->released());
+    p->Kill(absl::Seconds(1));  // no-op
+    EXPECT_THAT(p->Wait(absl::Milliseconds(10)),
+                StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("released")));
+  }  // the destructor leaves it running too
+  EXPECT_EQ(kill(pid, 0), 0);
+  kill(-pid, SIGKILL);
+  int status = 0;
+  EXPECT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFSIGNALED(status));
 }
 
 TEST(ProcessTest, WaitTimesOutThenKillTakesTheWholeGroup) {

@@ -70,6 +70,7 @@ class QemuVm : public Vm {
 
   bool Exited() override {
     if (exit_) return true;
+    if (detached_) return false;
     if (std::optional<ProcessExit> e = process_->Poll()) {
       Record(*e, e->signaled ? VmExit::Kind::kSignaled : VmExit::Kind::kExited);
       return true;
@@ -79,6 +80,9 @@ class QemuVm : public Vm {
 
   absl::StatusOr<VmExit> Wait(absl::Duration timeout) override {
     if (exit_) return *exit_;
+    if (detached_) {
+      return absl::FailedPreconditionError(absl::StrCat("VM ", config_.id, " is detached"));
+    }
     absl::Time vm_deadline = start_ + config_.deadline;
     absl::Time now = absl::Now();
     absl::Time end = std::min(now + timeout, vm_deadline);
@@ -96,7 +100,7 @@ class QemuVm : public Vm {
   }
 
   void Kill() override {
-    if (exit_) return;
+    if (exit_ || detached_) return;
     ProcessExit e = process_->Kill(absl::Seconds(2));
     Record(e, VmExit::Kind::kKilled);
   }
@@ -104,6 +108,22 @@ class QemuVm : public Vm {
   std::string serial_log_path() const override { return paths_.serial_log; }
   std::string vmm_log_path() const override { return paths_.vmm_log; }
   int64_t peak_rss_bytes() const override { return exit_ ? exit_->peak_rss_bytes : 0; }
+  pid_t vmm_pid() const override { return process_->pid(); }
+  bool detached() const override { return detached_; }
+
+  absl::Status Detach() override {
+    if (detached_) return absl::OkStatus();
+    if (!config_.detachable) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("VM ", config_.id, " was not booted detachable (VmConfig::detachable)"));
+    }
+    if (Exited()) {
+      return absl::FailedPreconditionError(absl::StrCat("VM ", config_.id, " has exited"));
+    }
+    process_->Release();
+    detached_ = true;
+    return absl::OkStatus();
+  }
 
  private:
   void Record(const ProcessExit& e, VmExit::Kind kind) {
@@ -123,6 +143,7 @@ class QemuVm : public Vm {
   std::unique_ptr<Process> process_;
   absl::Time start_;
   std::optional<VmExit> exit_;
+  bool detached_ = false;
 };
 
 }  // namespace
@@ -404,7 +425,8 @@ absl::StatusOr<std::unique_ptr<Vm>> QemuVmm::Boot(const VmConfig& config) {
   unlink(paths.serial_log.c_str());
   if (config.channel) unlink(config.channel->host_socket_path.c_str());
   absl::Time start = absl::Now();
-  ASSIGN_OR_RETURN(std::unique_ptr<Process> process, Process::Spawn({argv, paths.vmm_log}));
+  ASSIGN_OR_RETURN(std::unique_ptr<Process> process, Process::Spawn({argv, paths.vmm_log,
+                                                   /*die_with_parent=*/!config.detachable}));
   return std::unique_ptr<Vm>(new QemuVm(config, std::move(paths), std::move(process), start));
 }
 

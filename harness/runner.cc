@@ -67,6 +67,13 @@ void VmFactory::KillAll() {
   for (std::unique_ptr<Vm>& vm : vms_) vm->Kill();
 }
 
+absl::Status VmFactory::Release(Vm* vm) {
+  for (const std::unique_ptr<Vm>& v : vms_) {
+    if (v.get() == vm) return vm->Detach();
+  }
+  return absl::NotFoundError("VmFactory::Release: this VM was not booted by this factory");
+}
+
 absl::StatusOr<Vm*> VmFactory::Boot(VmConfig config) {
   for (const std::unique_ptr<Vm>& vm : vms_) {
     if (vm->config().id == config.id) {

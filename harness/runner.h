@@ -84,6 +84,12 @@ class VmFactory {
   // log tail.
   absl::StatusOr<RunResult> Run(const VmConfig& config);
 
+  // Release(vm): detaches `vm` (Vm::Detach: it keeps running after KillAll, the destructor
+  // and this process's exit). The pointer stays valid until the factory is destroyed.
+  // NotFound if `vm` was not booted here; Detach's errors (FailedPrecondition if it was not
+  // booted with VmConfig::detachable or has exited).
+  absl::Status Release(Vm* vm);
+
   // KillAll(): Vm::Kill() on every VM booted here. Idempotent.
   void KillAll();
 

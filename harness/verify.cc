@@ -62,6 +62,12 @@ ABSL_FLAG(std::string, log_dir, "",
           "where VM work dirs and serial logs go (default: $TEST_UNDECLARED_OUTPUTS_DIR, else "
           "a new /tmp/kiln-verify-XXXXXX)");
 ABSL_FLAG(int, vcpus, 2, "vCPUs per VM");
+ABSL_FLAG(bool, keep_failed_builders, false,
+          "keep a builder VM whose build failed running for `kilnctl builders` (issue 6)");
+ABSL_FLAG(int, keep_ttl_s, 1800, "time to live of a kept builder, seconds");
+ABSL_FLAG(int, keep_max, 3, "cap on kept builders (the oldest is reaped first)");
+ABSL_FLAG(std::string, state_dir, "",
+          "keep state directory (default: $KILN_STATE_DIR, else kiln's default)");
 ABSL_FLAG(int, memory_mib, 512, "guest memory per cgroup VM, MiB");
 ABSL_FLAG(int, builder_memory_mib, 1024, "guest memory per builder VM, MiB");
 ABSL_FLAG(int, deadline_s, 180, "deadline per cgroup VM, seconds");
@@ -122,6 +128,10 @@ int Main() {
   builder_in.examples_dir = Dirname(Absolute(absl::GetFlag(FLAGS_examples_readme)));
   builder_in.vm.vcpus = absl::GetFlag(FLAGS_vcpus);
   builder_in.vm.memory_mib = absl::GetFlag(FLAGS_builder_memory_mib);
+  builder_in.vm.keep.keep_failed_builders = absl::GetFlag(FLAGS_keep_failed_builders);
+  builder_in.vm.keep.ttl = absl::Seconds(absl::GetFlag(FLAGS_keep_ttl_s));
+  builder_in.vm.keep.max_kept = absl::GetFlag(FLAGS_keep_max);
+  builder_in.vm.keep.state_dir = absl::GetFlag(FLAGS_state_dir);
 
   QemuOptions qemu;
   absl::StatusOr<Machine> machine = ParseMachine(absl::GetFlag(FLAGS_machine));

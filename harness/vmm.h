@@ -25,6 +25,8 @@
 #ifndef KILN_HARNESS_VMM_H_
 #define KILN_HARNESS_VMM_H_
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -75,6 +77,9 @@ struct VmConfig {
   absl::Duration deadline = absl::Seconds(120);
   // work_dir: host directory (created if missing) for the serial log, sockets, VMM logs.
   std::string work_dir;
+  // detachable: the VMM may outlive the harness (no PR_SET_PDEATHSIG) once Vm::Detach() was
+  // called, e.g. a kept failed builder (issue 6). While attached it is killed as usual.
+  bool detachable = false;
 };
 
 // ValidateVmConfig(config): OkStatus, or InvalidArgument naming the first bad field (empty or
@@ -132,6 +137,18 @@ class Vm {
 
   // peak_rss_bytes(): the VMM's peak RSS in bytes once it has exited; 0 before.
   virtual int64_t peak_rss_bytes() const = 0;
+  // vmm_pid(): the VMM process's pid (leader of its own process group); 0 if the backend does
+  // not expose it.
+  virtual pid_t vmm_pid() const { return 0; }
+  // Detach(): forgets the VMM process without stopping it: it keeps running (and keeps its
+  // sockets and work dir), and Kill()/Wait()/the destructor no longer touch it. OkStatus;
+  // FailedPrecondition if the VM was not booted with config.detachable or has already exited;
+  // Unimplemented for backends without it. Idempotent once OK.
+  virtual absl::Status Detach() {
+    return absl::UnimplementedError("this VMM backend cannot detach a VM");
+  }
+  // detached(): Detach() succeeded.
+  virtual bool detached() const { return false; }
 };
 
 // Vmm: a VMM backend (QEMU, Cloud Hypervisor). Thread-compatible.
