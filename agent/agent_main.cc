@@ -36,7 +36,9 @@ ABSL_FLAG(std::string, sysfs_root, "/sys", "sysfs mount point (virtio-serial por
 ABSL_FLAG(std::string, dev_root, "/dev", "device directory holding /dev/vportNpM");
 ABSL_FLAG(std::string, proc_root, "/proc", "procfs mount point (health)");
 ABSL_FLAG(std::string, work_dir, "/run/kiln-agent", "where job inputs are received");
-ABSL_FLAG(int, retry_ms, 200, "wait between attempts to (re)open the channel, ms");
+ABSL_FLAG(int, retry_ms, 200,
+          "wait between attempts to open the channel, and on an idle virtio-serial port (no "
+          "host connected) between end-of-stream reads, ms");
 ABSL_FLAG(bool, once, false,
           "serve one session, then exit (a builder VM: the host closes the channel, the agent "
           "exits, init powers the VM off)");
@@ -154,25 +156,20 @@ int main(int argc, char** argv) {
     return 2;
   }
   Say(absl::StrCat("serving ", channel));
-  bool reported = false;
-  while (true) {
-    absl::StatusOr<std::unique_ptr<kiln::agent::FdStream>> stream =
-        vsock ? vsock->Accept(kiln::agent::kNoDeadline)
-              : kiln::agent::OpenVirtioSerial(absl::GetFlag(FLAGS_sysfs_root), port_name,
-                                              absl::GetFlag(FLAGS_dev_root));
-    if (!stream.ok()) {
-      if (!reported) Say(stream.status().ToString());
-      reported = true;
-      usleep(retry_ms * 1000);
-      continue;
-    }
-    reported = false;
-    kiln::agent::Connection conn(stream->get());
-    kiln::agent::AgentSession session(&conn, options);
-    absl::Status s = session.Serve();
-    if (!absl::IsUnavailable(s)) Say(absl::StrCat("session ended: ", s.ToString()));
-    if (absl::GetFlag(FLAGS_once)) return s.ok() || absl::IsUnavailable(s) ? 0 : 1;
-    // virtio-serial reads EOF while no host is connected: do not spin.
-    if (!vsock) usleep(retry_ms * 1000);
-  }
+  kiln::agent::ServeLoopOptions loop;
+  loop.once = absl::GetFlag(FLAGS_once);
+  loop.retry_ms = retry_ms;
+  // virtio-serial: the port stays open across host sessions (closing it discards a Hello
+  // that arrived meanwhile; see ServeLoopOptions::keep_open_on_eof).
+  loop.keep_open_on_eof = !vsock;
+  loop.say = Say;
+  const std::string sysfs_root = absl::GetFlag(FLAGS_sysfs_root);
+  const std::string dev_root = absl::GetFlag(FLAGS_dev_root);
+  absl::Status s = kiln::agent::ServeChannel(
+      [&]() -> absl::StatusOr<std::unique_ptr<kiln::agent::ByteStream>> {
+        if (vsock) return vsock->Accept(kiln::agent::kNoDeadline);
+        return kiln::agent::OpenVirtioSerial(sysfs_root, port_name, dev_root);
+      },
+      options, loop);
+  return s.ok() ? 0 : 1;
 }

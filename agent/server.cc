@@ -293,6 +293,43 @@ absl::Status AgentSession::OnExec(const Exec& m) {
 
 // ---------------------------------------------------------------------------------------
 
+absl::Status ServeChannel(const ChannelOpener& open, const AgentOptions& options,
+                          const ServeLoopOptions& loop) {
+  auto say = [&](const std::string& line) {
+    if (loop.say) loop.say(line);
+  };
+  std::unique_ptr<ByteStream> stream;
+  bool reported = false;
+  for (int sessions = 0; loop.max_sessions <= 0 || sessions < loop.max_sessions;) {
+    if (stream == nullptr) {
+      absl::StatusOr<std::unique_ptr<ByteStream>> s = open();
+      if (!s.ok()) {
+        if (!reported) say(s.status().ToString());
+        reported = true;
+        usleep(static_cast<useconds_t>(loop.retry_ms) * 1000);
+        continue;
+      }
+      reported = false;
+      stream = *std::move(s);
+    }
+    Connection conn(stream.get());
+    AgentSession session(&conn, options);
+    absl::Status s = session.Serve();
+    ++sessions;
+    if (!absl::IsUnavailable(s)) say(absl::StrCat("session ended: ", s.ToString()));
+    if (loop.once) return s.ok() || absl::IsUnavailable(s) ? absl::OkStatus() : s;
+    if (absl::IsUnavailable(s) && loop.keep_open_on_eof) {
+      // No host connected (a virtio-serial port reads end of stream then): wait without
+      // closing, so that the next host's Hello stays queued in the port.
+      usleep(static_cast<useconds_t>(loop.retry_ms) * 1000);
+      continue;
+    }
+    (void)stream->Close();
+    stream.reset();
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RunExec(Connection& conn, const Exec& exec, const std::string& stdin_data,
                      uint32_t first_stream, int timeout_ms) {
   // A child that exits without reading all of stdin must not kill the agent with SIGPIPE;

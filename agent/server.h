@@ -22,12 +22,18 @@
 //   Connection conn(stream.get());
 //   AgentSession session(&conn, options);
 //   absl::Status s = session.Serve();   // returns when the host goes away
+//
+// or the whole loop (one session after another on a virtio-serial port kept open):
+//
+//   ServeChannel([&] { return OpenVirtioSerial("/sys", "kiln.agent"); }, options,
+//                {.keep_open_on_eof = true});
 #ifndef KILN_AGENT_SERVER_H_
 #define KILN_AGENT_SERVER_H_
 
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -36,6 +42,7 @@
 #include "absl/status/statusor.h"
 #include "agent/connection.h"
 #include "agent/protocol/messages.h"
+#include "agent/transport.h"
 
 namespace kiln::agent {
 
@@ -99,6 +106,36 @@ class AgentSession {
   std::set<uint32_t> discard_;  // streams of refused requests, dropped until their StreamEnd
   uint32_t next_stream_ = 2;  // agent stream ids: even
 };
+
+// ServeLoopOptions: how ServeChannel() serves one host session after another.
+struct ServeLoopOptions {
+  bool once = false;   // serve one session, then return (a builder VM without keep)
+  int retry_ms = 200;  // wait after a failed open and after an idle end of stream, ms
+  // keep_open_on_eof: keep the channel open when a session ends with end of stream
+  // (Unavailable) and serve the next session on the same stream. Required for a
+  // virtio-serial port: the guest driver (virtio_console, port_fops_release) discards the
+  // port's unread input on close, so closing and reopening between host sessions drops a
+  // Hello that arrived in between (issue 6: exec into a kept builder timed out). The port
+  // reads end of stream while no host is connected; data that arrives while the agent
+  // waits stays queued as long as the port stays open. Off for vsock (one stream per
+  // accepted connection).
+  bool keep_open_on_eof = false;
+  int max_sessions = 0;  // stop after this many sessions (0: never; for tests)
+  std::function<void(const std::string&)> say;  // log lines ("session ended: ..."); may be empty
+};
+
+// ChannelOpener: opens the channel (a virtio-serial port) or accepts the next connection
+// (vsock). Errors are retried after retry_ms.
+using ChannelOpener = std::function<absl::StatusOr<std::unique_ptr<ByteStream>>()>;
+
+// ServeChannel(open, options, loop): the agent's serve loop: opens the channel, serves an
+// AgentSession on it, and after the session ends serves the next one (reusing the stream
+// after end of stream if loop.keep_open_on_eof, else closing it and opening again). Open
+// errors are reported once through loop.say and retried every loop.retry_ms. Returns with
+// loop.once after the first session: OK if it ended OK or with end of stream (Unavailable),
+// else its error; with loop.max_sessions after that many sessions: OK. Otherwise never.
+absl::Status ServeChannel(const ChannelOpener& open, const AgentOptions& options,
+                          const ServeLoopOptions& loop);
 
 // RunExec(conn, exec, stdin_data, first_stream, timeout_ms): the Exec handler's executor:
 // runs the command, sends ExecStarted, its stdout/stderr as Chunk frames + StreamEnd on

@@ -6,11 +6,15 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <functional>
+#include <optional>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "agent/health.h"
 #include "agent/protocol/stream.h"
@@ -388,6 +392,160 @@ TEST_F(AgentTest, HostClosingEndsTheSession) {
   ASSERT_OK(host_stream_->Close());
   thread_.join();
   EXPECT_THAT(serve_status_, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("peer closed")));
+}
+
+// ---- ServeChannel: one host session after another on a virtio-serial port --------------
+
+// FakeVirtioPort: a virtio-serial port as virtio_console shows it to the guest: reads end of
+// stream while no host is connected and nothing is queued, and discards queued input when the
+// guest closes the port (port_fops_release). Each Open() is one open(2) of the port.
+struct FakeVirtioPort {
+  bool host_connected = false;
+  std::string inbuf;      // host -> agent, queued in the guest
+  std::string from_agent;  // agent -> host
+  int opens = 0;
+  size_t discarded = 0;
+  int idle_eofs = 0;
+  // on_idle_eof(n): called at the n-th (1-based) end of stream read while no host is
+  // connected: the test's "a host connects now" (while the agent waits to retry).
+  std::function<void(int)> on_idle_eof;
+
+  class Stream : public ByteStream {
+   public:
+    explicit Stream(FakeVirtioPort* port) : port_(port) {}
+    absl::StatusOr<size_t> Read(char* buf, size_t n, int) override {
+      if (closed_) return absl::FailedPreconditionError("closed");
+      if (port_->inbuf.empty()) {
+        if (!port_->host_connected && port_->on_idle_eof) port_->on_idle_eof(++port_->idle_eofs);
+        return size_t{0};
+      }
+      const size_t k = std::min(n, port_->inbuf.size());
+      port_->inbuf.copy(buf, k);
+      port_->inbuf.erase(0, k);
+      return k;
+    }
+    absl::Status Write(absl::string_view data, int) override {
+      port_->from_agent.append(data.data(), data.size());
+      port_->host_connected = false;  // the host read the reply and went away
+      return absl::OkStatus();
+    }
+    absl::Status Close() override {
+      if (!closed_) {
+        port_->discarded += port_->inbuf.size();
+        port_->inbuf.clear();
+      }
+      closed_ = true;
+      return absl::OkStatus();
+    }
+
+   private:
+    FakeVirtioPort* port_;
+    bool closed_ = false;
+  };
+
+  ChannelOpener Opener() {
+    return [this]() -> absl::StatusOr<std::unique_ptr<ByteStream>> {
+      ++opens;
+      return std::make_unique<Stream>(this);
+    };
+  }
+
+  void HostSends(const Message& m) {
+    host_connected = true;
+    inbuf += EncodeFrame(*EncodeMessage(m));
+  }
+
+  std::vector<Frame> FramesFromAgent() {
+    FrameDecoder d;
+    d.Feed(from_agent);
+    std::vector<Frame> out;
+    while (true) {
+      absl::StatusOr<std::optional<Frame>> f = d.Next();
+      if (!f.ok() || !f->has_value()) break;
+      out.push_back(**f);
+    }
+    return out;
+  }
+};
+
+AgentOptions LoopAgentOptions() {
+  AgentOptions o;
+  o.work_dir = TempDir();
+  o.io_timeout_ms = kT;
+  return o;
+}
+
+// Issue 6: a second host (kilnctl builders exec) connected while the agent waited after the
+// first host's end of stream; its Hello must be answered, not discarded by a close/reopen.
+TEST(ServeChannel, HelloArrivingWhileTheAgentWaitsIsServedOnTheSamePort) {
+  FakeVirtioPort port;
+  port.on_idle_eof = [&](int n) {
+    if (n == 1) port.HostSends(Hello{kProtocolMajor, kProtocolMinor, "kilnctl"});
+  };
+  ServeLoopOptions loop;
+  loop.retry_ms = 1;
+  loop.keep_open_on_eof = true;
+  loop.max_sessions = 3;  // idle EOF, the exec host's session, idle EOF
+  std::vector<std::string> said;
+  loop.say = [&](const std::string& l) { said.push_back(l); };
+  ASSERT_OK(ServeChannel(port.Opener(), LoopAgentOptions(), loop));
+  EXPECT_EQ(port.opens, 1);
+  EXPECT_EQ(port.discarded, 0u);
+  std::vector<Frame> frames = port.FramesFromAgent();
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_OK(DecodeAs<Ready>(frames[0]).status());
+  EXPECT_THAT(said, ::testing::IsEmpty());
+}
+
+// Without keep_open_on_eof (vsock: one stream per connection) the stream is closed and the
+// next one opened after each session; on a virtio-serial port that loses the queued Hello,
+// which this test pins down as the reason keep_open_on_eof exists.
+TEST(ServeChannel, ReopeningAfterEachSessionLosesInputQueuedInAVirtioPort) {
+  FakeVirtioPort port;
+  port.on_idle_eof = [&](int n) {
+    if (n == 1) port.HostSends(Hello{kProtocolMajor, kProtocolMinor, "kilnctl"});
+  };
+  ServeLoopOptions loop;
+  loop.retry_ms = 1;
+  loop.max_sessions = 2;
+  ASSERT_OK(ServeChannel(port.Opener(), LoopAgentOptions(), loop));
+  EXPECT_EQ(port.opens, 2);
+  EXPECT_GT(port.discarded, 0u);
+  EXPECT_TRUE(port.from_agent.empty());
+}
+
+TEST(ServeChannel, OnceReturnsAfterOneSessionWithItsError) {
+  FakeVirtioPort port;
+  port.host_connected = true;
+  port.inbuf = "garbage that is no frame";
+  ServeLoopOptions loop;
+  loop.once = true;
+  loop.keep_open_on_eof = true;
+  std::vector<std::string> said;
+  loop.say = [&](const std::string& l) { said.push_back(l); };
+  EXPECT_THAT(ServeChannel(port.Opener(), LoopAgentOptions(), loop),
+              StatusIs(absl::StatusCode::kDataLoss, ::testing::_));
+  ASSERT_EQ(said.size(), 1u);
+  EXPECT_THAT(said[0], HasSubstr("session ended: "));
+}
+
+TEST(ServeChannel, OpenErrorsAreReportedOnceAndRetried) {
+  FakeVirtioPort port;
+  int attempts = 0;
+  ChannelOpener open = [&]() -> absl::StatusOr<std::unique_ptr<ByteStream>> {
+    if (++attempts < 3) return absl::NotFoundError("no virtio-serial port named \"x\"");
+    return port.Opener()();
+  };
+  ServeLoopOptions loop;
+  loop.retry_ms = 1;
+  loop.keep_open_on_eof = true;
+  loop.max_sessions = 1;
+  std::vector<std::string> said;
+  loop.say = [&](const std::string& l) { said.push_back(l); };
+  ASSERT_OK(ServeChannel(open, LoopAgentOptions(), loop));
+  EXPECT_EQ(attempts, 3);
+  ASSERT_EQ(said.size(), 1u);
+  EXPECT_THAT(said[0], HasSubstr("no virtio-serial port"));
 }
 
 TEST(Health, Parse) {
