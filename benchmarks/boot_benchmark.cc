@@ -46,16 +46,6 @@ ABSL_FLAG(std::string, work_dir, "/tmp/kiln-boot-benchmark", "VM work directorie
 namespace kiln::bench {
 namespace {
 
-// Absolute(path): `path` made absolute against the current directory (bazel run's runfiles
-// tree), since the VMM runs in its own work directory.
-std::string Absolute(const std::string& path) {
-  char* real = realpath(path.c_str(), nullptr);
-  if (real == nullptr) return path;
-  std::string out(real);
-  free(real);
-  return out;
-}
-
 using harness::ConsoleResult;
 using harness::VmConfig;
 using harness::VmExit;
@@ -122,7 +112,7 @@ int Main() {
   options.machine = *machine;
   options.accel = *accel;
   auto vmm = harness::QemuVmm::Create(
-      options, harness::ProbeArtifacts{Absolute(absl::GetFlag(FLAGS_kernel)), Absolute(absl::GetFlag(FLAGS_initrd))});
+      options, harness::ProbeArtifacts{absl::GetFlag(FLAGS_kernel), absl::GetFlag(FLAGS_initrd)});
   if (!vmm.ok()) {
     std::fprintf(stderr, "boot_benchmark: %s\n", vmm.status().ToString().c_str());
     return 1;
@@ -130,16 +120,16 @@ int Main() {
   std::printf("boot_benchmark: %s\n", (*vmm)->Describe().c_str());
 
   VmConfig base;
-  base.kernel_path = Absolute(absl::GetFlag(FLAGS_kernel));
+  base.kernel_path = absl::GetFlag(FLAGS_kernel);
   base.vcpus = absl::GetFlag(FLAGS_vcpus);
   base.memory_mib = absl::GetFlag(FLAGS_memory_mib);
   base.deadline = absl::Seconds(90);
 
   VmConfig bare = base;
-  bare.initrd_path = Absolute(absl::GetFlag(FLAGS_bare_initrd));
+  bare.initrd_path = absl::GetFlag(FLAGS_bare_initrd);
   VmConfig cgroup = base;
-  cgroup.initrd_path = Absolute(absl::GetFlag(FLAGS_initrd));
-  cgroup.disks.push_back({.path = Absolute(absl::GetFlag(FLAGS_disk)), .read_only = true});
+  cgroup.initrd_path = absl::GetFlag(FLAGS_initrd);
+  cgroup.disks.push_back({.path = absl::GetFlag(FLAGS_disk), .read_only = true});
   cgroup.cmdline = "kiln.root=/dev/vda kiln.cgroup=rw";
 
   Samples bare_ms, cgroup_ms, cgroup_guest_ms, bare_rss, cgroup_rss;

@@ -47,14 +47,6 @@ ABSL_FLAG(std::string, work_dir, "/tmp/kiln-build-benchmark", "scratch directory
 namespace kiln::bench {
 namespace {
 
-std::string Absolute(const std::string& path) {
-  char* real = realpath(path.c_str(), nullptr);
-  if (real == nullptr) return path;
-  std::string out(real);
-  free(real);
-  return out;
-}
-
 // kPhases: the phases both sides report (guest: BuildResult.phases; host: kiln-build's line).
 constexpr const char* kPhases[] = {"dockerd_start", "preload", "build", "export"};
 
@@ -70,7 +62,7 @@ absl::StatusOr<HostRun> RunHost(const std::string& work, const std::string& secr
   std::string cmd = absl::StrCat(
       "'", absl::GetFlag(FLAGS_kiln_build), "' --context '", work, "/context",
       "' --secret id=build_token,src='", secret_file, "' --preload '",
-      Absolute(absl::GetFlag(FLAGS_busybox_image)), "' --tag kiln-bench/ref:1 --out '", work,
+      absl::GetFlag(FLAGS_busybox_image), "' --tag kiln-bench/ref:1 --out '", work,
       "/host-", i, ".oci.tar' --work-dir '", work, "/host-", i, "' >'", out, "' 2>'", out, ".log'");
   absl::Time t0 = absl::Now();
   int rc = std::system(cmd.c_str());
@@ -110,7 +102,7 @@ int Main() {
   std::system(absl::StrCat("rm -rf '", work, "' && mkdir -p '", work, "'").c_str());
   // The context as real files: in runfiles every file is a symlink to the source tree, which
   // a context tar must not carry (the agent refuses links that leave the context).
-  if (std::system(absl::StrCat("cp -rL '", Absolute(absl::GetFlag(FLAGS_context)), "' '", work,
+  if (std::system(absl::StrCat("cp -rL '", absl::GetFlag(FLAGS_context), "' '", work,
                                "/context'").c_str()) != 0) {
     std::fprintf(stderr, "build_benchmark: cannot copy the context %s\n", absl::GetFlag(FLAGS_context).c_str());
     return 1;
@@ -126,9 +118,9 @@ int Main() {
     return 2;
   }
   qopt.accel = *accel;
-  harness::BuilderArtifacts art{Absolute(absl::GetFlag(FLAGS_kernel)),
-                                Absolute(absl::GetFlag(FLAGS_initrd)),
-                                Absolute(absl::GetFlag(FLAGS_builder_disk))};
+  harness::BuilderArtifacts art{absl::GetFlag(FLAGS_kernel),
+                                absl::GetFlag(FLAGS_initrd),
+                                absl::GetFlag(FLAGS_builder_disk)};
   auto vmm = harness::QemuVmm::Create(qopt, harness::ProbeArtifacts{art.kernel, art.initrd});
   if (!vmm.ok()) {
     std::fprintf(stderr, "build_benchmark: %s\n", vmm.status().ToString().c_str());
@@ -162,7 +154,7 @@ int Main() {
     }
     job.secrets["build_token"] = secret;
     job.secret_ids = {"build_token"};
-    job.preload = {{"kiln-busybox:1", Absolute(absl::GetFlag(FLAGS_busybox_image))}};
+    job.preload = {{"kiln-busybox:1", absl::GetFlag(FLAGS_busybox_image)}};
     job.tag = "kiln-bench/ref:1";
     job.image_out = absl::StrCat(work, "/vm-", i, ".oci.tar");
     harness::BuilderVmOptions opt;

@@ -45,13 +45,6 @@ absl::Status MakeDirs(const std::string& path) {
   return absl::OkStatus();
 }
 
-absl::Status CheckReadable(absl::string_view what, const std::string& path) {
-  if (access(path.c_str(), R_OK) != 0) {
-    return PosixError(errno, absl::StrCat("cloud-hypervisor: ", what, " not readable"), path);
-  }
-  return absl::OkStatus();
-}
-
 // LogTail(path, max): the last `max` bytes of a file ("" if unreadable).
 std::string LogTail(const std::string& path, size_t max = 2000) {
   std::ifstream in(path, std::ios::binary);
@@ -400,11 +393,9 @@ std::string CloudHypervisorVmm::Describe() const {
   return absl::StrCat("Cloud Hypervisor ", version_, " (", options_.binary, "), KVM");
 }
 
-absl::StatusOr<std::unique_ptr<Vm>> CloudHypervisorVmm::Boot(const VmConfig& config) {
-  RETURN_IF_ERROR(ValidateVmConfig(config));
-  RETURN_IF_ERROR(CheckReadable("kernel", config.kernel_path));
-  if (!config.initrd_path.empty()) RETURN_IF_ERROR(CheckReadable("initrd", config.initrd_path));
-  for (const Disk& d : config.disks) RETURN_IF_ERROR(CheckReadable("disk", d.path));
+absl::StatusOr<std::unique_ptr<Vm>> CloudHypervisorVmm::Boot(const VmConfig& requested) {
+  RETURN_IF_ERROR(ValidateVmConfig(requested));
+  ASSIGN_OR_RETURN(const VmConfig config, ResolveArtifacts(requested));
   RETURN_IF_ERROR(MakeDirs(config.work_dir));
 
   // The API socket lives in work_dir unless that path is too long for sun_path.

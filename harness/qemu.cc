@@ -49,13 +49,6 @@ absl::Status MakeDirs(const std::string& path) {
   return absl::OkStatus();
 }
 
-absl::Status CheckReadable(const std::string& what, const std::string& path) {
-  if (access(path.c_str(), R_OK) != 0) {
-    return PosixError(errno, absl::StrCat("VM ", what), path);
-  }
-  return absl::OkStatus();
-}
-
 // QemuVm: one QEMU process (see Vm).
 class QemuVm : public Vm {
  public:
@@ -415,11 +408,10 @@ std::string QemuVmm::Describe() const {
                       AccelName(options_.accel), " (", accel_reason_, ")");
 }
 
-absl::StatusOr<std::unique_ptr<Vm>> QemuVmm::Boot(const VmConfig& config) {
+absl::StatusOr<std::unique_ptr<Vm>> QemuVmm::Boot(const VmConfig& requested) {
+  RETURN_IF_ERROR(ValidateVmConfig(requested));
+  ASSIGN_OR_RETURN(const VmConfig config, ResolveArtifacts(requested));
   ASSIGN_OR_RETURN(std::vector<std::string> argv, QemuArgv(config, options_, tsc_khz_));
-  RETURN_IF_ERROR(CheckReadable("kernel", config.kernel_path));
-  if (!config.initrd_path.empty()) RETURN_IF_ERROR(CheckReadable("initrd", config.initrd_path));
-  for (const Disk& d : config.disks) RETURN_IF_ERROR(CheckReadable("disk", d.path));
   RETURN_IF_ERROR(MakeDirs(config.work_dir));
   QemuPaths paths = QemuPathsFor(config);
   unlink(paths.serial_log.c_str());

@@ -80,17 +80,6 @@ std::string Dirname(const std::string& path) {
   return slash == std::string::npos ? "." : path.substr(0, slash);
 }
 
-// Absolute(path): `path` made absolute (bazel run's cwd is the runfiles tree; VMMs run in their
-// own work directories).
-std::string Absolute(const std::string& path) {
-  if (path.empty()) return path;
-  char* real = realpath(path.c_str(), nullptr);
-  if (real == nullptr) return path;
-  std::string out(real);
-  free(real);
-  return out;
-}
-
 struct CgroupReport {
   std::vector<ScenarioOutcome> outcomes;
   std::vector<std::string> titles;
@@ -112,8 +101,8 @@ int Main() {
   const bool run_cgroup = suites.count("cgroup") > 0;
   const bool run_builder = suites.count("builder") > 0;
 
-  Artifacts artifacts{Absolute(absl::GetFlag(FLAGS_kernel)), Absolute(absl::GetFlag(FLAGS_initrd)),
-                      Absolute(absl::GetFlag(FLAGS_root_disk))};
+  Artifacts artifacts{absl::GetFlag(FLAGS_kernel), absl::GetFlag(FLAGS_initrd),
+                      absl::GetFlag(FLAGS_root_disk)};
   if (run_cgroup) {
     if (absl::Status s = ValidateArtifacts(artifacts); !s.ok()) {
       std::cerr << "verify: " << s.message()
@@ -123,9 +112,9 @@ int Main() {
   }
   BuilderScenarioInputs builder_in;
   builder_in.artifacts = {artifacts.kernel, artifacts.initrd,
-                          Absolute(absl::GetFlag(FLAGS_builder_disk))};
-  builder_in.busybox_image = Absolute(absl::GetFlag(FLAGS_busybox_image));
-  builder_in.examples_dir = Dirname(Absolute(absl::GetFlag(FLAGS_examples_readme)));
+                          absl::GetFlag(FLAGS_builder_disk)};
+  builder_in.busybox_image = absl::GetFlag(FLAGS_busybox_image);
+  builder_in.examples_dir = Dirname(absl::GetFlag(FLAGS_examples_readme));
   builder_in.vm.vcpus = absl::GetFlag(FLAGS_vcpus);
   builder_in.vm.memory_mib = absl::GetFlag(FLAGS_builder_memory_mib);
   builder_in.vm.keep.keep_failed_builders = absl::GetFlag(FLAGS_keep_failed_builders);

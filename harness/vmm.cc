@@ -1,7 +1,14 @@
 // File: harness/vmm.cc
 #include "harness/vmm.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+
 #include "absl/strings/str_cat.h"
+#include "third_party/absl_ext/posix_error.h"
+#include "third_party/absl_ext/status_macros.h"
 
 namespace kiln::harness {
 namespace {
@@ -11,7 +18,25 @@ bool IsIdChar(char c) {
          c == '.' || c == '_' || c == '-';
 }
 
+// Resolve(what, path): `path` made absolute against the current directory, once readable.
+absl::Status Resolve(absl::string_view what, std::string& path) {
+  if (access(path.c_str(), R_OK) != 0) return PosixError(errno, absl::StrCat("VM ", what), path);
+  if (!path.empty() && path[0] != '/') {
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof cwd) == nullptr) return PosixError(errno, "getcwd");
+    path = absl::StrCat(cwd, "/", path);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::StatusOr<VmConfig> ResolveArtifacts(VmConfig config) {
+  RETURN_IF_ERROR(Resolve("kernel", config.kernel_path));
+  if (!config.initrd_path.empty()) RETURN_IF_ERROR(Resolve("initrd", config.initrd_path));
+  for (Disk& d : config.disks) RETURN_IF_ERROR(Resolve("disk", d.path));
+  return config;
+}
 
 absl::Status ValidateVmConfig(const VmConfig& config) {
   if (config.id.empty() || config.id.size() > 64) {

@@ -88,6 +88,13 @@ struct VmConfig {
 // a cmdline with a newline or NUL). Does not touch the file system.
 absl::Status ValidateVmConfig(const VmConfig& config);
 
+// ResolveArtifacts(config): `config` with kernel_path, initrd_path and every disk path made
+// absolute against the current directory (a VMM runs in its own work directory, so a caller
+// may pass paths relative to its own, e.g. bazel run's runfiles tree), after checking that
+// each is readable. Errors: the errno-derived code (NotFound, PermissionDenied) naming the
+// artifact ("VM kernel", "VM initrd", "VM disk") and its path. Every backend's Boot calls it.
+absl::StatusOr<VmConfig> ResolveArtifacts(VmConfig config);
+
 // VmExit: how the VMM process ended.
 struct VmExit {
   enum class Kind {
