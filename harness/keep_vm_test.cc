@@ -40,6 +40,7 @@ ABSL_FLAG(std::string, builder_disk, "", "ext4 builder root disk with the agent"
 ABSL_FLAG(std::string, busybox_image, "", "docker-archive of kiln-busybox:1");
 ABSL_FLAG(std::string, examples_readme, "", "agent/runner/examples/README.md (locates the dir)");
 ABSL_FLAG(std::string, accel, "auto", "accel: auto, kvm or tcg");
+ABSL_FLAG(std::string, kilnctl, "", "the kilnctl binary (//tools/kilnctl)");
 
 namespace kiln::harness {
 namespace {
