@@ -7,16 +7,30 @@
 //     and no socket.
 //   - keep off: right after RunBuilderJobs returns, no VMM child of this process is running
 //     and no record exists.
+//   - TTL expiry, harness killed while its builder is kept: a forked harness process keeps a
+//     failed builder (ttl 20 s) and is SIGKILLed. The builder outlives it (kept builders are
+//     for people, not for the harness): the real `kilnctl builders gc` reaps nothing and exec
+//     still works; once the TTL passes, exec answers "expired" and `gc` reaps it: no QEMU, no
+//     socket, no work dir, no record.
+//   - harness killed mid-build: a forked harness process is SIGKILLed while its builder runs
+//     a job (record state "building"); the detachable QEMU survives it, and `kilnctl builders
+//     gc` reaps it as an orphan: no QEMU left.
+// This process is a child subreaper (PR_SET_CHILD_SUBREAPER), so the QEMU of a killed harness
+// is re-parented here and "no QEMU left" is checked on its own children.
 // Artifacts come from flags (same as builder_vm_test).
 #include <dirent.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -112,6 +126,60 @@ absl::StatusOr<BuildRequest> FailingJob(const BuilderScenarioInputs& in, const s
   return r;
 }
 
+// CommandResult: what a kilnctl run printed and its exit code.
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout + stderr
+};
+
+// Kilnctl(state_dir, args): runs the real kilnctl binary (--state_dir, short agent timeouts)
+// and captures its output.
+CommandResult Kilnctl(const std::string& state_dir, const std::string& args) {
+  const std::string cmd =
+      absl::StrCat(absl::GetFlag(FLAGS_kilnctl), " --state_dir=", state_dir,
+                   " --connect_timeout_ms=5000 --grace_s=5 ", args, " 2>&1");
+  CommandResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::cerr << "$ kilnctl " << args << "  -> " << r.exit_code << "\n" << r.output;
+  return r;
+}
+
+// WaitForRecord(store, state, timeout): the first record in `state`, polled every 200 ms.
+std::optional<KeepRecord> WaitForRecord(KeepStore& store, KeepState state,
+                                        absl::Duration timeout) {
+  const absl::Time end = absl::Now() + timeout;
+  while (absl::Now() < end) {
+    absl::StatusOr<KeepListing> l = store.List(absl::Now());
+    if (l.ok()) {
+      for (const KeepRecord& r : l->records) {
+        if (r.state == state) return r;
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  return std::nullopt;
+}
+
+// ReapChild(pid, timeout): waits for child `pid` (a QEMU re-parented to this subreaper) to be
+// reaped; true if it exited within `timeout`.
+bool ReapChild(pid_t pid, absl::Duration timeout) {
+  const absl::Time end = absl::Now() + timeout;
+  while (absl::Now() < end) {
+    int status = 0;
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) return true;
+    if (r < 0) return errno == ECHILD && kill(pid, 0) != 0;  // not ours: gone?
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return false;
+}
+
 class KeepVmTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -133,6 +201,27 @@ class KeepVmTest : public ::testing::Test {
     in_.work_dir = root_;
     ASSERT_TRUE(ValidateBuilderScenarioInputs(in_).ok())
         << ValidateBuilderScenarioInputs(in_).ToString();
+  }
+
+  // ForkHarness(name, options, job, then_pause): a harness process (fork of this one) that
+  // runs RunBuilderJobs with its own VmFactory, writes "<kept_id>\n<status>" to
+  // <root>/<name>.result, then pauses until killed (then_pause) or exits. Returns its pid.
+  pid_t ForkHarness(const std::string& name, const BuilderVmOptions& options,
+                    const BuildRequest& job, bool then_pause) {
+    std::cerr.flush();
+    const pid_t pid = fork();
+    if (pid != 0) return pid;
+    // The child: never returns into gtest.
+    {
+      VmFactory factory(*vmm_, root_ + "/vms-" + name, OutputDirFromEnv());
+      BuilderRun run = RunBuilderJobs(factory, in_.artifacts, options, {job});
+      std::ofstream(root_ + "/" + name + ".result")
+          << run.kept_id << "\n" << run.status.ToString() << "\n";
+      std::cerr << name << ": harness child: kept_id=" << run.kept_id << " status=" << run.status
+                << std::endl;
+      while (then_pause) pause();
+    }
+    _exit(0);
   }
 
   std::unique_ptr<QemuVmm> vmm_;
@@ -237,10 +326,110 @@ TEST_F(KeepVmTest, KeepOffTearsTheFailedBuilderDown) {
   EXPECT_TRUE(!listing.ok() || listing->records.empty());
 }
 
+TEST_F(KeepVmTest, HarnessKilledWhileKeptThenTtlExpiresAndGcReapsIt) {
+  const std::string state_dir = root_ + "/state-ttl";
+  absl::StatusOr<BuildRequest> job = FailingJob(in_, "keep-ttl", "kiln-ttl-secret-77aa");
+  ASSERT_TRUE(job.ok()) << job.status();
+  BuilderVmOptions o;
+  o.id = "keep-ttl";
+  o.keep.keep_failed_builders = true;
+  o.keep.state_dir = state_dir;
+  o.keep.ttl = absl::Seconds(20);
+  const pid_t harness = ForkHarness("keep-ttl", o, *job, /*then_pause=*/true);
+  ASSERT_GT(harness, 0);
+  KeepStore store(state_dir);
+  // The harness keeps the failed builder (boot + failing build: ~40-90 s under TCG).
+  std::optional<KeepRecord> rec = WaitForRecord(store, KeepState::kKept, absl::Seconds(240));
+  ASSERT_TRUE(rec.has_value()) << "no kept builder recorded";
+  EXPECT_EQ(rec->owner.pid, harness);
+  ASSERT_TRUE(ProcessAlive(rec->vmm_process));
+
+  // The harness is killed while its builder is kept.
+  ASSERT_EQ(kill(harness, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(harness, &status, 0), harness);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  EXPECT_FALSE(ProcessAlive(rec->owner));
+
+  // Before the TTL: the builder is still there for a person; gc leaves it; exec works.
+  CommandResult gc1 = Kilnctl(state_dir, "builders gc");
+  EXPECT_EQ(gc1.exit_code, 0);
+  EXPECT_TRUE(absl::StrContains(gc1.output, "nothing to reap")) << gc1.output;
+  EXPECT_TRUE(ProcessAlive(rec->vmm_process)) << "gc reaped an unexpired kept builder";
+  CommandResult ex = Kilnctl(state_dir, absl::StrCat("builders exec ", rec->id,
+                                                     " -- cat /sys/fs/cgroup/cgroup.controllers"));
+  EXPECT_EQ(ex.exit_code, 0) << ex.output;
+  EXPECT_TRUE(absl::StrContains(ex.output, "memory")) << ex.output;
+
+  // After the TTL: exec refuses (expired), gc reaps it and nothing is left.
+  const absl::Duration left = rec->expires - absl::Now();
+  if (left > absl::ZeroDuration()) absl::SleepFor(left + absl::Milliseconds(500));
+  CommandResult ex2 = Kilnctl(state_dir, absl::StrCat("builders exec ", rec->id, " -- true"));
+  EXPECT_EQ(ex2.exit_code, 125) << ex2.output;
+  EXPECT_TRUE(absl::StrContains(ex2.output, "expired")) << ex2.output;
+  const absl::Time t0 = absl::Now();
+  CommandResult gc2 = Kilnctl(state_dir, "builders gc");
+  std::cerr << "keep-ttl: gc of the expired builder " << absl::FormatDuration(absl::Now() - t0)
+            << "\n";
+  EXPECT_EQ(gc2.exit_code, 0) << gc2.output;
+  EXPECT_TRUE(absl::StrContains(gc2.output, absl::StrCat("reaped ", rec->id, " (expired)")))
+      << gc2.output;
+  EXPECT_TRUE(ReapChild(rec->vmm_process.pid, absl::Seconds(10))) << "QEMU still running";
+  EXPECT_FALSE(ProcessAlive(rec->vmm_process));
+  struct stat st;
+  EXPECT_NE(stat(rec->channel_socket.c_str(), &st), 0) << "socket left: " << rec->channel_socket;
+  EXPECT_NE(stat(rec->work_dir.c_str(), &st), 0) << "work dir left: " << rec->work_dir;
+  EXPECT_TRUE(LiveChildren().empty()) << "a process is still running";
+  CommandResult list = Kilnctl(state_dir, "builders list");
+  EXPECT_TRUE(absl::StrContains(list.output, "no kept builders")) << list.output;
+}
+
+TEST_F(KeepVmTest, HarnessKilledMidBuildGcReapsTheOrphan) {
+  const std::string state_dir = root_ + "/state-orphan";
+  absl::StatusOr<BuildRequest> job = FailingJob(in_, "keep-orphan", "");
+  ASSERT_TRUE(job.ok()) << job.status();
+  // A build that runs until the harness is gone.
+  job->dockerfile = "FROM kiln-busybox:1\nRUN echo kiln-long-build && sleep 600\n";
+  BuilderVmOptions o;
+  o.id = "keep-orphan";
+  o.keep.keep_failed_builders = true;
+  o.keep.state_dir = state_dir;
+  const pid_t harness = ForkHarness("keep-orphan", o, *job, /*then_pause=*/false);
+  ASSERT_GT(harness, 0);
+  KeepStore store(state_dir);
+  // Registered as "building" once the agent is Ready; the job follows at once.
+  std::optional<KeepRecord> rec = WaitForRecord(store, KeepState::kBuilding, absl::Seconds(180));
+  ASSERT_TRUE(rec.has_value()) << "no building record";
+  absl::SleepFor(absl::Seconds(3));  // the job and its streams are on their way
+  ASSERT_EQ(kill(harness, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(harness, &status, 0), harness);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the harness ended before it was killed";
+  // The detachable QEMU outlives its harness: only gc can clean it up.
+  absl::SleepFor(absl::Seconds(1));
+  ASSERT_TRUE(ProcessAlive(rec->vmm_process)) << "the VM died with its harness";
+  const absl::Time t0 = absl::Now();
+  CommandResult gc = Kilnctl(state_dir, "builders gc");
+  std::cerr << "keep-orphan: gc of the orphan " << absl::FormatDuration(absl::Now() - t0) << "\n";
+  EXPECT_EQ(gc.exit_code, 0) << gc.output;
+  EXPECT_TRUE(absl::StrContains(gc.output, absl::StrCat("reaped ", rec->id, " (orphan)")))
+      << gc.output;
+  EXPECT_TRUE(ReapChild(rec->vmm_process.pid, absl::Seconds(10))) << "QEMU still running";
+  EXPECT_FALSE(ProcessAlive(rec->vmm_process));
+  struct stat st;
+  EXPECT_NE(stat(rec->channel_socket.c_str(), &st), 0) << "socket left: " << rec->channel_socket;
+  EXPECT_TRUE(LiveChildren().empty()) << "a process is still running";
+  absl::StatusOr<KeepListing> listing = store.List(absl::Now());
+  ASSERT_TRUE(listing.ok()) << listing.status();
+  EXPECT_TRUE(listing->records.empty());
+}
+
 }  // namespace
 }  // namespace kiln::harness
 
 int main(int argc, char** argv) {
+  // The QEMU of a killed harness child is re-parented here (and reaped by the tests).
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
   ::testing::InitGoogleTest(&argc, argv);
   absl::ParseCommandLine(argc, argv);
   return RUN_ALL_TESTS();
