@@ -42,6 +42,9 @@ ABSL_FLAG(int, retry_ms, 200,
 ABSL_FLAG(bool, once, false,
           "serve one session, then exit (a builder VM: the host closes the channel, the agent "
           "exits, init powers the VM off)");
+ABSL_FLAG(bool, keep_failed_jobs, false,
+          "leave a failed job's dir (context, build work dir, daemon logs and data roots) for "
+          "inspection: a kept builder (keep_failed_builders); secrets are wiped regardless");
 ABSL_FLAG(bool, build, true, "offer the \"build\" capability (dockerd + BuildKit)");
 ABSL_FLAG(std::string, secret_dir, "",
           "tmpfs directory for build secret files; empty: /run/kiln-secrets or "
@@ -120,6 +123,7 @@ int main(int argc, char** argv) {
   kiln::agent::AgentOptions options;
   options.proc_root = absl::GetFlag(FLAGS_proc_root);
   options.work_dir = absl::GetFlag(FLAGS_work_dir);
+  options.keep_failed_jobs = absl::GetFlag(FLAGS_keep_failed_jobs);
   const int retry_ms = absl::GetFlag(FLAGS_retry_ms);
   if (absl::GetFlag(FLAGS_build)) {
     kiln::agent::JobRunnerOptions jr;

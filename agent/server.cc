@@ -245,8 +245,21 @@ absl::Status AgentSession::OnBuildJob(const BuildJob& job) {
   absl::StatusOr<BuildOutcome> out = options_.runner(in);
   WipeAll(in.secrets);
   WipeAll(secrets_);  // secrets live for one job
+  // A failed job's dir stays for inspection in a kept builder; else it goes.
+  const bool keep_dir = options_.keep_failed_jobs && (!out.ok() || out->exit_status != 0);
+  if (keep_dir) {  // said before the result, so that it is the job's last Log line
+    const std::string line = absl::StrCat(
+        "[kiln-agent] job ", job.job_id, " failed: kept for inspection in ", dir,
+        " (context/, build/ with the daemons' logs and data roots; secrets wiped)");
+    std::fprintf(stderr, "kiln-agent: %s\n", line.c_str());
+    (void)conn_->Send(Log{LogStream::kSystem, static_cast<uint64_t>(NowMs() - t0), line},
+                      options_.io_timeout_ms);
+  }
+  auto finish_dir = [&] {
+    if (!keep_dir) std::filesystem::remove_all(dir, ec);
+  };
   if (!out.ok()) {
-    std::filesystem::remove_all(dir, ec);
+    finish_dir();
     return Reply(out.status());
   }
   BuildResult result{job.job_id, out->exit_status, out->image_digest, 0, {}, out->error};
@@ -268,7 +281,7 @@ absl::Status AgentSession::OnBuildJob(const BuildJob& job) {
     sent = conn_->SendFd(result.image_stream, image_fd, options_.io_timeout_ms).status();
   }
   if (image_fd >= 0) ::close(image_fd);
-  std::filesystem::remove_all(dir, ec);
+  finish_dir();
   return sent;
 }
 

@@ -76,6 +76,12 @@ struct AgentOptions {
   uint64_t max_exec_stdin_bytes = 64ull << 20;
   int io_timeout_ms = 60000;              // per frame write / stream read
   BuildRunner runner;                     // empty: no "build" capability
+  // keep_failed_jobs: a job that fails (the runner's error, or exit_status != 0) leaves its
+  // dir <work_dir>/<job_id> in place for inspection in a kept builder (issue 6): the context,
+  // the received base images, and the build work dir with the daemons' logs and data roots
+  // (the daemons themselves are stopped). A Log line names the dir. Secrets are wiped as
+  // after any job: they never live below work_dir. Off: every job dir is removed.
+  bool keep_failed_jobs = false;
 };
 
 // AgentSession: serves one channel. Not thread-safe.

@@ -4,10 +4,12 @@
 // input (garbage, unknown types, stray chunks).
 #include "agent/server.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <optional>
 #include <fstream>
@@ -64,6 +66,7 @@ class AgentTest : public ::testing::Test {
     o.io_timeout_ms = kT;
     o.runner = std::move(runner);
     o.max_exec_stdin_bytes = max_stdin;
+    o.keep_failed_jobs = keep_failed_jobs_;
     thread_ = std::thread([this, o] {
       AgentSession session(agent_conn_.get(), o);
       serve_status_ = session.Serve();
@@ -142,6 +145,7 @@ class AgentTest : public ::testing::Test {
     return o;
   }
 
+  bool keep_failed_jobs_ = false;
   std::string dir_;
   std::unique_ptr<FdStream> host_stream_, agent_stream_;
   std::unique_ptr<Connection> host_, agent_conn_;
@@ -342,6 +346,72 @@ TEST_F(AgentTest, BuildJobStreamsContextInAndImageOut) {
   ASSERT_OK(host_->Send(Job({"tok"}), kT));
   EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("[tok]")));
 }
+
+// KeepCase: one run of a job for the keep_failed_jobs tests.
+struct KeepCase {
+  bool keep;
+  int exit_status;      // the runner's result (when runner_ok)
+  bool runner_ok;       // false: the runner returns an error
+  bool dir_left;        // expected: <work>/job1 still there after the reply
+};
+
+class KeepFailedJobsTest : public AgentTest, public ::testing::WithParamInterface<KeepCase> {};
+
+TEST_P(KeepFailedJobsTest, JobDirIsKeptOnlyForAFailedJobWithTheOption) {
+  const KeepCase c = GetParam();
+  keep_failed_jobs_ = c.keep;
+  std::string secret_file;
+  Start([&](const BuildInputs& in) -> absl::StatusOr<BuildOutcome> {
+    // A build leaves state in its work dir, as dockerd's data root would.
+    std::ofstream(in.context_tar.substr(0, in.context_tar.rfind('/')) + "/daemon.log")
+        << "dockerd: level=error\n";
+    if (!c.runner_ok) return absl::AbortedError("dockerd did not come up");
+    BuildOutcome out;
+    out.exit_status = c.exit_status;
+    return out;
+  });
+  Handshake();
+  ASSERT_OK(host_->Send(Secret{"tok", "kiln-keep-secret"}, kT));
+  ASSERT_OK(host_->Send(Job({"tok"}), kT));
+  ASSERT_OK(host_->SendBytes(1, "context bytes", kT));
+  ASSERT_OK(host_->SendBytes(3, "preload archive", kT));
+  std::vector<std::string> logs;
+  Message m = Read();
+  while (std::holds_alternative<Log>(m)) {
+    logs.push_back(std::get<Log>(m).text);
+    m = Read();
+  }
+  if (c.runner_ok) {
+    ASSERT_TRUE(std::holds_alternative<BuildResult>(m)) << MessageName(m);
+  } else {
+    ASSERT_TRUE(std::holds_alternative<ErrorMessage>(m)) << MessageName(m);
+  }
+  ExpectAlive();  // the reply is complete: the dir has been dealt with
+  const std::string job_dir = dir_ + "/work/job1";
+  struct stat st;
+  EXPECT_EQ(stat(job_dir.c_str(), &st) == 0, c.dir_left) << job_dir;
+  if (c.dir_left) {
+    EXPECT_EQ(ReadAll(job_dir + "/context.tar"), "context bytes");
+    EXPECT_EQ(ReadAll(job_dir + "/daemon.log"), "dockerd: level=error\n");
+    ASSERT_EQ(logs.size(), 1u);
+    EXPECT_THAT(logs[0], HasSubstr("job1 failed: kept for inspection in " + job_dir));
+    // The secret never lands in the job dir.
+    for (const auto& e : std::filesystem::recursive_directory_iterator(job_dir)) {
+      EXPECT_EQ(ReadAll(e.path().string()).find("kiln-keep-secret"), std::string::npos)
+          << e.path();
+    }
+  } else {
+    EXPECT_TRUE(logs.empty());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, KeepFailedJobsTest,
+    ::testing::Values(KeepCase{true, 3, true, true},     // failed build, keep: kept
+                      KeepCase{true, 0, true, false},    // passed build: removed even so
+                      KeepCase{true, 0, false, true},    // runner error, keep: kept
+                      KeepCase{false, 3, true, false},   // failed build, no keep: removed
+                      KeepCase{false, 0, false, false}));
 
 TEST_F(AgentTest, MalformedMessageGetsAnErrorAndTheSessionGoesOn) {
   Start();
