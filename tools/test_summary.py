@@ -4,11 +4,14 @@
 Counts gtest cases from each target's test.xml (GTEST_SKIP counts as skipped), and per target
 where no test.xml says more: a target Bazel SKIPPED (incompatible with this host) is one
 skipped; a target that FAILED/TIMEOUT/NO STATUS/failed to build without cases is one failed.
+A SKIPPED target is printed with the reason: its `requires-*` tags (from `bazel query`)
+looked up in @kiln_host's skip_reasons.txt (--skip-reasons; third_party/host.bzl writes it).
 Exit code: 0 when nothing failed, 1 otherwise.
 """
 import argparse
 import os
 import re
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
@@ -39,10 +42,44 @@ def count_xml(path):
     return p, f, s
 
 
+def read_reasons(path):
+    """{tag: reason} from a skip_reasons.txt (tag TAB reason per line); {} if unreadable."""
+    reasons = {}
+    try:
+        with open(path) as fh:
+            for line in fh:
+                tag, _, why = line.rstrip("\n").partition("\t")
+                if tag and why:
+                    reasons[tag] = why
+    except OSError:
+        pass
+    return reasons
+
+
+def target_tags(bazel, label):
+    """The tags of `label` from `bazel query --output=build`; [] if the query fails."""
+    try:
+        out = subprocess.run([bazel, "query", "--output=build", label], capture_output=True,
+                             text=True, timeout=120).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    m = re.search(r"tags\s*=\s*\[([^\]]*)\]", out)
+    return re.findall(r'"([^"]+)"', m.group(1)) if m else []
+
+
+def skip_reason(label, reasons, bazel):
+    if not reasons:
+        return "not runnable on this host"
+    why = [reasons[t] for t in target_tags(bazel, label) if t in reasons]
+    return "; ".join(why) if why else "incompatible with this host"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bazel-log", required=True)
     ap.add_argument("--testlogs", default="bazel-testlogs")
+    ap.add_argument("--skip-reasons", default="", help="@kiln_host's skip_reasons.txt")
+    ap.add_argument("--bazel", default="bazel", help="bazel binary for the tag query")
     a = ap.parse_args()
     statuses = {}
     try:
@@ -53,6 +90,7 @@ def main():
                     statuses[m.group(1)] = m.group(2)
     except OSError as e:
         print(f"test_summary: cannot read {a.bazel_log}: {e}", file=sys.stderr)
+    reasons = read_reasons(a.skip_reasons) if a.skip_reasons else {}
     passed = failed = skipped = 0
     for label, status in sorted(statuses.items()):
         counts = None
@@ -60,7 +98,7 @@ def main():
             counts = count_xml(target_xml(a.testlogs, label))
         if status == "SKIPPED":
             skipped += 1
-            print(f"test_summary: SKIPPED {label} (not runnable on this host)")
+            print(f"test_summary: SKIPPED {label}: {skip_reason(label, reasons, a.bazel)}")
         elif counts is not None and status in ("PASSED", "FLAKY"):
             passed += counts[0]; failed += counts[1]; skipped += counts[2]
         elif counts is not None:
