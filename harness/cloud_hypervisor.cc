@@ -24,6 +24,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "harness/channel.h"
 #include "harness/process.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
@@ -472,6 +473,7 @@ absl::StatusOr<std::unique_ptr<Vm>> CloudHypervisorVmm::Boot(const VmConfig& req
 absl::StatusOr<std::unique_ptr<agent::FdStream>> ConnectHybridVsockWithRetry(
     absl::string_view uds_path, uint32_t port, absl::Duration timeout,
     const std::function<bool()>& alive, const HybridVsockRetry& retry) {
+  const ChannelAddress address{ChannelTransport::kHybridVsock, std::string(uds_path), port};
   const absl::Time deadline = absl::Now() + timeout;
   absl::Duration pause = absl::Milliseconds(std::max(1, retry.initial_backoff_ms));
   const absl::Duration max_pause = absl::Milliseconds(std::max(1, retry.max_backoff_ms));
@@ -488,18 +490,10 @@ absl::StatusOr<std::unique_ptr<agent::FdStream>> ConnectHybridVsockWithRetry(
     const int attempt_ms = static_cast<int>(
         std::max<int64_t>(1, std::min<int64_t>(retry.attempt_timeout_ms, remaining_ms)));
     ++attempts;
-    absl::StatusOr<std::unique_ptr<agent::FdStream>> s =
-        agent::ConnectHybridVsock(uds_path, port, attempt_ms);
+    absl::StatusOr<std::unique_ptr<agent::FdStream>> s = ConnectChannelOnce(address, attempt_ms);
     if (s.ok()) return s;
     last = s.status();
-    switch (last.code()) {
-      case absl::StatusCode::kUnavailable:
-      case absl::StatusCode::kDeadlineExceeded:
-      case absl::StatusCode::kNotFound:
-        break;  // VMM or guest listener not up yet: retry
-      default:
-        return last;
-    }
+    if (!IsRetryableConnectError(last)) return last;  // bad path, not a vsock muxer, ...
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) break;
     absl::SleepFor(std::min(pause, left));

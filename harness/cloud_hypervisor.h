@@ -47,6 +47,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "agent/transport.h"
+#include "harness/channel.h"
 #include "harness/vmm.h"
 #include "nlohmann/json.hpp"
 
@@ -181,6 +182,8 @@ class CloudHypervisorVmm : public Vmm {
 
   std::string Name() const override { return "cloud-hypervisor"; }
   std::string Describe() const override;
+  // channel_transport(): kHybridVsock (the channel is CH's vsock device; see ConnectChannel).
+  ChannelTransport channel_transport() const override { return ChannelTransport::kHybridVsock; }
 
   // Boot(config): validates, builds the vm.create JSON, creates work_dir, starts
   // `<binary> --api-socket <sock>` (output to <work_dir>/cloud-hypervisor.log), waits for
@@ -218,13 +221,15 @@ struct HybridVsockRetry {
   int attempt_timeout_ms = 2000;
 };
 
-// ConnectHybridVsockWithRetry(uds_path, port, timeout, alive, retry): agent::ConnectHybridVsock
-// repeatedly, doubling the pause between attempts (initial..max backoff), until it succeeds,
-// `timeout` passes, or `alive()` returns false (checked before each attempt). Retried: the
-// socket missing/refusing (VMM not up yet), Unavailable (no guest listener yet: CH closes or
-// answers otherwise) and a per-attempt DeadlineExceeded. Not retried: InvalidArgument (bad
-// path, overlong reply). Errors: DeadlineExceeded with the attempt count and the last error;
-// FailedPrecondition "VM exited" when alive() is false; the non-retried error.
+// ConnectHybridVsockWithRetry(uds_path, port, timeout, alive, retry): ConnectChannelOnce
+// (harness/channel.h, transport kHybridVsock) repeatedly, doubling the pause between attempts
+// (initial..max backoff), until it succeeds, `timeout` passes, or `alive()` returns false
+// (checked before each attempt). Retried (IsRetryableConnectError): the socket missing or
+// refusing (VMM not up yet), Unavailable (no guest listener yet: CH closes the connection)
+// and a per-attempt DeadlineExceeded. Not retried: InvalidArgument (bad path, overlong reply),
+// FailedPrecondition (a reply line other than "OK <n>": not a hybrid vsock socket). Errors:
+// DeadlineExceeded with the attempt count and the last error; FailedPrecondition "VM exited"
+// when alive() is false; the non-retried error.
 absl::StatusOr<std::unique_ptr<agent::FdStream>> ConnectHybridVsockWithRetry(
     absl::string_view uds_path, uint32_t port, absl::Duration timeout,
     const std::function<bool()>& alive, const HybridVsockRetry& retry = HybridVsockRetry());

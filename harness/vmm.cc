@@ -91,6 +91,24 @@ absl::Status ValidateVmConfig(const VmConfig& config) {
   return absl::OkStatus();
 }
 
+const char* ChannelTransportName(ChannelTransport t) {
+  switch (t) {
+    case ChannelTransport::kVirtioSerial:
+      return "virtio-serial";
+    case ChannelTransport::kHybridVsock:
+      return "hybrid-vsock";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<ChannelTransport> ParseChannelTransport(absl::string_view name) {
+  for (ChannelTransport t : {ChannelTransport::kVirtioSerial, ChannelTransport::kHybridVsock}) {
+    if (name == ChannelTransportName(t)) return t;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "channel transport \"", name, "\": must be virtio-serial or hybrid-vsock"));
+}
+
 const char* VmExitKindName(VmExit::Kind kind) {
   switch (kind) {
     case VmExit::Kind::kExited:

@@ -5,10 +5,11 @@
 // one (Vmm::Boot), and what a running VM offers (Vm: wait with a deadline, idempotent kill that
 // owns all cleanup, the guest serial log, the VMM process's peak RSS).
 //
-// One interface, several backends: harness/qemu.h (QEMU, TCG or KVM) today; a Cloud Hypervisor
-// backend plugs in behind the same Vmm/Vm without changing callers. Each backend turns a
-// VmConfig into "what the VMM is asked to run" with a pure function (for QEMU: an argv), which
-// is unit-tested without starting anything.
+// One interface, several backends: harness/qemu.h (QEMU, TCG or KVM) and
+// harness/cloud_hypervisor.h (Cloud Hypervisor, KVM only) behind the same Vmm/Vm; a backend
+// says how its channel is spoken (Vmm::channel_transport(), ChannelTransport). Each backend
+// turns a VmConfig into "what the VMM is asked to run" with a pure function (QEMU: an argv;
+// CH: the vm.create JSON), which is unit-tested without starting anything.
 //
 // Example:
 //
@@ -35,6 +36,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace kiln::harness {
@@ -45,6 +47,23 @@ struct Disk {
   std::string path;
   bool read_only = true;
 };
+
+// ChannelTransport: how the host reaches the guest agent's channel. Both are a unix socket on
+// the host; they differ in what happens after connect(2).
+//   kVirtioSerial  QEMU: the socket is a virtio-serial chardev; bytes flow at once (the guest
+//                  end is the virtio-serial port Channel::name).
+//   kHybridVsock   Cloud Hypervisor (docs/vsock.md of cloud-hypervisor): the socket is CH's
+//                  vsock muxer; the host sends "CONNECT <port>\n" and reads "OK <n>\n", then
+//                  bytes flow to the guest's AF_VSOCK listener on Channel::vsock_port.
+enum class ChannelTransport { kVirtioSerial, kHybridVsock };
+
+// ChannelTransportName(t): "virtio-serial" or "hybrid-vsock" (the names in keep records and
+// reports). Pure.
+const char* ChannelTransportName(ChannelTransport t);
+
+// ParseChannelTransport(name): the inverse of ChannelTransportName. InvalidArgument naming
+// the text for anything else. Pure.
+absl::StatusOr<ChannelTransport> ParseChannelTransport(absl::string_view name);
 
 // Channel: a host<->guest byte stream. The host side is always a unix socket at
 // `host_socket_path` (the VMM listens on it; the harness connects). In the guest it is the
@@ -168,6 +187,12 @@ class Vmm {
 
   // Describe(): one human line about the backend: version, machine, accel and why.
   virtual std::string Describe() const = 0;
+
+  // channel_transport(): how the host side of a VmConfig::channel of this backend is spoken
+  // (ChannelTransport). Default kVirtioSerial (QEMU); CloudHypervisorVmm returns kHybridVsock.
+  // Callers (the builder client) use it to pick the agent's --channel flag and the connect
+  // handshake, so that the same scenario runs on either backend.
+  virtual ChannelTransport channel_transport() const { return ChannelTransport::kVirtioSerial; }
 
   // Boot(config): validates `config`, creates config.work_dir, and starts the VM. Returns the
   // running Vm; InvalidArgument for a bad config; NotFound if the VMM binary or an artifact is

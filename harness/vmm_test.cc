@@ -1,6 +1,7 @@
 // File: harness/vmm_test.cc
 #include "harness/vmm.h"
 
+#include <memory>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -60,6 +61,30 @@ TEST(VmExitKindNameTest, Names) {
   EXPECT_STREQ(VmExitKindName(VmExit::Kind::kSignaled), "signaled");
   EXPECT_STREQ(VmExitKindName(VmExit::Kind::kDeadline), "deadline");
   EXPECT_STREQ(VmExitKindName(VmExit::Kind::kKilled), "killed");
+}
+
+TEST(ChannelTransportTest, NamesRoundTripAndBadNamesAreRefused) {
+  for (ChannelTransport t : {ChannelTransport::kVirtioSerial, ChannelTransport::kHybridVsock}) {
+    SCOPED_TRACE(ChannelTransportName(t));
+    ASSERT_OK_AND_ASSIGN(ChannelTransport back, ParseChannelTransport(ChannelTransportName(t)));
+    EXPECT_EQ(back, t);
+  }
+  EXPECT_STREQ(ChannelTransportName(ChannelTransport::kHybridVsock), "hybrid-vsock");
+  EXPECT_THAT(ParseChannelTransport("vsock"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"vsock\"")));
+  EXPECT_THAT(ParseChannelTransport(""),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("virtio-serial")));
+}
+
+TEST(ChannelTransportTest, BackendsDefaultToVirtioSerial) {
+  struct Minimal : Vmm {
+    std::string Name() const override { return "m"; }
+    std::string Describe() const override { return "m"; }
+    absl::StatusOr<std::unique_ptr<Vm>> Boot(const VmConfig&) override {
+      return absl::UnimplementedError("m");
+    }
+  } m;
+  EXPECT_EQ(m.channel_transport(), ChannelTransport::kVirtioSerial);
 }
 
 }  // namespace
