@@ -31,6 +31,10 @@ using agent::Frame;
 constexpr int kSliceMs = 200;                       // one ReadFrame wait between checks
 constexpr absl::Duration kSerialCheckEvery = absl::Milliseconds(500);
 constexpr int kWriteTimeoutMs = 60000;              // per frame write
+constexpr int kSerialAttemptMs = 250;               // one virtio-serial connect attempt
+constexpr int kHybridAttemptMs = 1000;              // one CONNECT/OK attempt (CH answers fast)
+constexpr absl::Duration kConnectFirstPause = absl::Milliseconds(10);
+constexpr absl::Duration kConnectMaxPause = absl::Milliseconds(250);
 
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -99,8 +103,11 @@ absl::Status ValidateBuilderArtifacts(const BuilderArtifacts& a) {
 }
 
 std::string BuilderCmdline(const BuilderVmOptions& o) {
+  const std::string channel = o.transport == ChannelTransport::kHybridVsock
+                                  ? absl::StrCat("vsock:", o.vsock_port)
+                                  : absl::StrCat("virtio-serial:", o.channel_name);
   std::string s = absl::StrCat("kiln.root=/dev/vda kiln.cgroup=", o.cgroup, " kiln.exec=\"",
-                               kAgentPath, " --channel=virtio-serial:", o.channel_name,
+                               kAgentPath, " --channel=", channel,
                                o.keep.keep_failed_builders ? "" : " --once",
                                " --retry_ms=", o.agent_retry_ms,
                                o.agent_flags.empty() ? "" : " ", o.agent_flags, "\"");
@@ -116,7 +123,7 @@ VmConfig BuilderVmConfig(const BuilderVmOptions& o, const BuilderArtifacts& a,
   c.initrd_path = a.initrd;
   c.disks.push_back({a.builder_disk, /*read_only=*/true});
   c.cmdline = BuilderCmdline(o);
-  c.channel = Channel{o.channel_name, socket_path};
+  c.channel = Channel{o.channel_name, socket_path, /*vsock_cid=*/3, o.vsock_port};
   c.vcpus = o.vcpus;
   c.memory_mib = o.memory_mib;
   c.deadline = o.deadline;
@@ -225,13 +232,15 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::Boot(VmFactory& factory,
   char templ[] = "/tmp/kiln-bc-XXXXXX";
   if (mkdtemp(templ) == nullptr) return PosixError(errno, "mkdtemp", templ);
   const std::string socket_path = absl::StrCat(templ, "/agent.sock");
+  BuilderVmOptions o = options;
+  o.transport = factory.vmm().channel_transport();  // the backend decides how it is spoken
   const absl::Time boot_at = absl::Now();
-  absl::StatusOr<Vm*> vm = factory.Boot(BuilderVmConfig(options, artifacts, socket_path));
+  absl::StatusOr<Vm*> vm = factory.Boot(BuilderVmConfig(o, artifacts, socket_path));
   if (!vm.ok()) {
     rmdir(templ);
     return vm.status();
   }
-  return std::unique_ptr<BuilderVm>(new BuilderVm(*vm, options, boot_at, socket_path));
+  return std::unique_ptr<BuilderVm>(new BuilderVm(*vm, std::move(o), boot_at, socket_path));
 }
 
 absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::Start(VmFactory& factory,
@@ -244,23 +253,40 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::Start(VmFactory& factory,
 
 absl::Status BuilderVm::WaitReady() {
   const absl::Time ready_deadline = boot_at_ + options_.ready_timeout;
-  // 1. Connect: QEMU creates the socket shortly after it starts.
+  // 1. Connect. virtio-serial: QEMU creates the socket shortly after it starts. Hybrid vsock:
+  // CH creates it at once, but closes each CONNECT until the guest agent listens on its port
+  // (kernel boot, init, root switch, agent start), so retries are the normal case there.
+  const ChannelAddress address = channel_address();
+  const int attempt_ms =
+      address.transport == ChannelTransport::kHybridVsock ? kHybridAttemptMs : kSerialAttemptMs;
+  absl::Duration pause = kConnectFirstPause;
+  absl::Status last;
   while (!stream_) {
-    absl::StatusOr<std::unique_ptr<agent::FdStream>> s = agent::ConnectUnix(socket_path_, 250);
+    ++connect_attempts_;
+    absl::StatusOr<std::unique_ptr<agent::FdStream>> s = ConnectChannelOnce(address, attempt_ms);
     if (s.ok()) {
       stream_ = std::move(*s);
       break;
     }
-    if (!absl::IsDeadlineExceeded(s.status())) return s.status();
-    RETURN_IF_ERROR(CheckGuest("connecting to the agent channel"));
-    if (absl::Now() > ready_deadline) {
-      return Fail(absl::StatusCode::kDeadlineExceeded,
-                  absl::StrCat("channel socket ", socket_path_, " not connectable within ",
-                               absl::FormatDuration(options_.ready_timeout)));
+    last = s.status();
+    if (!IsRetryableConnectError(last)) {
+      return Fail(last.code(), absl::StrCat("cannot connect to the agent: ", last.message()));
     }
+    RETURN_IF_ERROR(CheckGuest("connecting to the agent channel"));
+    const absl::Duration left = ready_deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      return Fail(absl::StatusCode::kDeadlineExceeded,
+                  absl::StrCat("channel ", DescribeChannelAddress(address),
+                               " not connected within ",
+                               absl::FormatDuration(options_.ready_timeout), " after ",
+                               connect_attempts_, " attempt(s) (last: ", last.message(), ")"));
+    }
+    absl::SleepFor(std::min(pause, left));
+    pause = std::min(pause * 2, kConnectMaxPause);
   }
   conn_ = std::make_unique<agent::Connection>(stream_.get());
-  // 2. Hello: QEMU holds it in the socket until the agent opens its port.
+  // 2. Hello: QEMU holds it in the socket until the agent opens its port (under CH the agent
+  // has already accepted the connection).
   RETURN_IF_ERROR(conn_->Send(agent::Hello{agent::kProtocolMajor, agent::kProtocolMinor,
                                            "kiln-harness builder_client 0.1"},
                               kWriteTimeoutMs));

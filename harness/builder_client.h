@@ -3,7 +3,9 @@
 //
 // The builder client: the host side of kiln's main flow (DESIGN.md "The main flow"). It boots a
 // builder VM from the builder disk (VmFactory + a Vmm; the agent runs as init's kiln.exec and
-// serves a virtio-serial channel), connects to the channel's unix socket, handshakes, sends the
+// serves the channel the backend offers: a virtio-serial port under QEMU, AF_VSOCK under Cloud
+// Hypervisor, see Vmm::channel_transport()), connects to the channel's unix socket (for CH with
+// the hybrid vsock CONNECT/OK handshake, harness/channel.h), handshakes, sends the
 // secrets and build jobs (context tar, Dockerfile, build args, target, base images to preload),
 // collects the live log lines, the BuildResult and the image archive (OCI archive), and tears
 // the VM down: the host closes the channel, the agent (--once) exits, init powers off; if the VM
@@ -49,6 +51,7 @@
 #include "agent/connection.h"
 #include "agent/protocol/messages.h"
 #include "agent/transport.h"
+#include "harness/channel.h"
 #include "harness/console.h"
 #include "harness/keep_store.h"
 #include "harness/runner.h"
@@ -89,6 +92,12 @@ struct BuilderVmOptions {
   // before it is killed.
   absl::Duration poweroff_grace = absl::Seconds(10);
   std::string channel_name = kDefaultChannelName;
+  // transport: how the agent serves the channel and the host connects. BuilderVm::Boot sets it
+  // from factory.vmm().channel_transport(), so callers leave it alone; the pure functions
+  // below read it. kHybridVsock: the agent listens on AF_VSOCK `vsock_port`.
+  ChannelTransport transport = ChannelTransport::kVirtioSerial;
+  // vsock_port: the agent's AF_VSOCK port under kHybridVsock (VmConfig channel vsock_port).
+  uint32_t vsock_port = kDefaultVsockPort;
   // extra_cmdline: more kernel command line (appended). The default avoids kmem accounting in
   // memory cgroups (the first runc memory cgroup was where TCG soft lockups hit, platform
   // notes).
@@ -106,15 +115,17 @@ struct BuilderVmOptions {
 };
 
 // BuilderCmdline(options): the kiln.* kernel command line of a builder VM (pure):
-//   kiln.root=/dev/vda kiln.cgroup=<cgroup> kiln.exec="<agent> --channel=virtio-serial:<name>
+//   kiln.root=/dev/vda kiln.cgroup=<cgroup> kiln.exec="<agent> --channel=<channel>
 //   --once --retry_ms=<n> [agent_flags]" <extra_cmdline>
-// (no --once when options.keep.keep_failed_builders).
+// where <channel> is virtio-serial:<channel_name> (transport kVirtioSerial) or
+// vsock:<vsock_port> (kHybridVsock; agent/agent_main.cc), and no --once when
+// options.keep.keep_failed_builders.
 std::string BuilderCmdline(const BuilderVmOptions& options);
 
 // BuilderVmConfig(options, artifacts, socket_path): the VmConfig (pure): id, kernel, initrd,
 // the builder disk read-only as /dev/vda, BuilderCmdline, the channel (name, host unix socket
-// `socket_path`), vCPUs, memory, deadline, detachable = keep.keep_failed_builders. work_dir
-// is left to VmFactory.
+// `socket_path`, guest CID 3, vsock_port), vCPUs, memory, deadline, detachable =
+// keep.keep_failed_builders. work_dir is left to VmFactory.
 VmConfig BuilderVmConfig(const BuilderVmOptions& options, const BuilderArtifacts& artifacts,
                          const std::string& socket_path);
 
@@ -166,16 +177,21 @@ struct BuildResponse {
 class BuilderVm {
  public:
   // Boot(factory, artifacts, options): boots the VM (factory.Boot; the factory owns it, this
-  // object kills it when destroyed). Errors: ValidateBuilderArtifacts's; Vmm::Boot's.
+  // object kills it when destroyed), with options.transport replaced by
+  // factory.vmm().channel_transport(). Errors: ValidateBuilderArtifacts's; Vmm::Boot's.
   static absl::StatusOr<std::unique_ptr<BuilderVm>> Boot(VmFactory& factory,
                                                          const BuilderArtifacts& artifacts,
                                                          const BuilderVmOptions& options);
 
-  // WaitReady(): connects to the channel socket and handshakes (Hello -> Ready) within
-  // options.ready_timeout of the boot, watching the guest. Errors: Aborted if the VMM exited,
-  // init failed or the guest got stuck (stuck() tells) before Ready; DeadlineExceeded if
-  // Ready did not come in time; FailedPrecondition if the agent does not offer "build" or
-  // speaks another major version. Messages end with the serial log tail.
+  // WaitReady(): connects to the channel (ConnectChannelOnce, retried with backoff while
+  // IsRetryableConnectError: the socket is not there yet, or under CH the guest agent does not
+  // listen yet; the guest is checked between attempts) and handshakes (Hello -> Ready) within
+  // options.ready_timeout of the boot. Errors: Aborted if the VMM exited, init failed or the
+  // guest got stuck (stuck() tells) before Ready; DeadlineExceeded if the channel did not
+  // connect or Ready did not come in time (with the attempt count and last connect error);
+  // FailedPrecondition if the agent does not offer "build" or speaks another major version,
+  // or the hybrid vsock peer answered something other than "OK <n>"; InvalidArgument for a
+  // bad socket path. Messages end with the serial log tail.
   absl::Status WaitReady();
 
   // Start(factory, artifacts, options): Boot + WaitReady.
@@ -208,6 +224,12 @@ class BuilderVm {
   bool stuck() const { return !stuck_reason_.empty(); }
   const std::string& stuck_reason() const { return stuck_reason_; }
   const agent::Ready& ready() const { return ready_; }
+  // channel_address(): where and how WaitReady connects.
+  ChannelAddress channel_address() const {
+    return {options_.transport, socket_path_, options_.vsock_port};
+  }
+  // connect_attempts(): how many ConnectChannelOnce attempts WaitReady made.
+  int connect_attempts() const { return connect_attempts_; }
   // vmm_start_to_ready(): VMM start (Boot) -> Ready received.
   absl::Duration vmm_start_to_ready() const { return ready_at_ - boot_at_; }
   absl::Time boot_time() const { return boot_at_; }
@@ -233,6 +255,7 @@ class BuilderVm {
   std::unique_ptr<agent::Connection> conn_;
   agent::Ready ready_;
   uint32_t next_stream_ = 1;
+  int connect_attempts_ = 0;
   std::string stuck_reason_;
   bool shut_down_ = false;
 };

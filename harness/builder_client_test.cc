@@ -18,6 +18,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "agent/server.h"
 #include "agent/transport.h"
 #include "gmock/gmock.h"
@@ -29,7 +31,11 @@ namespace {
 
 using ::kiln_testing::IsOk;
 using ::kiln_testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::Each;
 using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::SizeIs;
 
 std::string TmpDir() {
   const char* t = getenv("TEST_TMPDIR");
@@ -52,11 +58,36 @@ std::string ReadFile(const std::string& path) {
 // Behaviour of one fake guest.
 enum class Guest { kAgent, kLockup };
 
+// HybridVsockScript: how a FakeVm plays Cloud Hypervisor's vsock muxer (transport
+// kHybridVsock): each connection first sends "CONNECT <port>\n" (recorded); the first
+// `refuse_first` are closed at once (the guest agent does not listen yet), later ones get
+// `reply`; only "OK ..." replies go on to the agent session.
+struct HybridVsockScript {
+  bool enabled = false;
+  int refuse_first = 0;
+  std::string reply = "OK 1073741824\n";
+  absl::Mutex mu;
+  std::vector<std::string> connect_lines ABSL_GUARDED_BY(mu);
+};
+
+// ReadLine(fd): bytes up to '\n' (at most 64), or what came before EOF.
+std::string ReadLine(int fd) {
+  std::string line;
+  char c;
+  while (line.size() < 64 && read(fd, &c, 1) == 1) {
+    line.push_back(c);
+    if (c == '\n') break;
+  }
+  return line;
+}
+
 // FakeVm: serves the real AgentSession on the channel socket (Guest::kAgent), or writes a soft
-// lockup to its serial log and never answers (Guest::kLockup).
+// lockup to its serial log and never answers (Guest::kLockup). With a HybridVsockScript it
+// first plays the CONNECT/OK handshake on each connection.
 class FakeVm : public Vm {
  public:
-  FakeVm(VmConfig config, Guest guest, agent::BuildRunner runner)
+  FakeVm(VmConfig config, Guest guest, agent::BuildRunner runner,
+         HybridVsockScript* vsock = nullptr)
       : config_(std::move(config)), guest_(guest) {
     serial_ = config_.work_dir + "/serial.log";
     WriteFile(serial_, "Linux version 6.1.0-test\nKILN-INIT: ready uptime_ms=10\n");
@@ -65,10 +96,24 @@ class FakeVm : public Vm {
     addr.sun_family = AF_UNIX;
     strncpy(addr.sun_path, config_.channel->host_socket_path.c_str(), sizeof(addr.sun_path) - 1);
     EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_EQ(listen(listen_fd_, 1), 0);
-    thread_ = std::thread([this, runner] {
-      const int fd = accept(listen_fd_, nullptr, nullptr);
-      if (fd < 0) return;
+    EXPECT_EQ(listen(listen_fd_, 4), 0);
+    thread_ = std::thread([this, runner, vsock] {
+      int fd = -1;
+      for (int n = 0;; ++n) {
+        fd = accept(listen_fd_, nullptr, nullptr);
+        if (fd < 0) return;
+        if (vsock == nullptr || !vsock->enabled) break;
+        const std::string line = ReadLine(fd);
+        absl::MutexLock lock(&vsock->mu);
+        vsock->connect_lines.push_back(line);
+        if (n < vsock->refuse_first) {
+          close(fd);  // CH: no guest listener on the port yet
+          continue;
+        }
+        (void)!write(fd, vsock->reply.data(), vsock->reply.size());
+        if (absl::StartsWith(vsock->reply, "OK ")) break;
+        close(fd);
+      }
       conn_fd_ = fd;
       if (guest_ == Guest::kLockup) {
         std::ofstream(serial_, std::ios::app)
@@ -128,6 +173,9 @@ class FakeVmm : public Vmm {
  public:
   std::string Name() const override { return "fake"; }
   std::string Describe() const override { return "fake"; }
+  ChannelTransport channel_transport() const override {
+    return vsock.enabled ? ChannelTransport::kHybridVsock : ChannelTransport::kVirtioSerial;
+  }
   absl::StatusOr<std::unique_ptr<Vm>> Boot(const VmConfig& config) override {
     EXPECT_THAT(ValidateVmConfig(config), IsOk());
     mkdir(config.work_dir.substr(0, config.work_dir.rfind('/')).c_str(), 0755);
@@ -135,9 +183,10 @@ class FakeVmm : public Vmm {
     configs.push_back(config);
     Guest g = script.empty() ? Guest::kAgent : script.front();
     if (!script.empty()) script.pop_front();
-    return std::unique_ptr<Vm>(new FakeVm(config, g, runner));
+    return std::unique_ptr<Vm>(new FakeVm(config, g, runner, &vsock));
   }
   std::deque<Guest> script;
+  HybridVsockScript vsock;
   std::vector<VmConfig> configs;
   agent::BuildRunner runner;
 };
@@ -220,6 +269,21 @@ TEST(BuilderConfigTest, CmdlineAndVmConfig) {
   EXPECT_THAT(ValidateVmConfig(c), IsOk());
 }
 
+TEST(BuilderConfigTest, HybridVsockTransportServesVsockPort) {
+  BuilderVmOptions o;
+  o.transport = ChannelTransport::kHybridVsock;
+  EXPECT_EQ(BuilderCmdline(o),
+            "kiln.root=/dev/vda kiln.cgroup=rw kiln.exec=\"/usr/local/bin/kiln-agent "
+            "--channel=vsock:1024 --once --retry_ms=50\" cgroup.memory=nokmem");
+  o.vsock_port = 2048;
+  EXPECT_THAT(BuilderCmdline(o), HasSubstr("--channel=vsock:2048 "));
+  VmConfig c = BuilderVmConfig(o, {"/k", "/i", "/d.ext4"}, "/tmp/s/agent.sock");
+  ASSERT_TRUE(c.channel.has_value());
+  EXPECT_EQ(c.channel->vsock_port, 2048u);
+  EXPECT_EQ(c.channel->vsock_cid, 3u);
+  EXPECT_EQ(c.channel->host_socket_path, "/tmp/s/agent.sock");
+}
+
 TEST(BuilderConfigTest, ArtifactsAreChecked) {
   EXPECT_THAT(ValidateBuilderArtifacts({"", "/i", "/d"}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("kernel")));
@@ -299,6 +363,63 @@ TEST_F(BuilderClientTest, BadRequestIsRefusedBeforeSending) {
   r.context_tar = dir_ + "/nope.tar";
   BuilderRun run = RunBuilderJobs(factory, artifacts_, options_, {r});
   EXPECT_THAT(run.status, StatusIs(absl::StatusCode::kNotFound, HasSubstr("nope.tar")));
+}
+
+// Cloud Hypervisor's channel: the FakeVmm says kHybridVsock, so the client must configure the
+// agent for vsock by itself, retry the CONNECTs CH refuses while the guest boots, and then run
+// a whole job (secrets, context, preload, logs, image stream) through the muxed socket.
+TEST_F(BuilderClientTest, HybridVsockJobAfterRefusedConnects) {
+  vmm_.vsock.enabled = true;
+  vmm_.vsock.refuse_first = 3;
+  VmFactory factory(vmm_, dir_ + "/vms", "");
+  BuilderRun run = RunBuilderJobs(factory, artifacts_, options_, {Job("j1")});
+  ASSERT_THAT(run.status, IsOk()) << run.status;
+  ASSERT_EQ(run.jobs.size(), 1u);
+  const BuildResponse& r = run.jobs[0];
+  ASSERT_TRUE(r.result.has_value());
+  EXPECT_EQ(r.result->exit_status, 0);
+  EXPECT_EQ(r.image_bytes, 70000u);
+  EXPECT_EQ(ReadFile(r.image_path), std::string(70000, 'i'));
+  EXPECT_EQ(r.context_bytes, 3000u);
+  EXPECT_EQ(r.preload_bytes, 5000u);
+  EXPECT_EQ(r.LogText(), "#5 [2/3] RUN echo step-one\nstep-one\n");
+  EXPECT_EQ(seen_secrets_.at("build_token"), "s3cret-value");
+  EXPECT_EQ(seen_context_, std::string(3000, 'c'));
+  EXPECT_TRUE(run.console.HasEndMarker()) << run.serial_log;
+  ASSERT_EQ(vmm_.configs.size(), 1u);
+  EXPECT_THAT(vmm_.configs[0].cmdline,
+              AllOf(HasSubstr("--channel=vsock:1024 "), Not(HasSubstr("virtio-serial"))));
+  EXPECT_EQ(vmm_.configs[0].channel->vsock_port, 1024u);
+  absl::MutexLock lock(&vmm_.vsock.mu);
+  EXPECT_THAT(vmm_.vsock.connect_lines, SizeIs(4));  // 3 refused + the one that got OK
+  EXPECT_THAT(vmm_.vsock.connect_lines, Each(std::string("CONNECT 1024\n")));
+}
+
+TEST_F(BuilderClientTest, HybridVsockGarbageReplyFailsFastWithTheReply) {
+  vmm_.vsock.enabled = true;
+  vmm_.vsock.reply = "HTTP/1.1 400 Bad Request\n";
+  VmFactory factory(vmm_, dir_ + "/vms", "");
+  const absl::Time t0 = absl::Now();
+  BuilderRun run = RunBuilderJobs(factory, artifacts_, options_, {Job("j1")});
+  EXPECT_THAT(run.status, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                   AllOf(HasSubstr("hybrid-vsock"), HasSubstr("port 1024"),
+                                         HasSubstr("HTTP/1.1 400 Bad Request"))));
+  EXPECT_LT(absl::Now() - t0, options_.ready_timeout);  // not retried to the deadline
+  EXPECT_EQ(run.attempts, 1);
+  EXPECT_TRUE(run.jobs.empty());
+}
+
+TEST_F(BuilderClientTest, HybridVsockGuestThatNeverListensHitsTheReadyTimeout) {
+  vmm_.vsock.enabled = true;
+  vmm_.vsock.refuse_first = 1 << 30;
+  options_.ready_timeout = absl::Milliseconds(800);
+  VmFactory factory(vmm_, dir_ + "/vms", "");
+  BuilderRun run = RunBuilderJobs(factory, artifacts_, options_, {Job("j1")});
+  EXPECT_THAT(run.status, StatusIs(absl::StatusCode::kDeadlineExceeded,
+                                   AllOf(HasSubstr("not connected within"),
+                                         HasSubstr("attempt(s)"), HasSubstr("port 1024"))));
+  absl::MutexLock lock(&vmm_.vsock.mu);
+  EXPECT_GE(vmm_.vsock.connect_lines.size(), 2u);
 }
 
 TEST(WriteDirectoryTarTest, SortedFilesDirsAndLinks) {
