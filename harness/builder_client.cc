@@ -473,8 +473,9 @@ BuilderRun RunBuilderJobs(VmFactory& factory, const BuilderArtifacts& artifacts,
     KeepStore store(o.keep.state_dir.empty() ? KeepStore::DefaultDir() : o.keep.state_dir);
     std::optional<KeepRecord> record;
     if (run.status.ok() && keep_on) {
-      absl::StatusOr<KeepRecord> r = RegisterBuilder(store, vm.vm(), factory.vmm().Name(),
-                                                     vm.vm().vmm_pid(), JobSummary(jobs));
+      absl::StatusOr<KeepRecord> r =
+          RegisterBuilder(store, vm.vm(), factory.vmm().Name(), vm.vm().vmm_pid(),
+                          JobSummary(jobs), vm.channel_address().transport);
       if (r.ok()) {
         record = std::move(*r);
       } else {

@@ -95,6 +95,7 @@ class CloudHypervisorVmImpl : public CloudHypervisorVm {
 
   bool Exited() override {
     if (exit_) return true;
+    if (detached_) return false;
     if (std::optional<ProcessExit> e = process_->Poll()) {
       Record(*e, e->signaled ? VmExit::Kind::kSignaled : VmExit::Kind::kExited);
       return true;
@@ -104,6 +105,9 @@ class CloudHypervisorVmImpl : public CloudHypervisorVm {
 
   absl::StatusOr<VmExit> Wait(absl::Duration timeout) override {
     if (exit_) return *exit_;
+    if (detached_) {
+      return absl::FailedPreconditionError(absl::StrCat("VM ", config_.id, " is detached"));
+    }
     const absl::Time vm_deadline = start_ + config_.deadline;
     const absl::Time now = absl::Now();
     const absl::Time end = std::min(now + timeout, vm_deadline);
@@ -124,7 +128,7 @@ class CloudHypervisorVmImpl : public CloudHypervisorVm {
   // Kill: the orderly way first (vm.shutdown, vmm.shutdown: CH exits and removes its
   // sockets), then the process group: SIGTERM, grace, SIGKILL.
   void Kill() override {
-    if (exit_) return;
+    if (exit_ || detached_) return;
     if (!Exited()) {
       ChApiClient quick(paths_.api_socket, grace_);
       (void)quick.Call("PUT", "vm.shutdown");
@@ -137,6 +141,25 @@ class CloudHypervisorVmImpl : public CloudHypervisorVm {
   std::string serial_log_path() const override { return paths_.serial_log; }
   std::string vmm_log_path() const override { return paths_.vmm_log; }
   int64_t peak_rss_bytes() const override { return exit_ ? exit_->peak_rss_bytes : 0; }
+  pid_t vmm_pid() const override { return process_->pid(); }
+  bool detached() const override { return detached_; }
+
+  // Detach: as QemuVm's. The CH process was spawned without PR_SET_PDEATHSIG (detachable), so
+  // once released it outlives this object and the harness, with its API socket, vsock socket
+  // and work dir; `kilnctl builders rm|gc` (harness/keep_store.h TeardownVmm) ends it.
+  absl::Status Detach() override {
+    if (detached_) return absl::OkStatus();
+    if (!config_.detachable) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("VM ", config_.id, " was not booted detachable (VmConfig::detachable)"));
+    }
+    if (Exited()) {
+      return absl::FailedPreconditionError(absl::StrCat("VM ", config_.id, " has exited"));
+    }
+    process_->Release();
+    detached_ = true;
+    return absl::OkStatus();
+  }
 
   absl::StatusOr<ChVmState> State() override {
     if (Exited()) {
@@ -172,6 +195,7 @@ class CloudHypervisorVmImpl : public CloudHypervisorVm {
   absl::Duration grace_;
   absl::Time start_;
   std::optional<VmExit> exit_;
+  bool detached_ = false;
 };
 
 }  // namespace
@@ -419,7 +443,8 @@ absl::StatusOr<std::unique_ptr<Vm>> CloudHypervisorVmm::Boot(const VmConfig& req
 
   const absl::Time start = absl::Now();
   absl::StatusOr<std::unique_ptr<Process>> process =
-      Process::Spawn({{options_.binary, "--api-socket", paths.api_socket}, paths.vmm_log});
+      Process::Spawn({{options_.binary, "--api-socket", paths.api_socket}, paths.vmm_log,
+                      /*die_with_parent=*/!config.detachable});
   if (!process.ok()) {
     if (!temp_socket_dir.empty()) rmdir(temp_socket_dir.c_str());
     return process.status();

@@ -163,7 +163,10 @@ struct CloudHypervisorOptions {
   absl::Duration grace = absl::Seconds(2);
 };
 
-// CloudHypervisorVm: a VM of CloudHypervisorVmm (exposes the API client for vm.info).
+// CloudHypervisorVm: a VM of CloudHypervisorVmm (exposes the API client for vm.info). It
+// implements Vm::vmm_pid() and Vm::Detach() like QEMU's: a VmConfig::detachable VM's CH process
+// is spawned without PR_SET_PDEATHSIG and, once detached (a kept failed builder, issue 6),
+// keeps running with its sockets after the Vm, the factory and the harness are gone.
 class CloudHypervisorVm : public Vm {
  public:
   // State(): GET vm.info -> its state. ChApiClient::Call's errors; FailedPrecondition once

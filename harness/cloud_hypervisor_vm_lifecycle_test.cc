@@ -4,6 +4,7 @@
 // exit over the REST API, guest power-off, deadline kill of the whole process group (the fake
 // ignores SIGTERM and refuses to shut down), peak RSS, the vsock channel handshake, logs.
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/cloud_hypervisor.h"
@@ -184,6 +186,51 @@ TEST_F(ChLifecycleTest, ChannelHandshakeOverHybridVsock) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Vm> vm2, vmm_->Boot(no_channel));
   EXPECT_THAT(ConnectChannel(*vm2, absl::Seconds(1)),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("no channel")));
+}
+
+TEST_F(ChLifecycleTest, DetachedVmOutlivesTheVmObjectUntilKilledByPid) {
+  VmConfig c = Config("keep", "run");
+  c.deadline = absl::Seconds(60);
+  c.detachable = true;
+  c.channel = Channel{"agent", sock_dir_ + "/vsock.sock", 3, 1024};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Vm> vm, vmm_->Boot(c));
+  const pid_t pid = vm->vmm_pid();
+  ASSERT_GT(pid, 0);
+  EXPECT_FALSE(vm->detached());
+  ASSERT_THAT(vm->Detach(), IsOk());
+  EXPECT_TRUE(vm->detached());
+  EXPECT_THAT(vm->Detach(), IsOk());  // idempotent
+  EXPECT_FALSE(vm->Exited());
+  EXPECT_THAT(vm->Wait(absl::Milliseconds(10)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("detached")));
+  vm->Kill();  // a no-op now
+  vm.reset();  // nor does the destructor stop it
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(kill(pid, 0), 0) << "the detached cloud-hypervisor died with its Vm";
+  EXPECT_EQ(Slurp("/proc/" + std::to_string(pid) + "/stat").find(") Z"), std::string::npos);
+  // Its vsock channel still answers (a kept builder can be exec'd into).
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<agent::FdStream> s,
+                       ConnectHybridVsockWithRetry(c.channel->host_socket_path, 1024,
+                                                   absl::Seconds(5), nullptr));
+  s.reset();
+  // Whoever adopts it ends it by pid (kilnctl: SIGTERM to its process group).
+  ASSERT_EQ(kill(-pid, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFSIGNALED(status));
+  EXPECT_EQ(WTERMSIG(status), SIGTERM);
+}
+
+TEST_F(ChLifecycleTest, DetachNeedsADetachableRunningVm) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Vm> vm, vmm_->Boot(Config("attached", "run")));
+  EXPECT_THAT(vm->Detach(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not booted detachable")));
+  EXPECT_FALSE(vm->detached());
+  VmConfig c = Config("gone", "poweroff");
+  c.detachable = true;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Vm> gone, vmm_->Boot(c));
+  ASSERT_THAT(gone->Wait(absl::Seconds(10)), IsOk());
+  EXPECT_THAT(gone->Detach(), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("exited")));
 }
 
 TEST_F(ChLifecycleTest, FactoryRunThroughRealProcesses) {

@@ -65,7 +65,7 @@ absl::StatusOr<pid_t> FindVmmPid(const std::string& channel_socket) {
 absl::StatusOr<KeepRecord> KeepRecordForVm(const VmConfig& config, const std::string& serial_log,
                                            absl::string_view vmm, ProcessIdentity vmm_process,
                                            ProcessIdentity owner, absl::string_view job_summary,
-                                           absl::Time now) {
+                                           absl::Time now, ChannelTransport transport) {
   KeepRecord r;
   r.id = config.id;
   r.state = KeepState::kBuilding;
@@ -73,6 +73,8 @@ absl::StatusOr<KeepRecord> KeepRecordForVm(const VmConfig& config, const std::st
   r.vmm_process = vmm_process;
   r.owner = owner;
   r.channel_socket = config.channel ? config.channel->host_socket_path : "";
+  r.channel_transport = transport;
+  if (config.channel) r.vsock_port = config.channel->vsock_port;
   r.serial_log = serial_log;
   r.work_dir = config.work_dir;
   r.job_summary = std::string(job_summary);
@@ -84,7 +86,8 @@ absl::StatusOr<KeepRecord> KeepRecordForVm(const VmConfig& config, const std::st
 
 absl::StatusOr<KeepRecord> RegisterBuilder(KeepStore& store, const Vm& vm,
                                            absl::string_view vmm_name, pid_t vmm_pid,
-                                           absl::string_view job_summary) {
+                                           absl::string_view job_summary,
+                                           ChannelTransport transport) {
   const VmConfig& c = vm.config();
   if (!c.channel) return absl::InvalidArgumentError("RegisterBuilder: the VM has no channel");
   if (vmm_pid == 0) {
@@ -93,7 +96,7 @@ absl::StatusOr<KeepRecord> RegisterBuilder(KeepStore& store, const Vm& vm,
   ASSIGN_OR_RETURN(ProcessIdentity vmm, IdentifyProcess(vmm_pid));
   ASSIGN_OR_RETURN(ProcessIdentity owner, IdentifyProcess(::getpid()));
   ASSIGN_OR_RETURN(KeepRecord r, KeepRecordForVm(c, vm.serial_log_path(), vmm_name, vmm, owner,
-                                                 job_summary, absl::Now()));
+                                                 job_summary, absl::Now(), transport));
   RETURN_IF_ERROR(store.Put(r));
   return r;
 }

@@ -39,20 +39,22 @@ namespace kiln::harness {
 // pid. NotFound if there is none; FailedPrecondition if several match.
 absl::StatusOr<pid_t> FindVmmPid(const std::string& channel_socket);
 
-// KeepRecordForVm(config, serial_log, vmm, vmm_process, owner, job_summary, now): the
-// "building" record of a booted VM (pure): id = config.id, channel socket, serial log, work
-// dir from the config. InvalidArgument (ValidateKeepRecord) if the config has no channel.
-absl::StatusOr<KeepRecord> KeepRecordForVm(const VmConfig& config, const std::string& serial_log,
-                                           absl::string_view vmm, ProcessIdentity vmm_process,
-                                           ProcessIdentity owner, absl::string_view job_summary,
-                                           absl::Time now);
+// KeepRecordForVm(config, serial_log, vmm, vmm_process, owner, job_summary, now, transport):
+// the "building" record of a booted VM (pure): id = config.id, channel socket and vsock port,
+// serial log, work dir from the config; channel_transport = `transport` (the backend's
+// Vmm::channel_transport()). InvalidArgument (ValidateKeepRecord) if the config has no channel.
+absl::StatusOr<KeepRecord> KeepRecordForVm(
+    const VmConfig& config, const std::string& serial_log, absl::string_view vmm,
+    ProcessIdentity vmm_process, ProcessIdentity owner, absl::string_view job_summary,
+    absl::Time now, ChannelTransport transport = ChannelTransport::kVirtioSerial);
 
-// RegisterBuilder(store, vm, vmm_name, vmm_pid, job_summary): writes the "building" record of
-// `vm` (owner: this process). vmm_pid 0: FindVmmPid(channel socket). Returns the record.
-// NotFound if the VMM process is not running; the store's errors.
-absl::StatusOr<KeepRecord> RegisterBuilder(KeepStore& store, const Vm& vm,
-                                           absl::string_view vmm_name, pid_t vmm_pid,
-                                           absl::string_view job_summary);
+// RegisterBuilder(store, vm, vmm_name, vmm_pid, job_summary, transport): writes the "building"
+// record of `vm` (owner: this process; its channel spoken with `transport`). vmm_pid 0:
+// FindVmmPid(channel socket). Returns the record. NotFound if the VMM process is not running;
+// the store's errors.
+absl::StatusOr<KeepRecord> RegisterBuilder(
+    KeepStore& store, const Vm& vm, absl::string_view vmm_name, pid_t vmm_pid,
+    absl::string_view job_summary, ChannelTransport transport = ChannelTransport::kVirtioSerial);
 
 // KeepFailedBuilder(store, record, failure, policy): marks the builder kept: state kept,
 // failure (one line, truncated to 4 KiB), expires = now + policy.ttl; reaps kept builders

@@ -61,6 +61,15 @@ TEST_F(KeepBuilderTest, RecordForVmNeedsAChannel) {
                                                      "qemu", id, {}, "job j", absl::Now()));
   EXPECT_EQ(r.state, KeepState::kBuilding);
   EXPECT_EQ(r.channel_socket, socket_);
+  EXPECT_EQ(r.channel_transport, ChannelTransport::kVirtioSerial);
+  // Under Cloud Hypervisor the record carries the transport and the channel's vsock port.
+  config_.channel->vsock_port = 2048;
+  ASSERT_OK_AND_ASSIGN(KeepRecord ch,
+                       KeepRecordForVm(config_, config_.work_dir + "/serial.log",
+                                       "cloud-hypervisor", id, {}, "job j", absl::Now(),
+                                       ChannelTransport::kHybridVsock));
+  EXPECT_EQ(ch.channel_transport, ChannelTransport::kHybridVsock);
+  EXPECT_EQ(ch.vsock_port, 2048u);
   config_.channel.reset();
   EXPECT_THAT(KeepRecordForVm(config_, "/s.log", "qemu", id, {}, "", absl::Now()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("channel_socket")));

@@ -239,6 +239,8 @@ std::string KeepRecordToJson(const KeepRecord& r) {
       {"owner_pid", r.owner.pid},
       {"owner_start_ticks", r.owner.start_ticks},
       {"channel_socket", r.channel_socket},
+      {"channel_transport", ChannelTransportName(r.channel_transport)},
+      {"vsock_port", r.vsock_port},
       {"serial_log", r.serial_log},
       {"work_dir", r.work_dir},
       {"job_summary", r.job_summary},
@@ -290,6 +292,17 @@ absl::StatusOr<KeepRecord> KeepRecordFromJson(absl::string_view text) {
   r.vmm_process.pid = static_cast<pid_t>(vmm_pid);
   r.owner.pid = static_cast<pid_t>(owner_pid);
   ASSIGN_OR_RETURN(r.channel_socket, str("channel_socket"));
+  if (j.contains("channel_transport")) {  // optional: absent in records before CH support
+    ASSIGN_OR_RETURN(std::string transport, str("channel_transport"));
+    absl::StatusOr<ChannelTransport> t = ParseChannelTransport(transport);
+    if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat("record: ", t.status().message()));
+    r.channel_transport = *t;
+  }
+  if (j.contains("vsock_port")) {
+    ASSIGN_OR_RETURN(uint64_t port, num("vsock_port"));
+    if (port > 0xffffffffu) return absl::InvalidArgumentError("record: vsock_port out of range");
+    r.vsock_port = static_cast<uint32_t>(port);
+  }
   ASSIGN_OR_RETURN(r.serial_log, str("serial_log"));
   ASSIGN_OR_RETURN(r.work_dir, str("work_dir"));
   ASSIGN_OR_RETURN(r.job_summary, str("job_summary"));

@@ -41,6 +41,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "harness/vmm.h"
 
 namespace kiln::harness {
 
@@ -87,6 +88,14 @@ struct KeepRecord {
   ProcessIdentity vmm_process; // the VMM (leader of its own process group)
   ProcessIdentity owner;       // the harness that booted it (pid 0: none)
   std::string channel_socket;  // host unix socket of the agent channel (absolute)
+  // channel_transport: how channel_socket is spoken (harness/vmm.h): virtio-serial (QEMU) or
+  // hybrid-vsock (Cloud Hypervisor: "CONNECT <vsock_port>\n" first). JSON "channel_transport"
+  // (ChannelTransportName); a record without it (written before Cloud Hypervisor support) is
+  // virtio-serial.
+  ChannelTransport channel_transport = ChannelTransport::kVirtioSerial;
+  // vsock_port: the guest agent's AF_VSOCK port (hybrid-vsock only). JSON "vsock_port";
+  // missing: 1024.
+  uint32_t vsock_port = 1024;
   std::string serial_log;      // host file of the guest serial console (absolute)
   std::string work_dir;        // the VM's work dir, removed with the builder (absolute; "" none)
   std::string job_summary;     // one line: what was built (job id, Dockerfile, tag, ...)
@@ -101,11 +110,13 @@ struct KeepRecord {
 absl::Status ValidateKeepRecord(const KeepRecord& r);
 
 // KeepRecordToJson(r): the record as a JSON object (times as RFC 3339 UTC strings, pids and
-// start ticks as numbers). Pure.
+// start ticks as numbers, the transport as its name). Pure.
 std::string KeepRecordToJson(const KeepRecord& r);
 
 // KeepRecordFromJson(text): parses and validates a record. InvalidArgument "record: <what>"
-// for malformed JSON, a missing/mistyped field, or a record ValidateKeepRecord refuses. Pure.
+// for malformed JSON, a missing/mistyped field, an unknown channel_transport, a vsock_port
+// over 2^32-1, or a record ValidateKeepRecord refuses. The optional fields channel_transport
+// and vsock_port default to virtio-serial and 1024 (records of older kiln versions). Pure.
 absl::StatusOr<KeepRecord> KeepRecordFromJson(absl::string_view text);
 
 // KeepPolicy: how failed builders are kept.

@@ -157,7 +157,81 @@ TEST(RecordTest, JsonRoundTrip) {
   EXPECT_EQ(back.failure, r.failure);
   EXPECT_EQ(back.created, r.created);
   EXPECT_EQ(back.expires, r.expires);
+  EXPECT_EQ(back.channel_transport, ChannelTransport::kVirtioSerial);
   EXPECT_EQ(KeepRecordToJson(back), j);
+}
+
+TEST(RecordTest, HybridVsockChannelRoundTrips) {
+  KeepRecord r;
+  r.id = "builder-ch";
+  r.vmm = "cloud-hypervisor";
+  r.vmm_process = {4242, 1};
+  r.channel_socket = "/tmp/kiln-bc-x/agent.sock";
+  r.channel_transport = ChannelTransport::kHybridVsock;
+  r.vsock_port = 2048;
+  r.serial_log = "/tmp/w/serial.log";
+  const std::string j = KeepRecordToJson(r);
+  EXPECT_THAT(j, HasSubstr("\"channel_transport\": \"hybrid-vsock\""));
+  EXPECT_THAT(j, HasSubstr("\"vsock_port\": 2048"));
+  ASSERT_OK_AND_ASSIGN(KeepRecord back, KeepRecordFromJson(j));
+  EXPECT_EQ(back.channel_transport, ChannelTransport::kHybridVsock);
+  EXPECT_EQ(back.vsock_port, 2048u);
+  EXPECT_EQ(back.channel_socket, r.channel_socket);
+  EXPECT_EQ(KeepRecordToJson(back), j);
+}
+
+// A record written before Cloud Hypervisor support (no channel_transport / vsock_port) still
+// reads, as a virtio-serial channel.
+TEST(RecordTest, OldRecordWithoutTransportIsVirtioSerial) {
+  const std::string old = R"({
+  "channel_socket": "/tmp/kiln-bc-abc/agent.sock",
+  "created": "2024-05-01T12:00:00.000Z",
+  "expires": "2024-05-01T12:30:00.000Z",
+  "failure": "job fail-1 exit_status 1",
+  "id": "builder-old",
+  "job_summary": "job fail-1",
+  "owner_pid": 10,
+  "owner_start_ticks": 11,
+  "serial_log": "/tmp/w/serial.log",
+  "state": "kept",
+  "vmm": "qemu",
+  "vmm_pid": 12,
+  "vmm_start_ticks": 13,
+  "work_dir": "/tmp/w"
+})";
+  ASSERT_OK_AND_ASSIGN(KeepRecord r, KeepRecordFromJson(old));
+  EXPECT_EQ(r.channel_transport, ChannelTransport::kVirtioSerial);
+  EXPECT_EQ(r.vsock_port, 1024u);
+  EXPECT_EQ(r.channel_socket, "/tmp/kiln-bc-abc/agent.sock");
+  EXPECT_EQ(r.vmm_process.pid, 12);
+}
+
+TEST(RecordTest, BadTransportFieldsAreRefusedByName) {
+  KeepRecord r;
+  r.id = "a";
+  r.vmm = "cloud-hypervisor";
+  r.vmm_process = {5, 6};
+  r.channel_socket = "/s";
+  r.serial_log = "/l";
+  r.channel_transport = ChannelTransport::kHybridVsock;
+  const std::string good = KeepRecordToJson(r);
+  ASSERT_OK(KeepRecordFromJson(good));
+  std::string bad = good;
+  bad.replace(bad.find("\"hybrid-vsock\""), 14, "\"carrier-pigeon\"");
+  EXPECT_THAT(KeepRecordFromJson(bad), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                HasSubstr("carrier-pigeon")));
+  bad = good;
+  bad.replace(bad.find("\"hybrid-vsock\""), 14, "7");
+  EXPECT_THAT(KeepRecordFromJson(bad), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                HasSubstr("channel_transport")));
+  bad = good;
+  bad.replace(bad.find("\"vsock_port\": 1024"), 18, "\"vsock_port\": 4294967296");
+  EXPECT_THAT(KeepRecordFromJson(bad), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                HasSubstr("vsock_port")));
+  bad = good;
+  bad.replace(bad.find("\"vsock_port\": 1024"), 18, "\"vsock_port\": -1");
+  EXPECT_THAT(KeepRecordFromJson(bad), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                HasSubstr("vsock_port")));
 }
 
 TEST(RecordTest, BadJsonIsRefusedByName) {

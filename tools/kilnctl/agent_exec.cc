@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <variant>
 
 #include "absl/strings/str_cat.h"
@@ -77,25 +78,34 @@ absl::StatusOr<agent::ExecResult> ExecOnConnection(agent::Connection& conn,
   }
 }
 
-absl::StatusOr<agent::ExecResult> ExecOverChannel(const std::string& socket_path,
+absl::StatusOr<agent::ExecResult> ExecOverChannel(const harness::ChannelAddress& address,
                                                   const ExecRequest& req, int out_fd,
                                                   int err_fd) {
+  const std::string where = harness::DescribeChannelAddress(address);
   absl::StatusOr<std::unique_ptr<agent::FdStream>> stream =
-      agent::ConnectUnix(socket_path, req.connect_timeout_ms);
-  if (!stream.ok()) return Prefix(socket_path, stream.status());
+      harness::ConnectChannelOnce(address, req.connect_timeout_ms);
+  if (!stream.ok()) return stream.status();  // already names the address
   agent::Connection conn(stream->get());
   absl::StatusOr<agent::Ready> ready =
       agent::HostHandshake(conn, "kilnctl 0.1", req.connect_timeout_ms);
-  if (!ready.ok()) return Prefix(absl::StrCat(socket_path, ": handshake"), ready.status());
+  if (!ready.ok()) return Prefix(absl::StrCat(where, ": handshake"), ready.status());
   absl::StatusOr<agent::ExecResult> r = ExecOnConnection(conn, req, out_fd, err_fd);
   (void)(*stream)->Close();
-  if (!r.ok()) return Prefix(absl::StrCat(socket_path, ": exec"), r.status());
+  if (!r.ok()) return Prefix(absl::StrCat(where, ": exec"), r.status());
   return r;
 }
 
-absl::Status AgentPowerOff(const std::string& socket_path, int timeout_ms) {
+absl::StatusOr<agent::ExecResult> ExecOverChannel(const std::string& socket_path,
+                                                  const ExecRequest& req, int out_fd,
+                                                  int err_fd) {
+  return ExecOverChannel(
+      harness::ChannelAddress{harness::ChannelTransport::kVirtioSerial, socket_path}, req, out_fd,
+      err_fd);
+}
+
+absl::Status AgentPowerOff(const harness::ChannelAddress& address, int timeout_ms) {
   ASSIGN_OR_RETURN(std::unique_ptr<agent::FdStream> stream,
-                   agent::ConnectUnix(socket_path, timeout_ms));
+                   harness::ConnectChannelOnce(address, timeout_ms));
   agent::Connection conn(stream.get());
   ASSIGN_OR_RETURN(agent::Ready ready, agent::HostHandshake(conn, "kilnctl 0.1", timeout_ms));
   (void)ready;
@@ -110,6 +120,11 @@ absl::Status AgentPowerOff(const std::string& socket_path, int timeout_ms) {
   (void)conn.ReadFrame(std::min(timeout_ms, 2000));
   (void)stream->Close();
   return absl::OkStatus();
+}
+
+absl::Status AgentPowerOff(const std::string& socket_path, int timeout_ms) {
+  return AgentPowerOff(
+      harness::ChannelAddress{harness::ChannelTransport::kVirtioSerial, socket_path}, timeout_ms);
 }
 
 }  // namespace kiln::kilnctl

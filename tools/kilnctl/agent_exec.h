@@ -2,14 +2,16 @@
 // -----------------------------------------------------------------------------
 //
 // The host side of the agent's Exec request (agent/PROTOCOL.md section 5) for a kept builder:
-// connect to the builder's channel socket (the QEMU virtio-serial chardev's unix socket),
-// Hello/Ready, send Exec, stream the command's stdout/stderr to host fds as the Chunk frames
-// arrive, return its ExecResult. Also the clean power-off `kilnctl builders rm` asks first.
+// connect to the builder's channel (harness/channel.h: the QEMU virtio-serial chardev's unix
+// socket, or Cloud Hypervisor's hybrid vsock socket with the CONNECT/OK handshake), Hello/Ready,
+// send Exec, stream the command's stdout/stderr to host fds as the Chunk frames arrive, return
+// its ExecResult. Also the clean power-off `kilnctl builders rm` asks first.
 //
 // Example:
 //
 //   ExecRequest req{.argv = {"cat", "/proc/self/mountinfo"}};
-//   ASSIGN_OR_RETURN(agent::ExecResult r, ExecOverChannel("/w/b1/agent.sock", req, 1, 2));
+//   harness::ChannelAddress a{record.channel_transport, record.channel_socket, record.vsock_port};
+//   ASSIGN_OR_RETURN(agent::ExecResult r, ExecOverChannel(a, req, 1, 2));
 //   return r.exit_code;
 #ifndef KILN_TOOLS_KILNCTL_AGENT_EXEC_H_
 #define KILN_TOOLS_KILNCTL_AGENT_EXEC_H_
@@ -21,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "agent/connection.h"
 #include "agent/protocol/messages.h"
+#include "harness/channel.h"
 
 namespace kiln::kilnctl {
 
@@ -43,16 +46,29 @@ absl::StatusOr<agent::ExecResult> ExecOnConnection(agent::Connection& conn,
                                                    const ExecRequest& req, int out_fd,
                                                    int err_fd);
 
-// ExecOverChannel(socket_path, req, out_fd, err_fd): ConnectUnix + HostHandshake +
-// ExecOnConnection, then closes the channel. Errors: those, prefixed with the socket path.
+// ExecOverChannel(address, req, out_fd, err_fd): harness::ConnectChannelOnce (within
+// req.connect_timeout_ms) + HostHandshake + ExecOnConnection, then closes the channel.
+// Errors: those (ConnectChannelOnce's: DeadlineExceeded, Unavailable when no guest listens on
+// the vsock port, FailedPrecondition for a socket that is not a hybrid vsock muxer, ...),
+// prefixed with the address (harness::DescribeChannelAddress).
+absl::StatusOr<agent::ExecResult> ExecOverChannel(const harness::ChannelAddress& address,
+                                                  const ExecRequest& req, int out_fd,
+                                                  int err_fd);
+
+// ExecOverChannel(socket_path, req, out_fd, err_fd): the same over a virtio-serial channel
+// (QEMU; a socket path alone, as records before Cloud Hypervisor support had).
 absl::StatusOr<agent::ExecResult> ExecOverChannel(const std::string& socket_path,
                                                   const ExecRequest& req, int out_fd,
                                                   int err_fd);
 
-// AgentPowerOff(socket_path, timeout_ms): asks the guest to power off through the agent:
+// AgentPowerOff(address, timeout_ms): asks the guest to power off through the agent:
 // Exec of `sync; kill -TERM $PPID` (the agent is init's program: when it exits, kiln init
-// powers the guest off), then `poweroff -f`, then `echo o > /proc/sysrq-trigger` as fallbacks. The reply may never come (the guest is gone): OkStatus once
-// the request was sent. Errors: the connection's (the agent is unreachable).
+// powers the guest off), then `poweroff -f`, then `echo o > /proc/sysrq-trigger` as
+// fallbacks. The reply may never come (the guest is gone): OkStatus once the request was
+// sent. Errors: ConnectChannelOnce's and the handshake's (the agent is unreachable).
+absl::Status AgentPowerOff(const harness::ChannelAddress& address, int timeout_ms);
+
+// AgentPowerOff(socket_path, timeout_ms): the same over a virtio-serial channel.
 absl::Status AgentPowerOff(const std::string& socket_path, int timeout_ms);
 
 }  // namespace kiln::kilnctl

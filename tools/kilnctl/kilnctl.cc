@@ -97,11 +97,17 @@ std::string Ago(absl::Duration d) {
   return absl::StrCat(s / 3600, "h");
 }
 
+// ChannelOf(r): where and how the kept builder's agent is reached (virtio-serial under QEMU,
+// hybrid vsock under Cloud Hypervisor; old records are virtio-serial).
+kiln::harness::ChannelAddress ChannelOf(const KeepRecord& r) {
+  return {r.channel_transport, r.channel_socket, r.vsock_port};
+}
+
 kiln::harness::TeardownOptions Teardown() {
   kiln::harness::TeardownOptions o;
   int ms = absl::GetFlag(FLAGS_connect_timeout_ms);
   o.clean_shutdown = [ms](const KeepRecord& r) {
-    return kiln::kilnctl::AgentPowerOff(r.channel_socket, ms);
+    return kiln::kilnctl::AgentPowerOff(ChannelOf(r), ms);
   };
   o.clean_grace = absl::Seconds(absl::GetFlag(FLAGS_grace_s));
   return o;
@@ -175,7 +181,7 @@ int Exec(KeepStore& store, const std::string& id, const std::vector<std::string>
   req.deadline_ms = static_cast<uint64_t>(absl::GetFlag(FLAGS_timeout_s)) * 1000;
   req.connect_timeout_ms = absl::GetFlag(FLAGS_connect_timeout_ms);
   absl::StatusOr<kiln::agent::ExecResult> res =
-      kiln::kilnctl::ExecOverChannel(r->channel_socket, req, STDOUT_FILENO, STDERR_FILENO);
+      kiln::kilnctl::ExecOverChannel(ChannelOf(*r), req, STDOUT_FILENO, STDERR_FILENO);
   if (!res.ok()) {
     std::cerr << "kilnctl: " << res.status().message() << "\n";
     return 125;

@@ -23,6 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/keep_store.h"
+#include "tools/kilnctl/agent_exec.h"
 #include "third_party/absl_ext/status_matchers.h"
 
 namespace {
@@ -75,11 +76,18 @@ class KilnctlTest : public ::testing::Test {
   }
 
   // A kept builder: sleep as the VMM; serve = true: the real agent session on its socket;
-  // false: an "agent" that accepts and hangs up.
-  KeepRecord AddBuilder(const std::string& id, bool serve, absl::Duration age = absl::ZeroDuration()) {
+  // false: an "agent" that accepts and hangs up. vsock_port != 0: a Cloud Hypervisor builder
+  // (hybrid vsock): each connection must first send "CONNECT <port>\n" (recorded in
+  // connect_lines_), answered "OK 1073741824\n" for that port, closed for any other.
+  KeepRecord AddBuilder(const std::string& id, bool serve, absl::Duration age = absl::ZeroDuration(),
+                        uint32_t vsock_port = 0) {
     KeepRecord r;
     r.id = id;
-    r.vmm = "qemu";
+    r.vmm = vsock_port ? "cloud-hypervisor" : "qemu";
+    if (vsock_port) {
+      r.channel_transport = kiln::harness::ChannelTransport::kHybridVsock;
+      r.vsock_port = vsock_port;
+    }
     pid_t p = ::fork();
     if (p == 0) {
       ::setpgid(0, 0);
@@ -100,10 +108,24 @@ class KilnctlTest : public ::testing::Test {
     r.expires = r.created + absl::Minutes(30);
     int lfd = Listen(r.channel_socket);
     listeners_.push_back(lfd);
-    threads_.emplace_back([this, lfd, serve] {
+    threads_.emplace_back([this, lfd, serve, vsock_port] {
       while (!stop_) {
         int c = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
         if (c < 0) return;
+        if (vsock_port) {
+          std::string line;
+          char ch;
+          while (line.size() < 64 && ::read(c, &ch, 1) == 1) {
+            line.push_back(ch);
+            if (ch == '\n') break;
+          }
+          connect_lines_.push_back(line);
+          if (line != absl::StrCat("CONNECT ", vsock_port, "\n")) {
+            ::close(c);  // CH: nobody listens on that port
+            continue;
+          }
+          (void)!::write(c, "OK 1073741824\n", 14);
+        }
         if (!serve) {
           ::close(c);
           continue;
@@ -149,6 +171,7 @@ class KilnctlTest : public ::testing::Test {
   std::vector<pid_t> vmms_;
   std::vector<int> listeners_;
   std::vector<std::thread> threads_;
+  std::vector<std::string> connect_lines_;  // written by the channel threads (one per test)
   std::atomic<bool> stop_{false};
 };
 
@@ -194,6 +217,37 @@ TEST_F(KilnctlTest, ListLogsExecThroughTheAgent) {
   EXPECT_EQ(missing.code, 127);
   CliRun sig = Kilnctl({"builders", "exec", "b1", "--", "/bin/sh", "-c", "kill -9 $$"});
   EXPECT_EQ(sig.code, 128 + 9);
+}
+
+// A kept Cloud Hypervisor builder: exec goes through the hybrid vsock handshake to the port in
+// its record, and the record's transport shows in `list --json`.
+TEST_F(KilnctlTest, ExecIntoACloudHypervisorBuilderOverHybridVsock) {
+  AddBuilder("ch1", /*serve=*/true, absl::ZeroDuration(), /*vsock_port=*/2048);
+  CliRun j = Kilnctl({"builders", "list", "--json"});
+  EXPECT_THAT(j.out, HasSubstr("\"channel_transport\": \"hybrid-vsock\""));
+  CliRun e = Kilnctl({"builders", "exec", "ch1", "--", "/bin/sh", "-c", "echo via-vsock; exit 3"});
+  EXPECT_EQ(e.code, 3) << e.err;
+  EXPECT_EQ(e.out, "via-vsock\n");
+  ASSERT_FALSE(connect_lines_.empty());
+  EXPECT_EQ(connect_lines_.front(), "CONNECT 2048\n");
+}
+
+// The same socket spoken as virtio-serial (what kilnctl did before records carried the
+// transport) never reaches the agent: the fake muxer sees no CONNECT line and hangs up.
+TEST_F(KilnctlTest, HybridVsockBuilderIsNotReachableAsVirtioSerial) {
+  KeepRecord r = AddBuilder("ch2", /*serve=*/true, absl::ZeroDuration(), /*vsock_port=*/2048);
+  kiln::kilnctl::ExecRequest req;
+  req.argv = {"true"};
+  req.connect_timeout_ms = 1000;
+  absl::StatusOr<kiln::agent::ExecResult> res =
+      kiln::kilnctl::ExecOverChannel(r.channel_socket, req, 1, 2);
+  EXPECT_FALSE(res.ok());
+  ASSERT_OK_AND_ASSIGN(
+      kiln::agent::ExecResult ok,
+      kiln::kilnctl::ExecOverChannel(
+          kiln::harness::ChannelAddress{r.channel_transport, r.channel_socket, r.vsock_port},
+          req, 1, 2));
+  EXPECT_EQ(ok.exit_code, 0);
 }
 
 TEST_F(KilnctlTest, ExpiredBuilderGetsAClearErrorAndGcReapsIt) {
