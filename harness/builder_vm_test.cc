@@ -1,13 +1,17 @@
 // File: harness/builder_vm_test.cc
 // VM tests (tag `vm`): each case boots a real builder VM (kernel + initrd + builder disk with
-// the agent, dockerd/BuildKit, containerd, runc) under QEMU (TCG here) and runs one group of
-// harness/builder_scenarios.h: real BuildKit builds with secrets, sent over the virtio-serial
-// channel. Every VM's serial log and QEMU log are kept under
-// $TEST_UNDECLARED_OUTPUTS_DIR/<vm-id>/.
+// the agent, dockerd/BuildKit, containerd, runc) and runs one group of
+// harness/builder_scenarios.h: real BuildKit builds with secrets, sent over the agent channel.
+// The backend comes from --vmm (harness/vmm_select.h): //harness:builder_vm_test runs QEMU
+// (TCG here; virtio-serial channel), //harness:builder_ch_vm_test runs Cloud Hypervisor (KVM
+// hosts only; hybrid vsock channel, the agent on AF_VSOCK). The builder client picks the
+// channel from the backend, so the scenarios are the same. Every VM's serial log and VMM log
+// are kept under $TEST_UNDECLARED_OUTPUTS_DIR/<vm-id>/.
 //
 // Artifacts come from flags (set by the BUILD target with $(rootpath ...)):
 //   --kernel=<vmlinux> --initrd=<initrd> --builder_disk=<ext4> --busybox_image=<tar>
 //   --examples_readme=<agent/runner/examples/README.md>  [--accel=auto|kvm|tcg]
+//   [--vmm=qemu|cloud-hypervisor|auto] [--ch_binary=PATH]
 #include <cstdlib>
 #include <iostream>
 #include <memory>
@@ -20,13 +24,16 @@
 #include "harness/builder_scenarios.h"
 #include "harness/qemu.h"
 #include "harness/runner.h"
+#include "harness/vmm_select.h"
 
 ABSL_FLAG(std::string, kernel, "", "guest kernel (PVH vmlinux)");
 ABSL_FLAG(std::string, initrd, "", "kiln initrd");
 ABSL_FLAG(std::string, builder_disk, "", "ext4 builder root disk with the agent");
 ABSL_FLAG(std::string, busybox_image, "", "docker-archive of kiln-busybox:1");
 ABSL_FLAG(std::string, examples_readme, "", "agent/runner/examples/README.md (locates the dir)");
-ABSL_FLAG(std::string, accel, "auto", "accel: auto, kvm or tcg");
+ABSL_FLAG(std::string, accel, "auto", "QEMU accel: auto, kvm or tcg");
+ABSL_FLAG(std::string, vmm, "qemu", "VMM backend: qemu, cloud-hypervisor or auto");
+ABSL_FLAG(std::string, ch_binary, "cloud-hypervisor", "Cloud Hypervisor executable");
 ABSL_FLAG(int, memory_mib, 1024, "builder VM memory, MiB");
 ABSL_FLAG(std::string, agent_flags, "", "extra agent flags, e.g. --prewarm=false (A/B runs)");
 
@@ -49,14 +56,24 @@ class BuilderVmTest : public ::testing::TestWithParam<BuilderGroup> {
       return;
     }
     options.accel = *accel;
-    absl::StatusOr<std::unique_ptr<QemuVmm>> vmm = QemuVmm::Create(
-        options, ProbeArtifacts{absl::GetFlag(FLAGS_kernel), absl::GetFlag(FLAGS_initrd)});
-    if (!vmm.ok()) {
-      *setup_error_ = vmm.status().ToString();
+    absl::StatusOr<VmmKind> kind = ParseVmmKind(absl::GetFlag(FLAGS_vmm));
+    if (!kind.ok()) {
+      *setup_error_ = kind.status().ToString();
       return;
     }
-    vmm_ = vmm->release();
-    std::cerr << "harness: " << vmm_->Describe() << "\n";
+    VmmSelectOptions select;
+    select.kind = *kind;
+    select.ch_binary = absl::GetFlag(FLAGS_ch_binary);
+    select.qemu = options;
+    select.probe = ProbeArtifacts{absl::GetFlag(FLAGS_kernel), absl::GetFlag(FLAGS_initrd)};
+    absl::StatusOr<SelectedVmm> vmm = MakeVmm(select);
+    if (!vmm.ok()) {
+      *setup_error_ = vmm.status().ToString();  // e.g. CH requested without KVM: fail fast
+      return;
+    }
+    vmm_ = vmm->vmm.release();
+    std::cerr << "harness: " << vmm_->Describe() << " (" << vmm->reason << "), channel "
+              << ChannelTransportName(vmm_->channel_transport()) << "\n";
   }
 
   static void TearDownTestSuite() {
@@ -82,13 +99,13 @@ class BuilderVmTest : public ::testing::TestWithParam<BuilderGroup> {
 
   void TearDown() override { factory_.reset(); }
 
-  static QemuVmm* vmm_;
+  static Vmm* vmm_;
   static std::string* setup_error_;
   std::unique_ptr<VmFactory> factory_;
   BuilderScenarioInputs in_;
 };
 
-QemuVmm* BuilderVmTest::vmm_ = nullptr;
+Vmm* BuilderVmTest::vmm_ = nullptr;
 std::string* BuilderVmTest::setup_error_ = nullptr;
 
 TEST_P(BuilderVmTest, Group) {

@@ -182,7 +182,8 @@ int Main() {
     std::cerr << "verify: " << vmm.status().message() << "\n";
     return 2;
   }
-  std::cerr << "verify: " << vmm->vmm->Describe() << " (" << vmm->reason << ")\n";
+  std::cerr << "verify: " << vmm->vmm->Describe() << " (" << vmm->reason << "); agent channel "
+            << ChannelTransportName(vmm->vmm->channel_transport()) << "\n";
 
   // --- the cgroup suite ---
   CgroupReport cgroup;
