@@ -225,9 +225,9 @@ absl::StatusOr<uint32_t> ParseHybridVsockReply(absl::string_view line) {
   if (l.size() > 3 && l.substr(0, 3) == "OK " && absl::SimpleAtoi(l.substr(3), &port)) {
     return port;
   }
-  return absl::UnavailableError(absl::StrCat(
+  return absl::FailedPreconditionError(absl::StrCat(
       "hybrid vsock handshake: expected \"OK <port>\", got \"", absl::CEscape(line),
-      "\" (is the guest listening on the port?)"));
+      "\" (not a hybrid vsock socket?)"));
 }
 
 absl::StatusOr<std::unique_ptr<FdStream>> ConnectHybridVsock(absl::string_view uds_path,

@@ -128,16 +128,19 @@ class VsockListener {
 absl::StatusOr<std::unique_ptr<FdStream>> ConnectUnix(absl::string_view path, int timeout_ms);
 
 // ParseHybridVsockReply(line): the port number in Cloud Hypervisor's handshake reply
-// "OK <port>\n" (the host-side ephemeral port). Errors: Unavailable with the line quoted
-// (e.g. the guest is not listening on the port: CH closes the socket or answers otherwise).
+// "OK <port>\n" (the host-side ephemeral port). Errors: FailedPrecondition with the line
+// quoted: a whole line that is not "OK <n>" means the socket does not speak hybrid vsock (CH
+// answers a CONNECT to a port nobody listens on by closing the connection, not with a line),
+// so retrying cannot help.
 absl::StatusOr<uint32_t> ParseHybridVsockReply(absl::string_view line);
 
 // ConnectHybridVsock(uds_path, port, timeout_ms): connects to a Cloud Hypervisor (or
 // Firecracker) hybrid vsock unix socket, sends "CONNECT <port>\n" and reads the reply line
 // byte by byte (so that no protocol byte after it is consumed); returns the stream, now
 // connected to the guest's AF_VSOCK listener on `port`. Errors: ConnectUnix's;
-// Unavailable if the reply is not "OK <n>" or the socket closes first; InvalidArgument for a
-// reply line over 64 bytes; DeadlineExceeded.
+// Unavailable if the socket closes before a reply line (no guest listener on the port yet:
+// worth retrying); FailedPrecondition if the reply is not "OK <n>" (ParseHybridVsockReply);
+// InvalidArgument for a reply line over 64 bytes; DeadlineExceeded.
 absl::StatusOr<std::unique_ptr<FdStream>> ConnectHybridVsock(absl::string_view uds_path,
                                                              uint32_t port, int timeout_ms);
 

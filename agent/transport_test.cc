@@ -121,9 +121,9 @@ TEST(HybridVsock, ParseReply) {
   ASSERT_OK_AND_ASSIGN(uint32_t port, ParseHybridVsockReply("OK 1073741824\n"));
   EXPECT_EQ(port, 1073741824u);
   EXPECT_THAT(ParseHybridVsockReply("ERR no listener\n"),
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("got \"ERR no listener\\n\"")));
-  EXPECT_THAT(ParseHybridVsockReply("OK \n"), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("OK")));
-  EXPECT_THAT(ParseHybridVsockReply("OK x\n"), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("OK x")));
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("got \"ERR no listener\\n\"")));
+  EXPECT_THAT(ParseHybridVsockReply("OK \n"), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("OK")));
+  EXPECT_THAT(ParseHybridVsockReply("OK x\n"), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("OK x")));
 }
 
 // A fake Cloud Hypervisor vsock socket: reads "CONNECT <port>\n" and answers `reply`.
@@ -182,7 +182,7 @@ TEST(HybridVsock, RefusedWhenNoGuestListener) {
 TEST(HybridVsock, BadReply) {
   FakeHybridVsock ch("NOPE\n");
   EXPECT_THAT(ConnectHybridVsock(ch.path(), 7, 5000),
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("expected \"OK <port>\"")));
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("expected \"OK <port>\"")));
 }
 
 TEST(HybridVsock, OverlongReply) {

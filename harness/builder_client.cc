@@ -108,7 +108,7 @@ std::string BuilderCmdline(const BuilderVmOptions& o) {
                                   : absl::StrCat("virtio-serial:", o.channel_name);
   std::string s = absl::StrCat("kiln.root=/dev/vda kiln.cgroup=", o.cgroup, " kiln.exec=\"",
                                kAgentPath, " --channel=", channel,
-                               o.keep.keep_failed_builders ? "" : " --once",
+                               o.keep.keep_failed_builders ? " --keep_failed_jobs" : " --once",
                                " --retry_ms=", o.agent_retry_ms,
                                o.agent_flags.empty() ? "" : " ", o.agent_flags, "\"");
   if (!o.extra_cmdline.empty()) absl::StrAppend(&s, " ", o.extra_cmdline);

@@ -107,7 +107,8 @@ struct BuilderVmOptions {
   // agent_flags: more agent flags (space-separated, no quotes), e.g. "--prewarm=false".
   std::string agent_flags;
   // keep: keep_failed_builders (issue 6). With keep.keep_failed_builders the agent runs
-  // without --once (it serves again after the host closes the channel), the VM is booted
+  // without --once (it serves again after the host closes the channel) and with
+  // --keep_failed_jobs (a failed job's context and daemon state stay), the VM is booted
   // detachable, registered in keep.state_dir after Ready, and a failed build (non-zero
   // exit_status, or refused) leaves it running and recorded for `kilnctl builders` (ttl,
   // max_kept). Successful builders are always torn down.
@@ -118,8 +119,9 @@ struct BuilderVmOptions {
 //   kiln.root=/dev/vda kiln.cgroup=<cgroup> kiln.exec="<agent> --channel=<channel>
 //   --once --retry_ms=<n> [agent_flags]" <extra_cmdline>
 // where <channel> is virtio-serial:<channel_name> (transport kVirtioSerial) or
-// vsock:<vsock_port> (kHybridVsock; agent/agent_main.cc), and no --once when
-// options.keep.keep_failed_builders.
+// vsock:<vsock_port> (kHybridVsock; agent/agent_main.cc); with
+// options.keep.keep_failed_builders, --keep_failed_jobs instead of --once (the agent serves
+// again after a session, and leaves a failed job's dir for inspection).
 std::string BuilderCmdline(const BuilderVmOptions& options);
 
 // BuilderVmConfig(options, artifacts, socket_path): the VmConfig (pure): id, kernel, initrd,

@@ -237,12 +237,13 @@ class BuilderClientTest : public ::testing::Test {
   std::string seen_context_;
 };
 
-TEST(BuilderConfigTest, KeepModeDropsOnceAndBootsDetachable) {
+TEST(BuilderConfigTest, KeepModeDropsOnceKeepsFailedJobsAndBootsDetachable) {
   BuilderVmOptions o;
   o.keep.keep_failed_builders = true;
   EXPECT_EQ(BuilderCmdline(o),
             "kiln.root=/dev/vda kiln.cgroup=rw kiln.exec=\"/usr/local/bin/kiln-agent "
-            "--channel=virtio-serial:kiln.agent --retry_ms=50\" cgroup.memory=nokmem");
+            "--channel=virtio-serial:kiln.agent --keep_failed_jobs --retry_ms=50\" "
+            "cgroup.memory=nokmem");
   EXPECT_TRUE(BuilderVmConfig(o, {"/k", "/i", "/d.ext4"}, "/tmp/s/agent.sock").detachable);
   o.keep.keep_failed_builders = false;
   EXPECT_FALSE(BuilderVmConfig(o, {"/k", "/i", "/d.ext4"}, "/tmp/s/agent.sock").detachable);

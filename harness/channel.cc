@@ -45,15 +45,9 @@ absl::StatusOr<std::unique_ptr<agent::FdStream>> ConnectChannelOnce(const Channe
       return Prefixed(a, absl::StatusCode::kInvalidArgument, "unknown channel transport");
   }
   if (s.ok()) return s;
-  absl::StatusCode code = s.status().code();
-  // A whole reply line that is not "OK <n>" (agent::ParseHybridVsockReply's Unavailable) is a
-  // protocol mismatch, not a guest that is still booting: CH itself answers a CONNECT to a
-  // port nobody listens on by closing the connection. Pinned by channel_test.
-  if (a.transport == ChannelTransport::kHybridVsock && code == absl::StatusCode::kUnavailable &&
-      absl::StrContains(s.status().message(), "expected \"OK <port>\"")) {
-    code = absl::StatusCode::kFailedPrecondition;
-  }
-  return Prefixed(a, code, s.status().message());
+  // A whole reply line that is not "OK <n>" comes back as FailedPrecondition (a protocol
+  // mismatch, not a guest still booting: agent::ParseHybridVsockReply), so it is not retried.
+  return Prefixed(a, s.status().code(), s.status().message());
 }
 
 bool IsRetryableConnectError(const absl::Status& status) {

@@ -351,8 +351,9 @@ std::vector<ReapDecision> PlanReap(const std::vector<KeepRecord>& records,
 absl::Status TeardownVmm(const KeepRecord& r, const TeardownOptions& options) {
   const ProcessIdentity& p = r.vmm_process;
   if (ProcessAlive(p) && options.clean_shutdown) {
-    (void)options.clean_shutdown(r);  // best effort; the signals follow
-    WaitGone(p, options.clean_grace);
+    // Best effort; the signals follow. When the agent could not even be asked (e.g. it is busy
+    // with the job of a harness that died), there is nothing to wait for.
+    if (options.clean_shutdown(r).ok()) WaitGone(p, options.clean_grace);
   }
   if (ProcessAlive(p)) {
     // The VMM leads its own process group (harness/process.cc setpgid): signal the group so

@@ -151,8 +151,9 @@ std::vector<ReapDecision> PlanReap(const std::vector<KeepRecord>& records,
 
 // TeardownOptions: how a VMM is stopped.
 struct TeardownOptions {
-  // clean_shutdown: asked first while the VMM lives (e.g. AgentPowerOff, keep_agent.h); its
-  // error is ignored (the signals follow). Empty: skipped.
+  // clean_shutdown: asked first while the VMM lives (e.g. AgentPowerOff, keep_agent.h); on
+  // OK the VMM gets clean_grace to exit, on an error the signals follow at once. Empty:
+  // skipped.
   std::function<absl::Status(const KeepRecord&)> clean_shutdown;
   // clean_grace: how long the VMM may take to exit after clean_shutdown.
   absl::Duration clean_grace = absl::Seconds(10);

@@ -3,7 +3,8 @@
 // failing example (agent/runner/examples/failing/, RUN exits 3).
 //   - keep on: the builder is listed in the state dir; `cat /proc/self/mountinfo` through the
 //     agent's Exec shows the cgroup2 mount; the serial log shows the failure; the agent's
-//     secret dir is empty; removing it (agent power-off, then signals) leaves no QEMU process
+//     secret dir is empty; the failed job's context and daemon state are kept (agent
+//     --keep_failed_jobs); removing it (agent power-off, then signals) leaves no QEMU process
 //     and no socket.
 //   - keep off: right after RunBuilderJobs returns, no VMM child of this process is running
 //     and no record exists.
@@ -288,6 +289,23 @@ TEST_F(KeepVmTest, FailedBuilderIsKeptExecdAndRemoved) {
   ss << serial.rdbuf();
   EXPECT_TRUE(absl::StrContains(ss.str(), "kiln-agent")) << "serial log: " << ss.str();
   EXPECT_TRUE(absl::StrContains(run.jobs[0].LogText(), "kiln-about-to-fail"));
+
+  // The failed job's dir stays for inspection (agent --keep_failed_jobs): the context with
+  // its Dockerfile, and the build dir with dockerd's log and data root.
+  const std::string job_dir = "/run/kiln-agent/keep-on";
+  EXPECT_TRUE(absl::StrContains(run.jobs[0].LogText(),
+                                absl::StrCat("kept for inspection in ", job_dir)))
+      << run.jobs[0].LogText();
+  absl::SleepFor(absl::Seconds(1));
+  auto [jd_code, jd] = ExecCapture(
+      rec.channel_socket,
+      {"sh", "-c", absl::StrCat("cd ", job_dir, " && find . -maxdepth 4 -name Dockerfile -o "
+                                "-maxdepth 4 -name context.tar -o -maxdepth 4 -name '*.log' | "
+                                "sort")});
+  EXPECT_EQ(jd_code, 0) << jd;
+  EXPECT_TRUE(absl::StrContains(jd, "./context.tar\n")) << jd;
+  EXPECT_TRUE(absl::StrContains(jd, "/Dockerfile\n")) << jd;
+  EXPECT_TRUE(absl::StrContains(jd, "dockerd.log\n")) << jd;
 
   TeardownOptions t;
   t.clean_shutdown = [](const KeepRecord& r) {
