@@ -24,7 +24,7 @@
 #include "harness/builder_scenarios.h"
 #include "harness/qemu.h"
 #include "harness/runner.h"
-#include "harness/vmm_select.h"
+#include "harness/vm_test_support.h"
 
 ABSL_FLAG(std::string, kernel, "", "guest kernel (PVH vmlinux)");
 ABSL_FLAG(std::string, initrd, "", "kiln initrd");
@@ -49,30 +49,17 @@ class BuilderVmTest : public ::testing::TestWithParam<BuilderGroup> {
  protected:
   static void SetUpTestSuite() {
     setup_error_ = new std::string;
-    QemuOptions options;
-    absl::StatusOr<Accel> accel = ParseAccel(absl::GetFlag(FLAGS_accel));
-    if (!accel.ok()) {
-      *setup_error_ = accel.status().ToString();
-      return;
-    }
-    options.accel = *accel;
-    absl::StatusOr<VmmKind> kind = ParseVmmKind(absl::GetFlag(FLAGS_vmm));
-    if (!kind.ok()) {
-      *setup_error_ = kind.status().ToString();
-      return;
-    }
-    VmmSelectOptions select;
-    select.kind = *kind;
-    select.ch_binary = absl::GetFlag(FLAGS_ch_binary);
-    select.qemu = options;
-    select.probe = ProbeArtifacts{absl::GetFlag(FLAGS_kernel), absl::GetFlag(FLAGS_initrd)};
-    absl::StatusOr<SelectedVmm> vmm = MakeVmm(select);
+    absl::StatusOr<SelectedVmm> vmm =
+        MakeTestVmm({.vmm = absl::GetFlag(FLAGS_vmm),
+                     .ch_binary = absl::GetFlag(FLAGS_ch_binary),
+                     .accel = absl::GetFlag(FLAGS_accel)},
+                    ProbeArtifacts{absl::GetFlag(FLAGS_kernel), absl::GetFlag(FLAGS_initrd)});
     if (!vmm.ok()) {
       *setup_error_ = vmm.status().ToString();  // e.g. CH requested without KVM: fail fast
       return;
     }
     vmm_ = vmm->vmm.release();
-    std::cerr << "harness: " << vmm_->Describe() << " (" << vmm->reason << "), channel "
+    std::cerr << "harness: agent channel "
               << ChannelTransportName(vmm_->channel_transport()) << "\n";
   }
 
@@ -83,8 +70,7 @@ class BuilderVmTest : public ::testing::TestWithParam<BuilderGroup> {
 
   void SetUp() override {
     ASSERT_EQ(*setup_error_, "") << "cannot set up the VM tests";
-    const char* tmp = std::getenv("TEST_TMPDIR");
-    const std::string root = tmp ? tmp : "/tmp";
+    const std::string root = TestTmpRoot();
     factory_ = std::make_unique<VmFactory>(*vmm_, root + "/vms", OutputDirFromEnv());
     in_.artifacts = {absl::GetFlag(FLAGS_kernel), absl::GetFlag(FLAGS_initrd),
                      absl::GetFlag(FLAGS_builder_disk)};

@@ -1,12 +1,16 @@
 // File: harness/cgroup_vm_test.cc
-// VM tests (tag `vm`): each case boots the real kernel + initrd + test root under QEMU (TCG
-// here, KVM where usable) and runs one cgroup scenario of harness/scenarios.h. The serial log
-// of every VM is kept under $TEST_UNDECLARED_OUTPUTS_DIR/<vm-id>/.
+// VM tests (tag `vm`): each case boots the real kernel + initrd + test root and runs one
+// cgroup scenario of harness/scenarios.h, on the backend --vmm chooses (harness/vmm_select.h):
+// //harness:cgroup_vm_test runs QEMU (TCG here, KVM where usable); //harness:cgroup_ch_vm_test
+// runs Cloud Hypervisor, and is target_compatible_with the host's cloud-hypervisor binary and
+// usable KVM (@kiln_host), so elsewhere `bazel test //...` reports it SKIPPED with the reason.
+// The serial and VMM logs of every VM are kept under $TEST_UNDECLARED_OUTPUTS_DIR/<vm-id>/.
 //
 // Artifacts come from flags (set by the BUILD target with $(rootpath ...)):
 //   --kernel=<vmlinux> --initrd=<initrd> --root_disk=<ext4>  [--machine=q35|microvm]
-//   [--accel=auto|kvm|tcg]
+//   [--accel=auto|kvm|tcg] [--vmm=qemu|cloud-hypervisor|auto] [--ch_binary=PATH]
 #include <cstdlib>
+#include <iostream>
 #include <memory>
 #include <string>
 
@@ -14,15 +18,17 @@
 #include "absl/flags/parse.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "harness/qemu.h"
 #include "harness/runner.h"
 #include "harness/scenarios.h"
+#include "harness/vm_test_support.h"
 
 ABSL_FLAG(std::string, kernel, "", "guest kernel (PVH vmlinux)");
 ABSL_FLAG(std::string, initrd, "", "kiln initrd");
 ABSL_FLAG(std::string, root_disk, "", "ext4 test root disk");
 ABSL_FLAG(std::string, machine, "q35", "QEMU machine: q35 or microvm");
 ABSL_FLAG(std::string, accel, "auto", "accel: auto, kvm or tcg");
+ABSL_FLAG(std::string, vmm, "qemu", "VMM backend: qemu, cloud-hypervisor or auto");
+ABSL_FLAG(std::string, ch_binary, "cloud-hypervisor", "Cloud Hypervisor executable");
 
 namespace kiln::harness {
 namespace {
@@ -32,28 +38,20 @@ class CgroupVmTest : public ::testing::TestWithParam<Scenario> {
   static void SetUpTestSuite() {
     artifacts_ = new Artifacts{absl::GetFlag(FLAGS_kernel), absl::GetFlag(FLAGS_initrd),
                                absl::GetFlag(FLAGS_root_disk)};
-    QemuOptions options;
-    absl::StatusOr<Machine> machine = ParseMachine(absl::GetFlag(FLAGS_machine));
-    absl::StatusOr<Accel> accel = ParseAccel(absl::GetFlag(FLAGS_accel));
     setup_error_ = new std::string;
-    if (!machine.ok() || !accel.ok()) {
-      *setup_error_ = machine.ok() ? accel.status().ToString() : machine.status().ToString();
-      return;
-    }
-    options.machine = *machine;
-    options.accel = *accel;
     if (absl::Status s = ValidateArtifacts(*artifacts_); !s.ok()) {
       *setup_error_ = s.ToString();
       return;
     }
-    absl::StatusOr<std::unique_ptr<QemuVmm>> vmm =
-        QemuVmm::Create(options, ProbeArtifacts{artifacts_->kernel, artifacts_->initrd});
+    absl::StatusOr<SelectedVmm> vmm = MakeTestVmm(
+        {.vmm = absl::GetFlag(FLAGS_vmm), .ch_binary = absl::GetFlag(FLAGS_ch_binary),
+         .machine = absl::GetFlag(FLAGS_machine), .accel = absl::GetFlag(FLAGS_accel)},
+        ProbeArtifacts{artifacts_->kernel, artifacts_->initrd});
     if (!vmm.ok()) {
-      *setup_error_ = vmm.status().ToString();
+      *setup_error_ = vmm.status().ToString();  // e.g. CH requested without KVM: fail fast
       return;
     }
-    vmm_ = vmm->release();
-    std::cerr << "harness: " << vmm_->Describe() << "\n";
+    vmm_ = vmm->vmm.release();
   }
 
   static void TearDownTestSuite() {
@@ -63,31 +61,30 @@ class CgroupVmTest : public ::testing::TestWithParam<Scenario> {
 
   void SetUp() override {
     ASSERT_EQ(*setup_error_, "") << "cannot set up the VM tests";
-    const char* tmp = std::getenv("TEST_TMPDIR");
-    factory_ = std::make_unique<VmFactory>(*vmm_, std::string(tmp ? tmp : "/tmp") + "/vms",
-                                           OutputDirFromEnv());
+    factory_ = std::make_unique<VmFactory>(*vmm_, TestTmpRoot() + "/vms", OutputDirFromEnv());
   }
 
   // The factory kills every VM it booted, on success and on failure alike.
   void TearDown() override { factory_.reset(); }
 
   static Artifacts* artifacts_;
-  static QemuVmm* vmm_;
+  static Vmm* vmm_;
   static std::string* setup_error_;
   std::unique_ptr<VmFactory> factory_;
 };
 
 Artifacts* CgroupVmTest::artifacts_ = nullptr;
-QemuVmm* CgroupVmTest::vmm_ = nullptr;
+Vmm* CgroupVmTest::vmm_ = nullptr;
 std::string* CgroupVmTest::setup_error_ = nullptr;
 
 TEST_P(CgroupVmTest, Scenario) {
   const Scenario& scenario = GetParam();
   ScenarioOutcome o = RunScenario(*factory_, scenario, *artifacts_);
-  std::cerr << scenario.name << ": " << (o.status.ok() ? "PASS" : "FAIL") << " in "
-            << absl::ToInt64Milliseconds(o.duration) << " ms, attempts " << o.attempts
+  std::cerr << vmm_->Name() << " " << scenario.name << ": " << (o.status.ok() ? "PASS" : "FAIL")
+            << " in " << absl::ToInt64Milliseconds(o.duration) << " ms, attempts " << o.attempts
             << (o.retry_reason.empty() ? "" : " (retried after: " + o.retry_reason + ")")
-            << ", logs " << o.log_dir << "\n";
+            << ", peak RSS " << (o.vmm_peak_rss_bytes >> 20) << " MiB, logs " << o.log_dir
+            << "\n";
   EXPECT_TRUE(o.status.ok()) << o.status.message();
   if (o.status.ok()) std::cerr << "  " << o.summary << "\n";
 }

@@ -45,8 +45,8 @@
 #include "harness/builder_client.h"
 #include "harness/builder_scenarios.h"
 #include "harness/keep_store.h"
-#include "harness/qemu.h"
 #include "harness/runner.h"
+#include "harness/vm_test_support.h"
 #include "tools/kilnctl/agent_exec.h"
 
 ABSL_FLAG(std::string, kernel, "", "guest kernel (PVH vmlinux)");
@@ -184,16 +184,12 @@ bool ReapChild(pid_t pid, absl::Duration timeout) {
 class KeepVmTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    QemuOptions options;
-    absl::StatusOr<Accel> accel = ParseAccel(absl::GetFlag(FLAGS_accel));
-    ASSERT_TRUE(accel.ok()) << accel.status();
-    options.accel = *accel;
-    absl::StatusOr<std::unique_ptr<QemuVmm>> vmm = QemuVmm::Create(
-        options, ProbeArtifacts{absl::GetFlag(FLAGS_kernel), absl::GetFlag(FLAGS_initrd)});
+    absl::StatusOr<SelectedVmm> vmm =
+        MakeTestVmm({.vmm = "qemu", .accel = absl::GetFlag(FLAGS_accel)},
+                    ProbeArtifacts{absl::GetFlag(FLAGS_kernel), absl::GetFlag(FLAGS_initrd)});
     ASSERT_TRUE(vmm.ok()) << vmm.status();
-    vmm_ = std::move(*vmm);
-    const char* tmp = std::getenv("TEST_TMPDIR");
-    root_ = tmp ? tmp : "/tmp";
+    vmm_ = std::move(vmm->vmm);
+    root_ = TestTmpRoot();
     factory_ = std::make_unique<VmFactory>(*vmm_, root_ + "/vms", OutputDirFromEnv());
     in_.artifacts = {absl::GetFlag(FLAGS_kernel), absl::GetFlag(FLAGS_initrd),
                      absl::GetFlag(FLAGS_builder_disk)};
@@ -225,7 +221,7 @@ class KeepVmTest : public ::testing::Test {
     _exit(0);
   }
 
-  std::unique_ptr<QemuVmm> vmm_;
+  std::unique_ptr<Vmm> vmm_;
   std::string root_;
   std::unique_ptr<VmFactory> factory_;
   BuilderScenarioInputs in_;
