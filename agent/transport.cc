@@ -219,6 +219,35 @@ absl::StatusOr<std::unique_ptr<FdStream>> ConnectUnix(absl::string_view path, in
   }
 }
 
+absl::StatusOr<std::unique_ptr<FdStream>> ConnectVsock(uint32_t cid, uint32_t port,
+                                                       int timeout_ms) {
+  const std::string what = absl::StrCat("vsock cid ", cid, " port ", port);
+  const int64_t deadline = DeadlineFrom(timeout_ms);
+  sockaddr_vm addr{};
+  addr.svm_family = AF_VSOCK;
+  addr.svm_cid = cid;
+  addr.svm_port = port;
+  while (true) {
+    int fd = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return PosixError(errno, "socket(AF_VSOCK)", what);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+      return std::make_unique<FdStream>(fd, what);
+    }
+    const int err = errno;
+    ::close(fd);
+    // ECONNRESET: the peer's transport refuses (no listener yet on virtio/loopback vsock).
+    if (err != ECONNREFUSED && err != ECONNRESET && err != EINTR) {
+      return PosixError(err, "connect", what);
+    }
+    if (deadline >= 0 && NowMs() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat("connect ", what, ": no listener within ",
+                                                      timeout_ms, " ms (last error: ",
+                                                      std::strerror(err), ")"));
+    }
+    ::usleep(20 * 1000);
+  }
+}
+
 absl::StatusOr<uint32_t> ParseHybridVsockReply(absl::string_view line) {
   absl::string_view l = absl::StripTrailingAsciiWhitespace(line);
   uint32_t port = 0;

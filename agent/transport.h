@@ -127,6 +127,14 @@ class VsockListener {
 // became connectable.
 absl::StatusOr<std::unique_ptr<FdStream>> ConnectUnix(absl::string_view path, int timeout_ms);
 
+// ConnectVsock(cid, port, timeout_ms): an AF_VSOCK stream connection to `port` on `cid`
+// (VMADDR_CID_LOCAL = 1 through vsock_loopback in the guest; a guest CID from a host with
+// vhost-vsock), retrying a refused connection (no listener yet) until timeout_ms. Errors:
+// DeadlineExceeded (with the last errno) when nobody listened in time; the PosixError of
+// socket(2)/connect(2) otherwise (e.g. EAFNOSUPPORT / ENODEV without a vsock transport).
+absl::StatusOr<std::unique_ptr<FdStream>> ConnectVsock(uint32_t cid, uint32_t port,
+                                                       int timeout_ms);
+
 // ParseHybridVsockReply(line): the port number in Cloud Hypervisor's handshake reply
 // "OK <port>\n" (the host-side ephemeral port). Errors: FailedPrecondition with the line
 // quoted: a whole line that is not "OK <n>" means the socket does not speak hybrid vsock (CH

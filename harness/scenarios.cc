@@ -166,6 +166,36 @@ const std::vector<Scenario>& CgroupScenarios() {
   return *kScenarios;
 }
 
+absl::StatusOr<std::string> CheckAgentVsock(const RunResult& run) {
+  RETURN_IF_ERROR(ProgramRan(run));
+  const ConsoleResult& c = run.console;
+  std::optional<std::string> connect = c.Check("vsock.connect");
+  if (!connect || !absl::StartsWith(*connect, "ok ")) {
+    return Expected("KILN-CHECK vsock.connect ok ...", Show(connect));
+  }
+  std::optional<std::string> ready = c.Check("vsock.ready");
+  if (!ready || !absl::StartsWith(*ready, "kiln-agent")) {
+    return Expected("KILN-CHECK vsock.ready kiln-agent ...", Show(ready));
+  }
+  std::optional<std::string> pong = c.Check("vsock.pong");
+  if (!pong || !absl::StartsWith(*pong, "nonce=1802071150 ")) {  // 0x6b696c6e, "kiln"
+    return Expected("KILN-CHECK vsock.pong nonce=1802071150 ...", Show(pong));
+  }
+  if (c.Check("vsock.agent-exit") != "0") {
+    return Expected("KILN-CHECK vsock.agent-exit 0", Show(c.Check("vsock.agent-exit")));
+  }
+  return absl::StrCat("agent on AF_VSOCK: connect ", connect->substr(3), "; Ready from ",
+                      *ready, "; Pong ", *pong, "; agent exit 0");
+}
+
+const Scenario& AgentVsockScenario() {
+  static const Scenario* const kScenario = new Scenario{
+      "agent-vsock",
+      "the agent's AF_VSOCK channel (CH's) in a real guest, via vsock_loopback: Ready, Pong",
+      std::string(kAgentVsockCmdline), &CheckAgentVsock};
+  return *kScenario;
+}
+
 absl::StatusOr<Scenario> FindScenario(absl::string_view name) {
   std::vector<std::string> names;
   for (const Scenario& s : CgroupScenarios()) {

@@ -19,6 +19,11 @@
 //                     "no cgroup mount found in mountinfo" (the production bug)
 //   cgroup-bad-value  kiln.cgroup=maybe: init prints a fatal config error and powers off
 //
+// The agent-vsock scenario boots the builder disk and runs /usr/local/bin/kiln-vsock-check
+// (agent/vsock_check_main.cc): the agent on AF_VSOCK (its Cloud Hypervisor channel), reached
+// through VMADDR_CID_LOCAL (vsock_loopback), Hello/Ready and Ping/Pong, then the agent exits.
+// It proves the guest side of the CH channel on a real kernel where no CH exists.
+//
 // Adding a scenario: append a Scenario to the list in scenarios.cc with a check function, add
 // a unit test of the check on a real log in scenarios_test.cc; the VM test and verify pick it
 // up from CgroupScenarios() (see README.md).
@@ -78,6 +83,14 @@ inline constexpr absl::string_view kCgroupCheckCmdline =
 // CgroupScenarios(): cgroup-rw, cgroup-ro, cgroup-off, cgroup-bad-value (file comment).
 const std::vector<Scenario>& CgroupScenarios();
 
+// kAgentVsockCmdline: the agent-vsock scenario's command line (boots the builder disk).
+inline constexpr absl::string_view kAgentVsockCmdline =
+    "kiln.root=/dev/vda kiln.cgroup=rw kiln.exec=/usr/local/bin/kiln-vsock-check";
+
+// AgentVsockScenario(): agent-vsock (file comment). Its Artifacts::root_disk is the builder
+// disk (//images/rootfs:builder_disk), not the test root.
+const Scenario& AgentVsockScenario();
+
 // FindScenario(name): the cgroup scenario named `name`; NotFound listing the names otherwise.
 absl::StatusOr<Scenario> FindScenario(absl::string_view name);
 
@@ -86,6 +99,7 @@ absl::StatusOr<std::string> CheckCgroupRw(const RunResult& run);
 absl::StatusOr<std::string> CheckCgroupRo(const RunResult& run);
 absl::StatusOr<std::string> CheckCgroupOff(const RunResult& run);
 absl::StatusOr<std::string> CheckBadValue(const RunResult& run);
+absl::StatusOr<std::string> CheckAgentVsock(const RunResult& run);
 
 // ScenarioVmOptions: VM size for scenarios.
 struct ScenarioVmOptions {

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
@@ -40,11 +41,17 @@ RunResult ScenarioLog(const std::string& scenario) {
   return FromLog(Testdata(scenario + ".serial.log"));
 }
 
+std::vector<Scenario> AllScenarios() {
+  std::vector<Scenario> all = CgroupScenarios();
+  all.push_back(AgentVsockScenario());
+  return all;
+}
+
 // Each check passes on its own scenario's log and fails on every other one.
 TEST(ScenarioChecksTest, CrossMatrix) {
-  for (const Scenario& log_of : CgroupScenarios()) {
+  for (const Scenario& log_of : AllScenarios()) {
     RunResult run = ScenarioLog(log_of.name);
-    for (const Scenario& check_of : CgroupScenarios()) {
+    for (const Scenario& check_of : AllScenarios()) {
       SCOPED_TRACE("check " + check_of.name + " on the log of " + log_of.name);
       absl::StatusOr<std::string> r = check_of.check(run);
       if (check_of.name == log_of.name) {
@@ -63,6 +70,26 @@ TEST(ScenarioChecksTest, Summaries) {
   EXPECT_THAT(off, HasSubstr("no cgroup mount found in mountinfo"));
   ASSERT_OK_AND_ASSIGN(std::string bad, CheckBadValue(ScenarioLog("cgroup-bad-value")));
   EXPECT_THAT(bad, HasSubstr("kiln.cgroup=\"maybe\": bad value"));
+}
+
+TEST(ScenarioChecksTest, AgentVsock) {
+  ASSERT_OK_AND_ASSIGN(std::string s, CheckAgentVsock(ScenarioLog("agent-vsock")));
+  EXPECT_THAT(s, HasSubstr("Ready from kiln-agent 0.1"));
+  const std::string log = Testdata("agent-vsock.serial.log");
+  // The agent never answered: the check program reports it and fails.
+  EXPECT_THAT(CheckAgentVsock(FromLog(absl::StrReplaceAll(
+                  log, {{"KILN-CHECK vsock.pong nonce=1802071150 uptime_ms=4530", "(no pong)"},
+                        {"KILN-CHECK vsock.agent-exit 0",
+                         "KILN-CHECK error read frame: deadline exceeded"},
+                        {"KILN-CHECK done status=0", "KILN-CHECK done status=1"},
+                        {"KILN-INIT: exit status=0", "KILN-INIT: exit status=1"}}))),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("deadline exceeded")));
+  // A Pong with another nonce, or an agent that exits non-zero.
+  EXPECT_THAT(CheckAgentVsock(FromLog(absl::StrReplaceAll(log, {{"nonce=1802071150", "nonce=7"}}))),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("vsock.pong")));
+  EXPECT_THAT(CheckAgentVsock(FromLog(absl::StrReplaceAll(
+                  log, {{"vsock.agent-exit 0", "vsock.agent-exit 3"}}))),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("agent-exit")));
 }
 
 TEST(ScenarioChecksTest, RwFailsWhenRuncFails) {

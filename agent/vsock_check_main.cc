@@ -1,0 +1,141 @@
+// File: agent/vsock_check_main.cc
+// kiln-vsock-check: proves, inside a real guest kernel, the agent's AF_VSOCK channel (the one
+// Cloud Hypervisor's hybrid vsock reaches; `kiln-agent --channel=vsock:<port>`). It starts the
+// agent on vsock, connects to it through VMADDR_CID_LOCAL (the vsock_loopback transport, so
+// no VMM vsock device is needed: QEMU under TCG here has none), and runs a protocol session:
+// Hello -> Ready, Ping -> Pong, close; then the agent (--once) must exit 0.
+//
+// It is the program (kiln.exec) of the `agent-vsock` VM scenario (harness/scenarios.h) and
+// prints KILN-CHECK lines (docs/interfaces.md):
+//
+//   KILN-CHECK vsock.connect ok cid=1 port=<port> ms=<connect time>
+//   KILN-CHECK vsock.ready <agent version> caps=<c1,c2>
+//   KILN-CHECK vsock.pong nonce=<n> uptime_ms=<ms>
+//   KILN-CHECK vsock.agent-exit <status>
+//   KILN-CHECK error <message>                  (the first failure)
+//   KILN-CHECK done status=<0|1>                (last line; the exit code)
+//
+// Usage: kiln-vsock-check [--agent=/usr/local/bin/kiln-agent] [--port=1024] [--cid=1]
+//                         [--timeout_ms=30000]
+// Exit: 0 when every step passed, 1 otherwise, 2 on a usage error.
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "agent/connection.h"
+#include "agent/protocol/messages.h"
+#include "agent/transport.h"
+
+ABSL_FLAG(std::string, agent, "/usr/local/bin/kiln-agent", "the agent binary to start");
+ABSL_FLAG(uint32_t, port, 1024, "AF_VSOCK port the agent listens on");
+ABSL_FLAG(uint32_t, cid, 1, "CID to connect to (1 = VMADDR_CID_LOCAL, vsock_loopback)");
+ABSL_FLAG(int, timeout_ms, 30000, "per step: connect, handshake, ping, agent exit");
+
+namespace {
+
+void Check(const std::string& name, const std::string& value) {
+  std::printf("KILN-CHECK %s %s\n", name.c_str(), value.c_str());
+  std::fflush(stdout);
+}
+
+int64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+int Fail(pid_t agent, const absl::Status& s) {
+  Check("error", std::string(s.message()));
+  if (agent > 0) {
+    kill(agent, SIGKILL);
+    waitpid(agent, nullptr, 0);
+  }
+  Check("done", "status=1");
+  return 1;
+}
+
+// WaitExit(pid, timeout_ms): the child's wait status, or -1 if it did not exit in time.
+int WaitExit(pid_t pid, int timeout_ms) {
+  const int64_t end = NowMs() + timeout_ms;
+  while (NowMs() < end) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) return status;
+    usleep(20 * 1000);
+  }
+  return -1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "kiln-vsock-check: start kiln-agent on AF_VSOCK and run a session with it through "
+      "VMADDR_CID_LOCAL; prints KILN-CHECK vsock.* lines");
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    std::fprintf(stderr, "kiln-vsock-check: unexpected argument %s (see --help)\n", rest[1]);
+    return 2;
+  }
+  const uint32_t port = absl::GetFlag(FLAGS_port);
+  const uint32_t cid = absl::GetFlag(FLAGS_cid);
+  const int timeout_ms = absl::GetFlag(FLAGS_timeout_ms);
+  const std::string agent = absl::GetFlag(FLAGS_agent);
+  const std::string channel = absl::StrCat("--channel=vsock:", port);
+
+  const pid_t pid = fork();
+  if (pid < 0) return Fail(0, absl::InternalError("fork failed"));
+  if (pid == 0) {
+    execl(agent.c_str(), agent.c_str(), channel.c_str(), "--once", "--build=false",
+          static_cast<char*>(nullptr));
+    std::fprintf(stderr, "kiln-vsock-check: exec %s failed\n", agent.c_str());
+    _exit(127);
+  }
+
+  const int64_t t0 = NowMs();
+  absl::StatusOr<std::unique_ptr<kiln::agent::FdStream>> stream =
+      kiln::agent::ConnectVsock(cid, port, timeout_ms);
+  if (!stream.ok()) return Fail(pid, stream.status());
+  Check("vsock.connect", absl::StrCat("ok cid=", cid, " port=", port, " ms=", NowMs() - t0));
+
+  kiln::agent::Connection conn(stream->get());
+  absl::StatusOr<kiln::agent::Ready> ready =
+      kiln::agent::HostHandshake(conn, "kiln-vsock-check 0.1", timeout_ms);
+  if (!ready.ok()) return Fail(pid, ready.status());
+  Check("vsock.ready", absl::StrCat(ready->agent_version, " caps=",
+                                    absl::StrJoin(ready->capabilities, ",")));
+
+  constexpr uint64_t kNonce = 0x6b696c6e;  // "kiln"
+  if (absl::Status s = conn.Send(kiln::agent::Ping{kNonce}, timeout_ms); !s.ok()) {
+    return Fail(pid, s);
+  }
+  absl::StatusOr<kiln::agent::Frame> f = conn.ReadFrame(timeout_ms);
+  if (!f.ok()) return Fail(pid, f.status());
+  absl::StatusOr<kiln::agent::Pong> pong = kiln::agent::DecodeAs<kiln::agent::Pong>(*f);
+  if (!pong.ok()) return Fail(pid, pong.status());
+  if (pong->nonce != kNonce) {
+    return Fail(pid, absl::DataLossError(absl::StrCat("Pong nonce ", pong->nonce, " != ", kNonce)));
+  }
+  Check("vsock.pong", absl::StrCat("nonce=", pong->nonce, " uptime_ms=", pong->uptime_ms));
+
+  (void)(*stream)->Close();  // end of session: the agent (--once) exits
+  const int status = WaitExit(pid, timeout_ms);
+  if (status < 0) {
+    return Fail(pid, absl::DeadlineExceededError("the agent did not exit after the session"));
+  }
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  Check("vsock.agent-exit", absl::StrCat(code));
+  if (code != 0) return Fail(0, absl::InternalError(absl::StrCat("the agent exited ", code)));
+  Check("done", "status=0");
+  return 0;
+}
