@@ -149,13 +149,7 @@ class CloudHypervisorVmImpl : public CloudHypervisorVm {
   // and work dir; `kilnctl builders rm|gc` (harness/keep_store.h TeardownVmm) ends it.
   absl::Status Detach() override {
     if (detached_) return absl::OkStatus();
-    if (!config_.detachable) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("VM ", config_.id, " was not booted detachable (VmConfig::detachable)"));
-    }
-    if (Exited()) {
-      return absl::FailedPreconditionError(absl::StrCat("VM ", config_.id, " has exited"));
-    }
+    if (absl::Status s = CheckDetachable(config_, Exited()); !s.ok()) return s;
     process_->Release();
     detached_ = true;
     return absl::OkStatus();

@@ -127,6 +127,15 @@ absl::StatusOr<BuildRequest> FailingJob(const BuilderScenarioInputs& in, const s
   return r;
 }
 
+// Options(id, state_dir, keep): a builder VM `id` with keep_failed_builders on or off.
+BuilderVmOptions Options(const std::string& id, const std::string& state_dir, bool keep) {
+  BuilderVmOptions o;
+  o.id = id;
+  o.keep.keep_failed_builders = keep;
+  o.keep.state_dir = state_dir;
+  return o;
+}
+
 // CommandResult: what a kilnctl run printed and its exit code.
 struct CommandResult {
   int exit_code = -1;
@@ -138,7 +147,7 @@ struct CommandResult {
 CommandResult Kilnctl(const std::string& state_dir, const std::string& args) {
   const std::string cmd =
       absl::StrCat(absl::GetFlag(FLAGS_kilnctl), " --state_dir=", state_dir,
-                   " --connect_timeout_ms=5000 --grace_s=5 ", args, " 2>&1");
+                   " --grace_s=5 ", args, " 2>&1");
   CommandResult r;
   FILE* p = popen(cmd.c_str(), "r");
   if (p == nullptr) return r;
@@ -231,10 +240,7 @@ TEST_F(KeepVmTest, FailedBuilderIsKeptExecdAndRemoved) {
   const std::string state_dir = root_ + "/state-on";
   absl::StatusOr<BuildRequest> job = FailingJob(in_, "keep-on", "kiln-keep-secret-4f1c");
   ASSERT_TRUE(job.ok()) << job.status();
-  BuilderVmOptions o;
-  o.id = "keep-on";
-  o.keep.keep_failed_builders = true;
-  o.keep.state_dir = state_dir;
+  const BuilderVmOptions o = Options("keep-on", state_dir, /*keep=*/true);
   const absl::Time t0 = absl::Now();
   BuilderRun run = RunBuilderJobs(*factory_, in_.artifacts, o, {*job});
   std::cerr << "keep-on: RunBuilderJobs " << absl::FormatDuration(absl::Now() - t0) << "\n";
@@ -326,9 +332,7 @@ TEST_F(KeepVmTest, KeepOffTearsTheFailedBuilderDown) {
   absl::StatusOr<BuildRequest> job =
       FailingJob(in_, "keep-off", "");
   ASSERT_TRUE(job.ok()) << job.status();
-  BuilderVmOptions o;
-  o.id = "keep-off";
-  o.keep.state_dir = state_dir;
+  const BuilderVmOptions o = Options("keep-off", state_dir, /*keep=*/false);
   BuilderRun run = RunBuilderJobs(*factory_, in_.artifacts, o, {*job});
   ASSERT_TRUE(run.status.ok()) << run.status;
   ASSERT_EQ(run.jobs.size(), 1u);
@@ -344,10 +348,7 @@ TEST_F(KeepVmTest, HarnessKilledWhileKeptThenTtlExpiresAndGcReapsIt) {
   const std::string state_dir = root_ + "/state-ttl";
   absl::StatusOr<BuildRequest> job = FailingJob(in_, "keep-ttl", "kiln-ttl-secret-77aa");
   ASSERT_TRUE(job.ok()) << job.status();
-  BuilderVmOptions o;
-  o.id = "keep-ttl";
-  o.keep.keep_failed_builders = true;
-  o.keep.state_dir = state_dir;
+  BuilderVmOptions o = Options("keep-ttl", state_dir, /*keep=*/true);
   o.keep.ttl = absl::Seconds(20);
   const pid_t harness = ForkHarness("keep-ttl", o, *job, /*then_pause=*/true);
   ASSERT_GT(harness, 0);
@@ -404,10 +405,7 @@ TEST_F(KeepVmTest, HarnessKilledMidBuildGcReapsTheOrphan) {
   ASSERT_TRUE(job.ok()) << job.status();
   // A build that runs until the harness is gone.
   job->dockerfile = "FROM kiln-busybox:1\nRUN echo kiln-long-build && sleep 600\n";
-  BuilderVmOptions o;
-  o.id = "keep-orphan";
-  o.keep.keep_failed_builders = true;
-  o.keep.state_dir = state_dir;
+  const BuilderVmOptions o = Options("keep-orphan", state_dir, /*keep=*/true);
   const pid_t harness = ForkHarness("keep-orphan", o, *job, /*then_pause=*/false);
   ASSERT_GT(harness, 0);
   KeepStore store(state_dir);

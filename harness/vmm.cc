@@ -123,4 +123,13 @@ const char* VmExitKindName(VmExit::Kind kind) {
   return "unknown";
 }
 
+absl::Status CheckDetachable(const VmConfig& config, bool exited) {
+  if (!config.detachable) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("VM ", config.id, " was not booted detachable (VmConfig::detachable)"));
+  }
+  if (exited) return absl::FailedPreconditionError(absl::StrCat("VM ", config.id, " has exited"));
+  return absl::OkStatus();
+}
+
 }  // namespace kiln::harness

@@ -177,6 +177,11 @@ class Vm {
   virtual bool detached() const { return false; }
 };
 
+// CheckDetachable(config, exited): the shared precondition of every backend's Vm::Detach():
+// OkStatus; FailedPrecondition "VM <id> was not booted detachable" unless config.detachable,
+// or "VM <id> has exited" if `exited`. Pure.
+absl::Status CheckDetachable(const VmConfig& config, bool exited);
+
 // Vmm: a VMM backend (QEMU, Cloud Hypervisor). Thread-compatible.
 class Vmm {
  public:

@@ -56,6 +56,16 @@ TEST(ValidateVmConfigTest, EachBadFieldIsNamed) {
   }
 }
 
+TEST(CheckDetachableTest, OnlyADetachableRunningVm) {
+  VmConfig c = Good();
+  EXPECT_THAT(CheckDetachable(c, /*exited=*/false),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not booted detachable")));
+  c.detachable = true;
+  EXPECT_OK(CheckDetachable(c, /*exited=*/false));
+  EXPECT_THAT(CheckDetachable(c, /*exited=*/true),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("has exited")));
+}
+
 TEST(VmExitKindNameTest, Names) {
   EXPECT_STREQ(VmExitKindName(VmExit::Kind::kExited), "exited");
   EXPECT_STREQ(VmExitKindName(VmExit::Kind::kSignaled), "signaled");

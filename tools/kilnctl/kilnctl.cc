@@ -28,7 +28,10 @@ ABSL_FLAG(bool, follow, false, "logs: keep printing new serial output until the 
 ABSL_FLAG(bool, json, false, "list: print the records as a JSON array");
 ABSL_FLAG(int, max_kept, -1, "gc: also reap the oldest kept builders over this many (-1: no cap)");
 ABSL_FLAG(int, timeout_s, 0, "exec: the agent kills the command after this many seconds (0: none)");
-ABSL_FLAG(int, connect_timeout_ms, 30000, "exec/rm: connect + handshake timeout to the agent");
+ABSL_FLAG(int, connect_timeout_ms, 30000, "exec: connect + handshake timeout to the agent");
+ABSL_FLAG(int, poweroff_timeout_ms, 5000,
+          "rm/gc: how long to try asking the agent to power off before the signals (an idle "
+          "agent answers in ms; one still busy with a dead harness's job never does)");
 ABSL_FLAG(int, grace_s, 10, "rm/gc: how long the guest may take to power off before SIGTERM");
 
 namespace {
@@ -51,6 +54,8 @@ flags:
   --state_dir=DIR   state directory (default $KILN_STATE_DIR, else /var/lib/kiln/builders)
   --timeout_s=N     exec: the agent kills the command after N s (0: none)
   --grace_s=N       rm/gc: clean power-off grace before signals (default 10)
+  --connect_timeout_ms=N  exec: connect + handshake to the agent (default 30000)
+  --poweroff_timeout_ms=N rm/gc: asking the agent to power off (default 5000), then signals
 
 exit codes:
   0  success                        3  unknown builder, or its VM has died
@@ -105,7 +110,7 @@ kiln::harness::ChannelAddress ChannelOf(const KeepRecord& r) {
 
 kiln::harness::TeardownOptions Teardown() {
   kiln::harness::TeardownOptions o;
-  int ms = absl::GetFlag(FLAGS_connect_timeout_ms);
+  int ms = absl::GetFlag(FLAGS_poweroff_timeout_ms);
   o.clean_shutdown = [ms](const KeepRecord& r) {
     return kiln::kilnctl::AgentPowerOff(ChannelOf(r), ms);
   };
