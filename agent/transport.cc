@@ -264,21 +264,34 @@ absl::StatusOr<std::unique_ptr<FdStream>> ConnectHybridVsock(absl::string_view u
   const int64_t deadline = DeadlineFrom(timeout_ms);
   ASSIGN_OR_RETURN(std::unique_ptr<FdStream> s, ConnectUnix(uds_path, timeout_ms));
   RETURN_IF_ERROR(s->Write(absl::StrCat("CONNECT ", port, "\n"), Remaining(deadline)));
+  // Read the reply line without consuming a byte after it (the guest's first bytes may follow
+  // at once): peek at what is there, consume up to the '\n' (or all of it if none yet).
+  constexpr size_t kMaxLine = 64;
   std::string line;
   while (line.empty() || line.back() != '\n') {
-    if (line.size() >= 64) {
+    if (line.size() >= kMaxLine) {
       return absl::InvalidArgumentError(absl::StrCat(
           "hybrid vsock handshake: reply line longer than 64 bytes: \"", absl::CEscape(line),
           "\""));
     }
-    char c;
-    ASSIGN_OR_RETURN(size_t n, s->Read(&c, 1, Remaining(deadline)));
-    if (n == 0) {
+    RETURN_IF_ERROR(WaitFd(s->fd(), POLLIN, deadline, "hybrid vsock reply on", uds_path));
+    char buf[kMaxLine];
+    const ssize_t peeked = ::recv(s->fd(), buf, kMaxLine - line.size(), MSG_PEEK);
+    if (peeked < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      return PosixError(errno, "recv", uds_path);
+    }
+    if (peeked == 0) {
       return absl::UnavailableError(absl::StrCat(
           "hybrid vsock handshake on ", uds_path, ": closed after \"", absl::CEscape(line),
           "\" (no guest listener on port ", port, "?)"));
     }
-    line.push_back(c);
+    const void* nl = std::memchr(buf, '\n', static_cast<size_t>(peeked));
+    const size_t take =
+        nl != nullptr ? static_cast<size_t>(static_cast<const char*>(nl) - buf) + 1
+                      : static_cast<size_t>(peeked);
+    ASSIGN_OR_RETURN(size_t n, s->Read(buf, take, Remaining(deadline)));
+    line.append(buf, n);
   }
   RETURN_IF_ERROR(ParseHybridVsockReply(line).status());
   return s;
