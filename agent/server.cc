@@ -198,6 +198,10 @@ absl::Status AgentSession::OnBuildJob(const BuildJob& job) {
   // Receive the inputs.
   const std::string dir = absl::StrCat(options_.work_dir, "/", job.job_id);
   std::error_code ec;
+  if (!kept_dir_.empty()) {  // only the last failed job's dir is kept
+    std::filesystem::remove_all(kept_dir_, ec);
+    kept_dir_.clear();
+  }
   std::filesystem::remove_all(dir, ec);
   std::filesystem::create_directories(dir, ec);
   if (ec) return refuse(absl::InternalError(absl::StrCat("mkdir ", dir, ": ", ec.message())));
@@ -256,7 +260,11 @@ absl::Status AgentSession::OnBuildJob(const BuildJob& job) {
                       options_.io_timeout_ms);
   }
   auto finish_dir = [&] {
-    if (!keep_dir) std::filesystem::remove_all(dir, ec);
+    if (keep_dir) {
+      kept_dir_ = dir;
+    } else {
+      std::filesystem::remove_all(dir, ec);
+    }
   };
   if (!out.ok()) {
     finish_dir();

@@ -405,6 +405,30 @@ TEST_P(KeepFailedJobsTest, JobDirIsKeptOnlyForAFailedJobWithTheOption) {
   }
 }
 
+TEST_F(AgentTest, OnlyTheLastFailedJobDirIsKept) {
+  keep_failed_jobs_ = true;
+  Start([](const BuildInputs&) -> absl::StatusOr<BuildOutcome> {
+    BuildOutcome out;
+    out.exit_status = 1;
+    return out;
+  });
+  Handshake();
+  for (const char* id : {"first", "second"}) {
+    BuildJob j;
+    j.job_id = id;
+    j.context_stream = 1;
+    ASSERT_OK(host_->Send(j, kT));
+    ASSERT_OK(host_->SendBytes(1, "context", kT));
+    Message m = Read();
+    while (std::holds_alternative<Log>(m)) m = Read();
+    ASSERT_TRUE(std::holds_alternative<BuildResult>(m)) << MessageName(m);
+  }
+  ExpectAlive();
+  struct stat st;
+  EXPECT_NE(stat((dir_ + "/work/first").c_str(), &st), 0) << "the earlier failed job's dir stayed";
+  EXPECT_EQ(stat((dir_ + "/work/second").c_str(), &st), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Cases, KeepFailedJobsTest,
     ::testing::Values(KeepCase{true, 3, true, true},     // failed build, keep: kept
