@@ -222,8 +222,30 @@ absl::Status ValidateKeepRecord(const KeepRecord& r) {
   if (!IsAbsolute(r.serial_log)) {
     return absl::InvalidArgumentError("record.serial_log must be an absolute path");
   }
-  if (!r.work_dir.empty() && (!IsAbsolute(r.work_dir) || r.work_dir == "/")) {
-    return absl::InvalidArgumentError("record.work_dir must be an absolute path other than /");
+  if (!r.work_dir.empty()) {
+    // The work dir is removed recursively with the builder: accept only what VmFactory makes,
+    // <work root>/<vm id> holding the serial log, so that a corrupted or hand-edited record
+    // cannot aim the removal at another tree (/home, /var/lib, ...).
+    if (!IsAbsolute(r.work_dir) || r.work_dir == "/") {
+      return absl::InvalidArgumentError("record.work_dir must be an absolute path other than /");
+    }
+    std::vector<absl::string_view> parts =
+        absl::StrSplit(absl::string_view(r.work_dir).substr(1), '/');
+    for (absl::string_view p : parts) {
+      if (p.empty() || p == "." || p == "..") {
+        return absl::InvalidArgumentError(
+            absl::StrCat("record.work_dir \"", r.work_dir, "\" is not a normalized path"));
+      }
+    }
+    if (parts.size() < 2 || parts.back() != r.id) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "record.work_dir \"", r.work_dir, "\" must be <work root>/<id> (id \"", r.id, "\")"));
+    }
+    if (!absl::StartsWith(r.serial_log, r.work_dir + "/")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "record.serial_log \"", r.serial_log, "\" must be inside record.work_dir \"",
+          r.work_dir, "\""));
+    }
   }
   if (r.expires < r.created) return absl::InvalidArgumentError("record.expires is before created");
   return absl::OkStatus();

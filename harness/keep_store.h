@@ -105,8 +105,9 @@ struct KeepRecord {
 };
 
 // ValidateKeepRecord(r): OkStatus or InvalidArgument naming the first bad field (id, pid <= 0,
-// a relative or empty channel_socket / serial_log, a relative or "/" work_dir, expires before
-// created). Pure.
+// a relative or empty channel_socket / serial_log, expires before created, and a non-empty
+// work_dir that is not what VmFactory makes: a normalized absolute <work root>/<id>, at least
+// two components deep, holding serial_log; it is removed recursively with the builder). Pure.
 absl::Status ValidateKeepRecord(const KeepRecord& r);
 
 // KeepRecordToJson(r): the record as a JSON object (times as RFC 3339 UTC strings, pids and

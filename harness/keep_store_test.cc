@@ -139,9 +139,9 @@ TEST(RecordTest, JsonRoundTrip) {
   r.vmm = "qemu";
   r.vmm_process = {4242, 123456789};
   r.owner = {17, 99};
-  r.channel_socket = "/tmp/w/agent.sock";
-  r.serial_log = "/tmp/w/serial.log";
-  r.work_dir = "/tmp/w";
+  r.channel_socket = "/tmp/w/builder-secrets/agent.sock";
+  r.serial_log = "/tmp/w/builder-secrets/serial.log";
+  r.work_dir = "/tmp/w/builder-secrets";
   r.job_summary = "job \"x\"\nwith newline";
   r.failure = "exit 1: ünïcode";
   r.created = absl::FromUnixMillis(1700000000123);
@@ -192,12 +192,12 @@ TEST(RecordTest, OldRecordWithoutTransportIsVirtioSerial) {
   "job_summary": "job fail-1",
   "owner_pid": 10,
   "owner_start_ticks": 11,
-  "serial_log": "/tmp/w/serial.log",
+  "serial_log": "/tmp/w/builder-old/serial.log",
   "state": "kept",
   "vmm": "qemu",
   "vmm_pid": 12,
   "vmm_start_ticks": 13,
-  "work_dir": "/tmp/w"
+  "work_dir": "/tmp/w/builder-old"
 })";
   ASSERT_OK_AND_ASSIGN(KeepRecord r, KeepRecordFromJson(old));
   EXPECT_EQ(r.channel_transport, ChannelTransport::kVirtioSerial);
@@ -271,6 +271,20 @@ TEST(RecordTest, ValidateRefusesDangerousPaths) {
   EXPECT_THAT(ValidateKeepRecord(r), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("work_dir")));
   r.work_dir = "rel/dir";
   EXPECT_THAT(ValidateKeepRecord(r), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("work_dir")));
+  // Only <work root>/<id> holding the serial log: a corrupted record must not aim the
+  // recursive removal at another tree.
+  r.serial_log = "/w/vms/a/serial.log";
+  r.work_dir = "/w/vms/a";
+  EXPECT_OK(ValidateKeepRecord(r));
+  for (const char* bad : {"/home", "/a", "/w/vms/b", "/w/vms/../a", "/w//a", "/w/./a", "/w/vms/a/"}) {
+    r.work_dir = bad;
+    EXPECT_THAT(ValidateKeepRecord(r), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("work_dir")))
+        << bad;
+  }
+  r.work_dir = "/w/vms/a";
+  r.serial_log = "/w/vms/other/serial.log";
+  EXPECT_THAT(ValidateKeepRecord(r), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("serial_log")));
+  r.serial_log = "/l";
   r.work_dir = "";
   r.channel_socket = "agent.sock";
   EXPECT_THAT(ValidateKeepRecord(r), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("channel_socket")));
