@@ -51,14 +51,33 @@ absl::StatusOr<absl::Time> ParseTime(const std::string& s) {
 
 bool IsAbsolute(const std::string& p) { return !p.empty() && p[0] == '/'; }
 
+bool StateDirExists(const std::string& dir) {
+  struct stat st;
+  return ::stat(dir.c_str(), &st) == 0 || errno != ENOENT;  // other errors: let Acquire say
+}
+
+// kMaxRecordBytes: a record file larger than this is not one of ours (they are ~1 KiB).
+constexpr off_t kMaxRecordBytes = 64 << 10;
+
 // Holds an exclusive flock on <dir>/.lock for its lifetime.
 class DirLock {
  public:
-  static absl::StatusOr<DirLock> Acquire(const std::string& dir) {
-    std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
-    if (ec) return PosixError(ec.value(), "create state dir", dir);
-    ::chmod(dir.c_str(), 0700);
+  // Acquire(dir, create): with `create`, a missing dir is made (0700, parents too); an
+  // existing dir's mode is never changed. Without it, a missing dir is NotFound.
+  static absl::StatusOr<DirLock> Acquire(const std::string& dir, bool create) {
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0) {
+      if (errno != ENOENT) return PosixError(errno, "stat state dir", dir);
+      if (!create) {
+        return absl::NotFoundError(absl::StrCat("state dir ", dir, " does not exist"));
+      }
+      std::error_code ec;
+      std::filesystem::create_directories(dir, ec);
+      if (ec) return PosixError(ec.value(), "create state dir", dir);
+      ::chmod(dir.c_str(), 0700);
+    } else if (!S_ISDIR(st.st_mode)) {
+      return absl::FailedPreconditionError(absl::StrCat("state dir ", dir, " is not a directory"));
+    }
     std::string path = dir + "/.lock";
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) return PosixError(errno, "open", path);
@@ -131,12 +150,30 @@ bool WaitGone(const ProcessIdentity& p, absl::Duration timeout) {
   return true;
 }
 
+// IsKeptWorkDir(r): r.work_dir is a real directory (no symlink in its path) holding the
+// marker WriteKeepMarker wrote for r.id: only then is it removed recursively.
+bool IsKeptWorkDir(const KeepRecord& r) {
+  if (r.work_dir.empty() || !IsAbsolute(r.work_dir) || r.work_dir == "/") return false;
+  char resolved[PATH_MAX];
+  if (::realpath(r.work_dir.c_str(), resolved) == nullptr || r.work_dir != resolved) return false;
+  const std::string marker = absl::StrCat(r.work_dir, "/", kKeepMarkerName);
+  struct stat st;
+  if (::lstat(marker.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > 256) return false;
+  std::ifstream in(marker);
+  std::string id;
+  std::getline(in, id);
+  return id == r.id;
+}
+
 absl::Status RemoveVmFiles(const KeepRecord& r) {
   absl::Status first;
-  if (!r.channel_socket.empty() && ::unlink(r.channel_socket.c_str()) != 0 && errno != ENOENT) {
+  struct stat st;
+  // Only a socket: a record may name anything, and a regular file is not the VM's to delete.
+  if (!r.channel_socket.empty() && ::lstat(r.channel_socket.c_str(), &st) == 0 &&
+      S_ISSOCK(st.st_mode) && ::unlink(r.channel_socket.c_str()) != 0 && errno != ENOENT) {
     first = PosixError(errno, "unlink", r.channel_socket);
   }
-  if (!r.work_dir.empty() && r.work_dir != "/" && IsAbsolute(r.work_dir)) {
+  if (IsKeptWorkDir(r)) {
     std::error_code ec;
     std::filesystem::remove_all(r.work_dir, ec);
     if (ec && first.ok()) first = PosixError(ec.value(), "remove work dir", r.work_dir);
@@ -200,7 +237,6 @@ absl::Status ValidateKeepId(absl::string_view id) {
     return absl::InvalidArgumentError(
         absl::StrCat("builder id must be 1..128 characters, got ", id.size()));
   }
-  if (id == "." || id == "..") return absl::InvalidArgumentError("builder id may not be . or ..");
   for (char c : id) {
     if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
           c == '-')) {
@@ -208,14 +244,21 @@ absl::Status ValidateKeepId(absl::string_view id) {
           absl::StrCat("builder id \"", id, "\" has a character outside [A-Za-z0-9._-]"));
     }
   }
+  if (id[0] == '.') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("builder id \"", id, "\" may not start with '.' (hidden files are skipped)"));
+  }
   return absl::OkStatus();
 }
 
 absl::Status ValidateKeepRecord(const KeepRecord& r) {
   RETURN_IF_ERROR(ValidateKeepId(r.id));
   if (r.vmm.empty()) return absl::InvalidArgumentError("record.vmm is empty");
-  if (r.vmm_process.pid <= 0) return absl::InvalidArgumentError("record.vmm_pid must be > 0");
-  if (r.owner.pid < 0) return absl::InvalidArgumentError("record.owner_pid must be >= 0");
+  // pid 1 is init: never a VMM, and kill(-1) would signal every process.
+  if (r.vmm_process.pid <= 1) return absl::InvalidArgumentError("record.vmm_pid must be > 1");
+  if (r.owner.pid < 0 || r.owner.pid == 1) {
+    return absl::InvalidArgumentError("record.owner_pid must be 0 (none) or > 1");
+  }
   if (!IsAbsolute(r.channel_socket)) {
     return absl::InvalidArgumentError("record.channel_socket must be an absolute path");
   }
@@ -370,8 +413,22 @@ std::vector<ReapDecision> PlanReap(const std::vector<KeepRecord>& records,
   return out;
 }
 
+absl::Status WriteKeepMarker(const KeepRecord& r) {
+  if (r.work_dir.empty()) return absl::InvalidArgumentError("record.work_dir is empty");
+  const std::string path = absl::StrCat(r.work_dir, "/", kKeepMarkerName);
+  std::ofstream out(path, std::ios::trunc);
+  out << r.id << "\n";
+  out.close();
+  if (!out) return PosixError(errno, "write", path);
+  return absl::OkStatus();
+}
+
 absl::Status TeardownVmm(const KeepRecord& r, const TeardownOptions& options) {
   const ProcessIdentity& p = r.vmm_process;
+  if (p.pid <= 1) {
+    return absl::InvalidArgumentError(absl::StrCat("builder ", r.id, ": VMM pid ", p.pid,
+                                                   " is not a VMM; nothing signalled"));
+  }
   if (ProcessAlive(p) && options.clean_shutdown) {
     // Best effort; the signals follow. When the agent could not even be asked (e.g. it is busy
     // with the job of a harness that died), there is nothing to wait for.
@@ -380,7 +437,9 @@ absl::Status TeardownVmm(const KeepRecord& r, const TeardownOptions& options) {
   if (ProcessAlive(p)) {
     // The VMM leads its own process group (harness/process.cc setpgid): signal the group so
     // helpers die too. Otherwise only the pid.
-    pid_t target = ::getpgid(p.pid) == p.pid ? -p.pid : p.pid;
+    // Never our own group (a record naming this process or its group leader).
+    const pid_t pgid = ::getpgid(p.pid);
+    pid_t target = pgid == p.pid && pgid > 1 && pgid != ::getpgrp() ? -p.pid : p.pid;
     ::kill(target, SIGTERM);
     if (!WaitGone(p, options.term_grace)) {
       if (ProcessAlive(p)) ::kill(target, SIGKILL);
@@ -406,7 +465,7 @@ absl::Status KeepStore::PutLocked(const KeepRecord& r) {
 
 absl::Status KeepStore::Put(const KeepRecord& r) {
   RETURN_IF_ERROR(ValidateKeepRecord(r));
-  ASSIGN_OR_RETURN(DirLock lock, DirLock::Acquire(dir_));
+  ASSIGN_OR_RETURN(DirLock lock, DirLock::Acquire(dir_, /*create=*/true));
   return PutLocked(r);
 }
 
@@ -430,13 +489,31 @@ absl::StatusOr<std::vector<KeepRecord>> KeepStore::ReadAll() {
     names.push_back(n);
   }
   ::closedir(d);
+  skipped_.clear();
   for (const std::string& n : names) {
-    std::ifstream in(dir_ + "/" + n);
-    if (!in) continue;
+    const std::string path = dir_ + "/" + n;
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) continue;  // gone meanwhile
+    if (!S_ISREG(st.st_mode)) {  // a symlink or another type: never followed
+      skipped_.push_back(absl::StrCat(n, ": not a regular file"));
+      continue;
+    }
+    if (st.st_size > kMaxRecordBytes) {
+      skipped_.push_back(absl::StrCat(n, ": ", st.st_size, " bytes, over ", kMaxRecordBytes));
+      continue;
+    }
+    std::ifstream in(path);
     std::stringstream ss;
     ss << in.rdbuf();
     absl::StatusOr<KeepRecord> r = KeepRecordFromJson(ss.str());
-    if (!r.ok() || r->id + ".json" != n) continue;  // not ours or corrupt: left alone
+    if (!r.ok()) {  // not ours or corrupt: left alone, but said
+      skipped_.push_back(absl::StrCat(n, ": ", r.status().message()));
+      continue;
+    }
+    if (r->id + ".json" != n) {
+      skipped_.push_back(absl::StrCat(n, ": its id is \"", r->id, "\""));
+      continue;
+    }
     out.push_back(*std::move(r));
   }
   std::sort(out.begin(), out.end(), [](const KeepRecord& a, const KeepRecord& b) {
@@ -463,7 +540,7 @@ absl::Status KeepStore::ReapLocked(const std::vector<KeepRecord>& records,
 absl::StatusOr<std::vector<ReapDecision>> KeepStore::Keep(const KeepRecord& r, int max_kept,
                                                           const TeardownOptions& options) {
   RETURN_IF_ERROR(ValidateKeepRecord(r));
-  ASSIGN_OR_RETURN(DirLock lock, DirLock::Acquire(dir_));
+  ASSIGN_OR_RETURN(DirLock lock, DirLock::Acquire(dir_, /*create=*/true));
   RETURN_IF_ERROR(PutLocked(r));
   ASSIGN_OR_RETURN(std::vector<KeepRecord> all, ReadAll());
   // Only the cap here (the rest is Gc's job): every record counts as alive.
@@ -478,7 +555,8 @@ absl::StatusOr<std::vector<ReapDecision>> KeepStore::Keep(const KeepRecord& r, i
 
 absl::StatusOr<KeepListing> KeepStore::List(absl::Time now) {
   (void)now;
-  ASSIGN_OR_RETURN(DirLock lock, DirLock::Acquire(dir_));
+  if (!StateDirExists(dir_)) return KeepListing{};  // nothing was ever kept here
+  ASSIGN_OR_RETURN(DirLock lock, DirLock::Acquire(dir_, /*create=*/false));
   ASSIGN_OR_RETURN(std::vector<KeepRecord> all, ReadAll());
   KeepListing out;
   std::vector<ReapDecision> dead;
@@ -489,14 +567,25 @@ absl::StatusOr<KeepListing> KeepStore::List(absl::Time now) {
       dead.push_back({r.id, "vm-dead"});
     }
   }
-  RETURN_IF_ERROR(ReapLocked(all, dead, TeardownOptions{}));
+  // Cleaning is best effort here: one record whose files cannot be removed must not hide
+  // the others (its record file is removed all the same).
+  for (const ReapDecision& d : dead) {
+    auto it = std::find_if(all.begin(), all.end(), [&](const KeepRecord& r) { return r.id == d.id; });
+    (void)RemoveVmFiles(*it);
+    (void)RemoveRecordFile(d.id);
+  }
   out.cleaned = std::move(dead);
+  out.skipped = std::move(skipped_);
   return out;
 }
 
 absl::StatusOr<KeepRecord> KeepStore::Get(absl::string_view id, absl::Time now) {
   RETURN_IF_ERROR(ValidateKeepId(id));
-  ASSIGN_OR_RETURN(DirLock lock, DirLock::Acquire(dir_));
+  if (!StateDirExists(dir_)) {
+    return absl::NotFoundError(absl::StrCat("no kept builder \"", id, "\" in ", dir_,
+                                            " (see `kilnctl builders list`)"));
+  }
+  ASSIGN_OR_RETURN(DirLock lock, DirLock::Acquire(dir_, /*create=*/false));
   ASSIGN_OR_RETURN(std::vector<KeepRecord> all, ReadAll());
   auto it = std::find_if(all.begin(), all.end(), [&](const KeepRecord& r) { return r.id == id; });
   if (it == all.end()) {
@@ -519,7 +608,11 @@ absl::StatusOr<KeepRecord> KeepStore::Get(absl::string_view id, absl::Time now) 
 
 absl::Status KeepStore::Remove(absl::string_view id, const TeardownOptions& options) {
   RETURN_IF_ERROR(ValidateKeepId(id));
-  ASSIGN_OR_RETURN(DirLock lock, DirLock::Acquire(dir_));
+  if (!StateDirExists(dir_)) {
+    return absl::NotFoundError(absl::StrCat("no kept builder \"", id, "\" in ", dir_,
+                                            " (see `kilnctl builders list`)"));
+  }
+  ASSIGN_OR_RETURN(DirLock lock, DirLock::Acquire(dir_, /*create=*/false));
   ASSIGN_OR_RETURN(std::vector<KeepRecord> all, ReadAll());
   auto it = std::find_if(all.begin(), all.end(), [&](const KeepRecord& r) { return r.id == id; });
   if (it == all.end()) {
@@ -532,7 +625,8 @@ absl::Status KeepStore::Remove(absl::string_view id, const TeardownOptions& opti
 absl::StatusOr<std::vector<ReapDecision>> KeepStore::Gc(absl::Time now,
                                                         const TeardownOptions& options,
                                                         int max_kept) {
-  ASSIGN_OR_RETURN(DirLock lock, DirLock::Acquire(dir_));
+  if (!StateDirExists(dir_)) return std::vector<ReapDecision>{};
+  ASSIGN_OR_RETURN(DirLock lock, DirLock::Acquire(dir_, /*create=*/false));
   ASSIGN_OR_RETURN(std::vector<KeepRecord> all, ReadAll());
   std::vector<RecordLiveness> live;
   for (const KeepRecord& r : all) live.push_back(Observe(r));

@@ -162,17 +162,32 @@ struct TeardownOptions {
   absl::Duration term_grace = absl::Seconds(3);
 };
 
+// kKeepMarkerName: the file in a kept builder's work dir that names its record id. A work dir
+// is removed recursively with its builder only if it is a real directory (no symlink on its
+// path) holding this marker with the record's id: a record alone, corrupt or hand-edited,
+// cannot aim the removal at another tree.
+inline constexpr char kKeepMarkerName[] = ".kiln-keep";
+
+// WriteKeepMarker(r): writes <r.work_dir>/.kiln-keep holding r.id (the harness does it when it
+// registers a builder). InvalidArgument if r.work_dir is empty; errno codes for file errors.
+absl::Status WriteKeepMarker(const KeepRecord& r);
+
 // TeardownVmm(r, options): stops r's VMM if it is still the same process (ProcessAlive):
 // clean_shutdown, then SIGTERM to its process group (to the pid alone if it does not lead
 // its group), term_grace, SIGKILL; then removes the channel socket and the work dir.
 // Returns OkStatus when the VMM is gone; DeadlineExceeded if it survived SIGKILL for 5 s;
-// errno codes if the files cannot be removed. Never signals a reused pid.
+// InvalidArgument for a pid <= 1; errno codes if the files cannot be removed. Never signals a
+// reused pid, pid 1, or this process's own group. Removes the channel socket only if it is a
+// socket, and the work dir only if it holds the kKeepMarkerName marker for r.id.
 absl::Status TeardownVmm(const KeepRecord& r, const TeardownOptions& options);
 
 // KeepListing: what List() saw.
 struct KeepListing {
   std::vector<KeepRecord> records;     // live records, oldest first (expired ones included)
   std::vector<ReapDecision> cleaned;   // records whose VM had died: removed during List
+  // skipped: "<file>: <why>" for each *.json in the dir that is not a valid record (corrupt,
+  // a symlink, too large, id not matching its name): left alone, never acted on.
+  std::vector<std::string> skipped;
 };
 
 // KeepStore: the state directory. Every mutating call holds an exclusive flock on
@@ -225,13 +240,15 @@ class KeepStore {
                           const std::vector<ReapDecision>& plan, const TeardownOptions& options);
 
   std::string dir_;
+  std::vector<std::string> skipped_;  // what the last ReadAll skipped
 };
 
 // FormatKeepTime(t): RFC 3339 UTC with milliseconds ("2024-05-01T12:00:00.000Z"), or "never"
 // for InfiniteFuture. Pure; the format of the record's times.
 std::string FormatKeepTime(absl::Time t);
 
-// ValidateKeepId(id): OkStatus or InvalidArgument (pure): [A-Za-z0-9._-]{1,128}, not "."/"..".
+// ValidateKeepId(id): OkStatus or InvalidArgument (pure): [A-Za-z0-9._-]{1,128}, not starting
+// with "." (hidden files are never read as records; "." and ".." included).
 absl::Status ValidateKeepId(absl::string_view id);
 
 }  // namespace kiln::harness

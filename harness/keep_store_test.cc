@@ -82,6 +82,7 @@ class KeepStoreTest : public ::testing::Test {
     r.serial_log = r.work_dir + "/serial.log";
     std::ofstream(r.serial_log) << "KILN-INIT: ready\n";
     std::ofstream(r.channel_socket) << "";  // stands in for the socket
+    EXPECT_OK(WriteKeepMarker(r));
     r.job_summary = "job fail-1 (Dockerfile)";
     r.failure = "RUN exit 1";
     r.created = created;
@@ -431,6 +432,85 @@ TEST_F(KeepStoreTest, SigtermIgnoredMeansSigkillAfterGrace) {
   int st = Reap(vmm);
   ASSERT_TRUE(WIFSIGNALED(st));
   EXPECT_EQ(WTERMSIG(st), SIGKILL);
+}
+
+// A record is data anyone with write access to the state dir could have edited: it must not
+// aim signals or deletions at what is not its builder's.
+TEST_F(KeepStoreTest, HostileRecordsCannotSignalInitOrDeleteOtherFiles) {
+  KeepStore store(root_ + "/state");
+  // pid 1: refused by validation, and by the teardown itself.
+  KeepRecord init = Record("init", Child(), t0_);
+  init.vmm_process = {1, 1};
+  EXPECT_THAT(store.Put(init), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("vmm_pid")));
+  EXPECT_THAT(TeardownVmm(init, {}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("pid 1")));
+
+  // A dead VMM whose record names a regular file as its socket and a work dir without the
+  // marker (another tree): the record goes, the files stay.
+  pid_t gone = Child();
+  KeepRecord r = Record("b1", gone, t0_);
+  const std::string victim_dir = root_ + "/victim/b1";
+  std::filesystem::create_directories(victim_dir);
+  std::ofstream(victim_dir + "/thesis.txt") << "years of work";
+  std::ofstream(root_ + "/important.txt") << "keep me";
+  r.channel_socket = root_ + "/important.txt";
+  r.work_dir = victim_dir;
+  r.serial_log = victim_dir + "/serial.log";
+  ASSERT_OK(store.Put(r));
+  // A second dead record whose "socket" is a directory: it must not block the listing.
+  pid_t gone2 = Child();
+  KeepRecord r2 = Record("b2", gone2, t0_);
+  std::filesystem::create_directories(root_ + "/adir");
+  r2.channel_socket = root_ + "/adir";
+  ASSERT_OK(store.Put(r2));
+  // A live one, listed whatever happens to the others.
+  KeepRecord live = Record("b3", Child(), t0_);
+  ASSERT_OK(store.Put(live));
+  ::kill(gone, SIGKILL);
+  ::kill(gone2, SIGKILL);
+  Reap(gone);
+  Reap(gone2);
+  // A symlinked record and a corrupt one: skipped, named, never acted on.
+  std::filesystem::create_symlink(store.dir() + "/b3.json", store.dir() + "/link.json");
+  std::ofstream(store.dir() + "/junk.json") << "{not json";
+
+  ASSERT_OK_AND_ASSIGN(KeepListing l, store.List(t0_));
+  ASSERT_EQ(l.records.size(), 1u);
+  EXPECT_EQ(l.records[0].id, "b3");
+  EXPECT_EQ(l.cleaned.size(), 2u);
+  EXPECT_THAT(l.skipped, ::testing::UnorderedElementsAre(HasSubstr("link.json: not a regular file"),
+                                                         HasSubstr("junk.json")));
+  EXPECT_TRUE(std::filesystem::exists(root_ + "/important.txt"));
+  EXPECT_TRUE(std::filesystem::exists(victim_dir + "/thesis.txt"));
+  EXPECT_TRUE(std::filesystem::exists(root_ + "/adir"));
+  EXPECT_TRUE(std::filesystem::exists(store.dir() + "/link.json"));
+}
+
+TEST_F(KeepStoreTest, WorkDirBehindASymlinkIsNotRemoved) {
+  KeepStore store(root_ + "/state");
+  pid_t vmm = Child();
+  KeepRecord r = Record("b1", vmm, t0_);
+  // The real dir holds the marker, but the record reaches it through a symlinked parent.
+  std::filesystem::create_symlink(root_ + "/work", root_ + "/lnk");
+  r.work_dir = root_ + "/lnk/b1";
+  r.serial_log = r.work_dir + "/serial.log";
+  ASSERT_OK(store.Put(r));
+  ASSERT_OK(store.Remove("b1", {}));
+  EXPECT_TRUE(std::filesystem::exists(root_ + "/work/b1/serial.log"));
+}
+
+TEST_F(KeepStoreTest, ReadingAMissingOrSharedStateDirChangesNothing) {
+  KeepStore missing(root_ + "/no/such/state");
+  ASSERT_OK_AND_ASSIGN(KeepListing l, missing.List(t0_));
+  EXPECT_TRUE(l.records.empty());
+  EXPECT_FALSE(std::filesystem::exists(root_ + "/no"));  // not created by a read
+  EXPECT_THAT(missing.Get("b1", t0_), StatusIs(absl::StatusCode::kNotFound, HasSubstr("no kept builder")));
+  const std::string shared = root_ + "/shared";
+  std::filesystem::create_directories(shared);
+  ::chmod(shared.c_str(), 01777);
+  ASSERT_OK(KeepStore(shared).List(t0_).status());
+  struct stat st;
+  ASSERT_EQ(::stat(shared.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 01777u);  // an existing dir's mode is never changed
 }
 
 TEST_F(KeepStoreTest, KeepReapsOldestOverCap) {

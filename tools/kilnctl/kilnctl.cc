@@ -3,6 +3,7 @@
 // builders kept by `keep_failed_builders` (harness/keep_store.h). Exit codes: see kUsage.
 #include <signal.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -86,9 +87,12 @@ int ExitFor(const absl::Status& s) {
   }
 }
 
+// Short(s, n): s on one line for the table, at most n bytes: control characters (a record's
+// failure text may come from an untrusted build's output: ESC sequences, CR) become spaces.
 std::string Short(std::string s, size_t n) {
   for (char& c : s) {
-    if (c == '\n' || c == '\t') c = ' ';
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) c = ' ';
   }
   if (s.size() > n) s = s.substr(0, n - 3) + "...";
   return s;
@@ -125,6 +129,9 @@ int List(KeepStore& store) {
   for (const auto& d : l->cleaned) {
     std::cerr << "kilnctl: cleaned " << d.id << " (its VM had exited)\n";
   }
+  for (const std::string& s : l->skipped) {
+    std::cerr << "kilnctl: warning: skipped " << Short(s, 200) << "\n";
+  }
   if (absl::GetFlag(FLAGS_json)) {
     nlohmann::json a = nlohmann::json::array();
     for (const KeepRecord& r : l->records) {
@@ -154,6 +161,11 @@ int List(KeepStore& store) {
 int Logs(KeepStore& store, const std::string& id) {
   absl::StatusOr<KeepRecord> r = store.Get(id, absl::Now());
   if (!r.ok()) return ExitFor(r.status());
+  struct stat st;
+  if (::lstat(r->serial_log.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return ExitFor(absl::NotFoundError(
+        absl::StrCat("serial log ", r->serial_log, " is missing or not a regular file")));
+  }
   std::ifstream in(r->serial_log, std::ios::binary);
   if (!in) return ExitFor(absl::NotFoundError(absl::StrCat("cannot read ", r->serial_log)));
   char buf[65536];
@@ -238,6 +250,12 @@ int main(int argc, char** argv) {
   std::vector<char*> pos = absl::ParseCommandLine(static_cast<int>(front.size()), front.data());
   std::vector<std::string> args(pos.begin() + 1, pos.end());
   if (args.empty()) return Usage("no command given");
+  if (absl::GetFlag(FLAGS_timeout_s) < 0) return Usage("--timeout_s must be >= 0");
+  if (absl::GetFlag(FLAGS_max_kept) < -1) return Usage("--max_kept must be >= 0, or -1 (no cap)");
+  if (absl::GetFlag(FLAGS_grace_s) < 0) return Usage("--grace_s must be >= 0");
+  if (absl::GetFlag(FLAGS_connect_timeout_ms) < 1 || absl::GetFlag(FLAGS_poweroff_timeout_ms) < 1) {
+    return Usage("--connect_timeout_ms and --poweroff_timeout_ms must be >= 1");
+  }
   if (args[0] != "builders") return Usage(absl::StrCat("unknown command \"", args[0], "\""));
   if (args.size() < 2) return Usage("builders: no subcommand (list, logs, exec, rm, gc)");
   std::string dir = absl::GetFlag(FLAGS_state_dir);

@@ -102,6 +102,7 @@ class KilnctlTest : public ::testing::Test {
     r.channel_socket = r.work_dir + "/agent.sock";
     r.serial_log = r.work_dir + "/serial.log";
     std::ofstream(r.serial_log) << "KILN-INIT: ready\nkiln-agent: job fail-1: RUN exit 1\n";
+    EXPECT_TRUE(kiln::harness::WriteKeepMarker(r).ok());
     r.job_summary = "job fail-1";
     r.failure = "build: RUN false: exit 1";
     r.created = absl::Now() - age;
@@ -188,6 +189,28 @@ TEST_F(KilnctlTest, HelpAndUsageErrors) {
   EXPECT_THAT(nodash.err, HasSubstr("after `--`"));
   EXPECT_EQ(Kilnctl({"builders", "logs"}).code, 2);
   EXPECT_EQ(Kilnctl({"builders", "logs", "../x"}).code, 2);
+  EXPECT_EQ(Kilnctl({"--timeout_s=-1", "builders", "list"}).code, 2);
+  EXPECT_EQ(Kilnctl({"--max_kept=-5", "builders", "gc"}).code, 2);
+}
+
+// A record's failure text can come from an untrusted build's output: `list` prints no control
+// characters (ESC sequences, CR), and warns about record files it skipped.
+TEST_F(KilnctlTest, ListPrintsNoControlCharactersAndWarnsAboutJunk) {
+  AddBuilder("b1", /*serve=*/false);
+  absl::StatusOr<kiln::harness::KeepRecord> r =
+      kiln::harness::KeepStore(state_).Get("b1", absl::Now());
+  ASSERT_TRUE(r.ok()) << r.status();
+  r->failure = "exit 1 \x1b[2J\x1b]0;pwned\x07\rhidden";
+  ASSERT_TRUE(kiln::harness::KeepStore(state_).Put(*r).ok());
+  std::ofstream(state_ + "/junk.json") << "{";
+  CliRun l = Kilnctl({"builders", "list"});
+  EXPECT_EQ(l.code, 0) << l.err;
+  EXPECT_THAT(l.out, HasSubstr("exit 1"));
+  for (char c : l.out) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    EXPECT_TRUE(u >= 0x20 || u == '\n') << "control character " << static_cast<int>(u);
+  }
+  EXPECT_THAT(l.err, HasSubstr("warning: skipped junk.json"));
 }
 
 TEST_F(KilnctlTest, UnknownIdIsNotFound) {
