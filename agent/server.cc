@@ -198,10 +198,13 @@ absl::Status AgentSession::OnBuildJob(const BuildJob& job) {
   // Receive the inputs.
   const std::string dir = absl::StrCat(options_.work_dir, "/", job.job_id);
   std::error_code ec;
-  if (!kept_dir_.empty()) {  // only the last failed job's dir is kept
-    std::filesystem::remove_all(kept_dir_, ec);
-    kept_dir_.clear();
+  // Only the last failed job's dir is kept, across host sessions too: a new job clears what
+  // earlier jobs left below the work dir (jobs run one at a time per agent).
+  for (const auto& e : std::filesystem::directory_iterator(options_.work_dir, ec)) {
+    std::error_code rm_ec;
+    std::filesystem::remove_all(e.path(), rm_ec);
   }
+  ec.clear();
   std::filesystem::remove_all(dir, ec);
   std::filesystem::create_directories(dir, ec);
   if (ec) return refuse(absl::InternalError(absl::StrCat("mkdir ", dir, ": ", ec.message())));
@@ -254,17 +257,14 @@ absl::Status AgentSession::OnBuildJob(const BuildJob& job) {
   if (keep_dir) {  // said before the result, so that it is the job's last Log line
     const std::string line = absl::StrCat(
         "[kiln-agent] job ", job.job_id, " failed: kept for inspection in ", dir,
-        " (context/, build/ with the daemons' logs and data roots; secrets wiped)");
+        " (context/, build/ with the daemons' logs and data roots, layers built so far "
+        "included; the secret files are wiped)");
     std::fprintf(stderr, "kiln-agent: %s\n", line.c_str());
     (void)conn_->Send(Log{LogStream::kSystem, static_cast<uint64_t>(NowMs() - t0), line},
                       options_.io_timeout_ms);
   }
   auto finish_dir = [&] {
-    if (keep_dir) {
-      kept_dir_ = dir;
-    } else {
-      std::filesystem::remove_all(dir, ec);
-    }
+    if (!keep_dir) std::filesystem::remove_all(dir, ec);
   };
   if (!out.ok()) {
     finish_dir();

@@ -80,9 +80,10 @@ struct AgentOptions {
   // dir <work_dir>/<job_id> in place for inspection in a kept builder (issue 6): the context,
   // the received base images, and the build work dir with the daemons' logs and data roots
   // (the daemons themselves are stopped). A Log line names the dir. Only the last failed
-  // job's dir is kept: the next job of the session removes it first (a dockerd data root in
-  // the guest's RAM is tens of MB). Secrets are wiped as after any job: they never live below
-  // work_dir. Off: every job dir is removed.
+  // job's dir is kept: the next job, in any session, clears the work dir first (a dockerd data
+  // root in the guest's RAM is tens of MB). The secret files are wiped as after any job (they
+  // never live below work_dir); what the build's steps wrote into layers before the failure
+  // stays, as it would in any build cache. Off: every job dir is removed.
   bool keep_failed_jobs = false;
 };
 
@@ -112,7 +113,6 @@ class AgentSession {
   bool hello_ = false;
   std::map<std::string, std::string> secrets_;
   std::set<uint32_t> discard_;  // streams of refused requests, dropped until their StreamEnd
-  std::string kept_dir_;  // the last failed job's dir kept (keep_failed_jobs); "" none
   uint32_t next_stream_ = 2;  // agent stream ids: even
 };
 

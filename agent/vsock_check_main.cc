@@ -19,6 +19,7 @@
 //                         [--timeout_ms=30000]
 // Exit: 0 when every step passed, 1 otherwise, 2 on a usage error.
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,21 +92,39 @@ int main(int argc, char** argv) {
   const uint32_t cid = absl::GetFlag(FLAGS_cid);
   const int timeout_ms = absl::GetFlag(FLAGS_timeout_ms);
   const std::string agent = absl::GetFlag(FLAGS_agent);
+  if (timeout_ms < 1) {
+    std::fprintf(stderr, "kiln-vsock-check: --timeout_ms must be >= 1, got %d\n", timeout_ms);
+    return 2;
+  }
   const std::string channel = absl::StrCat("--channel=vsock:", port);
 
   const pid_t pid = fork();
   if (pid < 0) return Fail(0, absl::InternalError("fork failed"));
   if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the check (it would hold the port)
     execl(agent.c_str(), agent.c_str(), channel.c_str(), "--once", "--build=false",
           static_cast<char*>(nullptr));
     std::fprintf(stderr, "kiln-vsock-check: exec %s failed\n", agent.c_str());
     _exit(127);
   }
 
+  // Connect in short attempts, watching the agent: if it exits first (cannot exec, port in
+  // use, ...), say so instead of waiting out the timeout.
   const int64_t t0 = NowMs();
-  absl::StatusOr<std::unique_ptr<kiln::agent::FdStream>> stream =
-      kiln::agent::ConnectVsock(cid, port, timeout_ms);
-  if (!stream.ok()) return Fail(pid, stream.status());
+  absl::StatusOr<std::unique_ptr<kiln::agent::FdStream>> stream;
+  while (true) {
+    stream = kiln::agent::ConnectVsock(cid, port, 200);
+    if (stream.ok()) break;
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return Fail(0, absl::FailedPreconditionError(absl::StrCat(
+                         "the agent exited ", code, " before it listened (", agent, ")")));
+    }
+    if (!absl::IsDeadlineExceeded(stream.status()) || NowMs() - t0 >= timeout_ms) {
+      return Fail(pid, stream.status());
+    }
+  }
   Check("vsock.connect", absl::StrCat("ok cid=", cid, " port=", port, " ms=", NowMs() - t0));
 
   kiln::agent::Connection conn(stream->get());
