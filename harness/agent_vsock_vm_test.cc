@@ -13,7 +13,6 @@
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "gtest/gtest.h"
 #include "harness/runner.h"
 #include "harness/scenarios.h"
@@ -53,8 +52,4 @@ TEST(AgentVsockVmTest, AgentServesASessionOnAfVsock) {
 }  // namespace
 }  // namespace kiln::harness
 
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  absl::ParseCommandLine(argc, argv);
-  return RUN_ALL_TESTS();
-}
+int main(int argc, char** argv) { return kiln::harness::VmTestMain(argc, argv); }

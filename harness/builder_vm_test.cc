@@ -18,7 +18,6 @@
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "harness/builder_scenarios.h"
@@ -112,19 +111,9 @@ TEST_P(BuilderVmTest, Group) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Builder, BuilderVmTest, ::testing::ValuesIn(BuilderGroups()),
-                         [](const ::testing::TestParamInfo<BuilderGroup>& info) {
-                           std::string n = info.param.name;
-                           for (char& c : n) {
-                             if (c == '-') c = '_';
-                           }
-                           return n;
-                         });
+                         ParamName());
 
 }  // namespace
 }  // namespace kiln::harness
 
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  absl::ParseCommandLine(argc, argv);
-  return RUN_ALL_TESTS();
-}
+int main(int argc, char** argv) { return kiln::harness::VmTestMain(argc, argv); }

@@ -15,7 +15,6 @@
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/runner.h"
@@ -90,19 +89,9 @@ TEST_P(CgroupVmTest, Scenario) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cgroup, CgroupVmTest, ::testing::ValuesIn(CgroupScenarios()),
-                         [](const ::testing::TestParamInfo<Scenario>& info) {
-                           std::string n = info.param.name;
-                           for (char& c : n) {
-                             if (c == '-') c = '_';
-                           }
-                           return n;
-                         });
+                         ParamName());
 
 }  // namespace
 }  // namespace kiln::harness
 
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  absl::ParseCommandLine(argc, argv);
-  return RUN_ALL_TESTS();
-}
+int main(int argc, char** argv) { return kiln::harness::VmTestMain(argc, argv); }

@@ -26,6 +26,7 @@
 #include "absl/time/clock.h"
 #include "harness/channel.h"
 #include "harness/process.h"
+#include "harness/vm_process.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
 
@@ -76,7 +77,8 @@ size_t AppendToString(char* data, size_t size, size_t n, void* out) {
   return size * n;
 }
 
-// CloudHypervisorVmImpl: a running CH process with its VM.
+// CloudHypervisorVmImpl: a running CH process with its VM; the process handling is
+// VmProcess's.
 class CloudHypervisorVmImpl : public CloudHypervisorVm {
  public:
   CloudHypervisorVmImpl(VmConfig config, CloudHypervisorPaths paths, std::string temp_socket_dir,
@@ -85,75 +87,42 @@ class CloudHypervisorVmImpl : public CloudHypervisorVm {
       : config_(std::move(config)),
         paths_(std::move(paths)),
         temp_socket_dir_(std::move(temp_socket_dir)),
-        process_(std::move(process)),
         api_(paths_.api_socket, options.api_timeout),
         grace_(options.grace),
-        start_(start) {}
+        vmm_(&config_, std::move(process), start, grace_, [this] {
+          unlink(paths_.api_socket.c_str());
+          if (config_.channel) unlink(config_.channel->host_socket_path.c_str());
+          if (!temp_socket_dir_.empty()) rmdir(temp_socket_dir_.c_str());
+        }) {}
   ~CloudHypervisorVmImpl() override { Kill(); }
 
   const VmConfig& config() const override { return config_; }
-
-  bool Exited() override {
-    if (exit_) return true;
-    if (detached_) return false;
-    if (std::optional<ProcessExit> e = process_->Poll()) {
-      Record(*e, e->signaled ? VmExit::Kind::kSignaled : VmExit::Kind::kExited);
-      return true;
-    }
-    return false;
-  }
-
-  absl::StatusOr<VmExit> Wait(absl::Duration timeout) override {
-    if (exit_) return *exit_;
-    if (detached_) {
-      return absl::FailedPreconditionError(absl::StrCat("VM ", config_.id, " is detached"));
-    }
-    const absl::Time vm_deadline = start_ + config_.deadline;
-    const absl::Time now = absl::Now();
-    const absl::Time end = std::min(now + timeout, vm_deadline);
-    absl::StatusOr<ProcessExit> e = process_->Wait(std::max(end - now, absl::ZeroDuration()));
-    if (e.ok()) {
-      Record(*e, e->signaled ? VmExit::Kind::kSignaled : VmExit::Kind::kExited);
-      return *exit_;
-    }
-    if (absl::Now() >= vm_deadline) {
-      // Past the deadline the VMM is not trusted to answer its API: kill the group.
-      Record(process_->Kill(grace_), VmExit::Kind::kDeadline);
-      return *exit_;
-    }
-    return absl::DeadlineExceededError(absl::StrCat("VM ", config_.id, " still running after ",
-                                                    absl::FormatDuration(timeout)));
-  }
+  bool Exited() override { return vmm_.Exited(); }
+  absl::StatusOr<VmExit> Wait(absl::Duration timeout) override { return vmm_.Wait(timeout); }
 
   // Kill: the orderly way first (vm.shutdown, vmm.shutdown: CH exits and removes its
   // sockets), then the process group: SIGTERM, grace, SIGKILL.
   void Kill() override {
-    if (exit_ || detached_) return;
-    if (!Exited()) {
+    vmm_.Kill([this](Process& p) -> std::optional<ProcessExit> {
       ChApiClient quick(paths_.api_socket, grace_);
       (void)quick.Call("PUT", "vm.shutdown");
       (void)quick.Call("PUT", "vmm.shutdown");
-      absl::StatusOr<ProcessExit> e = process_->Wait(grace_);
-      Record(e.ok() ? *e : process_->Kill(grace_), VmExit::Kind::kKilled);
-    }
+      absl::StatusOr<ProcessExit> e = p.Wait(grace_);
+      if (!e.ok()) return std::nullopt;
+      return *e;
+    });
   }
 
   std::string serial_log_path() const override { return paths_.serial_log; }
   std::string vmm_log_path() const override { return paths_.vmm_log; }
-  int64_t peak_rss_bytes() const override { return exit_ ? exit_->peak_rss_bytes : 0; }
-  pid_t vmm_pid() const override { return process_->pid(); }
-  bool detached() const override { return detached_; }
+  int64_t peak_rss_bytes() const override { return vmm_.peak_rss_bytes(); }
+  pid_t vmm_pid() const override { return vmm_.pid(); }
+  bool detached() const override { return vmm_.detached(); }
 
-  // Detach: as QemuVm's. The CH process was spawned without PR_SET_PDEATHSIG (detachable), so
-  // once released it outlives this object and the harness, with its API socket, vsock socket
-  // and work dir; `kilnctl builders rm|gc` (harness/keep_store.h TeardownVmm) ends it.
-  absl::Status Detach() override {
-    if (detached_) return absl::OkStatus();
-    if (absl::Status s = CheckDetachable(config_, Exited()); !s.ok()) return s;
-    process_->Release();
-    detached_ = true;
-    return absl::OkStatus();
-  }
+  // Detach: the CH process was spawned without PR_SET_PDEATHSIG (detachable), so once
+  // released it outlives this object and the harness, with its API socket, vsock socket and
+  // work dir; `kilnctl builders rm|gc` (harness/keep_store.h TeardownVmm) ends it.
+  absl::Status Detach() override { return vmm_.Detach(); }
 
   absl::StatusOr<ChVmState> State() override {
     if (Exited()) {
@@ -167,29 +136,12 @@ class CloudHypervisorVmImpl : public CloudHypervisorVm {
   const ChApiClient& api() const override { return api_; }
 
  private:
-  void Record(const ProcessExit& e, VmExit::Kind kind) {
-    if (exit_) return;
-    VmExit x;
-    x.kind = kind;
-    x.exit_code = e.exit_code;
-    x.signal = e.signal;
-    x.wall = absl::Now() - start_;
-    x.peak_rss_bytes = e.max_rss_bytes;
-    exit_ = x;
-    unlink(paths_.api_socket.c_str());
-    if (config_.channel) unlink(config_.channel->host_socket_path.c_str());
-    if (!temp_socket_dir_.empty()) rmdir(temp_socket_dir_.c_str());
-  }
-
   VmConfig config_;
   CloudHypervisorPaths paths_;
   std::string temp_socket_dir_;
-  std::unique_ptr<Process> process_;
   ChApiClient api_;
   absl::Duration grace_;
-  absl::Time start_;
-  std::optional<VmExit> exit_;
-  bool detached_ = false;
+  VmProcess vmm_;  // last: its on_exit uses the members above
 };
 
 }  // namespace

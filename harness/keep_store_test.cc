@@ -133,6 +133,17 @@ TEST(ProcessTest, ZombieIsNotAlive) {
   ::waitpid(p, nullptr, 0);
 }
 
+// MinimalRecord(vmm): the smallest valid record (id "a", no work dir), for the pure tests.
+KeepRecord MinimalRecord(const std::string& vmm) {
+  KeepRecord r;
+  r.id = "a";
+  r.vmm = vmm;
+  r.vmm_process = {5, 6};
+  r.channel_socket = "/s";
+  r.serial_log = "/l";
+  return r;
+}
+
 TEST(RecordTest, JsonRoundTrip) {
   KeepRecord r;
   r.id = "builder-secrets";
@@ -208,12 +219,7 @@ TEST(RecordTest, OldRecordWithoutTransportIsVirtioSerial) {
 }
 
 TEST(RecordTest, BadTransportFieldsAreRefusedByName) {
-  KeepRecord r;
-  r.id = "a";
-  r.vmm = "cloud-hypervisor";
-  r.vmm_process = {5, 6};
-  r.channel_socket = "/s";
-  r.serial_log = "/l";
+  KeepRecord r = MinimalRecord("cloud-hypervisor");
   r.channel_transport = ChannelTransport::kHybridVsock;
   const std::string good = KeepRecordToJson(r);
   ASSERT_OK(KeepRecordFromJson(good));
@@ -238,12 +244,7 @@ TEST(RecordTest, BadTransportFieldsAreRefusedByName) {
 TEST(RecordTest, BadJsonIsRefusedByName) {
   EXPECT_THAT(KeepRecordFromJson("{"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not valid JSON")));
   EXPECT_THAT(KeepRecordFromJson("[1]"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("object")));
-  KeepRecord r;
-  r.id = "a";
-  r.vmm = "qemu";
-  r.vmm_process = {5, 6};
-  r.channel_socket = "/s";
-  r.serial_log = "/l";
+  KeepRecord r = MinimalRecord("qemu");
   std::string good = KeepRecordToJson(r);
   ASSERT_OK(KeepRecordFromJson(good));
   std::string bad_pid = good;
@@ -261,12 +262,7 @@ TEST(RecordTest, BadJsonIsRefusedByName) {
 }
 
 TEST(RecordTest, ValidateRefusesDangerousPaths) {
-  KeepRecord r;
-  r.id = "a";
-  r.vmm = "qemu";
-  r.vmm_process = {5, 6};
-  r.channel_socket = "/s";
-  r.serial_log = "/l";
+  KeepRecord r = MinimalRecord("qemu");
   EXPECT_OK(ValidateKeepRecord(r));
   r.work_dir = "/";
   EXPECT_THAT(ValidateKeepRecord(r), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("work_dir")));

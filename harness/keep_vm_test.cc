@@ -37,7 +37,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -442,7 +441,5 @@ TEST_F(KeepVmTest, HarnessKilledMidBuildGcReapsTheOrphan) {
 int main(int argc, char** argv) {
   // The QEMU of a killed harness child is re-parented here (and reaped by the tests).
   prctl(PR_SET_CHILD_SUBREAPER, 1);
-  ::testing::InitGoogleTest(&argc, argv);
-  absl::ParseCommandLine(argc, argv);
-  return RUN_ALL_TESTS();
+  return kiln::harness::VmTestMain(argc, argv);
 }

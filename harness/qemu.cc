@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "harness/process.h"
+#include "harness/vm_process.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
 
@@ -49,88 +50,32 @@ absl::Status MakeDirs(const std::string& path) {
   return absl::OkStatus();
 }
 
-// QemuVm: one QEMU process (see Vm).
+// QemuVm: one QEMU process (see Vm); the process handling is VmProcess's.
 class QemuVm : public Vm {
  public:
   QemuVm(VmConfig config, QemuPaths paths, std::unique_ptr<Process> process, absl::Time start)
       : config_(std::move(config)),
         paths_(std::move(paths)),
-        process_(std::move(process)),
-        start_(start) {}
+        vmm_(&config_, std::move(process), start, /*kill_grace=*/absl::Seconds(2), [this] {
+          if (config_.channel) unlink(config_.channel->host_socket_path.c_str());
+        }) {}
   ~QemuVm() override { Kill(); }
 
   const VmConfig& config() const override { return config_; }
-
-  bool Exited() override {
-    if (exit_) return true;
-    if (detached_) return false;
-    if (std::optional<ProcessExit> e = process_->Poll()) {
-      Record(*e, e->signaled ? VmExit::Kind::kSignaled : VmExit::Kind::kExited);
-      return true;
-    }
-    return false;
-  }
-
-  absl::StatusOr<VmExit> Wait(absl::Duration timeout) override {
-    if (exit_) return *exit_;
-    if (detached_) {
-      return absl::FailedPreconditionError(absl::StrCat("VM ", config_.id, " is detached"));
-    }
-    absl::Time vm_deadline = start_ + config_.deadline;
-    absl::Time now = absl::Now();
-    absl::Time end = std::min(now + timeout, vm_deadline);
-    absl::StatusOr<ProcessExit> e = process_->Wait(std::max(end - now, absl::ZeroDuration()));
-    if (e.ok()) {
-      Record(*e, e->signaled ? VmExit::Kind::kSignaled : VmExit::Kind::kExited);
-      return *exit_;
-    }
-    if (absl::Now() >= vm_deadline) {
-      Record(process_->Kill(absl::Seconds(2)), VmExit::Kind::kDeadline);
-      return *exit_;
-    }
-    return absl::DeadlineExceededError(absl::StrCat("VM ", config_.id, " still running after ",
-                                                    absl::FormatDuration(timeout)));
-  }
-
-  void Kill() override {
-    if (exit_ || detached_) return;
-    ProcessExit e = process_->Kill(absl::Seconds(2));
-    Record(e, VmExit::Kind::kKilled);
-  }
-
+  bool Exited() override { return vmm_.Exited(); }
+  absl::StatusOr<VmExit> Wait(absl::Duration timeout) override { return vmm_.Wait(timeout); }
+  void Kill() override { vmm_.Kill(); }  // QEMU quits on SIGTERM: no orderly step
   std::string serial_log_path() const override { return paths_.serial_log; }
   std::string vmm_log_path() const override { return paths_.vmm_log; }
-  int64_t peak_rss_bytes() const override { return exit_ ? exit_->peak_rss_bytes : 0; }
-  pid_t vmm_pid() const override { return process_->pid(); }
-  bool detached() const override { return detached_; }
-
-  absl::Status Detach() override {
-    if (detached_) return absl::OkStatus();
-    if (absl::Status s = CheckDetachable(config_, Exited()); !s.ok()) return s;
-    process_->Release();
-    detached_ = true;
-    return absl::OkStatus();
-  }
+  int64_t peak_rss_bytes() const override { return vmm_.peak_rss_bytes(); }
+  pid_t vmm_pid() const override { return vmm_.pid(); }
+  bool detached() const override { return vmm_.detached(); }
+  absl::Status Detach() override { return vmm_.Detach(); }
 
  private:
-  void Record(const ProcessExit& e, VmExit::Kind kind) {
-    if (exit_) return;
-    VmExit x;
-    x.kind = kind;
-    x.exit_code = e.exit_code;
-    x.signal = e.signal;
-    x.wall = absl::Now() - start_;
-    x.peak_rss_bytes = e.max_rss_bytes;
-    exit_ = x;
-    if (config_.channel) unlink(config_.channel->host_socket_path.c_str());
-  }
-
   VmConfig config_;
   QemuPaths paths_;
-  std::unique_ptr<Process> process_;
-  absl::Time start_;
-  std::optional<VmExit> exit_;
-  bool detached_ = false;
+  VmProcess vmm_;
 };
 
 }  // namespace

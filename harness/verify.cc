@@ -186,15 +186,17 @@ int Main() {
   std::cerr << "verify: " << vmm->vmm->Describe() << " (" << vmm->reason << "); agent channel "
             << ChannelTransportName(vmm->vmm->channel_transport()) << "\n";
 
+  // Scenario VMs (the cgroup suite, agent-vsock): size and deadline from the flags.
+  ScenarioVmOptions vm_options;
+  vm_options.vcpus = absl::GetFlag(FLAGS_vcpus);
+  vm_options.memory_mib = absl::GetFlag(FLAGS_memory_mib);
+  vm_options.deadline = absl::Seconds(absl::GetFlag(FLAGS_deadline_s));
+
   // --- the cgroup suite ---
   CgroupReport cgroup;
   int64_t peak_rss = 0;
   std::string kernel_version;
   if (run_cgroup) {
-    ScenarioVmOptions vm_options;
-    vm_options.vcpus = absl::GetFlag(FLAGS_vcpus);
-    vm_options.memory_mib = absl::GetFlag(FLAGS_memory_mib);
-    vm_options.deadline = absl::Seconds(absl::GetFlag(FLAGS_deadline_s));
     VmFactory factory(*vmm->vmm, dir + "/work", dir + "/logs");
     for (size_t i = 0; i < scenarios.size(); ++i) {
       std::cerr << absl::StrFormat("verify: cgroup [%d/%d] booting %s ...\n", i + 1,
@@ -220,15 +222,13 @@ int Main() {
     {
       // The agent's AF_VSOCK channel (Cloud Hypervisor's) in the builder guest, via
       // vsock_loopback: proven on every backend, QEMU included.
-      ScenarioVmOptions vm_options;
-      vm_options.vcpus = absl::GetFlag(FLAGS_vcpus);
-      vm_options.memory_mib = absl::GetFlag(FLAGS_builder_memory_mib);
-      vm_options.deadline = absl::Seconds(absl::GetFlag(FLAGS_deadline_s));
+      ScenarioVmOptions builder_vm = vm_options;
+      builder_vm.memory_mib = absl::GetFlag(FLAGS_builder_memory_mib);
       std::cerr << "verify: builder [0] booting agent-vsock ...\n";
       vsock = RunScenario(factory, AgentVsockScenario(),
                           Artifacts{artifacts.kernel, artifacts.initrd,
                                     builder_in.artifacts.builder_disk},
-                          vm_options);
+                          builder_vm);
       std::cerr << absl::StrFormat("verify: builder [0] agent-vsock %s in %d ms\n",
                                    vsock->status.ok() ? "passed" : "FAILED",
                                    absl::ToInt64Milliseconds(vsock->duration));

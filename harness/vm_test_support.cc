@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "absl/flags/parse.h"
 #include "third_party/absl_ext/status_macros.h"
 
 namespace kiln::harness {
@@ -23,6 +24,19 @@ absl::StatusOr<SelectedVmm> MakeTestVmm(const TestVmmFlags& flags, const ProbeAr
 std::string TestTmpRoot() {
   const char* tmp = std::getenv("TEST_TMPDIR");
   return tmp != nullptr && tmp[0] != '\0' ? tmp : "/tmp";
+}
+
+std::string GtestNameOf(std::string name) {
+  for (char& c : name) {
+    if (c == '-') c = '_';
+  }
+  return name;
+}
+
+int VmTestMain(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  absl::ParseCommandLine(argc, argv);
+  return RUN_ALL_TESTS();
 }
 
 }  // namespace kiln::harness

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "gtest/gtest.h"
 #include "harness/qemu.h"
 #include "harness/vmm_select.h"
 
@@ -40,6 +41,21 @@ absl::StatusOr<SelectedVmm> MakeTestVmm(const TestVmmFlags& flags, const ProbeAr
 
 // TestTmpRoot(): $TEST_TMPDIR, or /tmp outside Bazel.
 std::string TestTmpRoot();
+
+// GtestNameOf(name): a scenario or group name as a gtest parameter name ('-' -> '_'). Pure.
+std::string GtestNameOf(std::string name);
+
+// ParamName: INSTANTIATE_TEST_SUITE_P's name generator for params with a `name` field.
+struct ParamName {
+  template <typename T>
+  std::string operator()(const ::testing::TestParamInfo<T>& info) const {
+    return GtestNameOf(info.param.name);
+  }
+};
+
+// VmTestMain(argc, argv): main() of a VM test: gtest's flags, then the test's absl flags
+// (--kernel, --vmm, ...), then RUN_ALL_TESTS().
+int VmTestMain(int argc, char** argv);
 
 }  // namespace kiln::harness
 
