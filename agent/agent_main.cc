@@ -29,6 +29,7 @@
 #include "agent/job_runner.h"
 #include "agent/server.h"
 #include "agent/transport.h"
+#include "agent/work_dir.h"
 
 ABSL_FLAG(std::string, channel, "",
           "where to serve the host: virtio-serial:<port name> or vsock:<port>");
@@ -95,10 +96,13 @@ void Prewarm(std::vector<std::string> binaries) {
   }).detach();
 }
 
-// CheckWorkDir: creates the work dir and warns when it is on overlayfs (dockerd's overlay2
-// data root, which lives below it, cannot be on overlayfs) or not writable.
+// CheckWorkDir: creates the work dir with its marker (work_dir.h: the agent clears only a dir
+// it marked) and warns when that fails, when it is on overlayfs (dockerd's overlay2 data
+// root, which lives below it, cannot be on overlayfs) or not writable.
 void CheckWorkDir(const std::string& dir) {
-  mkdir(dir.c_str(), 0700);
+  if (absl::Status s = kiln::agent::PrepareWorkDir(dir); !s.ok()) {
+    Say(absl::StrCat("warning: ", s.ToString(), " (build jobs will be refused)"));
+  }
   struct statfs fs;
   if (statfs(dir.c_str(), &fs) != 0) {
     Say(absl::StrCat("warning: work dir ", dir, " unusable: ", std::strerror(errno)));

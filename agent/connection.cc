@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "agent/protocol/secure_wipe.h"
 #include "agent/protocol/stream.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
@@ -14,12 +15,17 @@ namespace kiln::agent {
 
 absl::Status Connection::SendFrame(const Frame& frame, int timeout_ms) {
   RETURN_IF_ERROR(CheckFrame(frame));
-  return stream_->Write(EncodeFrame(frame), timeout_ms);
+  std::string wire = EncodeFrame(frame);
+  absl::Status s = stream_->Write(wire, timeout_ms);
+  if (frame.type == static_cast<uint8_t>(FrameType::kSecret)) SecureWipe(wire);
+  return s;
 }
 
 absl::Status Connection::Send(const Message& message, int timeout_ms) {
   ASSIGN_OR_RETURN(Frame f, EncodeMessage(message));
-  return SendFrame(f, timeout_ms);
+  absl::Status s = SendFrame(f, timeout_ms);
+  if (f.type == static_cast<uint8_t>(FrameType::kSecret)) SecureWipe(f.payload);
+  return s;
 }
 
 absl::Status Connection::SendError(const absl::Status& status, int timeout_ms) {
@@ -62,6 +68,7 @@ absl::StatusOr<Frame> Connection::ReadFrame(int timeout_ms) {
       return absl::UnavailableError("peer closed the channel");
     }
     decoder_.Feed(absl::string_view(buf, n));
+    SecureWipe(buf, n);  // may hold part of a Secret frame
   }
 }
 

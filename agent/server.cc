@@ -3,20 +3,26 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "agent/health.h"
+#include "agent/protocol/secure_wipe.h"
 #include "agent/protocol/stream.h"
 #include "agent/protocol/text.h"
+#include "agent/runner/process.h"
+#include "agent/work_dir.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
 
@@ -76,17 +82,52 @@ absl::Status ReceiveStreams(Connection& conn, StreamReceiver& rx, int timeout_ms
   return absl::OkStatus();
 }
 
-// Wipe: overwrites a secret value before it is freed (DESIGN.md "Secrets ... are wiped").
-void Wipe(std::string& s) {
-  volatile char* p = s.data();
-  for (size_t i = 0; i < s.size(); ++i) p[i] = 0;
-  s.clear();
-}
+void WipeAll(std::map<std::string, std::string>& secrets) { SecureWipe(secrets); }
 
-void WipeAll(std::map<std::string, std::string>& secrets) {
-  for (auto& [id, value] : secrets) Wipe(value);
-  secrets.clear();
-}
+// JobLog: the per-job cap on Log text (messages.h kMaxJobLogBytes): the first
+// kJobLogHeadBytes are sent live, later lines are held back keeping only the last
+// kJobLogTailBytes; Finish() sends one system line naming what was dropped, then the tail.
+class JobLog {
+ public:
+  explicit JobLog(std::function<void(const Log&)> send) : send_(std::move(send)) {}
+
+  void Line(Log log) {
+    if (tail_.empty() && head_bytes_ + log.text.size() <= kJobLogHeadBytes) {
+      head_bytes_ += log.text.size();
+      send_(log);
+      return;
+    }
+    tail_bytes_ += log.text.size();
+    tail_.push_back(std::move(log));
+    while (tail_bytes_ > kJobLogTailBytes) {
+      tail_bytes_ -= tail_.front().text.size();
+      dropped_bytes_ += tail_.front().text.size();
+      ++dropped_lines_;
+      tail_.pop_front();
+    }
+  }
+
+  void Finish(uint64_t time_ms) {
+    if (dropped_lines_ > 0) {
+      send_(Log{LogStream::kSystem, time_ms,
+                absl::StrCat("[kiln-agent] log truncated: ", dropped_bytes_, " bytes in ",
+                             dropped_lines_, " lines dropped here (a job sends at most the first ",
+                             kJobLogHeadBytes, " and the last ", kJobLogTailBytes,
+                             " bytes of its log)")});
+    }
+    for (const Log& l : tail_) send_(l);
+    tail_.clear();
+    tail_bytes_ = 0;
+  }
+
+ private:
+  std::function<void(const Log&)> send_;
+  size_t head_bytes_ = 0;
+  std::deque<Log> tail_;
+  size_t tail_bytes_ = 0;
+  uint64_t dropped_bytes_ = 0;
+  uint64_t dropped_lines_ = 0;
+};
 
 }  // namespace
 
@@ -112,6 +153,7 @@ absl::Status AgentSession::Serve() {
       continue;
     }
     absl::Status s = Handle(*f);
+    if (f->type == static_cast<uint8_t>(FrameType::kSecret)) SecureWipe(f->payload);
     if (!s.ok()) {
       WipeAll(secrets_);
       if (!absl::IsUnavailable(s) && !absl::IsDeadlineExceeded(s)) {
@@ -134,7 +176,7 @@ absl::Status AgentSession::Handle(const Frame& frame) {
     return Reply(absl::FailedPreconditionError(
         absl::StrCat(MessageName(*m), " before Hello: send Hello first")));
   }
-  return std::visit(
+  absl::Status s = std::visit(
       [this](const auto& msg) -> absl::Status {
         using T = std::decay_t<decltype(msg)>;
         if constexpr (std::is_same_v<T, Hello>) return OnHello(msg);
@@ -147,6 +189,8 @@ absl::Status AgentSession::Handle(const Frame& frame) {
             absl::StrCat(MessageName(Message(msg)), " is not a host -> agent message")));
       },
       *m);
+  if (Secret* secret = std::get_if<Secret>(&*m)) SecureWipe(secret->value);
+  return s;
 }
 
 absl::Status AgentSession::OnHello(const Hello& m) {
@@ -172,11 +216,21 @@ absl::Status AgentSession::OnSecret(const Secret& m) {
     return Reply(absl::ResourceExhaustedError(
         absl::StrCat("more than ", kMaxSecretsPerJob, " secrets in one session")));
   }
-  secrets_[m.id] = m.value;  // no reply: a Secret is acknowledged by the BuildJob's outcome
+  std::string& value = secrets_[m.id];
+  SecureWipe(value);  // a resent id: the old value's bytes go before the buffer is reused
+  value = m.value;  // no reply: a Secret is acknowledged by the BuildJob's outcome
   return absl::OkStatus();
 }
 
 absl::Status AgentSession::OnBuildJob(const BuildJob& job) {
+  // Secrets are consumed by this job, whatever its outcome: a later job must send them again.
+  // Every path out of this function (refusal, stream error, runner error, success) wipes them.
+  std::map<std::string, std::string> secrets;
+  secrets.swap(secrets_);
+  struct WipeOnExit {
+    std::map<std::string, std::string>& m;
+    ~WipeOnExit() { SecureWipe(m); }
+  } wipe_secrets{secrets};
   auto refuse = [&](const absl::Status& s) {
     discard_.insert(job.context_stream);
     for (const PreloadImage& p : job.preload_images) discard_.insert(p.stream_id);
@@ -184,29 +238,31 @@ absl::Status AgentSession::OnBuildJob(const BuildJob& job) {
   };
   std::vector<std::string> missing;
   for (const std::string& id : job.secret_ids) {
-    if (!secrets_.count(id)) missing.push_back(id);
+    if (!secrets.count(id)) missing.push_back(id);
   }
   if (!missing.empty()) {
     return refuse(absl::FailedPreconditionError(
         absl::StrCat("BuildJob ", job.job_id, " names secrets the host did not deliver: [",
-                     absl::StrJoin(missing, ", "), "]")));
+                     absl::StrJoin(missing, ", "),
+                     "] (secrets are consumed by one job: send them again before each job)")));
   }
   if (!options_.runner) {
     return refuse(absl::UnimplementedError(
         "this agent has no build runner (capability \"build\" not offered)"));
   }
-  // Receive the inputs.
+  // Receive the inputs. Only the last failed job's dir is kept, across host sessions too: a
+  // new job clears what earlier jobs left below the work dir (jobs run one at a time per
+  // agent), but only in a dir the agent marked as its own, and never below a mount point.
   const std::string dir = absl::StrCat(options_.work_dir, "/", job.job_id);
-  std::error_code ec;
-  // Only the last failed job's dir is kept, across host sessions too: a new job clears what
-  // earlier jobs left below the work dir (jobs run one at a time per agent).
-  for (const auto& e : std::filesystem::directory_iterator(options_.work_dir, ec)) {
-    std::error_code rm_ec;
-    std::filesystem::remove_all(e.path(), rm_ec);
+  if (absl::Status s = PrepareWorkDir(options_.work_dir); !s.ok()) return refuse(s);
+  if (absl::Status s = ClearWorkDir(options_.work_dir); !s.ok()) {
+    std::fprintf(stderr, "kiln-agent: clearing the work dir: %s\n", s.ToString().c_str());
+    if (!absl::IsFailedPrecondition(s) || absl::StrContains(s.message(), kWorkDirMarker)) {
+      return refuse(s);
+    }
   }
-  ec.clear();
-  std::filesystem::remove_all(dir, ec);
-  std::filesystem::create_directories(dir, ec);
+  std::error_code ec;
+  std::filesystem::create_directory(dir, ec);
   if (ec) return refuse(absl::InternalError(absl::StrCat("mkdir ", dir, ": ", ec.message())));
   auto open_sink = [&](const std::string& path) -> absl::StatusOr<std::unique_ptr<FdSink>> {
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -236,22 +292,23 @@ absl::Status AgentSession::OnBuildJob(const BuildJob& job) {
   absl::Status request_error;
   absl::Status channel = ReceiveStreams(*conn_, rx, options_.io_timeout_ms, &request_error);
   if (!channel.ok() || !request_error.ok()) {
-    std::filesystem::remove_all(dir, ec);
+    (void)RemoveTree(dir);
     if (!channel.ok()) return channel;
     for (uint32_t id : rx.Unfinished()) discard_.insert(id);
     return Reply(request_error);
   }
   sinks.clear();  // close the files
   const uint64_t receive_ms = static_cast<uint64_t>(NowMs() - t0);
-  for (const std::string& id : job.secret_ids) in.secrets[id] = secrets_[id];
-  in.log = [this, t0](LogStream stream, absl::string_view text) {
-    (void)conn_->Send(Log{stream, static_cast<uint64_t>(NowMs() - t0),
-                          SanitizeUtf8(text.substr(0, kMaxLogLine / 3))},
-                      options_.io_timeout_ms);
+  for (const std::string& id : job.secret_ids) in.secrets[id] = secrets[id];
+  JobLog job_log([this](const Log& l) { (void)conn_->Send(l, options_.io_timeout_ms); });
+  in.log = [&job_log, t0](LogStream stream, absl::string_view text) {
+    job_log.Line(Log{stream, static_cast<uint64_t>(NowMs() - t0),
+                     SanitizeUtf8(text.substr(0, kMaxLogLine / 3))});
   };
   absl::StatusOr<BuildOutcome> out = options_.runner(in);
   WipeAll(in.secrets);
-  WipeAll(secrets_);  // secrets live for one job
+  WipeAll(secrets);  // secrets live for one job
+  job_log.Finish(static_cast<uint64_t>(NowMs() - t0));
   // A failed job's dir stays for inspection in a kept builder; else it goes.
   const bool keep_dir = options_.keep_failed_jobs && (!out.ok() || out->exit_status != 0);
   if (keep_dir) {  // said before the result, so that it is the job's last Log line
@@ -264,7 +321,7 @@ absl::Status AgentSession::OnBuildJob(const BuildJob& job) {
                       options_.io_timeout_ms);
   }
   auto finish_dir = [&] {
-    if (!keep_dir) std::filesystem::remove_all(dir, ec);
+    if (!keep_dir) (void)RemoveTree(dir);
   };
   if (!out.ok()) {
     finish_dir();
@@ -309,7 +366,8 @@ absl::Status AgentSession::OnExec(const Exec& m) {
   }
   const uint32_t first = next_stream_;
   next_stream_ += 4;
-  return RunExec(*conn_, m, stdin_data, first, options_.io_timeout_ms);
+  return RunExec(*conn_, m, stdin_data, first, options_.io_timeout_ms,
+                 options_.default_exec_deadline_ms);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -352,7 +410,7 @@ absl::Status ServeChannel(const ChannelOpener& open, const AgentOptions& options
 }
 
 absl::Status RunExec(Connection& conn, const Exec& exec, const std::string& stdin_data,
-                     uint32_t first_stream, int timeout_ms) {
+                     uint32_t first_stream, int timeout_ms, uint64_t default_deadline_ms) {
   // A child that exits without reading all of stdin must not kill the agent with SIGPIPE;
   // the child gets SIGPIPE's default back before exec.
   signal(SIGPIPE, SIG_IGN);
@@ -382,7 +440,7 @@ absl::Status RunExec(Connection& conn, const Exec& exec, const std::string& stdi
     if (chdir(cwd.c_str()) != 0) {
       e = errno;
     } else {
-      signal(SIGPIPE, SIG_DFL);
+      runner::ResetSignalsInChild();
       execvpe(argv[0], argv.data(), exec.env.empty() ? environ : envp.data());
       e = errno;
     }
@@ -419,35 +477,62 @@ absl::Status RunExec(Connection& conn, const Exec& exec, const std::string& stdi
   }
   int fds[2] = {out[0], err[0]};
   uint64_t totals[2] = {0, 0};
-  const int64_t deadline = exec.deadline_ms ? t0 + static_cast<int64_t>(exec.deadline_ms) : -1;
+  const uint64_t deadline_ms = exec.deadline_ms ? exec.deadline_ms : default_deadline_ms;
+  const int64_t deadline = t0 + static_cast<int64_t>(deadline_ms);
   bool killed = false;
+  // The child's exit ends the exec even when a process it left behind (`sleep 1d &`) still
+  // holds the output pipes: a pidfd becomes readable at exit (a 100 ms waitpid poll where the
+  // kernel has no pidfd_open), then what is already in the pipes is read and sent.
+  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  bool exited = false;
+  int wstatus = 0;
+  auto reap = [&]() {
+    if (exited) return;
+    pid_t r;
+    do {
+      r = waitpid(pid, &wstatus, WNOHANG);
+    } while (r < 0 && errno == EINTR);
+    if (r == pid) exited = true;
+  };
   std::string buf(64 << 10, '\0');
-  while ((fds[0] >= 0 || fds[1] >= 0) && s.ok()) {
-    pollfd p[3];
+  auto pump = [&](int i) {  // one read of output i; false at its end
+    ssize_t k;
+    do {
+      k = read(fds[i], buf.data(), buf.size());
+    } while (k < 0 && errno == EINTR);
+    if (k < 0 && errno == EAGAIN) return false;
+    if (k <= 0) {
+      ::close(fds[i]);
+      fds[i] = -1;
+      return false;
+    }
+    totals[i] += static_cast<uint64_t>(k);
+    s = conn.SendFrame(Frame(FrameType::kChunk, i == 0 ? out_sid : err_sid, buf.substr(0, k)),
+                       timeout_ms);
+    return s.ok();
+  };
+  while ((fds[0] >= 0 || fds[1] >= 0) && s.ok() && !exited) {
+    pollfd p[4];
     int n = 0;
     for (int i = 0; i < 2; ++i) p[n++] = {fds[i], POLLIN, 0};
     p[n++] = {in_fd, POLLOUT, 0};
-    int wait = -1;
-    if (deadline >= 0 && !killed) wait = static_cast<int>(std::max<int64_t>(0, deadline - NowMs()));
+    p[n++] = {pidfd, POLLIN, 0};
+    int wait = pidfd >= 0 ? -1 : 100;
+    if (!killed) {
+      const int left = static_cast<int>(std::max<int64_t>(0, deadline - NowMs()));
+      wait = wait < 0 ? left : std::min(wait, left);
+    }
     int r = poll(p, n, wait);
     if (r < 0 && errno == EINTR) continue;
-    if (r == 0 && !killed) {
+    if (!killed && NowMs() >= deadline) {
       kill(-pid, SIGKILL);
       killed = true;
-      continue;
     }
+    if (pidfd < 0 || (p[3].revents & (POLLIN | POLLHUP | POLLERR))) reap();
+    if (r <= 0) continue;
     for (int i = 0; i < 2; ++i) {
       if (fds[i] < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      ssize_t k = read(fds[i], buf.data(), buf.size());
-      if (k < 0 && errno == EINTR) continue;
-      if (k <= 0) {
-        ::close(fds[i]);
-        fds[i] = -1;
-        continue;
-      }
-      totals[i] += static_cast<uint64_t>(k);
-      s = conn.SendFrame(Frame(FrameType::kChunk, i == 0 ? out_sid : err_sid, buf.substr(0, k)),
-                         timeout_ms);
+      pump(i);
     }
     if (in_fd >= 0 && (p[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
       ssize_t k = write(in_fd, stdin_data.data() + in_off, stdin_data.size() - in_off);
@@ -458,12 +543,21 @@ absl::Status RunExec(Connection& conn, const Exec& exec, const std::string& stdi
       }
     }
   }
-  for (int fd : {fds[0], fds[1], in_fd}) {
+  // The child exited: its own output is complete in the pipes; read it without waiting for
+  // writers it left behind.
+  for (int i = 0; i < 2 && exited; ++i) {
+    if (fds[i] < 0) continue;
+    fcntl(fds[i], F_SETFL, O_NONBLOCK);
+    while (s.ok() && fds[i] >= 0 && pump(i)) {
+    }
+  }
+  for (int fd : {fds[0], fds[1], in_fd, pidfd}) {
     if (fd >= 0) ::close(fd);
   }
-  if (!s.ok()) kill(-pid, SIGKILL);
-  int wstatus = 0;
-  while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  if (!exited) {
+    if (!s.ok()) kill(-pid, SIGKILL);
+    while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+    }
   }
   RETURN_IF_ERROR(s);
   RETURN_IF_ERROR(conn.Send(StreamEnd{out_sid, totals[0], false, ""}, timeout_ms));
@@ -476,7 +570,11 @@ absl::Status RunExec(Connection& conn, const Exec& exec, const std::string& stdi
     result.exit_code = -1;
     result.signal = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0;
   }
-  if (killed) result.error = absl::StrCat("deadline of ", exec.deadline_ms, " ms exceeded");
+  if (killed) {
+    result.error = absl::StrCat("deadline of ", deadline_ms, " ms exceeded",
+                                exec.deadline_ms ? "" : " (the agent's default for an Exec "
+                                                        "without deadline_ms)");
+  }
   return conn.Send(result, timeout_ms);
 }
 

@@ -75,6 +75,8 @@ struct AgentOptions {
   uint64_t max_context_bytes = 16ull << 30;  // per stream, bytes
   uint64_t max_exec_stdin_bytes = 64ull << 20;
   int io_timeout_ms = 60000;              // per frame write / stream read
+  // default_exec_deadline_ms: the deadline of an Exec whose deadline_ms is 0 (PROTOCOL.md).
+  uint64_t default_exec_deadline_ms = kDefaultExecDeadlineMs;
   BuildRunner runner;                     // empty: no "build" capability
   // keep_failed_jobs: a job that fails (the runner's error, or exit_status != 0) leaves its
   // dir <work_dir>/<job_id> in place for inspection in a kept builder (issue 6): the context,
@@ -146,13 +148,21 @@ using ChannelOpener = std::function<absl::StatusOr<std::unique_ptr<ByteStream>>(
 absl::Status ServeChannel(const ChannelOpener& open, const AgentOptions& options,
                           const ServeLoopOptions& loop);
 
-// RunExec(conn, exec, stdin_data, first_stream, timeout_ms): the Exec handler's executor:
-// runs the command, sends ExecStarted, its stdout/stderr as Chunk frames + StreamEnd on
-// first_stream / first_stream + 2, and ExecResult. If the program cannot be started, sends
-// only ExecResult{exit_code 127, error}. Returns only channel errors. Sets SIGPIPE to
-// SIG_IGN for the process (a child that leaves its stdin unread must not kill the agent).
+// RunExec(conn, exec, stdin_data, first_stream, timeout_ms, default_deadline_ms): the Exec
+// handler's executor: runs the command, sends ExecStarted, its stdout/stderr as Chunk frames
+// + StreamEnd on first_stream / first_stream + 2, and ExecResult. If the program cannot be
+// started, sends only ExecResult{exit_code 127, error}. Returns only channel errors.
+//   - The exec ends when the child (argv[0]'s process) exits, even if a process it started
+//     in the background still holds stdout/stderr (`sh -c 'sleep 1d & echo hi'` returns at
+//     once with exit 0 and "hi\n"); output already in the pipes is sent, later writes of the
+//     leftover process are not; the leftover process is not killed.
+//   - exec.deadline_ms (default_deadline_ms, in ms, when 0): when it passes the child's
+//     process group is killed (SIGKILL) and ExecResult says "deadline of N ms exceeded".
+// Sets SIGPIPE to SIG_IGN for the process (a child that leaves its stdin unread must not kill
+// the agent); the child starts with default dispositions for every signal.
 absl::Status RunExec(Connection& conn, const Exec& exec, const std::string& stdin_data,
-                     uint32_t first_stream, int timeout_ms);
+                     uint32_t first_stream, int timeout_ms,
+                     uint64_t default_deadline_ms = kDefaultExecDeadlineMs);
 
 }  // namespace kiln::agent
 

@@ -4,6 +4,7 @@
 // input (garbage, unknown types, stray chunks).
 #include "agent/server.h"
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +19,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "agent/health.h"
 #include "agent/protocol/stream.h"
 #include "agent/transport.h"
@@ -67,6 +71,8 @@ class AgentTest : public ::testing::Test {
     o.runner = std::move(runner);
     o.max_exec_stdin_bytes = max_stdin;
     o.keep_failed_jobs = keep_failed_jobs_;
+    if (default_exec_deadline_ms_) o.default_exec_deadline_ms = default_exec_deadline_ms_;
+    if (before_start_) before_start_(o);
     thread_ = std::thread([this, o] {
       AgentSession session(agent_conn_.get(), o);
       serve_status_ = session.Serve();
@@ -146,6 +152,8 @@ class AgentTest : public ::testing::Test {
   }
 
   bool keep_failed_jobs_ = false;
+  uint64_t default_exec_deadline_ms_ = 0;
+  std::function<void(AgentOptions&)> before_start_;  // runs after dir_ is made
   std::string dir_;
   std::unique_ptr<FdStream> host_stream_, agent_stream_;
   std::unique_ptr<Connection> host_, agent_conn_;
@@ -436,6 +444,195 @@ INSTANTIATE_TEST_SUITE_P(
                       KeepCase{true, 0, false, true},    // runner error, keep: kept
                       KeepCase{false, 3, true, false},   // failed build, no keep: removed
                       KeepCase{false, 0, false, false}));
+
+// ---- Secrets: size limit, one job, fail closed ----------------------------------------
+
+TEST_F(AgentTest, SecretsAreConsumedByOneJobEvenWhenTheJobIsRefused) {
+  int runs = 0;
+  Start([&](const BuildInputs&) -> absl::StatusOr<BuildOutcome> {
+    ++runs;
+    return BuildOutcome{};
+  });
+  Handshake();
+  ASSERT_OK(host_->Send(Secret{"a", "value-a"}, kT));
+  ASSERT_OK(host_->Send(Job({"a", "b"}), kT));  // b missing: refused, and a is gone with it
+  ASSERT_OK(host_->SendBytes(1, "context", kT));
+  ASSERT_OK(host_->SendBytes(3, "image", kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("[b]")));
+  ASSERT_OK(host_->Send(Job({"a"}), kT));  // names a without sending it again
+  ASSERT_OK(host_->SendBytes(1, "context", kT));
+  ASSERT_OK(host_->SendBytes(3, "image", kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                    HasSubstr("did not deliver: [a]")));
+  EXPECT_EQ(runs, 0);
+  ExpectAlive();
+}
+
+TEST_F(AgentTest, SecretsOfAJobRefusedForABadStreamAreWipedToo) {
+  Start([](const BuildInputs&) -> absl::StatusOr<BuildOutcome> { return BuildOutcome{}; });
+  Handshake();
+  ASSERT_OK(host_->Send(Secret{"a", "value-a"}, kT));
+  ASSERT_OK(host_->Send(Job({"a"}), kT));
+  ASSERT_OK(host_->SendFrame(Frame(FrameType::kChunk, 1, "ctx"), kT));
+  ASSERT_OK(host_->Send(StreamEnd{1, 99, false, ""}, kT));  // bad total: refused
+  ASSERT_OK(host_->SendBytes(3, "preload", kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("total 99")));
+  ASSERT_OK(host_->Send(Job({"a"}), kT));
+  ASSERT_OK(host_->SendBytes(1, "context", kT));
+  ASSERT_OK(host_->SendBytes(3, "image", kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("[a]")));
+}
+
+TEST_F(AgentTest, SecretsOfAJobTheRunnerRefusesAreNotReusable) {
+  Start([](const BuildInputs&) -> absl::StatusOr<BuildOutcome> {
+    return absl::InvalidArgumentError("bad Dockerfile");
+  });
+  Handshake();
+  ASSERT_OK(host_->Send(Secret{"a", "value-a"}, kT));
+  ASSERT_OK(host_->Send(Job({"a"}), kT));
+  ASSERT_OK(host_->SendBytes(1, "context", kT));
+  ASSERT_OK(host_->SendBytes(3, "image", kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("Dockerfile")));
+  ASSERT_OK(host_->Send(Job({"a"}), kT));
+  ASSERT_OK(host_->SendBytes(1, "context", kT));
+  ASSERT_OK(host_->SendBytes(3, "image", kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("[a]")));
+}
+
+// BuildKit's limit, 500 KiB (a CA bundle): delivered whole through a session and handed to the
+// runner byte for byte; one byte more is refused and the session goes on.
+TEST_F(AgentTest, SecretOf500KiBIsDeliveredAndOneByteMoreIsRefused) {
+  std::string big(kMaxSecretValue, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 131) >> 3);
+  std::string seen;
+  Start([&](const BuildInputs& in) -> absl::StatusOr<BuildOutcome> {
+    seen = in.secrets.at("ca_bundle");
+    return BuildOutcome{};
+  });
+  Handshake();
+  ASSERT_OK(host_->Send(Secret{"ca_bundle", big}, kT));
+  ASSERT_OK(host_->Send(Job({"ca_bundle"}), kT));
+  ASSERT_OK(host_->SendBytes(1, "context", kT));
+  ASSERT_OK(host_->SendBytes(3, "image", kT));
+  Message m = Read();
+  ASSERT_TRUE(std::holds_alternative<BuildResult>(m)) << MessageName(m);
+  EXPECT_EQ(seen.size(), kMaxSecretValue);
+  EXPECT_TRUE(seen == big);
+
+  // One byte over, as a peer would send it (the encoder refuses to build it).
+  std::string payload = std::string("\0\0\0\x09" "ca_bundle", 13);
+  std::string len(4, '\0');
+  const uint32_t n = kMaxSecretValue + 1;
+  len[0] = static_cast<char>(n >> 24);
+  len[1] = static_cast<char>(n >> 16);
+  len[2] = static_cast<char>(n >> 8);
+  len[3] = static_cast<char>(n);
+  payload += len + big + "x";
+  ASSERT_OK(host_->SendFrame(Frame(FrameType::kSecret, 0, payload), kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                    HasSubstr("Secret.value: length 512001 exceeds limit 512000")));
+  ExpectAlive();
+}
+
+// ---- Exec edges ------------------------------------------------------------------------
+
+TEST_F(AgentTest, ExecReturnsWhenTheChildExitsEvenIfABackgroundProcessHoldsItsOutput) {
+  Start();
+  Handshake();
+  const int64_t t0 = absl::ToUnixMillis(absl::Now());
+  ExecOutput o = RunExec(Exec{{"/bin/sh", "-c", "sleep 1d & echo hi"}, {}, "", 0, 0});
+  const int64_t took = absl::ToUnixMillis(absl::Now()) - t0;
+  if (o.started_seen) kill(-static_cast<pid_t>(o.started.pid), SIGKILL);  // the sleep
+  EXPECT_EQ(o.result.exit_code, 0);
+  EXPECT_EQ(o.out, "hi\n");
+  EXPECT_TRUE(o.result.error.empty()) << o.result.error;
+  EXPECT_LT(took, 5000);
+  ExpectAlive();
+}
+
+TEST_F(AgentTest, ExecWithoutADeadlineGetsTheAgentsDefault) {
+  default_exec_deadline_ms_ = 300;
+  Start();
+  Handshake();
+  ExecOutput o = RunExec(Exec{{"/bin/sleep", "30"}, {}, "", 0, /*deadline_ms=*/0});
+  EXPECT_EQ(o.result.signal, 9);
+  EXPECT_THAT(o.result.error, HasSubstr("deadline of 300 ms exceeded (the agent's default"));
+  EXPECT_LT(o.result.duration_ms, 5000u);
+}
+
+TEST(AgentDefaults, ExecDeadlineDefaultIsThirtyMinutes) {
+  EXPECT_EQ(AgentOptions{}.default_exec_deadline_ms, 30u * 60 * 1000);
+}
+
+// An exec'd program starts with default signal dispositions and an empty mask, whatever the
+// agent ignores (SIGPIPE, and here SIGUSR2 too) or blocks.
+TEST_F(AgentTest, ExecChildStartsWithDefaultSignalDispositions) {
+  struct sigaction old_usr2;
+  struct sigaction ign;
+  memset(&ign, 0, sizeof(ign));
+  ign.sa_handler = SIG_IGN;
+  sigaction(SIGUSR2, &ign, &old_usr2);
+  Start();
+  Handshake();
+  ExecOutput o = RunExec(Exec{{"/bin/grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"}, {}, "", 0, 0});
+  sigaction(SIGUSR2, &old_usr2, nullptr);
+  EXPECT_EQ(o.out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+}
+
+// ---- Job log cap ---------------------------------------------------------------------
+
+TEST_F(AgentTest, AJobsLogIsCappedKeepingHeadAndTail) {
+  const std::string filler(16 << 10, 'x');
+  const int lines = static_cast<int>((12 << 20) / filler.size());  // 12 MiB of output
+  Start([&](const BuildInputs& in) -> absl::StatusOr<BuildOutcome> {
+    for (int i = 0; i < lines; ++i) in.log(LogStream::kStdout, absl::StrCat("line ", i, " ", filler));
+    return BuildOutcome{};
+  });
+  Handshake();
+  ASSERT_OK(host_->Send(Job({}), kT));
+  ASSERT_OK(host_->SendBytes(1, "context", kT));
+  ASSERT_OK(host_->SendBytes(3, "image", kT));
+  std::vector<std::string> texts;
+  size_t bytes = 0;
+  Message m = Read();
+  while (std::holds_alternative<Log>(m)) {
+    bytes += std::get<Log>(m).text.size();
+    texts.push_back(std::get<Log>(m).text);
+    m = Read();
+  }
+  ASSERT_TRUE(std::holds_alternative<BuildResult>(m)) << MessageName(m);
+  EXPECT_LE(bytes, kMaxJobLogBytes + kMaxLogLine);
+  ASSERT_GT(texts.size(), 2u);
+  EXPECT_THAT(texts.front(), ::testing::StartsWith("line 0 "));
+  EXPECT_THAT(texts.back(), ::testing::StartsWith(absl::StrCat("line ", lines - 1, " ")));
+  int notes = 0;
+  for (const std::string& t : texts) {
+    if (absl::StrContains(t, "log truncated")) {
+      ++notes;
+      EXPECT_THAT(t, HasSubstr("lines dropped"));
+    }
+  }
+  EXPECT_EQ(notes, 1);
+}
+
+// ---- Work dir ------------------------------------------------------------------------
+
+TEST_F(AgentTest, AWorkDirWithoutTheMarkerIsNotCleared) {
+  before_start_ = [this](AgentOptions& o) {
+    o.work_dir = dir_ + "/not-ours";
+    mkdir(o.work_dir.c_str(), 0700);
+    std::ofstream(o.work_dir + "/precious") << "data";
+  };
+  Start([](const BuildInputs&) -> absl::StatusOr<BuildOutcome> { return BuildOutcome{}; });
+  Handshake();
+  ASSERT_OK(host_->Send(Job({}), kT));
+  ASSERT_OK(host_->SendBytes(1, "context", kT));
+  ASSERT_OK(host_->SendBytes(3, "image", kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                    HasSubstr("no marker file")));
+  EXPECT_EQ(ReadAll(dir_ + "/not-ours/precious"), "data");
+  ExpectAlive();
+}
 
 TEST_F(AgentTest, MalformedMessageGetsAnErrorAndTheSessionGoesOn) {
   Start();

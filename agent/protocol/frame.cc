@@ -1,11 +1,14 @@
 #include "agent/protocol/frame.h"
 
+#include <algorithm>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "agent/protocol/crc32c.h"
 #include "agent/protocol/internal/endian.h"
+#include "agent/protocol/secure_wipe.h"
 
 namespace kiln::agent {
 namespace {
@@ -102,19 +105,33 @@ absl::Status CheckFrame(const Frame& frame, uint32_t max_payload) {
   return absl::OkStatus();
 }
 
+// The buffer may hold secret values (Secret frames): bytes are zeroed once consumed, when
+// they move within the buffer, and before the buffer is freed or reallocated.
 void FrameDecoder::Feed(absl::string_view bytes) {
   if (!error_.ok()) return;
   if (pos_ > 0 && pos_ >= buf_.size() / 2) {  // compact: keep memory bounded
-    buf_.erase(0, pos_);
+    const size_t keep = buf_.size() - pos_;
+    std::memmove(buf_.data(), buf_.data() + pos_, keep);
+    SecureWipe(buf_.data() + keep, buf_.size() - keep);
+    buf_.resize(keep);
     pos_ = 0;
+  }
+  if (buf_.size() + bytes.size() > buf_.capacity()) {  // grow without leaving a stale copy
+    std::string bigger;
+    bigger.reserve(std::max(buf_.capacity() * 2, buf_.size() + bytes.size()));
+    bigger.append(buf_);
+    SecureWipe(buf_);
+    buf_.swap(bigger);
   }
   buf_.append(bytes.data(), bytes.size());
 }
 
+FrameDecoder::~FrameDecoder() { SecureWipe(buf_); }
+
 absl::Status FrameDecoder::Fail(absl::Status s) {
   error_ = absl::Status(s.code(), absl::StrCat("frame at stream offset ", offset_, ": ",
                                                s.message()));
-  buf_.clear();
+  SecureWipe(buf_);
   pos_ = 0;
   return error_;
 }
@@ -164,6 +181,7 @@ absl::StatusOr<std::optional<Frame>> FrameDecoder::Next() {
   }
   Frame frame(type, stream_id, std::string(payload));
   if (absl::Status s = CheckFrame(frame, max_payload_); !s.ok()) return Fail(s);
+  SecureWipe(buf_.data() + pos_, kFrameHeaderSize + length);  // consumed
   pos_ += kFrameHeaderSize + length;
   offset_ += kFrameHeaderSize + length;
   return std::optional<Frame>(std::move(frame));
@@ -185,7 +203,7 @@ absl::Status FrameDecoder::Finish() const {
 }
 
 void FrameDecoder::Reset() {
-  buf_.clear();
+  SecureWipe(buf_);
   pos_ = 0;
   offset_ = 0;
   error_ = absl::OkStatus();

@@ -106,6 +106,11 @@ class FrameDecoder {
  public:
   // FrameDecoder(max_payload): accept payloads up to `max_payload` bytes.
   explicit FrameDecoder(uint32_t max_payload = kMaxPayload) : max_payload_(max_payload) {}
+  // The buffer is zeroed when freed; consumed bytes are zeroed as frames are returned (a
+  // Secret frame's value does not linger in the decoder).
+  ~FrameDecoder();
+  FrameDecoder(const FrameDecoder&) = delete;
+  FrameDecoder& operator=(const FrameDecoder&) = delete;
 
   // Feed(bytes): appends bytes received from the peer. Ignored once in error.
   void Feed(absl::string_view bytes);

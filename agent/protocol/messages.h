@@ -28,6 +28,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "agent/protocol/frame.h"
+#include "agent/protocol/text.h"
 
 namespace kiln::agent {
 
@@ -43,7 +44,11 @@ inline constexpr uint16_t kProtocolMinor = 0;
 inline constexpr size_t kMaxVersionString = 128;      // Hello/Ready version strings, bytes
 inline constexpr size_t kMaxCapabilities = 64;        // Ready.capabilities entries
 inline constexpr size_t kMaxErrorMessage = 64 << 10;  // Error/ExecResult/BuildResult text
-inline constexpr size_t kMaxSecretValue = 64 << 10;   // Secret.value, bytes
+// kMaxSecretValue: Secret.value, bytes: BuildKit's own limit (its secrets provider refuses
+// larger values), 500 KiB = 512000 bytes, so that any secret a build can use fits (a CA
+// bundle of a few hundred KiB). A Secret frame (id + value + two length fields) stays far
+// below kMaxPayload.
+inline constexpr size_t kMaxSecretValue = 500 << 10;
 inline constexpr size_t kMaxDockerfile = 256 << 10;   // BuildJob.dockerfile, bytes
 inline constexpr size_t kMaxPath = 4096;              // paths, bytes
 inline constexpr size_t kMaxShortText = 512;          // target, image refs, tag, phase names
@@ -55,6 +60,21 @@ inline constexpr size_t kMaxPhases = 64;              // BuildResult.phases entr
 inline constexpr size_t kMaxLogLine = 64 << 10;       // Log.text, bytes
 inline constexpr size_t kMaxArgv = 4096;              // Exec.argv / Exec.env entries
 inline constexpr size_t kMaxArg = 128 << 10;          // one argv / env entry, bytes
+static_assert(kMaxSecretValue + kMaxIdentifierLength + 8 <= kMaxPayload,
+              "a Secret of the largest value must fit in one frame");
+
+// kMaxJobLogBytes: the most Log text one BuildJob sends (the sum of Log.text sizes). Past it
+// the agent keeps the head (the first kJobLogHeadBytes, sent live) and the tail (the last
+// kJobLogTailBytes, sent when the build ends), and sends one system Log line between them
+// saying how many bytes and lines were dropped. The host can size its buffers from this:
+// a job's Log text is at most kMaxJobLogBytes + kMaxLogLine bytes.
+inline constexpr size_t kJobLogHeadBytes = 6 << 20;
+inline constexpr size_t kJobLogTailBytes = 2 << 20;
+inline constexpr size_t kMaxJobLogBytes = kJobLogHeadBytes + kJobLogTailBytes;
+
+// kDefaultExecDeadlineMs: the deadline the agent applies to an Exec with deadline_ms 0
+// (30 min); the process group is killed with SIGKILL when it passes.
+inline constexpr uint64_t kDefaultExecDeadlineMs = 30 * 60 * 1000;
 
 // Capability names an agent may list in Ready.capabilities.
 inline constexpr char kCapHealth[] = "health";

@@ -129,7 +129,34 @@ TEST(Messages, LengthOverFieldLimit) {
   internal::PutU32(p.data(), kMaxSecretValue + 1);
   std::string payload = std::string("\0\0\0\x01" "a", 5) + p;
   EXPECT_THAT(DecodeMessage(Frame(FrameType::kSecret, 0, payload)),
-              StatusIs(kInvalid, HasSubstr("Secret.value: length 65537 exceeds limit 65536")));
+              StatusIs(kInvalid, HasSubstr("Secret.value: length 512001 exceeds limit 512000")));
+}
+
+// BuildKit accepts secrets up to 500 KiB (a CA bundle of 256 KiB is common): exactly the
+// limit goes through encode, one frame, the decoder and decode; one byte more is refused on
+// both sides.
+TEST(Messages, SecretAtBuildKitsLimitRoundTripsAndOneByteMoreIsRefused) {
+  EXPECT_EQ(kMaxSecretValue, 512000u);
+  std::string value(kMaxSecretValue, '\0');
+  for (size_t i = 0; i < value.size(); ++i) value[i] = static_cast<char>(i * 7 + 1);
+  const Secret big{std::string(kMaxIdentifierLength, 'i'), value};
+  ASSERT_OK_AND_ASSIGN(Frame f, EncodeMessage(big));
+  const std::string wire = EncodeFrame(f);
+  FrameDecoder decoder;
+  decoder.Feed(wire);
+  ASSERT_OK_AND_ASSIGN(std::optional<Frame> back, decoder.Next());
+  ASSERT_TRUE(back.has_value());
+  ASSERT_OK_AND_ASSIGN(Secret got, DecodeAs<Secret>(*back));
+  EXPECT_TRUE(got == big);
+
+  EXPECT_THAT(EncodeMessage(Secret{"a", std::string(kMaxSecretValue + 1, 'x')}),
+              StatusIs(kInvalid, HasSubstr("Secret.value")));
+  Frame over = f;  // the same frame with one more value byte, as a peer could send it
+  over.payload = std::string("\0\0\0\x01" "a", 5);
+  std::string len(4, '\0');
+  internal::PutU32(len.data(), kMaxSecretValue + 1);
+  over.payload += len + std::string(kMaxSecretValue + 1, 'x');
+  EXPECT_THAT(DecodeMessage(over), StatusIs(kInvalid, HasSubstr("exceeds limit 512000")));
 }
 
 TEST(Messages, ListCountThatCannotFit) {
@@ -168,7 +195,7 @@ TEST(Messages, SecretIdRules) {
   EXPECT_THAT(EncodeMessage(Secret{std::string(129, 'a'), "v"}),
               StatusIs(kInvalid, HasSubstr("129 bytes exceeds limit 128")));
   EXPECT_THAT(EncodeMessage(Secret{"id", std::string(kMaxSecretValue + 1, 'v')}),
-              StatusIs(kInvalid, HasSubstr("Secret.value: length 65537 exceeds limit")));
+              StatusIs(kInvalid, HasSubstr("Secret.value: length 512001 exceeds limit")));
   EXPECT_OK(EncodeMessage(Secret{std::string(128, 'a'), std::string(kMaxSecretValue, 'v')}));
 }
 

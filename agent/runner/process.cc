@@ -4,9 +4,11 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -55,9 +57,7 @@ absl::StatusOr<Subprocess> Subprocess::Spawn(const SpawnOptions& options) {
   pid_t pid = fork();
   if (pid == 0) {
     setpgid(0, 0);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
+    ResetSignalsInChild();
     dup2(devnull, 0);
     if (out_w >= 0) {
       dup2(out_w, 1);
@@ -150,6 +150,30 @@ int Subprocess::Stop(absl::Duration grace) {
     Wait(absl::InfiniteFuture()).IgnoreError();
   }
   return status_.value_or(0);
+}
+
+void ResetSignalsInChild() {
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof(dfl));
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    if (sigaction(sig, &dfl, nullptr) != 0) {
+      // glibc refuses the two real-time signals it reserves (32, 33) with EINVAL, yet an
+      // inherited SIG_IGN of them survives exec too: reset them through the kernel.
+      struct {
+        void* handler;
+        unsigned long flags;
+        void* restorer;
+        uint64_t mask;
+      } kernel_dfl = {nullptr, 0, nullptr, 0};  // SIG_DFL is 0
+      syscall(SYS_rt_sigaction, sig, &kernel_dfl, nullptr, sizeof(uint64_t));
+    }
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
 }
 
 std::string DescribeWaitStatus(int status) {

@@ -5,7 +5,8 @@
 // docker CLI). fork + execve of an absolute path with an explicit environment (PATH is never
 // searched for the program), stdin from /dev/null, stdout+stderr either appended to a log file
 // or sent to a pipe the caller reads. Each child leads its own process group, so Kill()
-// reaches its helpers too. The destructor kills (SIGKILL) and reaps a child still running.
+// reaches its helpers too, and starts with default signal dispositions and an empty signal
+// mask (ResetSignalsInChild), whatever the agent ignores or blocks. The destructor kills (SIGKILL) and reaps a child still running.
 //
 // Example:
 //
@@ -68,6 +69,11 @@ class Subprocess {
   int out_fd_ = -1;
   std::optional<int> status_;
 };
+
+// ResetSignalsInChild(): for a child between fork and exec (async-signal-safe calls only):
+// every signal's disposition back to SIG_DFL (an ignored signal, e.g. the agent's SIG_IGN of
+// SIGPIPE, would otherwise stay ignored across exec) and an empty signal mask.
+void ResetSignalsInChild();
 
 // DescribeWaitStatus(status): "exit status 1", "killed by signal 9".
 std::string DescribeWaitStatus(int status);
