@@ -6,6 +6,10 @@ where no test.xml says more: a target Bazel SKIPPED (incompatible with this host
 skipped; a target that FAILED/TIMEOUT/NO STATUS/failed to build without cases is one failed.
 A SKIPPED target is printed with the reason: its `requires-*` tags (from `bazel query`)
 looked up in @kiln_host's skip_reasons.txt (--skip-reasons; third_party/host.bzl writes it).
+Several runs may be summed (e.g. the README's `bazel test //...` and a sanitizer run of the unit
+tests): give `--bazel-log LOG --testlogs DIR` once per run, in the same order; a run's label
+(`--run-name`, same order; default: none for the first, "run N" after) is printed with its
+targets' problems.
 Exit code: 0 when nothing failed, 1 otherwise.
 """
 import argparse
@@ -74,43 +78,67 @@ def skip_reason(label, reasons, bazel):
     return "; ".join(why) if why else "incompatible with this host"
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--bazel-log", required=True)
-    ap.add_argument("--testlogs", default="bazel-testlogs")
-    ap.add_argument("--skip-reasons", default="", help="@kiln_host's skip_reasons.txt")
-    ap.add_argument("--bazel", default="bazel", help="bazel binary for the tag query")
-    a = ap.parse_args()
+def read_statuses(path):
+    """{label: status} from a bazel test log; {} (and a message) if unreadable."""
     statuses = {}
     try:
-        with open(a.bazel_log, errors="replace") as fh:
+        with open(path, errors="replace") as fh:
             for line in fh:
                 m = STATUS_RE.match(line.strip())
                 if m:
                     statuses[m.group(1)] = m.group(2)
     except OSError as e:
-        print(f"test_summary: cannot read {a.bazel_log}: {e}", file=sys.stderr)
-    reasons = read_reasons(a.skip_reasons) if a.skip_reasons else {}
+        print(f"test_summary: cannot read {path}: {e}", file=sys.stderr)
+    return statuses
+
+
+def summarize(statuses, testlogs, reasons, bazel, run_name):
+    """(passed, failed, skipped) test cases of one run; prints each problem target."""
+    tag = f" [{run_name}]" if run_name else ""
     passed = failed = skipped = 0
     for label, status in sorted(statuses.items()):
         counts = None
         if status in ("PASSED", "FAILED", "FLAKY", "TIMEOUT"):
-            counts = count_xml(target_xml(a.testlogs, label))
+            counts = count_xml(target_xml(testlogs, label))
         if status == "SKIPPED":
             skipped += 1
-            print(f"test_summary: SKIPPED {label}: {skip_reason(label, reasons, a.bazel)}")
+            print(f"test_summary: SKIPPED {label}{tag}: {skip_reason(label, reasons, bazel)}")
         elif counts is not None and status in ("PASSED", "FLAKY"):
             passed += counts[0]; failed += counts[1]; skipped += counts[2]
         elif counts is not None:
             passed += counts[0]; failed += max(counts[1], 1); skipped += counts[2]
+            print(f"test_summary: {status} {label}{tag}")
         elif status in ("PASSED", "FLAKY"):
             passed += 1
         else:
             failed += 1
-            print(f"test_summary: {status} {label}")
-    if not statuses:
-        print("test_summary: no test results found in the bazel log", file=sys.stderr)
-        failed += 1
+            print(f"test_summary: {status} {label}{tag}")
+    return passed, failed, skipped
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--bazel-log", required=True, action="append")
+    ap.add_argument("--testlogs", action="append")
+    ap.add_argument("--run-name", action="append")
+    ap.add_argument("--skip-reasons", default="", help="@kiln_host's skip_reasons.txt")
+    ap.add_argument("--bazel", default="bazel", help="bazel binary for the tag query")
+    a = ap.parse_args()
+    testlogs = a.testlogs or []
+    names = a.run_name or []
+    reasons = read_reasons(a.skip_reasons) if a.skip_reasons else {}
+    passed = failed = skipped = 0
+    for i, log in enumerate(a.bazel_log):
+        logs_dir = testlogs[i] if i < len(testlogs) else "bazel-testlogs"
+        name = names[i] if i < len(names) else ("" if i == 0 else f"run {i + 1}")
+        statuses = read_statuses(log)
+        if not statuses:
+            print(f"test_summary: no test results found in {log}" + (f" [{name}]" if name else ""),
+                  file=sys.stderr)
+            failed += 1
+            continue
+        p, f, s = summarize(statuses, logs_dir, reasons, a.bazel, name)
+        passed += p; failed += f; skipped += s
     print(f"{passed} passed, {failed} failed, {skipped} skipped")
     return 0 if failed == 0 else 1
 
