@@ -1,16 +1,33 @@
 // File: harness/console.cc
 #include "harness/console.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <algorithm>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "third_party/absl_ext/posix_error.h"
 
 namespace kiln::harness {
 namespace {
+
+// Keep(list, item, r): appends unless the list is full (counted in r.dropped_records).
+template <typename T>
+void Keep(std::vector<T>& list, T item, ConsoleResult& r) {
+  if (list.size() >= kMaxConsoleRecords) {
+    ++r.dropped_records;
+    return;
+  }
+  list.push_back(std::move(item));
+}
 
 // Field(text, key): the value of the whitespace-separated token `key=<value>` in `text`.
 std::optional<absl::string_view> Field(absl::string_view text, absl::string_view key) {
@@ -56,7 +73,7 @@ void ParseInitLine(absl::string_view marker, ConsoleResult& r) {
   absl::string_view word = kw.first, args = kw.second;
   bool ok = false;
   if (absl::StartsWith(word, "step=")) {
-    r.steps.push_back(std::string(word.substr(5)));
+    Keep(r.steps, std::string(word.substr(5)), r);
     ok = word.size() > 5;
   } else if (word == "ready") {
     r.ready = true;
@@ -76,12 +93,12 @@ void ParseInitLine(absl::string_view marker, ConsoleResult& r) {
       if (word == "fatal") {
         if (!r.fatal) r.fatal = std::move(*p);
       } else {
-        r.warnings.push_back(std::move(*p));
+        Keep(r.warnings, std::move(*p), r);
       }
       ok = true;
     }
   }
-  if (!ok) r.malformed_lines.push_back(std::string(marker));
+  if (!ok) Keep(r.malformed_lines, std::string(marker), r);
 }
 
 void ParseCheckLine(absl::string_view marker, ConsoleResult& r) {
@@ -90,13 +107,107 @@ void ParseCheckLine(absl::string_view marker, ConsoleResult& r) {
       absl::StrSplit(rest, absl::MaxSplits(' ', 1));
   absl::string_view name = absl::StripAsciiWhitespace(nv.first);
   if (name.empty()) {
-    r.malformed_lines.push_back(std::string(marker));
+    Keep(r.malformed_lines, std::string(marker), r);
     return;
   }
-  r.checks.push_back({std::string(name), std::string(absl::StripTrailingAsciiWhitespace(nv.second))});
+  Keep(r.checks,
+       CheckLine{std::string(name), std::string(absl::StripTrailingAsciiWhitespace(nv.second))},
+       r);
+}
+
+// ParseKilledProcess(rest): "<pid> (<name>) ..." after "Killed process ".
+OomKill ParseKilledProcess(absl::string_view rest) {
+  OomKill k;
+  size_t digits = 0;
+  while (digits < rest.size() && absl::ascii_isdigit(static_cast<unsigned char>(rest[digits]))) {
+    ++digits;
+  }
+  (void)absl::SimpleAtoi(rest.substr(0, digits), &k.pid);
+  rest.remove_prefix(digits);
+  if (absl::ConsumePrefix(&rest, " (")) {
+    const size_t close = rest.find(')');
+    k.process = std::string(rest.substr(0, close));
+  }
+  return k;
+}
+
+// ParseOomLine(line, r): the OOM killer's lines (OomKill). Returns whether it was one.
+bool ParseOomLine(absl::string_view line, ConsoleResult& r, bool& last_is_summary) {
+  constexpr absl::string_view kKilled = "Killed process ";
+  if (size_t k = line.find(kKilled); k != absl::string_view::npos &&
+                                     (absl::StrContains(line, "Out of memory: ") ||
+                                      absl::StrContains(line, "Memory cgroup out of memory: "))) {
+    OomKill kill = ParseKilledProcess(line.substr(k + kKilled.size()));
+    kill.memcg = absl::StrContains(line, "Memory cgroup out of memory: ");
+    kill.line = std::string(line);
+    if (last_is_summary && !r.oom_kills.empty() && r.oom_kills.back().pid == kill.pid) {
+      r.oom_kills.back() = std::move(kill);  // the summary's kill, now with its Killed line
+    } else {
+      Keep(r.oom_kills, std::move(kill), r);
+    }
+    last_is_summary = false;
+    return true;
+  }
+  if (size_t p = line.find("oom-kill:"); p != absl::string_view::npos) {
+    OomKill kill;
+    for (absl::string_view kv : absl::StrSplit(line.substr(p + 9), ',')) {
+      if (absl::ConsumePrefix(&kv, "task=")) kill.process = std::string(kv);
+      if (absl::ConsumePrefix(&kv, "pid=")) (void)absl::SimpleAtoi(kv, &kill.pid);
+      if (absl::StartsWith(kv, "oom_memcg=") || kv == "constraint=CONSTRAINT_MEMCG") {
+        kill.memcg = true;
+      }
+    }
+    kill.line = std::string(line);
+    const size_t before = r.oom_kills.size();
+    Keep(r.oom_kills, std::move(kill), r);
+    last_is_summary = r.oom_kills.size() > before;
+    return true;
+  }
+  if (absl::StrContains(line, "Out of memory and no killable processes")) {
+    OomKill kill;
+    kill.line = std::string(line);
+    Keep(r.oom_kills, std::move(kill), r);
+    last_is_summary = false;
+    return true;
+  }
+  return false;
 }
 
 }  // namespace
+
+bool ConsoleResult::GuestOutOfMemory() const {
+  for (const OomKill& k : oom_kills) {
+    if (!k.memcg) return true;
+  }
+  return false;
+}
+
+std::string ConsoleResult::OomKilledProcesses(bool memcg) const {
+  std::vector<std::string> names;
+  for (const OomKill& k : oom_kills) {
+    if (k.memcg != memcg) continue;
+    if (k.process.empty()) {
+      names.push_back("no killable process");
+    } else {
+      names.push_back(k.pid > 0 ? absl::StrCat(k.process, " (pid ", k.pid, ")") : k.process);
+    }
+  }
+  return absl::StrJoin(names, ", ");
+}
+
+std::string GuestOomMessage(const ConsoleResult& console, int memory_mib,
+                            absl::string_view memory_flag) {
+  if (console.GuestOutOfMemory()) {
+    return absl::StrCat("guest out of memory (OOM killer killed ", console.OomKilledProcesses(),
+                        "); the VM had ", memory_mib, " MiB; raise ", memory_flag);
+  }
+  if (!console.oom_kills.empty()) {
+    return absl::StrCat("a memory cgroup limit in the guest was hit (OOM killer killed ",
+                        console.OomKilledProcesses(/*memcg=*/true), "); the VM had ",
+                        memory_mib, " MiB");
+  }
+  return "";
+}
 
 std::optional<std::string> ConsoleResult::Check(absl::string_view name) const {
   for (auto it = checks.rbegin(); it != checks.rend(); ++it) {
@@ -113,35 +224,117 @@ std::vector<std::string> ConsoleResult::CheckAll(absl::string_view name) const {
   return out;
 }
 
-ConsoleResult ParseConsole(absl::string_view log) {
-  ConsoleResult r;
-  // Only complete lines: drop an unterminated tail.
-  size_t last_nl = log.rfind('\n');
-  log = last_nl == absl::string_view::npos ? absl::string_view() : log.substr(0, last_nl + 1);
-  for (absl::string_view line : absl::StrSplit(log, '\n')) {
-    while (!line.empty() && (line.back() == '\r' || line.back() == '\0')) line.remove_suffix(1);
-    if (line.empty()) continue;
-    if (size_t p = line.find(kInitPrefix); p != absl::string_view::npos) {
-      ParseInitLine(line.substr(p), r);
-      continue;
+void ConsoleParser::Line(absl::string_view line) {
+  ConsoleResult& r = result_;
+  while (!line.empty() && (line.back() == '\r' || line.back() == '\0')) line.remove_suffix(1);
+  if (line.empty()) return;
+  if (size_t p = line.find(kInitPrefix); p != absl::string_view::npos) {
+    ParseInitLine(line.substr(p), r);
+    return;
+  }
+  if (size_t p = line.find(kCheckPrefix); p != absl::string_view::npos) {
+    ParseCheckLine(line.substr(p), r);
+    return;
+  }
+  if (r.kernel_version.empty()) {
+    if (size_t p = line.find("Linux version "); p != absl::string_view::npos) {
+      absl::string_view v = line.substr(p + 14);
+      r.kernel_version = std::string(v.substr(0, v.find(' ')));
     }
-    if (size_t p = line.find(kCheckPrefix); p != absl::string_view::npos) {
-      ParseCheckLine(line.substr(p), r);
-      continue;
-    }
-    if (r.kernel_version.empty()) {
-      if (size_t p = line.find("Linux version "); p != absl::string_view::npos) {
-        absl::string_view v = line.substr(p + 14);
-        r.kernel_version = std::string(v.substr(0, v.find(' ')));
+  }
+  if (ParseOomLine(line, r, last_is_oom_summary_)) return;
+  bool lockup = absl::StrContains(line, "watchdog: BUG: soft lockup");
+  bool panic = absl::StrContains(line, "Kernel panic");
+  if ((lockup || panic) && r.stuck_line.empty()) r.stuck_line = std::string(line);
+  r.soft_lockup |= lockup;
+  r.kernel_panic |= panic;
+}
+
+void ConsoleParser::Feed(absl::string_view bytes) {
+  while (!bytes.empty()) {
+    const size_t nl = bytes.find('\n');
+    const absl::string_view piece = bytes.substr(0, nl);  // up to the newline (or all)
+    if (!skipping_) {
+      const size_t room = kMaxConsoleLineBytes - partial_.size();
+      partial_.append(piece.data(), std::min(room, piece.size()));
+      if (piece.size() > room) {
+        ++result_.long_lines;
+        skipping_ = true;
       }
     }
-    bool lockup = absl::StrContains(line, "watchdog: BUG: soft lockup");
-    bool panic = absl::StrContains(line, "Kernel panic");
-    if ((lockup || panic) && r.stuck_line.empty()) r.stuck_line = std::string(line);
-    r.soft_lockup |= lockup;
-    r.kernel_panic |= panic;
+    if (nl == absl::string_view::npos) return;  // the line goes on in a later Feed
+    Line(partial_);
+    partial_.clear();
+    skipping_ = false;
+    bytes.remove_prefix(nl + 1);
   }
-  return r;
+}
+
+ConsoleResult ParseConsole(absl::string_view log) {
+  ConsoleParser p;
+  p.Feed(log);
+  return p.result();
+}
+
+SerialLogFollower::SerialLogFollower(std::string path, SerialLogLimits limits)
+    : path_(std::move(path)), limits_(limits) {}
+
+absl::Status SerialLogFollower::Poll() {
+  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return PosixError(errno, "open serial log", path_);
+  }
+  char buf[64 << 10];
+  uint64_t this_poll = 0;
+  absl::Status status;
+  while (this_poll < limits_.max_read_per_poll) {
+    const size_t want =
+        static_cast<size_t>(std::min<uint64_t>(sizeof(buf), limits_.max_read_per_poll - this_poll));
+    const ssize_t n = ::pread(fd, buf, want, static_cast<off_t>(offset_));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      status = PosixError(errno, "read serial log", path_);
+      break;
+    }
+    if (n == 0) break;
+    absl::string_view got(buf, static_cast<size_t>(n));
+    offset_ += got.size();
+    this_poll += got.size();
+    parser_.Feed(got);
+    if (head_.size() < limits_.head_bytes) {
+      const size_t take = std::min(limits_.head_bytes - head_.size(), got.size());
+      head_.append(got.data(), take);
+      got.remove_prefix(take);
+    }
+    tail_.append(got.data(), got.size());
+    if (tail_.size() > 2 * limits_.tail_bytes) tail_.erase(0, tail_.size() - limits_.tail_bytes);
+  }
+  ::close(fd);
+  return status;
+}
+
+absl::Status SerialLogFollower::PollToEnd() {
+  while (true) {
+    const uint64_t before = offset_;
+    if (absl::Status s = Poll(); !s.ok()) return s;
+    if (offset_ == before) return absl::OkStatus();
+  }
+}
+
+std::string SerialLogFollower::Text() const {
+  if (!truncated()) return head_ + tail_;
+  const absl::string_view tail = absl::string_view(tail_).substr(
+      tail_.size() > limits_.tail_bytes ? tail_.size() - limits_.tail_bytes : 0);
+  return absl::StrCat(head_, "\n[kiln: ", offset_ - head_.size() - tail.size(),
+                      " bytes of the serial log not kept (host cap: first ",
+                      limits_.head_bytes, " + last ", limits_.tail_bytes, " bytes)]\n", tail);
+}
+
+std::string SerialLogFollower::Tail(int max_lines) const {
+  if (offset_ > head_.size() + tail_.size()) return LogTail(tail_, max_lines);  // trimmed
+  if (tail_.empty()) return LogTail(head_, max_lines);
+  return LogTail(head_ + tail_, max_lines);
 }
 
 std::string LogTail(absl::string_view log, int max_lines) {

@@ -15,13 +15,6 @@
 namespace kiln::harness {
 namespace {
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 bool CopyFile(const std::string& from, const std::string& to) {
   std::ifstream in(from, std::ios::binary);
   if (!in) return false;
@@ -100,11 +93,13 @@ absl::StatusOr<VmFactory::Attempt> VmFactory::RunOnce(const VmConfig& config) {
   ASSIGN_OR_RETURN(Vm * vm, Boot(config));
   Attempt a;
   a.result.vm_id = config.id;
+  SerialLogFollower serial(vm->serial_log_path());
   bool ended = false;
   while (true) {
     bool exited = vm->Exited();
-    a.result.console = ParseConsole(ReadAll(vm->serial_log_path()));
-    if (a.result.console.HasEndMarker()) {
+    (void)serial.Poll();  // a read error: judged on what was read, the deadline still holds
+    const ConsoleResult& console = serial.console();
+    if (console.HasEndMarker()) {
       ended = true;
       if (!exited) {
         absl::StatusOr<VmExit> e = vm->Wait(options_.poweroff_grace);
@@ -113,7 +108,7 @@ absl::StatusOr<VmFactory::Attempt> VmFactory::RunOnce(const VmConfig& config) {
       break;
     }
     if (exited) break;
-    if (a.result.console.Stuck()) {
+    if (console.Stuck()) {
       // panic=-1 + -no-reboot: QEMU exits by itself in a moment; do not wait for long.
       if (!vm->Wait(absl::Seconds(5)).ok()) vm->Kill();
       break;
@@ -127,14 +122,20 @@ absl::StatusOr<VmFactory::Attempt> VmFactory::RunOnce(const VmConfig& config) {
   vm->Kill();  // no-op if it has exited; reaps and cleans up otherwise
   absl::StatusOr<VmExit> e = vm->Wait(absl::ZeroDuration());
   if (e.ok()) a.result.exit = *e;
-  a.result.serial_log = ReadAll(vm->serial_log_path());
-  a.result.console = ParseConsole(a.result.serial_log);
+  (void)serial.PollToEnd();
+  a.result.serial_log = serial.Text();
+  a.result.console = serial.console();
+  a.result.oom = GuestOomMessage(a.result.console, config.memory_mib, options_.memory_flag);
   ended = ended || a.result.console.HasEndMarker();
   a.result.saved_log_dir = SaveLogs(*vm);
   a.result.duration = absl::Now() - start;
   a.stuck = a.result.console.Stuck();
   if (!ended) {
-    if (a.result.exit.kind == VmExit::Kind::kDeadline) {
+    if (!a.result.oom.empty()) {
+      a.code = absl::StatusCode::kResourceExhausted;
+      a.failure = a.result.oom;
+      a.stuck = false;  // out of memory, not stuck: a retry would run out again
+    } else if (a.result.exit.kind == VmExit::Kind::kDeadline) {
       a.code = absl::StatusCode::kDeadlineExceeded;
       a.failure = absl::StrCat("deadline of ", absl::FormatDuration(config.deadline),
                                " passed without an end marker");

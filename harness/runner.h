@@ -7,12 +7,15 @@
 // every scenario:
 //
 //   1. boot the VM (work dir <work_root>/<vm-id>);
-//   2. poll the serial log (every 100 ms) in a loop bounded by the VM's deadline until init
+//   2. follow the serial log (SerialLogFollower: every 100 ms, only the new bytes) in a loop bounded by the VM's deadline until init
 //      prints its end marker (`KILN-INIT: exit ...` or `KILN-INIT: fatal ...`), the VMM exits,
 //      or the guest kernel shows a soft lockup / panic;
 //   3. after the end marker, give the guest `poweroff_grace` to power off, then kill the VMM;
 //   4. a soft lockup or panic without an end marker: retry once (as <vm-id>-retry1), and
-//      report that it happened (RunResult::retry_reason);
+//      report that it happened (RunResult::retry_reason) -- unless the kernel's OOM killer
+//      killed a process first: a guest out of memory is reported as that (ResourceExhausted,
+//      naming the killed process, the VM's memory and RunOptions::memory_flag) and not
+//      retried (it would run out again);
 //   5. copy the serial log and the VMM log to <output_dir>/<vm-id>/ (always);
 //   6. no end marker at all: an error whose message has the reason and the log tail.
 //
@@ -43,7 +46,11 @@ struct RunResult {
   VmExit exit;                  // how its VMM ended
   int attempts = 1;             // 2 if it was retried
   std::string retry_reason;     // why the first attempt was retried; empty if not retried
-  std::string serial_log;       // the whole serial log text
+  // serial_log: the serial log text (its first and last 2 MiB if longer: SerialLogFollower);
+  // the parse in `console` covers all of it.
+  std::string serial_log;
+  // oom: GuestOomMessage of the reported attempt ("" if the OOM killer never ran).
+  std::string oom;
   std::string saved_log_dir;    // where the logs were copied; empty if nowhere
   absl::Duration duration;      // wall time of all attempts
 };
@@ -56,6 +63,8 @@ struct RunOptions {
   bool retry_on_stuck = true;
   // poll_interval: how often the serial log is read.
   absl::Duration poll_interval = absl::Milliseconds(100);
+  // memory_flag: what the out-of-memory message tells the user to raise.
+  std::string memory_flag = "--memory_mib";
 };
 
 // OutputDirFromEnv(): $TEST_UNDECLARED_OUTPUTS_DIR, or "" if unset (logs stay in work dirs).
@@ -79,9 +88,10 @@ class VmFactory {
 
   // Run(config): the steps in the file comment. Returns the RunResult when the guest printed
   // its end marker (whatever it says: a `fatal` is a result, not an error). Errors: those of
-  // Boot; DeadlineExceeded if the deadline passed without an end marker; Aborted if the VMM
-  // exited (or the guest got stuck, twice) without one. Error messages end with the serial
-  // log tail.
+  // Boot; ResourceExhausted "guest out of memory (OOM killer killed <p>); the VM had N MiB;
+  // raise <memory_flag>" if there is no end marker and the OOM killer ran (never retried);
+  // DeadlineExceeded if the deadline passed without an end marker; Aborted if the VMM exited
+  // (or the guest got stuck, twice) without one. Error messages end with the serial log tail.
   absl::StatusOr<RunResult> Run(const VmConfig& config);
 
   // Release(vm): detaches `vm` (Vm::Detach: it keeps running after KillAll, the destructor

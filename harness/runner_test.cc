@@ -214,6 +214,25 @@ TEST_F(RunnerTest, SoftLockupTwiceFails) {
   EXPECT_EQ(state_.booted_ids.size(), 2u);
 }
 
+// A guest whose OOM killer took containerd and which then locked up (the real kernel text,
+// testdata/builder-oom-lockup.serial.log) is out of memory: reported as that, not retried.
+TEST_F(RunnerTest, OutOfMemoryIsNamedAndNotRetried) {
+  const std::string log = Slurp(absl::StrCat(std::getenv("TEST_SRCDIR"), "/",
+                                             std::getenv("TEST_WORKSPACE"),
+                                             "/harness/testdata/builder-oom-lockup.serial.log"));
+  ASSERT_THAT(log, HasSubstr("Out of memory: Killed process"));
+  state_.script.push_back({log, true});
+  state_.script.push_back({kGood, true});
+  VmConfig c = Config();
+  c.memory_mib = 80;
+  EXPECT_THAT(factory_->Run(c),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       AllOf(HasSubstr("guest out of memory (OOM killer killed containerd (pid "
+                                       "231)); the VM had 80 MiB; raise --memory_mib"),
+                             ::testing::Not(HasSubstr("after a retry")))));
+  EXPECT_THAT(state_.booted_ids, ::testing::ElementsAre("vm1"));
+}
+
 TEST_F(RunnerTest, NoRetryWhenDisabled) {
   RunOptions options;
   options.retry_on_stuck = false;
