@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "absl/cleanup/cleanup.h"
@@ -50,13 +51,68 @@ size_t ReadBody(char* buf, size_t size, size_t nitems, void* userdata) {
   return got;
 }
 
+// Abort: why a callback stopped the transfer (mapped to a Status after curl returns).
+enum class Abort { kNone, kBodyTooLarge, kHeadersTooLarge, kStalled, kTooSlow };
+
+// ResponseState: what the write, header and progress callbacks share for one request.
+struct ResponseState {
+  HttpResponse* resp;
+  int64_t max_body = 0;
+  int64_t header_bytes = 0;
+  Abort abort = Abort::kNone;
+  // Progress (bytes sent + received) and the clock, for the stall and rate checks.
+  std::chrono::steady_clock::time_point start;
+  std::chrono::steady_clock::time_point last_change;
+  int64_t last_bytes = 0;
+  int64_t stall_ms = 0;
+  int64_t min_bytes_per_s = 0;
+};
+
 size_t WriteBody(char* ptr, size_t size, size_t nmemb, void* userdata) {
-  static_cast<std::string*>(userdata)->append(ptr, size * nmemb);
-  return size * nmemb;
+  auto* st = static_cast<ResponseState*>(userdata);
+  const size_t n = size * nmemb;
+  if (static_cast<int64_t>(st->resp->body.size() + n) > st->max_body) {
+    st->abort = Abort::kBodyTooLarge;
+    return 0;  // != n: curl aborts with CURLE_WRITE_ERROR
+  }
+  st->resp->body.append(ptr, n);
+  return n;
+}
+
+int Progress(void* userdata, curl_off_t /*dltotal*/, curl_off_t dlnow, curl_off_t /*ultotal*/,
+             curl_off_t ulnow) {
+  auto* st = static_cast<ResponseState*>(userdata);
+  const auto now = std::chrono::steady_clock::now();
+  const int64_t bytes = static_cast<int64_t>(dlnow) + static_cast<int64_t>(ulnow);
+  if (bytes != st->last_bytes) {
+    st->last_bytes = bytes;
+    st->last_change = now;
+    return 0;
+  }
+  auto ms = [](auto d) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  };
+  if (st->stall_ms > 0 && ms(now - st->last_change) >= st->stall_ms) {
+    st->abort = Abort::kStalled;
+    return 1;
+  }
+  const int64_t elapsed_ms = ms(now - st->start);
+  if (st->stall_ms > 0 && st->min_bytes_per_s > 0 && elapsed_ms >= st->stall_ms &&
+      bytes * 1000 < st->min_bytes_per_s * elapsed_ms) {
+    st->abort = Abort::kTooSlow;
+    return 1;
+  }
+  return 0;
 }
 
 size_t WriteHeader(char* buffer, size_t size, size_t nitems, void* userdata) {
-  auto* resp = static_cast<HttpResponse*>(userdata);
+  auto* st = static_cast<ResponseState*>(userdata);
+  HttpResponse* resp = st->resp;
+  st->header_bytes += static_cast<int64_t>(size * nitems);
+  if (st->header_bytes > kMaxResponseHeaderBytes) {
+    st->abort = Abort::kHeadersTooLarge;
+    return 0;
+  }
   absl::string_view line(buffer, size * nitems);
   if (absl::StartsWith(line, "HTTP/")) {
     resp->headers.clear();  // a new response (e.g. after 100 Continue)
@@ -85,7 +141,7 @@ std::vector<std::string> HttpResponse::Headers(absl::string_view name) const {
   return out;
 }
 
-CurlTransport::CurlTransport(TlsOptions tls) : tls_(std::move(tls)) {
+CurlTransport::CurlTransport(TransportOptions opts) : tls_(std::move(opts)) {
   static const bool kInit = [] { return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK; }();
   (void)kInit;
   curl_ = curl_easy_init();
@@ -110,16 +166,29 @@ absl::StatusOr<HttpResponse> CurlTransport::Do(const HttpRequest& req) {
     if (rs.fd >= 0) close(rs.fd);
   };
 
+  ResponseState st{&resp, req.max_response_bytes};
+  st.start = st.last_change = std::chrono::steady_clock::now();
+  st.stall_ms = tls_.stall_timeout_ms;
+  st.min_bytes_per_s = tls_.min_bytes_per_s;
+
   curl_easy_setopt(c, CURLOPT_URL, req.url.c_str());
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(tls_.connect_timeout_ms));
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(tls_.low_speed_timeout_s));
+  // Never follow a redirect (the registry client decides where requests go and which carry
+  // credentials), never re-send auth to another host, and speak only HTTP(S).
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(c, CURLOPT_UNRESTRICTED_AUTH, 0L);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_NETRC, static_cast<long>(CURL_NETRC_IGNORED));
   if (!tls_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, tls_.ca_file.c_str());
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, WriteHeader);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &resp);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &st);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteBody);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &resp.body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &st);
+  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, Progress);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &st);
 
   const bool has_body = rs.total > 0 || req.method == "PUT" || req.method == "PATCH";
   if (req.method == "HEAD") {
@@ -150,6 +219,30 @@ absl::StatusOr<HttpResponse> CurlTransport::Do(const HttpRequest& req) {
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
   CURLcode rc = curl_easy_perform(c);
   if (rs.read_errno != 0) return PosixError(rs.read_errno, "read", req.body_file);
+  const std::string what = absl::StrCat(req.method, " ", req.url);
+  switch (st.abort) {
+    case Abort::kNone:
+      break;
+    case Abort::kBodyTooLarge:
+      return absl::ResourceExhaustedError(
+          absl::StrCat(what, ": response body exceeds ", req.max_response_bytes,
+                       " bytes (the cap for this request); stopped reading"));
+    case Abort::kHeadersTooLarge:
+      return absl::ResourceExhaustedError(
+          absl::StrCat(what, ": response headers exceed ", kMaxResponseHeaderBytes,
+                       " bytes; stopped reading"));
+    case Abort::kStalled:
+      return absl::DeadlineExceededError(absl::StrCat(
+          what, ": nothing sent or received for ", tls_.stall_timeout_ms,
+          " ms (stall timeout); the server stopped responding"));
+    case Abort::kTooSlow:
+      return absl::DeadlineExceededError(absl::StrCat(
+          what, ": only ", st.last_bytes, " bytes moved in ",
+          std::chrono::duration_cast<std::chrono::milliseconds>(
+              std::chrono::steady_clock::now() - st.start)
+              .count(),
+          " ms (below ", tls_.min_bytes_per_s, " bytes/s); the server is too slow"));
+  }
   if (rc != CURLE_OK) {
     return absl::UnavailableError(absl::StrCat(req.method, " ", req.url, ": ",
                                                errbuf[0] ? errbuf : curl_easy_strerror(rc),

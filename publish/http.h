@@ -6,6 +6,19 @@
 // with libcurl, reusing connections (keep-alive) and streaming request bodies from a file
 // range so that large blobs are never held in memory. Tests substitute a fake transport.
 //
+// What CurlTransport bounds (so that a hostile or broken server cannot hold it forever or
+// fill memory):
+//   - response bodies: at most HttpRequest::max_response_bytes (default 1 MiB) are read into
+//     memory; one byte more aborts the request (ResourceExhausted);
+//   - response headers: at most kMaxResponseHeaderBytes (256 KiB) in total (ResourceExhausted);
+//   - time: connecting (TCP and TLS) within TransportOptions::connect_timeout_ms; after that, a
+//     request in which no byte moves in either direction for stall_timeout_ms, or whose average
+//     rate is below min_bytes_per_s once it has lasted stall_timeout_ms, is aborted
+//     (DeadlineExceeded);
+//   - redirects are never followed (a 3xx is returned as is, with its Location), and only the
+//     http and https protocols are enabled, so libcurl itself never sends a request, with or
+//     without credentials, to a URL the caller did not pass.
+//
 // Example:
 //
 //   CurlTransport http({.ca_file = "/tmp/ca.pem"});
@@ -28,6 +41,12 @@
 
 namespace kiln::publish {
 
+// kDefaultMaxResponseBytes: the response body cap of a request that does not set its own
+// (JSON errors, upload session replies, token responses): 1 MiB.
+inline constexpr int64_t kDefaultMaxResponseBytes = int64_t{1} << 20;
+// kMaxResponseHeaderBytes: the cap on the total size of a response's header lines: 256 KiB.
+inline constexpr int64_t kMaxResponseHeaderBytes = int64_t{256} << 10;
+
 // HttpRequest: one request. The body is `body`, or, when `body_file` is set, `body_length`
 // bytes of that file starting at `body_offset` (streamed, never loaded whole).
 struct HttpRequest {
@@ -40,6 +59,8 @@ struct HttpRequest {
   int64_t body_length = 0;   // bytes (used with body_file)
   // on_progress(bytes_sent_so_far): called while the body is being sent (may be empty).
   std::function<void(int64_t)> on_progress;
+  // max_response_bytes: the most response body bytes read into HttpResponse::body (bytes).
+  int64_t max_response_bytes = kDefaultMaxResponseBytes;
 };
 
 // HttpResponse: status code, headers (names lowercased; repeated names kept) and body.
@@ -54,28 +75,37 @@ struct HttpResponse {
   std::vector<std::string> Headers(absl::string_view name) const;
 };
 
-// HttpTransport: sends one request. Returns the response for any HTTP status (4xx/5xx are
+// HttpTransport: sends one request. Returns the response for any HTTP status (3xx/4xx/5xx are
 // not errors here). UnavailableError when no response was received (connection refused or
-// reset, timeout, TLS failure: the message says which and names the URL); InvalidArgumentError
-// for a malformed request (e.g. unreadable body file).
+// reset, connect timeout, TLS failure: the message says which and names the URL);
+// DeadlineExceededError when the request stalled or crawled (see TransportOptions);
+// ResourceExhaustedError when the response body exceeds req.max_response_bytes or its headers
+// kMaxResponseHeaderBytes; InvalidArgumentError for a malformed request (e.g. unreadable body
+// file).
 class HttpTransport {
  public:
   virtual ~HttpTransport() = default;
   virtual absl::StatusOr<HttpResponse> Do(const HttpRequest& req) = 0;
 };
 
-// TlsOptions: how CurlTransport verifies HTTPS peers.
-struct TlsOptions {
+// TransportOptions: how CurlTransport verifies HTTPS peers and how long it waits.
+struct TransportOptions {
   std::string ca_file;  // PEM CA bundle to trust instead of the system store ("" = system)
-  int64_t connect_timeout_ms = 10000;
-  int64_t low_speed_timeout_s = 60;  // abort when < 1 byte/s for this long
+  int64_t connect_timeout_ms = 10000;  // TCP connect + TLS handshake (ms)
+  // stall_timeout_ms: abort a request when no byte was sent or received for this long (ms):
+  // a server that accepts and never answers, or sends headers and then stops.
+  int64_t stall_timeout_ms = 60000;
+  // min_bytes_per_s: once a request has lasted stall_timeout_ms, abort it when its average
+  // rate (bytes sent + received per second since it started) is below this (0 = no floor): a
+  // server that trickles a byte now and then.
+  int64_t min_bytes_per_s = 1024;
 };
 
 // CurlTransport: HttpTransport over one libcurl easy handle (connections are reused). Not
 // thread-safe: one request at a time.
 class CurlTransport : public HttpTransport {
  public:
-  explicit CurlTransport(TlsOptions tls);
+  explicit CurlTransport(TransportOptions opts);
   ~CurlTransport() override;
   CurlTransport(const CurlTransport&) = delete;
   CurlTransport& operator=(const CurlTransport&) = delete;
@@ -83,7 +113,7 @@ class CurlTransport : public HttpTransport {
   absl::StatusOr<HttpResponse> Do(const HttpRequest& req) override;
 
  private:
-  TlsOptions tls_;
+  TransportOptions tls_;
   void* curl_;  // CURL*
 };
 

@@ -72,11 +72,14 @@ Publishes the builder OCI image under an immutable semver version.
   --retries N            attempts per request (default 5)
   --retry-base-ms MS     first backoff delay (default 200, doubling, max 5000)
   --chunk-bytes N        PATCH chunk size (default 16777216)
+  --stall-timeout-s S    fail a request in which nothing moves for S seconds, or that
+                         averages under 1 KiB/s after S seconds (default 60)
   --help                 this text
 
 Exit codes: 0 published or already published (no-op), 1 internal error, 2 usage or bad
 version or bad input image, 3 refused by the version policy, 4 authentication failed,
-5 registry or network failure (also a registry breaking the protocol).
+5 registry or network failure (also a registry breaking the protocol, stalling,
+sending more than the caps, or pointing kiln at another origin).
 SOURCE_DATE_EPOCH sets org.opencontainers.image.created (default: the commit time, else 0).
 )";
 
@@ -87,7 +90,7 @@ struct Flags {
        plain_http = false, help = false;
   std::vector<std::string> mount_from;
   int retries = 5;
-  int64_t retry_base_ms = 200, chunk_bytes = 16 << 20;
+  int64_t retry_base_ms = 200, chunk_bytes = 16 << 20, stall_timeout_s = 60;
 };
 
 int Fail(int code, absl::string_view msg) {
@@ -162,6 +165,10 @@ std::optional<std::string> ParseFlags(int argc, char** argv, Flags* f) {
     } else if (a == "--chunk-bytes") {
       if (auto e = take_int(&f->chunk_bytes)) return e;
       if (f->chunk_bytes < 1) return "--chunk-bytes must be >= 1";
+    } else if (a == "--stall-timeout-s") {
+      if (auto e = take_int(&f->stall_timeout_s)) return e;
+      if (f->stall_timeout_s < 1 || f->stall_timeout_s > 3600)
+        return "--stall-timeout-s must be 1..3600";
     } else {
       return absl::StrCat("unknown argument \"", args[i], "\" (see --help)");
     }
@@ -181,6 +188,7 @@ int ExitCodeFor(const absl::Status& s) {
     case absl::StatusCode::kPermissionDenied: return kExitAuth;
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kResourceExhausted:
     case absl::StatusCode::kInternal:
     case absl::StatusCode::kAborted:
     case absl::StatusCode::kDataLoss: return kExitRegistry;
@@ -343,7 +351,8 @@ int Main(int argc, char** argv) {
         return Fail(kExitUsage, absl::StrCat("--docker-config ", cfg, ": cannot read"));
       }
     }
-    http.emplace(TlsOptions{.ca_file = f.ca_cert});
+    http.emplace(TransportOptions{.ca_file = f.ca_cert,
+                                  .stall_timeout_ms = f.stall_timeout_s * 1000});
     client.emplace(*ref, ro, &*http);
     if (absl::Status s = client->Ping(); !s.ok())
       return Fail(ExitCodeFor(s), absl::StrCat("registry ", ref->ToString(), ": ", s.message()));

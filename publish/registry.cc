@@ -155,7 +155,7 @@ Challenge ParseChallenge(absl::string_view header) {
 // ---------------------------------------------------------------------------------------------
 
 RegistryClient::RegistryClient(RegistryRef ref, RegistryOptions opts, HttpTransport* http)
-    : ref_(std::move(ref)), opts_(std::move(opts)), http_(http) {
+    : ref_(std::move(ref)), opts_(std::move(opts)), http_(http), origin_(OriginOf(BaseUrl())) {
   if (!opts_.sleep) opts_.sleep = [](absl::Duration d) { absl::SleepFor(d); };
   if (opts_.max_attempts < 1) opts_.max_attempts = 1;
   if (opts_.chunk_bytes < 1) opts_.chunk_bytes = 16 << 20;
@@ -165,11 +165,24 @@ std::string RegistryClient::BaseUrl() const {
   return absl::StrCat(opts_.use_tls ? "https://" : "http://", ref_.host);
 }
 
-std::string RegistryClient::Resolve(absl::string_view location) const {
-  if (absl::StartsWith(location, "http://") || absl::StartsWith(location, "https://"))
-    return std::string(location);
-  if (absl::StartsWith(location, "/")) return absl::StrCat(BaseUrl(), location);
-  return absl::StrCat(BaseUrl(), "/", location);
+absl::StatusOr<std::string> RegistryClient::FollowUrl(const HttpRequest& req,
+                                                      absl::string_view header,
+                                                      absl::string_view value) const {
+  if (!origin_.ok()) return origin_.status();
+  auto refuse = [&](absl::string_view why) {
+    return absl::InternalError(absl::StrCat(
+        "registry answered ", req.method, " ", req.url, " with ", header, " \"",
+        absl::CHexEscape(value), "\": ", why, "; refusing to follow it (kiln sends requests and ",
+        "credentials only to the registry's origin ", origin_->ToString(), ")"));
+  };
+  absl::StatusOr<std::string> url = ResolveReference(req.url, value);
+  if (!url.ok()) return refuse(url.status().message());
+  absl::StatusOr<Origin> o = OriginOf(*url);
+  if (!o.ok()) return refuse(o.status().message());
+  if (o->scheme == "http" && origin_->scheme == "https")
+    return refuse(absl::StrCat("it downgrades https to plain http (", o->ToString(), ")"));
+  if (*o != *origin_) return refuse(absl::StrCat("another origin (", o->ToString(), ")"));
+  return *url;
 }
 
 void RegistryClient::Sleep(int attempt, const HttpResponse* resp) {
@@ -194,6 +207,15 @@ absl::Status RegistryClient::HttpError(const HttpRequest& req, const HttpRespons
   }
   std::string msg = absl::StrCat(req.method, " ", req.url, " -> HTTP ", resp.status,
                                  detail.empty() ? "" : absl::StrCat(" (", detail, ")"));
+  if (resp.status >= 300 && resp.status < 400) {
+    std::string loc = resp.Header("location");
+    if (loc.empty()) return absl::InternalError(absl::StrCat(msg, ": a redirect without Location"));
+    absl::StatusOr<std::string> same = FollowUrl(req, "Location", loc);
+    if (!same.ok()) return same.status();
+    return absl::InternalError(absl::StrCat(msg, " to ", *same,
+                                            ": the registry redirected, kiln does not follow "
+                                            "redirects"));
+  }
   if (resp.status == 401) return absl::UnauthenticatedError(msg);
   if (resp.status == 403) return absl::PermissionDeniedError(msg);
   if (Retryable(resp.status))
@@ -226,6 +248,17 @@ absl::Status RegistryClient::Authenticate(const HttpResponse& resp) {
     auto realm = ch.params.find("realm");
     if (realm == ch.params.end())
       return absl::InternalError(absl::StrCat("Bearer challenge without realm: ", header));
+    // The credentials go only to the realm the registry named, and never in clear when the
+    // registry itself is on TLS.
+    absl::StatusOr<Origin> realm_origin = OriginOf(realm->second);
+    if (!realm_origin.ok())
+      return absl::UnauthenticatedError(absl::StrCat(
+          "registry ", ref_.host, " named a token realm kiln will not use: ",
+          realm_origin.status().message()));
+    if (opts_.use_tls && realm_origin->scheme != "https")
+      return absl::UnauthenticatedError(absl::StrCat(
+          "registry ", ref_.host, " (https) named the plain-http token realm ", realm->second,
+          ": refusing to send credentials or take a token over plain HTTP"));
     std::vector<std::string> scopes;
     if (ch.params.count("scope")) scopes.push_back(ch.params["scope"]);
     std::string mine = absl::StrCat("repository:", ref_.repository, ":pull,push");
@@ -235,6 +268,7 @@ absl::Status RegistryClient::Authenticate(const HttpResponse& resp) {
     HttpRequest treq;
     treq.method = "GET";
     treq.url = realm->second;
+    treq.max_response_bytes = kMaxTokenResponseBytes;
     std::vector<std::string> q;
     if (ch.params.count("service")) q.push_back("service=" + UrlEncode(ch.params["service"]));
     for (const std::string& s : scopes) q.push_back("scope=" + UrlEncode(s));
@@ -257,6 +291,10 @@ absl::Status RegistryClient::Authenticate(const HttpResponse& resp) {
       Sleep(attempt, tr.ok() ? &*tr : nullptr);
     }
     if (!tr.ok()) return tr.status();
+    if (tr->status >= 300 && tr->status < 400)
+      return absl::UnauthenticatedError(absl::StrCat(
+          "token endpoint ", realm->second, " redirected (HTTP ", tr->status,
+          "); kiln does not follow redirects with credentials"));
     if (tr->status == 401 || tr->status == 403)
       return absl::UnauthenticatedError(absl::StrCat(
           "token endpoint ", realm->second, " refused ",
@@ -282,6 +320,13 @@ absl::Status RegistryClient::Authenticate(const HttpResponse& resp) {
 }
 
 absl::StatusOr<HttpResponse> RegistryClient::SendOnce(HttpRequest& req) {
+  // Every URL is built from BaseUrl() or passed FollowUrl(); check again before anything
+  // (least of all credentials) leaves.
+  if (!origin_.ok()) return origin_.status();
+  absl::StatusOr<Origin> to = OriginOf(req.url);
+  if (!to.ok() || *to != *origin_)
+    return absl::InternalError(absl::StrCat("refusing to send ", req.method, " ", req.url,
+                                            ": not the registry's origin ", origin_->ToString()));
   for (int round = 0; round < 2; ++round) {
     HttpRequest r = req;
     if (!auth_header_.empty()) r.headers.push_back({"Authorization", auth_header_});
@@ -352,7 +397,7 @@ absl::StatusOr<bool> RegistryClient::MountBlob(absl::string_view digest, absl::s
     return true;
   }
   if (resp.status == 202 && !resp.Header("location").empty()) {
-    *upload_url = Resolve(resp.Header("location"));
+    ASSIGN_OR_RETURN(*upload_url, FollowUrl(req, "Location", resp.Header("location")));
     return false;
   }
   return HttpError(req, resp);
@@ -366,7 +411,7 @@ absl::Status RegistryClient::UploadBlob(const Descriptor& desc, const std::strin
                     .url = absl::StrCat(BaseUrl(), "/v2/", ref_.repository, "/blobs/uploads/")};
     ASSIGN_OR_RETURN(HttpResponse resp, Send(req));
     if (resp.status != 202 || resp.Header("location").empty()) return HttpError(req, resp);
-    upload_url = Resolve(resp.Header("location"));
+    ASSIGN_OR_RETURN(upload_url, FollowUrl(req, "Location", resp.Header("location")));
     return absl::OkStatus();
   };
   if (upload_url.empty()) RETURN_IF_ERROR(start());
@@ -388,9 +433,14 @@ absl::Status RegistryClient::UploadBlob(const Descriptor& desc, const std::strin
     if (r.ok() && r->status == 202) {
       offset += len;
       stats_.bytes_sent += len;
-      if (!r->Header("location").empty()) upload_url = Resolve(r->Header("location"));
+      if (!r->Header("location").empty()) {
+        ASSIGN_OR_RETURN(upload_url, FollowUrl(patch, "Location", r->Header("location")));
+      }
       continue;
     }
+    // Only a lost connection or a stall is worth asking the registry where the upload is.
+    if (!r.ok() && !absl::IsUnavailable(r.status()) && !absl::IsDeadlineExceeded(r.status()))
+      return r.status();
     // The chunk failed. Only network failures, 5xx/429 and 416 (offset mismatch) recover.
     if (r.ok() && !Retryable(r->status) && r->status != 416) return HttpError(patch, *r);
     last = r.ok() ? HttpError(patch, *r) : r.status();
@@ -409,7 +459,9 @@ absl::Status RegistryClient::UploadBlob(const Descriptor& desc, const std::strin
         // "0-0" means 0 or 1 bytes in distribution; a wrong guess is answered by 416.
         if (s->Header("range") == "0-0") have = 0;
         offset = std::min(have, desc.size);
-        if (!s->Header("location").empty()) upload_url = Resolve(s->Header("location"));
+        if (!s->Header("location").empty()) {
+          ASSIGN_OR_RETURN(upload_url, FollowUrl(status, "Location", s->Header("location")));
+        }
         ++stats_.resumes;
         continue;
       }
@@ -460,6 +512,7 @@ absl::StatusOr<std::vector<std::string>> RegistryClient::ListTags() {
   std::string url = absl::StrCat(BaseUrl(), "/v2/", ref_.repository, "/tags/list?n=1000");
   for (int page = 0; page < 1000 && !url.empty(); ++page) {
     HttpRequest req{.method = "GET", .url = url};
+    req.max_response_bytes = kMaxTagListBytes;
     ASSIGN_OR_RETURN(HttpResponse resp, Send(req));
     if (resp.status == 404) return tags;  // NAME_UNKNOWN: a new repository
     if (resp.status != 200) return HttpError(req, resp);
@@ -473,7 +526,9 @@ absl::StatusOr<std::vector<std::string>> RegistryClient::ListTags() {
     std::string link = resp.Header("link");  // <url>; rel="next"
     if (absl::StrContains(link, "rel=\"next\"") && link.find('<') != std::string::npos) {
       size_t a = link.find('<'), b = link.find('>');
-      if (b != std::string::npos && b > a) url = Resolve(link.substr(a + 1, b - a - 1));
+      if (b != std::string::npos && b > a) {
+        ASSIGN_OR_RETURN(url, FollowUrl(req, "Link", link.substr(a + 1, b - a - 1)));
+      }
     }
   }
   return tags;
@@ -498,6 +553,7 @@ absl::StatusOr<std::string> RegistryClient::GetManifest(absl::string_view refere
   HttpRequest req{.method = "GET", .url = absl::StrCat(BaseUrl(), "/v2/", ref_.repository,
                                                        "/manifests/", reference)};
   req.headers = {{"Accept", kManifestAccept}};
+  req.max_response_bytes = kMaxManifestBytes;
   ASSIGN_OR_RETURN(HttpResponse resp, Send(req));
   if (resp.status != 200) return HttpError(req, resp);
   return resp.body;

@@ -19,11 +19,27 @@
 //   RETURN_IF_ERROR(reg.PutManifest(digest, manifest_bytes, kOciManifestType));
 //   RETURN_IF_ERROR(reg.PutManifest("1.2.3", manifest_bytes, kOciManifestType));
 //
-// Errors (absl::StatusCode): Unauthenticated (no or rejected credentials), PermissionDenied
-// (403), Unavailable (network failure or 5xx/429 after all retries), Internal (the registry
-// answered something the spec does not allow, e.g. a wrong Docker-Content-Digest),
-// Aborted (the registry refused the request with another 4xx; the message carries its
-// error code, e.g. MANIFEST_BLOB_UNKNOWN).
+// Where credentials go: every request goes to the registry's own origin (the scheme of
+// RegistryOptions::use_tls, the host and the port of the RegistryRef, RFC 6454), and only
+// those requests carry `Authorization` (Basic, or the Bearer token). A `Location` (upload
+// session, redirect) or `Link` (next tag page) is resolved against the URL of the request
+// that returned it (RFC 3986 section 5.2) and refused, before anything is sent, when it
+// names another origin, downgrades https to http, or carries userinfo. Redirects (3xx) are
+// never followed. The Basic credentials for the Bearer token go only to the `realm` URL of
+// the registry's `WWW-Authenticate` challenge, and never over plain HTTP when the registry
+// is spoken to over TLS.
+//
+// Response bodies read into memory are capped (kMaxManifestBytes, kMaxTagListBytes,
+// kMaxTokenResponseBytes, and http.h's kDefaultMaxResponseBytes for everything else: JSON
+// errors, upload replies); the transport bounds stalls (http.h TransportOptions).
+//
+// Errors (absl::StatusCode): Unauthenticated (no or rejected credentials, or a token realm
+// kiln refuses to send them to), PermissionDenied (403), Unavailable (network failure or
+// 5xx/429 after all retries), DeadlineExceeded (the registry stalled: not retried),
+// ResourceExhausted (a response larger than its cap), Internal (the registry answered
+// something the spec does not allow, e.g. a wrong Docker-Content-Digest, or a Location/Link
+// to another origin, or a redirect), Aborted (the registry refused the request with another
+// 4xx; the message carries its error code, e.g. MANIFEST_BLOB_UNKNOWN).
 #ifndef KILN_PUBLISH_REGISTRY_H_
 #define KILN_PUBLISH_REGISTRY_H_
 
@@ -40,8 +56,19 @@
 #include "absl/time/time.h"
 #include "publish/http.h"
 #include "publish/oci.h"
+#include "publish/origin.h"
 
 namespace kiln::publish {
+
+// Caps on the response bodies RegistryClient reads into memory (bytes). One byte more fails
+// the request with ResourceExhausted.
+// kMaxManifestBytes: a manifest (GET): 4 MiB, the distribution spec's figure (a registry
+// that limits manifest size should accept at least 4 MiB).
+inline constexpr int64_t kMaxManifestBytes = int64_t{4} << 20;
+// kMaxTagListBytes: one page of GET /v2/<repo>/tags/list (kiln asks for n=1000): 4 MiB.
+inline constexpr int64_t kMaxTagListBytes = int64_t{4} << 20;
+// kMaxTokenResponseBytes: the token endpoint's JSON reply: 1 MiB.
+inline constexpr int64_t kMaxTokenResponseBytes = int64_t{1} << 20;
 
 // RegistryRef: "HOST[:PORT]/REPO" (REPO may contain slashes; lowercase [a-z0-9._-/]).
 struct RegistryRef {
@@ -147,13 +174,17 @@ class RegistryClient {
   absl::StatusOr<HttpResponse> Send(HttpRequest req, bool retry = true);
   absl::StatusOr<HttpResponse> SendOnce(HttpRequest& req);
   absl::Status Authenticate(const HttpResponse& challenge_resp);
-  std::string Resolve(absl::string_view location) const;
+  // FollowUrl(req, header, value): `value` (a Location or Link target of the response to
+  // `req`) resolved against req.url; Internal error when it leaves the registry's origin.
+  absl::StatusOr<std::string> FollowUrl(const HttpRequest& req, absl::string_view header,
+                                        absl::string_view value) const;
   absl::Status HttpError(const HttpRequest& req, const HttpResponse& resp) const;
   void Sleep(int attempt, const HttpResponse* resp);
 
   RegistryRef ref_;
   RegistryOptions opts_;
   HttpTransport* http_;
+  absl::StatusOr<Origin> origin_;  // of BaseUrl()
   std::string auth_header_;  // "Basic ..." / "Bearer ..." once authenticated
   std::vector<std::string> extra_scopes_;
   UploadStats stats_;

@@ -6,6 +6,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "third_party/absl_ext/status_matchers.h"
@@ -16,6 +17,7 @@ namespace {
 using ::kiln_testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::Pair;
+using ::testing::AllOf;
 using ::testing::Contains;
 
 // FakeTransport: answers requests from a script, in order, and records them.
@@ -279,6 +281,201 @@ TEST_F(RegistryClientTest, TagsAndResolve) {
   http_.Add(404);
   ASSERT_OK_AND_ASSIGN(got, c.ResolveTag("9.9.9"));
   EXPECT_FALSE(got.has_value());
+}
+
+// A Location or Link that leaves the registry's origin is refused before anything is sent to
+// it; one that stays (in any spelling RFC 3986 allows) is followed.
+TEST_F(RegistryClientTest, UploadLocationMustStayOnTheRegistryOrigin) {
+  struct Row {
+    bool tls;
+    const char* location;
+    const char* why;  // "" = followed
+    const char* followed;
+  };
+  constexpr Row kRows[] = {
+      {false, "http://127.0.0.1:5001/v2/up", "another origin (http://127.0.0.1:5001)", ""},
+      {false, "http://127.0.0.2:5000/v2/up", "another origin (http://127.0.0.2:5000)", ""},
+      {false, "http://127.0.0.1/v2/up", "another origin (http://127.0.0.1:80)", ""},
+      {false, "//evil.example:5000/v2/up", "another origin (http://evil.example:5000)", ""},
+      {false, "http://127.0.0.1:5000@evil.example/v2/up", "userinfo", ""},
+      {false, "https://127.0.0.1:5000/v2/up", "another origin (https://127.0.0.1:5000)", ""},
+      {false, "ftp://127.0.0.1:5000/v2/up", "not http or https", ""},
+      {false, "/v2/up\x01", "control character", ""},
+      {true, "http://127.0.0.1:5000/v2/up", "downgrades https to plain http", ""},
+      {true, "http://127.0.0.1:443/v2/up", "downgrades https to plain http", ""},
+      {false, "HTTP://127.0.0.1:5000/v2/up?s=1", "", "http://127.0.0.1:5000/v2/up?s=1"},
+      {false, "u1?s=1", "", "http://127.0.0.1:5000/v2/kiln/builder/blobs/uploads/u1?s=1"},
+      {false, "../../x/up", "", "http://127.0.0.1:5000/v2/kiln/builder/x/up"},
+      {true, "https://127.0.0.1:5000/v2/up", "", "https://127.0.0.1:5000/v2/up"},
+  };
+  for (const Row& row : kRows) {
+    SCOPED_TRACE(row.location);
+    opts_.use_tls = row.tls;
+    opts_.credentials = Credentials{"u", "p"};
+    FakeTransport http;
+    RegistryClient c(ref_, opts_, &http);
+    Descriptor d{"t", Sha256Digest("ab"), 2, {}};
+    http.Add(401, {{"www-authenticate", "Basic realm=\"r\""}});
+    http.Add(202, {{"location", row.location}});
+    if (row.why[0] == '\0') {
+      http.Add(202, {});
+      http.Add(201, {});
+      ASSERT_OK(c.UploadBlob(d, WriteBlob("ab"), "", nullptr));
+      ASSERT_EQ(http.requests.size(), 4u);
+      EXPECT_EQ(http.requests[2].url, row.followed);
+      EXPECT_EQ(HeaderOf(http.requests[2], "Authorization"), "Basic " + absl::Base64Escape("u:p"));
+      continue;
+    }
+    EXPECT_THAT(c.UploadBlob(d, WriteBlob("ab"), "", nullptr),
+                StatusIs(absl::StatusCode::kInternal,
+                         AllOf(HasSubstr(row.why), HasSubstr("refusing to follow it"))));
+    EXPECT_EQ(http.requests.size(), 2u) << http.requests.back().url;  // POST (401), POST
+  }
+}
+
+TEST_F(RegistryClientTest, PatchStatusMountAndLinkLocationsAreChecked) {
+  opts_.chunk_bytes = 1;
+  opts_.credentials = Credentials{"u", "p"};
+  Descriptor d{"t", Sha256Digest("ab"), 2, {}};
+  {  // the Location of a PATCH reply
+    FakeTransport http;
+    RegistryClient c(ref_, opts_, &http);
+    http.Add(202, {{"location", "/up?s=1"}});
+    http.Add(202, {{"location", "http://127.0.0.1:6000/up?s=2"}});
+    EXPECT_THAT(c.UploadBlob(d, WriteBlob("ab"), "", nullptr),
+                StatusIs(absl::StatusCode::kInternal, HasSubstr("another origin")));
+    EXPECT_EQ(http.requests.size(), 2u);
+  }
+  {  // the Location of an upload-status reply (resume)
+    FakeTransport http;
+    RegistryClient c(ref_, opts_, &http);
+    http.Add(202, {{"location", "/up?s=1"}});
+    http.AddError(absl::UnavailableError("reset"));
+    http.Add(204, {{"range", "0-0"}, {"location", "http://evil.example:5000/up"}});
+    EXPECT_THAT(c.UploadBlob(d, WriteBlob("ab"), "", nullptr),
+                StatusIs(absl::StatusCode::kInternal, HasSubstr("another origin")));
+    EXPECT_EQ(http.requests.size(), 3u);
+  }
+  {  // the upload session a declined mount opens
+    FakeTransport http;
+    RegistryClient c(ref_, opts_, &http);
+    std::string url;
+    http.Add(202, {{"location", "http://127.0.0.1:5000.evil.example/up"}});
+    EXPECT_THAT(c.MountBlob(d.digest, "kiln/other", &url),
+                StatusIs(absl::StatusCode::kInternal, HasSubstr("refusing to follow it")));
+    http.Add(202, {{"location", "http://reg.evil.example:5000/up"}});
+    EXPECT_THAT(c.MountBlob(d.digest, "kiln/other", &url),
+                StatusIs(absl::StatusCode::kInternal, HasSubstr("another origin")));
+    EXPECT_TRUE(url.empty());
+  }
+  {  // the next tag page
+    FakeTransport http;
+    RegistryClient c(ref_, opts_, &http);
+    http.Add(200, {{"link", "<http://127.0.0.1:5999/v2/kiln/builder/tags/list?last=b>; rel=\"next\""}},
+             R"({"tags":["a","b"]})");
+    EXPECT_THAT(c.ListTags(), StatusIs(absl::StatusCode::kInternal,
+                                       AllOf(HasSubstr("Link"), HasSubstr("another origin"))));
+    EXPECT_EQ(http.requests.size(), 1u);
+  }
+}
+
+TEST_F(RegistryClientTest, RedirectsAreNotFollowed) {
+  opts_.credentials = Credentials{"u", "p"};
+  FakeTransport http;
+  RegistryClient c(ref_, opts_, &http);
+  http.Add(307, {{"location", "http://127.0.0.1:7000/blob"}});
+  EXPECT_THAT(c.HasBlob(Sha256Digest("x")),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("another origin")));
+  http.Add(308, {{"location", "/v2/elsewhere"}});
+  EXPECT_THAT(c.HasBlob(Sha256Digest("x")),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("does not follow redirects")));
+  EXPECT_EQ(http.requests.size(), 2u);
+}
+
+TEST_F(RegistryClientTest, RequestsToAnotherOriginAreNeverSent) {
+  FakeTransport http;
+  RegistryClient c(ref_, opts_, &http);
+  Descriptor d{"t", Sha256Digest("ab"), 2, {}};
+  // A caller-supplied upload URL (e.g. a stale one) on another origin.
+  EXPECT_THAT(c.UploadBlob(d, WriteBlob("ab"), "http://127.0.0.1:5001/up", nullptr),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("not the registry's origin")));
+  EXPECT_TRUE(http.requests.empty());
+}
+
+TEST_F(RegistryClientTest, TokenRealmIsCheckedBeforeCredentialsAreSent) {
+  opts_.credentials = Credentials{"u", "p"};
+  struct Row {
+    bool tls;
+    const char* realm;
+    const char* why;  // "" = used
+  };
+  constexpr Row kRows[] = {
+      {true, "http://auth.example/token", "refusing to send credentials or take a token over plain HTTP"},
+      {true, "HTTP://127.0.0.1:5000/token", "over plain HTTP"},
+      {true, "/token", "not an absolute URL"},
+      {true, "https://u:p@auth.example/token", "userinfo"},
+      {true, "file:///etc/token", "not http or https"},
+      {false, "http://auth.example/token", ""},  // a plain-http registry may have a plain realm
+      {true, "https://auth.example/token", ""},  // another host, named by the registry: fine
+  };
+  for (const Row& row : kRows) {
+    SCOPED_TRACE(row.realm);
+    opts_.use_tls = row.tls;
+    FakeTransport http;
+    RegistryClient c(ref_, opts_, &http);
+    http.Add(401, {{"www-authenticate", absl::StrCat("Bearer realm=\"", row.realm, "\"")}});
+    if (row.why[0] == '\0') {
+      http.Add(200, {}, R"({"token":"T"})");
+      http.Add(200);
+      ASSERT_OK(c.Ping());
+      ASSERT_EQ(http.requests.size(), 3u);
+      EXPECT_EQ(HeaderOf(http.requests[1], "Authorization"), "Basic " + absl::Base64Escape("u:p"));
+      EXPECT_EQ(http.requests[1].max_response_bytes, kMaxTokenResponseBytes);
+      continue;
+    }
+    EXPECT_THAT(c.Ping(), StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr(row.why)));
+    EXPECT_EQ(http.requests.size(), 1u);  // only the challenged request: no token call
+  }
+  // A token endpoint that redirects is not followed.
+  opts_.use_tls = true;
+  FakeTransport http;
+  RegistryClient c(ref_, opts_, &http);
+  http.Add(401, {{"www-authenticate", "Bearer realm=\"https://auth.example/token\""}});
+  http.Add(302, {{"location", "http://evil.example/token"}});
+  EXPECT_THAT(c.Ping(), StatusIs(absl::StatusCode::kUnauthenticated,
+                                 HasSubstr("does not follow redirects")));
+  EXPECT_EQ(http.requests.size(), 2u);
+}
+
+TEST_F(RegistryClientTest, ResponseCapsPerRequestKind) {
+  FakeTransport http;
+  RegistryClient c(ref_, opts_, &http);
+  http.Add(200, {}, "{}");
+  ASSERT_OK(c.GetManifest("1.0.0").status());
+  EXPECT_EQ(http.requests.back().max_response_bytes, kMaxManifestBytes);
+  http.Add(200, {}, R"({"tags":[]})");
+  ASSERT_OK(c.ListTags().status());
+  EXPECT_EQ(http.requests.back().max_response_bytes, kMaxTagListBytes);
+  http.Add(404);
+  ASSERT_OK(c.HasBlob(Sha256Digest("x")).status());
+  EXPECT_EQ(http.requests.back().max_response_bytes, kDefaultMaxResponseBytes);
+  EXPECT_EQ(kMaxManifestBytes, 4 << 20);
+
+  // An oversized reply is not retried, and a PATCH that got one does not resume.
+  http.AddError(absl::ResourceExhaustedError("response body exceeds"));
+  EXPECT_THAT(c.GetManifest("1.0.0"), StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("exceeds")));
+  Descriptor d{"t", Sha256Digest("ab"), 2, {}};
+  http.Add(202, {{"location", "/up"}});
+  http.AddError(absl::ResourceExhaustedError("response body exceeds"));
+  const size_t before = http.requests.size();
+  EXPECT_THAT(c.UploadBlob(d, WriteBlob("ab"), "", nullptr),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("exceeds")));
+  EXPECT_EQ(http.requests.size(), before + 2);
+  EXPECT_TRUE(http.Done());
+  // A stall is not retried either (DeadlineExceeded), so a stalled registry fails fast.
+  http.AddError(absl::DeadlineExceededError("stall timeout"));
+  EXPECT_THAT(c.HasBlob(Sha256Digest("x")), StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("stall")));
+  EXPECT_TRUE(http.Done());
 }
 
 TEST(RegistryRefTest, ParseAndLoopback) {
