@@ -11,10 +11,14 @@
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
+#include "agent/protocol/secure_wipe.h"
 #include "agent/runner/context_tar.h"
 #include "third_party/absl_ext/posix_error.h"
 
 namespace kiln::agent {
+
+static_assert(kMaxSecretValue == static_cast<size_t>(runner::kMaxSecretBytes),
+              "the runner accepts every secret the protocol delivers");
 
 namespace {
 
@@ -157,16 +161,17 @@ BuildRunner MakeJobRunner(JobRunnerOptions options) {
     const std::string job_dir = Parent(in.context_tar);
     absl::StatusOr<runner::BuildSpec> spec = JobToSpec(in, job_dir, options);
     if (!spec.ok()) return spec.status();
+    // The spec's copy of the secrets is wiped on every way out (server.cc wipes its own).
+    struct WipeOnExit {
+      std::map<std::string, std::string>& m;
+      ~WipeOnExit() { SecureWipe(m); }
+    } wipe_secrets{spec->secrets};
     if (absl::Status s = PrepareContext(in, &*spec, job_dir); !s.ok()) return s;
     std::fprintf(stderr, "kiln-agent: job %s: building (%zu secrets, %zu preload images)\n",
                  in.job->job_id.c_str(), spec->secrets.size(), spec->preload_images.size());
     runner::BuildResult result = runner::RunBuild(*spec, [&in](absl::string_view line) {
       if (in.log) in.log(LogStream::kStderr, line);
     });
-    for (auto& [id, value] : spec->secrets) {  // this copy is wiped too (server.cc wipes its own)
-      volatile char* p = value.data();
-      for (size_t i = 0; i < value.size(); ++i) p[i] = 0;
-    }
     std::fprintf(stderr, "kiln-agent: job %s: %s exit=%d total_ms=%lld\n",
                  in.job->job_id.c_str(),
                  std::string(absl::StatusCodeToString(result.status.code())).c_str(),

@@ -61,6 +61,20 @@ TEST(JobToSpecTest, MapsEveryField) {
   EXPECT_THAT(runner::ValidateSpec(spec), IsOk());
 }
 
+// The largest secret the protocol delivers (BuildKit's 500 KiB) is one the runner accepts.
+TEST(JobToSpecTest, ASecretOfTheProtocolsLimitIsAValidSpec) {
+  static_assert(kMaxSecretValue == static_cast<size_t>(runner::kMaxSecretBytes));
+  BuildJob job = SampleJob();
+  BuildInputs in;
+  in.job = &job;
+  in.context_tar = "/run/a/job1/context.tar";
+  in.secrets = {{"tok", std::string(kMaxSecretValue, 'c')}};
+  ASSERT_OK_AND_ASSIGN(runner::BuildSpec spec, JobToSpec(in, "/run/a/job1", {}));
+  EXPECT_THAT(runner::ValidateSpec(spec), IsOk());
+  spec.secrets["tok"].push_back('c');
+  EXPECT_FALSE(runner::ValidateSpec(spec).ok());
+}
+
 TEST(JobToSpecTest, DefaultsAndInlineDockerfile) {
   BuildJob job;
   job.job_id = "j";

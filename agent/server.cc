@@ -200,7 +200,8 @@ absl::Status AgentSession::OnHello(const Hello& m) {
     return Reply(s);
   }
   hello_ = true;
-  Ready ready{kProtocolMajor, kProtocolMinor, options_.agent_version, {kCapHealth, kCapExec}};
+  Ready ready{kProtocolMajor, kProtocolMinor, options_.agent_version, {kCapHealth}};
+  if (options_.allow_exec) ready.capabilities.push_back(kCapExec);
   if (options_.runner) ready.capabilities.push_back(kCapBuild);
   return conn_->Send(ready, options_.io_timeout_ms);
 }
@@ -215,6 +216,13 @@ absl::Status AgentSession::OnSecret(const Secret& m) {
   if (secrets_.size() >= kMaxSecretsPerJob && !secrets_.count(m.id)) {
     return Reply(absl::ResourceExhaustedError(
         absl::StrCat("more than ", kMaxSecretsPerJob, " secrets in one session")));
+  }
+  size_t total = m.value.size();
+  for (const auto& [id, value] : secrets_) total += id == m.id ? 0 : value.size();
+  if (total > kMaxSecretsTotalBytes) {
+    return Reply(absl::ResourceExhaustedError(absl::StrCat(
+        "Secret ", m.id, ": the secrets sent for one job would total ", total,
+        " bytes (limit ", kMaxSecretsTotalBytes, ")")));
   }
   std::string& value = secrets_[m.id];
   SecureWipe(value);  // a resent id: the old value's bytes go before the buffer is reused
@@ -351,6 +359,10 @@ absl::Status AgentSession::OnBuildJob(const BuildJob& job) {
 }
 
 absl::Status AgentSession::OnExec(const Exec& m) {
+  if (!options_.allow_exec) {
+    if (m.stdin_stream != 0) discard_.insert(m.stdin_stream);
+    return Reply(absl::UnimplementedError("this agent does not run Exec (capability \"exec\" not offered)"));
+  }
   std::string stdin_data;
   if (m.stdin_stream != 0) {
     StreamReceiver rx;

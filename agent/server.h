@@ -78,6 +78,9 @@ struct AgentOptions {
   // default_exec_deadline_ms: the deadline of an Exec whose deadline_ms is 0 (PROTOCOL.md).
   uint64_t default_exec_deadline_ms = kDefaultExecDeadlineMs;
   BuildRunner runner;                     // empty: no "build" capability
+  // allow_exec: offer the "exec" capability. Off: an Exec gets Error Unimplemented (its
+  // stdin stream is dropped) and nothing is run (the session fuzzer runs so).
+  bool allow_exec = true;
   // keep_failed_jobs: a job that fails (the runner's error, or exit_status != 0) leaves its
   // dir <work_dir>/<job_id> in place for inspection in a kept builder (issue 6): the context,
   // the received base images, and the build work dir with the daemons' logs and data roots

@@ -60,6 +60,9 @@ inline constexpr size_t kMaxPhases = 64;              // BuildResult.phases entr
 inline constexpr size_t kMaxLogLine = 64 << 10;       // Log.text, bytes
 inline constexpr size_t kMaxArgv = 4096;              // Exec.argv / Exec.env entries
 inline constexpr size_t kMaxArg = 128 << 10;          // one argv / env entry, bytes
+// kMaxSecretsTotalBytes: the most secret value bytes the agent holds at once (all the Secrets
+// sent before one BuildJob); more is refused with ResourceExhausted.
+inline constexpr size_t kMaxSecretsTotalBytes = 4 << 20;
 static_assert(kMaxSecretValue + kMaxIdentifierLength + 8 <= kMaxPayload,
               "a Secret of the largest value must fit in one frame");
 

@@ -27,10 +27,12 @@
 
 namespace kiln::agent::runner {
 
-// kMaxSecretBytes: the largest value of one secret (64 KiB).
-inline constexpr int64_t kMaxSecretBytes = 64 * 1024;
-// kMaxSecretsTotalBytes: the largest sum of all secret values of one build (1 MiB).
-inline constexpr int64_t kMaxSecretsTotalBytes = 1024 * 1024;
+// kMaxSecretBytes: the largest value of one secret: BuildKit's own limit, 500 KiB (512000
+// bytes; a CA bundle of a few hundred KiB must fit). The agent protocol's kMaxSecretValue.
+inline constexpr int64_t kMaxSecretBytes = 500 * 1024;
+// kMaxSecretsTotalBytes: the largest sum of all secret values of one build (4 MiB; the agent
+// protocol's kMaxSecretsTotalBytes).
+inline constexpr int64_t kMaxSecretsTotalBytes = 4 * 1024 * 1024;
 // kMaxSecrets: the largest number of secrets of one build.
 inline constexpr int kMaxSecrets = 64;
 // kMaxBuildArgs: the largest number of build args of one build.
