@@ -21,6 +21,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -77,6 +78,18 @@ size_t AppendToString(char* data, size_t size, size_t n, void* out) {
   return size * n;
 }
 
+// RemoveApiSocketFiles(api_socket, temp_socket_dir): once CH is gone: its API socket (if it is
+// still a socket: CH removes it on an orderly exit), the `<api_socket>.lock` CH >= v53 leaves
+// (only if it is a regular file), then the temp socket dir (if any; rmdir only, so anything
+// else left in it keeps it and is not deleted).
+void RemoveApiSocketFiles(const std::string& api_socket, const std::string& temp_socket_dir) {
+  struct stat st;
+  if (lstat(api_socket.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(api_socket.c_str());
+  const std::string lock = ChApiSocketLockPath(api_socket);
+  if (lstat(lock.c_str(), &st) == 0 && S_ISREG(st.st_mode)) unlink(lock.c_str());
+  if (!temp_socket_dir.empty()) rmdir(temp_socket_dir.c_str());
+}
+
 // CloudHypervisorVmImpl: a running CH process with its VM; the process handling is
 // VmProcess's.
 class CloudHypervisorVmImpl : public CloudHypervisorVm {
@@ -90,9 +103,8 @@ class CloudHypervisorVmImpl : public CloudHypervisorVm {
         api_(paths_.api_socket, options.api_timeout),
         grace_(options.grace),
         vmm_(&config_, std::move(process), start, grace_, [this] {
-          unlink(paths_.api_socket.c_str());
           if (config_.channel) unlink(config_.channel->host_socket_path.c_str());
-          if (!temp_socket_dir_.empty()) rmdir(temp_socket_dir_.c_str());
+          RemoveApiSocketFiles(paths_.api_socket, temp_socket_dir_);
         }) {}
   ~CloudHypervisorVmImpl() override { Kill(); }
 
@@ -157,6 +169,10 @@ CloudHypervisorPaths CloudHypervisorPathsFor(const VmConfig& config,
   p.vmm_log = absl::StrCat(config.work_dir, "/cloud-hypervisor.log");
   p.api_socket = absl::StrCat(socket_dir, "/", kApiSocketName);
   return p;
+}
+
+std::string ChApiSocketLockPath(absl::string_view api_socket) {
+  return absl::StrCat(api_socket, ".lock");
 }
 
 std::string CloudHypervisorKernelCmdline(const VmConfig& config) {
@@ -242,6 +258,42 @@ absl::StatusOr<ChVmState> ParseChVmInfoState(absl::string_view body) {
   return absl::InvalidArgumentError(absl::StrCat("vm.info: unknown state \"", s, "\""));
 }
 
+std::string ChApiErrorText(absl::string_view body) {
+  constexpr size_t kMax = 2000;
+  std::string text;
+  nlohmann::json j = nlohmann::json::parse(body.begin(), body.end(), nullptr,
+                                           /*allow_exceptions=*/false);
+  bool parsed = false;
+  if (j.is_array() && !j.empty() &&
+      std::all_of(j.begin(), j.end(), [](const nlohmann::json& e) { return e.is_string(); })) {
+    std::vector<std::string> parts;
+    for (const nlohmann::json& e : j) parts.push_back(e.get<std::string>());
+    text = absl::StrJoin(parts, ": ");
+    parsed = true;
+  } else if (j.is_object()) {
+    auto it = j.find("error");
+    if (it != j.end() && it->is_string()) {
+      text = it->get<std::string>();
+      parsed = true;
+    }
+  }
+  if (!parsed) text = std::string(absl::StripTrailingAsciiWhitespace(body));
+  if (text.empty()) return "(empty body)";
+  if (text.size() > kMax) text = absl::StrCat(text.substr(0, kMax), "...");
+  std::string out;
+  for (char c : text) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (u < 0x20 || u == 0x7f) {
+      absl::StrAppend(&out, "\\x", absl::Hex(u, absl::kZeroPad2));
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
 // ----------------------------------------------------------------------------
 // ChApiClient
 // ----------------------------------------------------------------------------
@@ -317,9 +369,7 @@ absl::StatusOr<std::string> ChApiClient::Call(absl::string_view method,
   ASSIGN_OR_RETURN(ChApiResponse r, Request(method, endpoint, body));
   if (r.status >= 200 && r.status < 300) return std::move(r.body);
   std::string msg = absl::StrCat("cloud-hypervisor API ", method, " ", endpoint, ": HTTP ",
-                                 r.status, ": ",
-                                 r.body.empty() ? "(empty body)"
-                                                : absl::StripTrailingAsciiWhitespace(r.body));
+                                 r.status, ": ", ChApiErrorText(r.body));
   if (r.status == 400) return absl::InvalidArgumentError(msg);
   if (r.status == 404) return absl::NotFoundError(msg);
   if (r.status > 400 && r.status < 500) return absl::FailedPreconditionError(msg);
@@ -464,6 +514,7 @@ absl::StatusOr<std::unique_ptr<agent::FdStream>> ConnectHybridVsockWithRetry(
     absl::StatusOr<std::unique_ptr<agent::FdStream>> s = ConnectChannelOnce(address, attempt_ms);
     if (s.ok()) return s;
     last = s.status();
+    if (retry.attempt_errors != nullptr) retry.attempt_errors->push_back(last);
     if (!IsRetryableConnectError(last)) return last;  // bad path, not a vsock muxer, ...
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) break;

@@ -7,11 +7,27 @@
 //
 //   cloud-hypervisor --api-socket <sock>        start the VMM, no VM yet
 //   GET  /api/v1/vmm.ping                       readiness (200, {"version": ...})
-//   PUT  /api/v1/vm.create   <VmConfig JSON>    define the VM (204)
-//   PUT  /api/v1/vm.boot                        boot it (204)
-//   GET  /api/v1/vm.info                        {"state": "Created|Running|Paused|Shutdown", ...}
+//   PUT  /api/v1/vm.create   <VmConfig JSON>    store the VM's config (204)
+//   PUT  /api/v1/vm.boot                        build and boot it (204)
+//   GET  /api/v1/vm.info                        {"state": "Created|Running|Paused|...", ...}
 //   PUT  /api/v1/vm.shutdown                    stop the VM (204)
-//   PUT  /api/v1/vmm.shutdown                   the VMM process exits (204)
+//   PUT  /api/v1/vmm.shutdown                   the VMM process exits (200)
+//
+// What the real CH (v53; read in its source, see harness/README.md) does beyond its API
+// document, and kiln relies on:
+//   - vmm.shutdown answers 200 with no body (the document says 204): any 2xx is success.
+//   - An error body is a JSON array of strings, the chain of error messages outermost first
+//     (["Error from API","The VM could not boot","Cannot open kernel file",...]);
+//     ChApiErrorText turns it into "Error from API: The VM could not boot: ..." for the Status.
+//   - vm.create only deserializes and stores the config (unknown keys are ignored: kiln's own
+//     schema test is the guard against a misspelt key); devices are built, files opened and
+//     locked at vm.boot, so most config errors come from vm.boot (HTTP 500).
+//   - vm.info answers 404 before vm.create, and state Created (not Shutdown) after
+//     vm.shutdown: CH drops the VM and keeps its config.
+//   - The vsock unix socket is created at vm.boot.
+//   - CH (>= v53) creates `<api-socket>.lock` beside the API socket, locks it, and never
+//     removes it; on exit it removes only the socket. kiln removes the lock (a regular file of
+//     exactly that name only) with the socket when the VM is gone.
 //
 // CH needs working KVM (it has no emulator): see harness/vmm_select.h for the fail-fast check.
 //
@@ -41,6 +57,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -74,6 +91,10 @@ struct CloudHypervisorPaths {
   std::string api_socket;  // <socket_dir>/ch-api.sock (the --api-socket)
 };
 
+// ChApiSocketLockPath(api_socket): "<api_socket>.lock", the lock file CH >= v53 creates beside
+// its API socket and leaves behind. Pure.
+std::string ChApiSocketLockPath(absl::string_view api_socket);
+
 // CloudHypervisorPathsFor(config, socket_dir): the paths for `config.work_dir`, the API socket
 // in `socket_dir` (the executor passes work_dir, or a short temp dir when work_dir is too long
 // for a unix socket path). Pure.
@@ -98,7 +119,8 @@ std::string CloudHypervisorKernelCmdline(const VmConfig& config);
 absl::StatusOr<nlohmann::json> CloudHypervisorVmConfigJson(const VmConfig& config,
                                                            const CloudHypervisorPaths& paths);
 
-// ChVmState: CH's VmState (the "state" of GET vm.info).
+// ChVmState: CH's VmState (the "state" of GET vm.info). After vm.shutdown CH reports kCreated
+// (the VM is gone, its config kept; vm.boot would boot it again), not kShutdown.
 enum class ChVmState { kCreated, kRunning, kShutdown, kPaused, kBreakPoint };
 
 // ParseChVmInfoState(body): the state of a GET /api/v1/vm.info response body. Pure.
@@ -107,6 +129,14 @@ absl::StatusOr<ChVmState> ParseChVmInfoState(absl::string_view body);
 
 // ChVmStateName(state): "Created", "Running", "Shutdown", "Paused", "BreakPoint" (CH's names).
 const char* ChVmStateName(ChVmState state);
+
+// ChApiErrorText(body): the text of a CH error response body. Pure. CH's bodies are JSON
+// arrays of strings (the error chain, outermost first): joined with ": ". An object with a
+// string "error" (other VMMs' and older fakes' shape): that string. Anything else: the body
+// with trailing whitespace stripped; "(empty body)" for an empty body. Control characters are
+// escaped (C-style) and the result is cut at 2000 bytes, so a hostile body cannot flood or
+// garble a log line.
+std::string ChApiErrorText(absl::string_view body);
 
 // ----------------------------------------------------------------------------
 // Executor: the REST client
@@ -132,10 +162,12 @@ class ChApiClient {
   absl::StatusOr<ChApiResponse> Request(absl::string_view method, absl::string_view endpoint,
                                         absl::string_view body = "") const;
 
-  // Call(method, endpoint, body): Request, then a non-2xx status becomes an error whose
-  // message has the status and the body ("cloud-hypervisor API PUT vm.create: HTTP 400:
-  // <body>"): InvalidArgument for 400, NotFound for 404, FailedPrecondition for other 4xx,
-  // Internal for 5xx and anything else. Returns the body of a 2xx.
+  // Call(method, endpoint, body): Request; any 2xx is success (vmm.shutdown answers 200, the
+  // others 204 or 200 with a body) and returns the body. Other statuses become an error whose
+  // message has the status and ChApiErrorText(body) ("cloud-hypervisor API PUT vm.boot: HTTP
+  // 500: Error from API: The VM could not boot: ..."): InvalidArgument for 400, NotFound for
+  // 404 (e.g. vm.info or vm.boot before vm.create), FailedPrecondition for other 4xx,
+  // Internal for 5xx and anything else.
   absl::StatusOr<std::string> Call(absl::string_view method, absl::string_view endpoint,
                                    absl::string_view body = "") const;
 
@@ -169,8 +201,8 @@ struct CloudHypervisorOptions {
 // keeps running with its sockets after the Vm, the factory and the harness are gone.
 class CloudHypervisorVm : public Vm {
  public:
-  // State(): GET vm.info -> its state. ChApiClient::Call's errors; FailedPrecondition once
-  // the VMM has exited.
+  // State(): GET vm.info -> its state (kCreated again after vm.shutdown). ChApiClient::Call's
+  // errors (NotFound if CH has no VM: 404); FailedPrecondition once the VMM has exited.
   virtual absl::StatusOr<ChVmState> State() = 0;
   // api(): the API client of this VM's VMM.
   virtual const ChApiClient& api() const = 0;
@@ -191,7 +223,11 @@ class CloudHypervisorVmm : public Vmm {
   // Boot(config): validates, builds the vm.create JSON, creates work_dir, starts
   // `<binary> --api-socket <sock>` (output to <work_dir>/cloud-hypervisor.log), waits for
   // vmm.ping (options.socket_timeout), PUT vm.create, PUT vm.boot. Any failure after the
-  // start kills the process and returns the error with the tail of CH's log appended.
+  // start kills the process and returns the error with the tail of CH's log appended. The
+  // socket is <work_dir>/ch-api.sock, or in a fresh /tmp/kiln-ch-XXXXXX dir when that path is
+  // too long for a unix socket; once the process is gone (any way: Kill, deadline, guest
+  // power-off, a failed Boot) the socket, its CH lock file (ChApiSocketLockPath) and that temp
+  // dir are removed. A detached VM keeps them (whoever ends it removes the socket dir).
   // Errors: InvalidArgument (config); NotFound (binary, kernel, initrd or disk missing);
   // DeadlineExceeded (socket never answered); FailedPrecondition if CH exited early;
   // ChApiClient::Call's errors.
@@ -216,12 +252,25 @@ absl::StatusOr<std::string> ReadCloudHypervisorVersion(const std::string& binary
 // Host side of the channel
 // ----------------------------------------------------------------------------
 
+// kChVsockConnectRequestTimeoutMs: CH's muxer closes a host-initiated hybrid vsock connection
+// whose guest-side request the guest has not answered within this long (CH's
+// virtio-devices/src/vsock/csm/mod.rs CONN_REQUEST_TIMEOUT_MS). A guest without a listener on
+// the port answers at once (RST: CH closes at once); a guest whose vsock driver or agent is not
+// up yet does not answer, and CH closes after 2000 ms.
+inline constexpr int kChVsockConnectRequestTimeoutMs = 2000;
+
 // HybridVsockRetry: backoff of ConnectHybridVsockWithRetry (ms).
 struct HybridVsockRetry {
   int initial_backoff_ms = 10;
   int max_backoff_ms = 500;
-  // attempt_timeout_ms: the most one CONNECT/OK handshake may take.
-  int attempt_timeout_ms = 2000;
+  // attempt_timeout_ms: the most one CONNECT/OK handshake may take. Deliberately 1 s above
+  // kChVsockConnectRequestTimeoutMs, so CH's drop always wins the race: an unanswered CONNECT
+  // ends with CH closing it (Unavailable, retried at once after the backoff), and kiln never
+  // abandons a request that the guest may still answer within CH's window (a slow guest under
+  // load). kiln's own timeout only fires if the muxer itself hangs.
+  int attempt_timeout_ms = kChVsockConnectRequestTimeoutMs + 1000;
+  // attempt_errors: if set, each failed attempt's status is appended (diagnostics, tests).
+  std::vector<absl::Status>* attempt_errors = nullptr;
 };
 
 // ConnectHybridVsockWithRetry(uds_path, port, timeout, alive, retry): ConnectChannelOnce

@@ -2,8 +2,14 @@
 // CloudHypervisorVmm + VmFactory with real processes, but the fake `cloud-hypervisor`
 // (testdata/ch_fake_cloud_hypervisor.cc) instead of a VM: version, boot -> info -> shutdown ->
 // exit over the REST API, guest power-off, deadline kill of the whole process group (the fake
-// ignores SIGTERM and refuses to shut down), peak RSS, the vsock channel handshake, logs.
+// ignores SIGTERM and refuses to shut down), peak RSS, the vsock channel handshake, logs; and
+// the ways the real CH (v53) differs from its API document, which the fake copies: the
+// <api-socket>.lock it leaves behind, vmm.shutdown's 200, error bodies as JSON arrays, vm.info
+// 404 before vm.create and Created after vm.shutdown, the vsock socket created at vm.boot and
+// an unanswered CONNECT dropped after 2000 ms, config errors (a locked disk) at vm.boot.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -18,6 +24,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/cloud_hypervisor.h"
+#include "harness/process.h"
 #include "harness/runner.h"
 #include "third_party/absl_ext/status_matchers.h"
 
@@ -28,6 +35,7 @@ using ::kiln_testing::IsOk;
 using ::kiln_testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::StartsWith;
 
 std::string Runfile(const std::string& rel) {
   return std::string(std::getenv("TEST_SRCDIR")) + "/" + std::getenv("TEST_WORKSPACE") + "/" + rel;
@@ -160,9 +168,12 @@ TEST_F(ChLifecycleTest, KillEscalatesWhenTheApiRefusesToShutDown) {
 
 TEST_F(ChLifecycleTest, BootErrorFromTheApiKillsTheVmm) {
   VmConfig c = Config("bad-boot", "bad-boot");
-  EXPECT_THAT(vmm_->Boot(c), StatusIs(absl::StatusCode::kInternal,
-                                      HasSubstr("PUT vm.boot: HTTP 500: {\"error\":\"fake: boot "
-                                                "failed\"}")));
+  // CH's error body ["Error from API","The VM could not boot","fake: boot failed"] becomes
+  // the message's text.
+  EXPECT_THAT(vmm_->Boot(c),
+              StatusIs(absl::StatusCode::kInternal,
+                       HasSubstr("PUT vm.boot: HTTP 500: Error from API: The VM could not boot: "
+                                 "fake: boot failed")));
   EXPECT_THAT(Slurp(c.work_dir + "/cloud-hypervisor.log"),
               HasSubstr("fake cloud-hypervisor: exiting"));
 }
@@ -240,6 +251,200 @@ TEST_F(ChLifecycleTest, FactoryRunThroughRealProcesses) {
   EXPECT_EQ(r.console.exit_status, 0);
   EXPECT_EQ(access((r.saved_log_dir + "/cloud-hypervisor.log").c_str(), R_OK), 0);
   EXPECT_EQ(access((r.saved_log_dir + "/serial.log").c_str(), R_OK), 0);
+}
+
+// ----------------------------------------------------------------------------
+// Where the real CH differs from its API document (the fake does what CH does).
+// ----------------------------------------------------------------------------
+
+// ApiSocketOf(work_dir): the API socket the fake served, from its log line "serving <path>".
+std::string ApiSocketOf(const std::string& work_dir) {
+  for (const std::string& line : Lines(work_dir + "/cloud-hypervisor.log")) {
+    const std::string key = "fake cloud-hypervisor: serving ";
+    if (line.rfind(key, 0) == 0) return line.substr(key.size());
+  }
+  return "";
+}
+
+std::string Dir(const std::string& path) { return path.substr(0, path.rfind('/')); }
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0;
+}
+
+// CH >= v53 creates <api-socket>.lock and never removes it: kiln removes it, and the short
+// socket dir it made when the work dir is too long for a socket path, on every way out.
+TEST_F(ChLifecycleTest, NoLockFileOrSocketDirLeftBehind) {
+  struct Case {
+    const char* id;
+    const char* mode;
+    bool short_work_dir;
+    bool boot_fails;
+  };
+  const Case cases[] = {
+      {"lock-orderly", "run", false, false},   // Kill: vm.shutdown, vmm.shutdown
+      {"lock-poweroff", "poweroff", false, false},  // the guest powers off, CH exits
+      {"lock-hang", "hang", false, false},     // API refuses, group SIGKILL
+      {"lock-badboot", "bad-boot", false, true},  // Boot fails after vm.create
+      {"lock-short", "run", true, false},      // API socket in the work dir itself
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.id);
+    VmConfig c = Config(k.id, k.mode);
+    if (k.short_work_dir) c.work_dir = sock_dir_ + "/" + k.id;
+    absl::StatusOr<std::unique_ptr<Vm>> vm = vmm_->Boot(c);
+    const std::string api = ApiSocketOf(c.work_dir);
+    ASSERT_FALSE(api.empty());
+    if (k.short_work_dir) {
+      EXPECT_EQ(Dir(api), c.work_dir);
+    } else {
+      EXPECT_THAT(api, StartsWith("/tmp/kiln-ch-"));
+    }
+    if (k.boot_fails) {
+      ASSERT_FALSE(vm.ok());
+    } else {
+      ASSERT_THAT(vm, IsOk());
+      // The fake made the lock as CH does (else this test proves nothing).
+      EXPECT_TRUE(Exists(api + ".lock"));
+      if (std::string(k.mode) == "poweroff") {
+        ASSERT_THAT((*vm)->Wait(absl::Seconds(10)), IsOk());
+      } else {
+        (*vm)->Kill();
+      }
+    }
+    EXPECT_FALSE(Exists(api)) << api;
+    EXPECT_FALSE(Exists(api + ".lock")) << api << ".lock left behind";
+    if (k.short_work_dir) {
+      EXPECT_TRUE(Exists(c.work_dir));  // the work dir is the caller's
+    } else {
+      EXPECT_FALSE(Exists(Dir(api))) << "socket dir " << Dir(api) << " leaked";
+    }
+  }
+}
+
+// kiln removes only a regular file named after its socket: a directory (or anything else) at
+// that path is not touched, and the socket dir is then left (rmdir fails) rather than forced.
+TEST_F(ChLifecycleTest, OnlyARegularLockFileIsRemoved) {
+  VmConfig c = Config("lock-dir", "run");
+  c.work_dir = sock_dir_ + "/lock-dir";
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Vm> vm, vmm_->Boot(c));
+  const std::string api = ApiSocketOf(c.work_dir);
+  ASSERT_EQ(unlink((api + ".lock").c_str()), 0);
+  ASSERT_EQ(symlink("/etc/hostname", (api + ".lock").c_str()), 0);
+  std::ofstream(c.work_dir + "/other.lock") << "x";
+  vm->Kill();
+  struct stat st;
+  ASSERT_EQ(lstat((api + ".lock").c_str(), &st), 0) << "a symlink at the lock path was removed";
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  EXPECT_TRUE(Exists(c.work_dir + "/other.lock"));
+}
+
+// The fake itself, driven by hand: what CH does that its API document does not say.
+TEST_F(ChLifecycleTest, FakeBehavesAsTheRealCh) {
+  const std::string dir = sock_dir_ + "/direct";
+  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
+  const std::string api = dir + "/api.sock";
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Process> p,
+                       Process::Spawn({{Runfile("harness/ch_fake_cloud_hypervisor"),
+                                        "--api-socket", api},
+                                       dir + "/log", /*die_with_parent=*/true}));
+  ChApiClient client(api, absl::Seconds(2));
+  absl::Status ping = absl::UnavailableError("not tried");
+  for (int i = 0; i < 200 && !ping.ok(); ++i) {
+    ping = client.Call("GET", "vmm.ping").status();
+    if (!ping.ok()) absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_THAT(ping, IsOk());
+  EXPECT_TRUE(Exists(api + ".lock"));
+  // vm.info before vm.create: 404 with CH's error chain as a JSON array.
+  ASSERT_OK_AND_ASSIGN(ChApiResponse info, client.Request("GET", "vm.info"));
+  EXPECT_EQ(info.status, 404);
+  EXPECT_EQ(info.body, R"(["Error from API","The VM info is not available","VM is not created"])");
+  EXPECT_THAT(client.Call("GET", "vm.info"),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("HTTP 404: Error from API: The VM info is not available: VM is "
+                                 "not created")));
+  // vm.create stores; the vsock socket appears only at vm.boot.
+  const std::string vsock = dir + "/vsock.sock";
+  const nlohmann::json config = {{"payload", {{"kernel", kernel_}}},
+                                 {"serial", {{"mode", "File"}, {"file", dir + "/serial.log"}}},
+                                 {"vsock", {{"cid", 3}, {"socket", vsock}}}};
+  ASSERT_THAT(client.Call("PUT", "vm.create", config.dump()), IsOk());
+  EXPECT_FALSE(Exists(vsock)) << "the vsock socket exists before vm.boot";
+  ASSERT_OK_AND_ASSIGN(std::string created, client.Call("GET", "vm.info"));
+  EXPECT_EQ(ParseChVmInfoState(created).value_or(ChVmState::kBreakPoint), ChVmState::kCreated);
+  ASSERT_THAT(client.Call("PUT", "vm.boot"), IsOk());
+  EXPECT_TRUE(Exists(vsock));
+  ASSERT_OK_AND_ASSIGN(std::string running, client.Call("GET", "vm.info"));
+  EXPECT_EQ(ParseChVmInfoState(running).value_or(ChVmState::kBreakPoint), ChVmState::kRunning);
+  // vm.shutdown: the VM is gone, its config stays: Created, not Shutdown.
+  ASSERT_OK_AND_ASSIGN(ChApiResponse down, client.Request("PUT", "vm.shutdown"));
+  EXPECT_EQ(down.status, 204);
+  ASSERT_OK_AND_ASSIGN(std::string after, client.Call("GET", "vm.info"));
+  EXPECT_EQ(ParseChVmInfoState(after).value_or(ChVmState::kBreakPoint), ChVmState::kCreated);
+  // vmm.shutdown: 200 (the API document says 204), then the process exits, removing its API
+  // socket and leaving the .lock.
+  ASSERT_OK_AND_ASSIGN(ChApiResponse bye, client.Request("PUT", "vmm.shutdown"));
+  EXPECT_EQ(bye.status, 200);
+  ASSERT_OK_AND_ASSIGN(ProcessExit e, p->Wait(absl::Seconds(5)));
+  EXPECT_EQ(e.exit_code, 0);
+  EXPECT_FALSE(Exists(api));
+  EXPECT_TRUE(Exists(api + ".lock"));
+}
+
+// A config CH accepts at vm.create but rejects at vm.boot (here: a writable disk another CH
+// holds locked): kiln's error carries CH's whole error chain as text, and the VMM is gone.
+TEST_F(ChLifecycleTest, ConfigRejectedAtBootIsReportedWithChsReason) {
+  const std::string disk = sock_dir_ + "/shared.ext4";
+  std::ofstream(disk) << "disk";
+  VmConfig a = Config("disk-a", "run");
+  a.disks = {{disk, /*read_only=*/false}};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Vm> first, vmm_->Boot(a));
+  VmConfig b = Config("disk-b", "run");
+  b.disks = {{disk, /*read_only=*/false}};
+  EXPECT_THAT(vmm_->Boot(b),
+              StatusIs(absl::StatusCode::kInternal,
+                       AllOf(HasSubstr("PUT vm.boot: HTTP 500: Error from API: The VM could not "
+                                       "boot: Error locking disk images: Another instance likely "
+                                       "holds a lock: Failed to get Write lock for disk image: " +
+                                       disk + ": The file is already locked"),
+                             ::testing::Not(HasSubstr("[\"")))));
+  EXPECT_THAT(Lines(b.work_dir + "/requests.log"),
+              ElementsAre("PUT /api/v1/vm.create", "PUT /api/v1/vm.boot",
+                          "PUT /api/v1/vm.shutdown", "PUT /api/v1/vmm.shutdown"));
+  // Once the first VM is gone, the same config boots.
+  first->Kill();
+  VmConfig c = Config("disk-c", "run");
+  c.disks = {{disk, /*read_only=*/false}};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Vm> again, vmm_->Boot(c));
+}
+
+// The guest answers the first CONNECT only after CH's 2000 ms request timeout: CH drops it
+// (kiln sees the close, Unavailable: its own per-attempt timeout is longer, so it never gives
+// up on a request CH still holds), and the next attempt gets through.
+TEST_F(ChLifecycleTest, ChannelRetriesAfterChDropsAnUnansweredConnect) {
+  VmConfig c = Config("slow-guest", "run fake.vsock_ready_ms=2600");
+  c.deadline = absl::Seconds(60);
+  c.channel = Channel{"agent", sock_dir_ + "/vsock.sock", 3, 1024};
+  const absl::Time boot = absl::Now();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Vm> vm, vmm_->Boot(c));
+  std::vector<absl::Status> errors;
+  HybridVsockRetry retry;
+  retry.attempt_errors = &errors;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<agent::FdStream> s,
+                       ConnectHybridVsockWithRetry(c.channel->host_socket_path, 1024,
+                                                   absl::Seconds(20), nullptr, retry));
+  const absl::Duration took = absl::Now() - boot;
+  EXPECT_GE(took, absl::Milliseconds(2600));
+  EXPECT_LT(took, absl::Seconds(8));
+  ASSERT_FALSE(errors.empty());
+  EXPECT_THAT(errors[0], StatusIs(absl::StatusCode::kUnavailable, ::testing::_))
+      << "the first attempt ended by kiln's timeout, not by CH's drop";
+  ASSERT_THAT(s->Write("hi", 1000), IsOk());
+  char buf[4];
+  ASSERT_OK_AND_ASSIGN(size_t n, s->Read(buf, sizeof(buf), 2000));
+  EXPECT_EQ(std::string(buf, n), "hi");
 }
 
 }  // namespace
