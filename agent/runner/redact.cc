@@ -1,146 +1,141 @@
+// File: agent/runner/redact.cc
 #include "agent/runner/redact.h"
 
 #include <algorithm>
-#include <set>
 #include <utility>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 
 namespace kiln::agent::runner {
 namespace {
 
-constexpr size_t kMinDerivedBytes = 8;
-constexpr size_t kMinLineSegmentBytes = 4;
-
-// AlignedBase64(value, k, url): the base64 characters that depend only on `value`'s bytes
-// when `value` starts k bytes into a 3-byte group.
-std::string AlignedBase64(absl::string_view value, int k, bool url) {
-  std::string input(static_cast<size_t>(k), '\0');
-  input.append(value.data(), value.size());
-  std::string enc = url ? absl::WebSafeBase64Escape(input) : absl::Base64Escape(input);
-  size_t begin = (8 * static_cast<size_t>(k) + 5) / 6;
-  size_t end = (8 * (static_cast<size_t>(k) + value.size())) / 6;
-  if (end <= begin || end > enc.size()) return "";
-  return enc.substr(begin, end - begin);
+// Render(bytes, ids, redactor): bytes with each run of masked bytes (ids[i] >= 0) replaced by
+// the marker of the run's first masking secret.
+std::string Render(absl::string_view bytes, const int32_t* ids, const Redactor& r) {
+  std::string out;
+  out.reserve(bytes.size());
+  size_t i = 0;
+  while (i < bytes.size()) {
+    if (ids[i] < 0) {
+      out.push_back(bytes[i++]);
+      continue;
+    }
+    const int32_t id = ids[i];
+    while (i < bytes.size() && ids[i] >= 0) ++i;
+    out += r.Marker(static_cast<uint32_t>(id));
+  }
+  return out;
 }
 
 }  // namespace
 
 Redactor::Redactor(const std::map<std::string, std::string>& secrets) {
-  std::set<std::string> seen;
-  auto add = [&](const std::string& bytes, const std::string& id, bool derived) {
-    if (bytes.empty() || (derived && bytes.size() < kMinDerivedBytes)) return;
-    if (!seen.insert(bytes).second) return;
-    patterns_.push_back(Pattern{bytes, absl::StrCat("[REDACTED:", id, "]")});
-    max_pattern_ = std::max(max_pattern_, bytes.size());
-  };
+  std::vector<std::string> values;
   for (const auto& [id, value] : secrets) {
-    if (value.empty()) continue;
-    add(value, id, false);
-    if (value.find('\n') != std::string::npos) {
-      for (absl::string_view seg : absl::StrSplit(value, '\n')) {
-        seg = absl::StripSuffix(seg, "\r");
-        if (seg.size() >= kMinLineSegmentBytes) add(std::string(seg), id, false);
-      }
-    }
-    std::string hex = absl::BytesToHexString(value);
-    add(hex, id, true);
-    add(absl::AsciiStrToUpper(hex), id, true);
-    for (int k = 0; k < 3; ++k) {
-      add(AlignedBase64(value, k, false), id, true);
-      add(AlignedBase64(value, k, true), id, true);
-    }
+    markers_.push_back(absl::StrCat("[REDACTED:", id, "]"));
+    values.push_back(value);
   }
-  // Longest first, so that at one position the longest pattern wins.
-  std::sort(patterns_.begin(), patterns_.end(),
-            [](const Pattern& a, const Pattern& b) { return a.bytes.size() > b.bytes.size(); });
+  forms_ = std::make_unique<SecretForms>(values);
+  for (std::string& v : values) std::fill(v.begin(), v.end(), '\0');
 }
 
 std::vector<std::pair<size_t, size_t>> Redactor::FindMatches(absl::string_view text) const {
   std::vector<std::pair<size_t, size_t>> out;
-  for (const Pattern& p : patterns_) {
-    for (size_t pos = text.find(p.bytes); pos != absl::string_view::npos;
-         pos = text.find(p.bytes, pos + 1)) {
-      out.emplace_back(pos, pos + p.bytes.size());
-    }
-  }
+  if (forms_->empty()) return out;
+  SecretMatcher m(forms_.get());
+  std::vector<SecretHit> hits;
+  m.Feed(text, &hits);
+  for (const SecretHit& h : hits) out.emplace_back(h.begin, h.end);
   return out;
 }
 
 std::string Redactor::Redact(absl::string_view text) const {
-  if (patterns_.empty() || text.empty()) return std::string(text);
-  // masked[i]: byte i lies inside some occurrence; name[i]: the replacement of the longest
-  // pattern that starts at i (patterns_ is sorted longest first).
-  std::vector<bool> masked(text.size(), false);
-  std::vector<const std::string*> name(text.size(), nullptr);
-  for (const Pattern& p : patterns_) {
-    for (size_t pos = text.find(p.bytes); pos != absl::string_view::npos;
-         pos = text.find(p.bytes, pos + 1)) {
-      if (name[pos] == nullptr) name[pos] = &p.replacement;
-      for (size_t i = pos; i < pos + p.bytes.size(); ++i) masked[i] = true;
+  if (forms_->empty() || text.empty()) return std::string(text);
+  SecretMatcher m(forms_.get());
+  std::vector<SecretHit> hits;
+  m.Feed(text, &hits);
+  std::vector<int32_t> ids(text.size(), -1);
+  for (const SecretHit& h : hits) {
+    for (uint64_t i = h.begin; i < h.end; ++i) {
+      if (ids[i] < 0) ids[i] = static_cast<int32_t>(h.secret);
     }
   }
-  std::string out;
-  out.reserve(text.size());
-  size_t i = 0;
-  while (i < text.size()) {
-    if (!masked[i]) {
-      out.push_back(text[i++]);
-      continue;
-    }
-    // One replacement per run of masked bytes (overlapping/adjacent occurrences merge).
-    const std::string* repl = nullptr;
-    while (i < text.size() && masked[i]) {
-      if (repl == nullptr) repl = name[i];
-      ++i;
-    }
-    out += repl != nullptr ? *repl : std::string("[REDACTED]");
-  }
-  return out;
+  return Render(text, ids.data(), *this);
 }
 
 LineRedactor::LineRedactor(const Redactor* redactor, Sink sink)
-    : redactor_(redactor), sink_(std::move(sink)) {}
+    : redactor_(redactor), sink_(std::move(sink)), steps_(&redactor->forms()) {}
 
-void LineRedactor::Emit(absl::string_view raw) {
-  if (!raw.empty() && raw.back() == '\r') raw.remove_suffix(1);
-  sink_(redactor_->Redact(raw));
+void LineRedactor::EmitHeld(size_t n, bool end_of_line) {
+  std::string line = std::move(prefix_);
+  prefix_.clear();
+  line += Render(absl::string_view(held_).substr(0, n), held_id_.data(), *redactor_);
+  std::fill(held_.begin(), held_.begin() + n, '\0');
+  held_.erase(0, n);
+  held_id_.erase(held_id_.begin(), held_id_.begin() + n);
+  held_at_ += n;
+  if (end_of_line) in_line_ = false;
+  sink_(line);
+}
+
+void LineRedactor::Process(absl::string_view bytes, bool end_of_line, bool newline) {
+  if (!in_line_) {
+    const BuildkitLine split = SplitBuildkitLine(bytes);
+    key_ = std::string(split.key);
+    prefix_ = std::string(split.prefix);
+    bytes = split.content;
+    held_.clear();
+    held_id_.clear();
+    held_at_ = steps_.For(key_).offset();
+    in_line_ = true;
+  }
+  if (end_of_line && !bytes.empty() && bytes.back() == '\r') bytes.remove_suffix(1);
+  SecretMatcher& m = steps_.For(key_);
+  held_.append(bytes.data(), bytes.size());
+  held_id_.resize(held_.size(), -1);
+  hits_.clear();
+  m.Feed(bytes, &hits_);
+  if (newline) m.Feed("\n", &hits_);
+  const uint64_t held_end = held_at_ + held_.size();
+  for (const SecretHit& h : hits_) {
+    const uint64_t b = std::max(h.begin, held_at_), e = std::min(h.end, held_end);
+    for (uint64_t i = b; i < e; ++i) {
+      int32_t& id = held_id_[i - held_at_];
+      if (id < 0) id = static_cast<int32_t>(h.secret);
+    }
+  }
+  if (end_of_line) {
+    EmitHeld(held_.size(), true);
+    return;
+  }
+  // Overlong line: emit everything no later window can cover.
+  const uint64_t keep_from = std::max(m.carry_begin(), held_at_);
+  size_t n = static_cast<size_t>(std::min<uint64_t>(keep_from - held_at_, held_.size()));
+  // Bound: a carried character can sit behind any amount of whitespace (views B, C skip it);
+  // beyond kMaxLineBytes held, keep only the last 15 bytes.
+  if (held_.size() - n > kMaxLineBytes) n = held_.size() - (kSecretWindowChars - 1);
+  if (n > 0) EmitHeld(n, false);
 }
 
 void LineRedactor::Feed(absl::string_view bytes) {
   buf_.append(bytes.data(), bytes.size());
   size_t begin = 0;
   for (size_t nl = buf_.find('\n'); nl != std::string::npos; nl = buf_.find('\n', begin)) {
-    Emit(absl::string_view(buf_).substr(begin, nl - begin));
+    Process(absl::string_view(buf_).substr(begin, nl - begin), true, true);
     begin = nl + 1;
   }
+  std::fill(buf_.begin(), buf_.begin() + begin, '\0');
   buf_.erase(0, begin);
-  const size_t keep = redactor_->MaxPatternBytes();
-  while (buf_.size() > kMaxLineBytes) {
-    // Cut where no occurrence can straddle: an occurrence that starts before
-    // size - (keep - 1) ends inside the buffer; extend the cut past any that crosses it.
-    size_t cut = buf_.size() - (keep > 0 ? keep - 1 : 0);
-    std::vector<std::pair<size_t, size_t>> matches = redactor_->FindMatches(buf_);
-    for (bool moved = true; moved;) {
-      moved = false;
-      for (const auto& [s, e] : matches) {
-        if (s < cut && e > cut) {
-          cut = e;
-          moved = true;
-        }
-      }
-    }
-    if (cut == 0 || cut >= buf_.size()) break;
-    Emit(absl::string_view(buf_).substr(0, cut));
-    buf_.erase(0, cut);
+  if (buf_.size() + held_.size() > kMaxLineBytes) {
+    Process(buf_, false, false);
+    std::fill(buf_.begin(), buf_.end(), '\0');
+    buf_.clear();
   }
 }
 
 void LineRedactor::Flush() {
-  if (!buf_.empty()) Emit(buf_);
+  if (!buf_.empty() || in_line_) Process(buf_, true, false);
+  std::fill(buf_.begin(), buf_.end(), '\0');
   buf_.clear();
 }
 

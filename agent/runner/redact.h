@@ -3,23 +3,22 @@
 //
 // Redaction of secret values from build logs, before any line leaves the runner.
 //
-// What is covered (each occurrence is replaced by "[REDACTED:<id>]"):
-//   - the raw value, any length (fail closed: even a 1-byte secret is masked);
-//   - each line of a multi-line value (>= 4 bytes), since BuildKit's plain progress output
-//     prefixes every output line ("#6 0.105 "), so a printed multi-line value never appears
-//     contiguously;
-//   - lowercase and uppercase hex of the value (`xxd -p`, `od`-less dumps, sha tools do not
-//     apply: a hash is not the secret);
-//   - base64 of the value in the standard and URL-safe alphabets, at each of the 3 byte
-//     alignments (so the value is found even inside a longer base64 blob), padding ignored.
-//     Derived (hex/base64) forms shorter than 8 characters are not masked (too many false
-//     positives); the raw form always is.
-// What is NOT covered: other encodings (gzip, rot13, URL-encoding, JSON \u escapes), values
-// printed with bytes interleaved, a value split over two lines by the command itself.
+// What is masked is defined by agent/secret_forms.h (one definition for the guest's redactor
+// and the host's leak scan): the raw value (always, whole, even 1 byte), its lines, the value
+// with whitespace removed, base64 (both alphabets, any alignment, any wrap, padding or not),
+// hex (any case, contiguous or spaced as od/xxd/hexdump print it) and Go-JSON-escaped; any run
+// of 16 or more consecutive characters of a form is a hit (a form shorter than 16: whole;
+// derived forms shorter than 8 characters are not masked). Each masked run of bytes becomes
+// one "[REDACTED:<id>]".
 //
-// LineRedactor turns a byte stream (reads of any size) into redacted lines: a value split
-// across reads is still found, because lines are redacted whole; a line longer than
-// kMaxLineBytes is cut only at a point where no occurrence can straddle the cut.
+// LineRedactor reads BuildKit's plain progress output, where each output line is prefixed
+// "#<step> <seconds> " and steps interleave. It keeps one matcher per step, so a form wrapped
+// over several lines of the SAME step (base64 at 76 columns, od's 16 bytes a line) is matched
+// across the line breaks: a window that ends in the current line masks the current line's part
+// of it. Lines are still emitted as soon as they end, so text already emitted is not taken
+// back: a chain's first characters, if fewer than 16 of them are on earlier lines, are seen
+// (at most 15 characters of a form: less than a window). See agent/README.md "Redaction: what
+// is covered and what is not".
 //
 // Example:
 //
@@ -30,49 +29,59 @@
 #ifndef KILN_AGENT_RUNNER_REDACT_H_
 #define KILN_AGENT_RUNNER_REDACT_H_
 
+#include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "agent/secret_forms.h"
 
 namespace kiln::agent::runner {
 
 // Redactor: masks the values of a fixed set of secrets. Thread-compatible (const methods may
-// be called concurrently).
+// be called concurrently). Memory: see SecretForms (~80 bytes per secret byte).
 class Redactor {
  public:
   // Redactor(secrets): secrets is id -> value bytes (empty values are ignored).
   explicit Redactor(const std::map<std::string, std::string>& secrets);
 
-  // Redact(text): `text` with every covered occurrence replaced (leftmost, longest first).
+  // Redact(text): `text`, read as one stream, with every covered occurrence replaced; each run
+  // of masked bytes becomes one "[REDACTED:<id>]".
   std::string Redact(absl::string_view text) const;
 
-  // FindMatches(text): [begin, end) byte ranges of every occurrence of every pattern.
+  // FindMatches(text): [begin, end) byte ranges of `text` covered by a hit (one per merged run
+  // of windows of one form of one secret; ranges may overlap).
   std::vector<std::pair<size_t, size_t>> FindMatches(absl::string_view text) const;
 
-  // MaxPatternBytes(): length of the longest pattern (0 when there are no secrets).
-  size_t MaxPatternBytes() const { return max_pattern_; }
+  // MaxPatternBytes(): kSecretWindowChars (16) when there is a secret to mask, else 0.
+  size_t MaxPatternBytes() const { return forms_->empty() ? 0 : kSecretWindowChars; }
 
-  // PatternCount(): number of distinct byte patterns searched (for tests and docs).
-  size_t PatternCount() const { return patterns_.size(); }
+  // PatternCount(): number of distinct windows searched (for tests and docs).
+  size_t PatternCount() const { return forms_->WindowCount(); }
+
+  // forms(): the window tables (for LineRedactor).
+  const SecretForms& forms() const { return *forms_; }
+  // Marker(secret): "[REDACTED:<id>]" of the secret with index `secret` (SecretHit::secret).
+  const std::string& Marker(uint32_t secret) const { return markers_[secret]; }
 
  private:
-  struct Pattern {
-    std::string bytes;
-    std::string replacement;
-  };
-  std::vector<Pattern> patterns_;
-  size_t max_pattern_ = 0;
+  std::vector<std::string> markers_;
+  std::unique_ptr<SecretForms> forms_;
 };
 
-// kMaxLineBytes: longest line LineRedactor keeps before emitting a (safe) partial line.
+// kMaxLineBytes: longest line LineRedactor keeps before emitting a partial line. The last
+// bytes that a later window could still cover are held back, so a cut never exposes a piece
+// of a form that the rest of the line would have masked.
 inline constexpr size_t kMaxLineBytes = 256 * 1024;
 
 // LineRedactor: splits a byte stream into '\n'-terminated lines and calls `sink` with each
-// redacted line (without its '\n'; a trailing '\r' is dropped). Not thread-safe.
+// redacted line (without its '\n'; a trailing '\r' is dropped). Matching runs per BuildKit
+// step over the lines' content after the "#<step> <seconds> " prefix (lines without it form
+// one more stream). Not thread-safe.
 class LineRedactor {
  public:
   using Sink = std::function<void(absl::string_view line)>;
@@ -85,10 +94,24 @@ class LineRedactor {
   void Flush();
 
  private:
-  void Emit(absl::string_view raw);
+  // Process(bytes, end_of_line, newline): matches `bytes` as the next part of the current
+  // line; emits the line when end_of_line (feeding a '\n' first if newline), else emits what
+  // no later window can reach.
+  void Process(absl::string_view bytes, bool end_of_line, bool newline);
+  void EmitHeld(size_t n, bool end_of_line);
+
   const Redactor* redactor_;
   Sink sink_;
-  std::string buf_;
+  std::string buf_;  // bytes of the current line not processed yet
+  StepMatchers steps_;
+  std::vector<SecretHit> hits_;
+  // The current line, once part of it was processed (overlong lines only).
+  bool in_line_ = false;
+  std::string key_;              // its step key
+  std::string prefix_;           // its "#<step> <seconds> " prefix, until emitted
+  std::string held_;             // processed, not yet emitted bytes
+  std::vector<int32_t> held_id_;  // per held byte: index of the secret masking it, or -1
+  uint64_t held_at_ = 0;         // stream offset of held_[0] in the step's matcher
 };
 
 }  // namespace kiln::agent::runner
