@@ -734,6 +734,20 @@ TEST(HybridVsockRetry, ChDropsAnUnansweredConnectAfter2000ms) {
   EXPECT_EQ(ch.received().size(), 2u);
 }
 
+TEST(HybridVsockRetry, AnAnswerLateInChsWindowIsTaken) {
+  TempDir t;
+  const std::string sock = t.path() + "/vsock.sock";
+  // A slow guest answers 1500 ms after the CONNECT, inside CH's 2000 ms window: the first
+  // attempt gets it (a per-attempt timeout below that would abandon every such request).
+  FakeVsockServer ch(sock, {"OK 5\n"}, absl::Milliseconds(1500));
+  std::vector<absl::Status> errors;
+  HybridVsockRetry retry;
+  retry.attempt_errors = &errors;
+  EXPECT_THAT(ConnectHybridVsockWithRetry(sock, 1024, absl::Seconds(10), kAlive, retry), IsOk());
+  EXPECT_THAT(errors, IsEmpty());
+  EXPECT_EQ(ch.received().size(), 1u);
+}
+
 TEST(HybridVsockRetry, RetriesUntilTheGuestListens) {
   TempDir t;
   const std::string sock = t.path() + "/vsock.sock";
