@@ -9,11 +9,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "testing"))
-from registry_fixture import FaultProxy, RegistryFixture, free_port  # noqa: E402
+from registry_fixture import (FaultProxy, HostileServer, Recorder, RegistryFixture,  # noqa: E402
+                              free_port, make_certs)
 
 RUNFILES = os.path.join(os.environ.get("TEST_SRCDIR", ""), os.environ.get("TEST_WORKSPACE", "kiln"))
 PUBLISH = os.path.join(RUNFILES, "publish/publish_bin")
@@ -46,7 +48,7 @@ class Publisher:
         self.lock = os.path.join(TMP, "lock-%s.json" % test.id().split(".")[-1])
 
     def run(self, layout, version, repo=None, host=None, extra=(), stdin=None, lock=None,
-            expect=EXIT_OK):
+            expect=EXIT_OK, measure=False):
         cmd = [PUBLISH, "--layout", layout, "--version", version, "--json",
                "--lock", lock or self.lock, "--source-commit", "0123abcd",
                "--package-lock", os.path.join(RUNFILES, "publish/registry_integration_test.py"),
@@ -55,13 +57,27 @@ class Publisher:
             cmd += ["--registry", "%s/%s" % (host or self.registry.host, repo)]
         cmd += list(extra)
         env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000", HOME=TMP)
+        if measure:  # report the publisher's peak RSS (KiB) from a fresh parent process
+            cmd = [sys.executable, "-c", MEASURE] + cmd
+        start = time.monotonic()
         p = subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=env, timeout=120)
+        elapsed = time.monotonic() - start
         self.test.assertEqual(p.returncode, expect,
                               "exit %d, want %d\ncmd: %s\nstdout: %s\nstderr: %s" %
                               (p.returncode, expect, " ".join(cmd), p.stdout, p.stderr))
         out = json.loads(p.stdout.strip().splitlines()[-1]) if p.stdout.strip() else {}
         out["_stderr"] = p.stderr
+        out["_seconds"] = elapsed
+        if measure:
+            out["_maxrss_kib"] = int(p.stderr.rsplit("MAXRSS_KIB=", 1)[1].split()[0])
         return out
+
+
+MEASURE = ("import resource, subprocess, sys\n"
+           "r = subprocess.run(sys.argv[1:])\n"
+           "sys.stderr.write('\\nMAXRSS_KIB=%d\\n' % "
+           "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+           "sys.exit(r.returncode)\n")
 
 
 class PlainRegistryTest(unittest.TestCase):
@@ -370,6 +386,130 @@ class TlsRegistryTest(unittest.TestCase):
         self.assertRegex(out["_stderr"], "(?i)certificate")
         # Loopback defaults to plain HTTP, which a TLS registry answers with 400.
         self.pub.run(layout, "1.0.0", "kiln/tlsbad", extra=["--retries", "1"], expect=EXIT_REGISTRY)
+
+
+class CredentialOriginTest(unittest.TestCase):
+    """Credentials go only to the registry's origin: a Location or Link that points elsewhere
+    (another port on 127.0.0.1, where a Recorder listens) or downgrades https to http is refused
+    before anything is sent to it."""
+
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(TMP + "/origin", exist_ok=True)
+        cls.reg = RegistryFixture("htpasswd", TMP + "/origin").start()
+        cls.addClassCleanup(cls.reg.stop)
+
+    def setUp(self):
+        self.proxy = FaultProxy(self.reg.port)
+        self.addCleanup(self.proxy.stop)
+        self.recorder = Recorder()
+        self.addCleanup(self.recorder.stop)
+        self.pub = Publisher(self, self.reg)
+
+    def push(self, name, seed, host, expect, extra=()):
+        layout = make_layout(name, seed=seed)
+        return self.pub.run(layout, "1.0.0", "kiln/" + name, host=host,
+                            extra=["--username", self.reg.username] + list(extra),
+                            stdin=self.reg.password + "\n", expect=expect)
+
+    def assertNothingReachedRecorder(self):
+        self.assertEqual([(r["method"], r["path"], "authorization" in r["headers"])
+                          for r in self.recorder.requests], [])
+
+    def test_foreign_upload_location_is_refused_and_receives_nothing(self):
+        self.proxy.rewrite_location("POST", "/blobs/uploads/", self.recorder.base)
+        out = self.push("oloc", 501, self.proxy.host, EXIT_REGISTRY)
+        self.assertIn("another origin (http://127.0.0.1:%d)" % self.recorder.port, out["_stderr"])
+        self.assertIn("refusing to follow it", out["_stderr"])
+        self.assertNothingReachedRecorder()
+        self.assertEqual(self.reg.tags("kiln/oloc"), [])
+
+    def test_foreign_tag_page_link_is_refused(self):
+        self.proxy.add_link("GET", "/tags/list",
+                            '<%s/v2/kiln/olink/tags/list?last=a>; rel="next"' % self.recorder.base)
+        # The first push creates the repository (its tag list is 404 before, so no Link).
+        layout = make_layout("olink", seed=502)
+        self.pub.run(layout, "1.0.0", "kiln/olink", host=self.reg.host,
+                     extra=["--username", self.reg.username], stdin=self.reg.password + "\n")
+        out = self.pub.run(make_layout("olink2", seed=503), "1.1.0", "kiln/olink",
+                           host=self.proxy.host, extra=["--username", self.reg.username],
+                           stdin=self.reg.password + "\n", expect=EXIT_REGISTRY)
+        self.assertIn("with Link", out["_stderr"])
+        self.assertIn("another origin", out["_stderr"])
+        self.assertNothingReachedRecorder()
+        self.assertEqual(self.reg.tags("kiln/olink"), ["1.0.0"])
+
+    def test_redirect_to_another_origin_is_not_followed(self):
+        self.proxy.redirect("HEAD", "/blobs/", self.recorder.base + "/blob")
+        out = self.push("oredir", 504, self.proxy.host, EXIT_REGISTRY)
+        self.assertIn("another origin", out["_stderr"])
+        self.assertNothingReachedRecorder()
+
+    def test_https_to_http_downgrade_is_refused_and_nothing_goes_in_clear(self):
+        d = os.path.join(TMP, "origin", "tls-proxy")
+        os.makedirs(d, exist_ok=True)
+        _, ca, key, cert = make_certs(d)
+        # A TLS front whose registry builds http:// upload Locations (it sees plain HTTP).
+        front = FaultProxy(self.reg.port, tls=(cert, key))
+        self.addCleanup(front.stop)
+        out = self.push("odown", 505, front.host, EXIT_REGISTRY, extra=["--tls", "--ca-cert", ca])
+        self.assertIn("downgrades https to plain http", out["_stderr"])
+        self.assertEqual(front.plaintext, [])  # on the old client: a PATCH with Basic creds
+        self.assertEqual(self.reg.tags("kiln/odown"), [])
+        # Control: the same front telling the registry the original scheme works end to end.
+        good = FaultProxy(self.reg.port, tls=(cert, key), forwarded_proto="https")
+        self.addCleanup(good.stop)
+        self.push("odown", 505, good.host, EXIT_OK, extra=["--tls", "--ca-cert", ca])
+        self.assertEqual(good.plaintext, [])
+        self.assertEqual(self.reg.tags("kiln/odown"), ["1.0.0"])
+
+
+class HostileServerTest(unittest.TestCase):
+    """A registry that stalls, crawls, or sends without end gets a clear error quickly, with the
+    publisher's memory bounded (its peak RSS is measured)."""
+
+    def setUp(self):
+        self.pub = Publisher(self, None)
+        self.layout = make_layout("hostile", seed=601)
+
+    def attack(self, mode, extra=()):
+        server = HostileServer(mode)
+        self.addCleanup(server.stop)
+        out = self.pub.run(self.layout, "1.0.0", "kiln/hostile", host=server.host,
+                           extra=list(extra), expect=EXIT_REGISTRY, measure=True)
+        sys.stderr.write("  %s: %.1f s, peak RSS %d KiB, server sent %d bytes on %d connections\n"
+                         % (mode, out["_seconds"], out["_maxrss_kib"], server.bytes_sent,
+                            server.connections))
+        return out, server
+
+    def test_headers_then_stall_is_deadline_exceeded(self):
+        out, server = self.attack("stall", ["--stall-timeout-s", "2"])
+        self.assertIn("nothing sent or received for 2000 ms (stall timeout)", out["_stderr"])
+        self.assertLess(out["_seconds"], 10)
+        self.assertEqual(server.connections, 1)  # a stall is not retried
+
+    def test_silent_server_is_deadline_exceeded(self):
+        out, _ = self.attack("silent", ["--stall-timeout-s", "2"])
+        self.assertIn("stall timeout", out["_stderr"])
+        self.assertLess(out["_seconds"], 10)
+
+    def test_trickling_server_is_deadline_exceeded(self):
+        out, _ = self.attack("trickle", ["--stall-timeout-s", "2"])
+        self.assertRegex(out["_stderr"], r"only \d+ bytes moved in \d+ ms \(below 1024 bytes/s\)")
+        self.assertLess(out["_seconds"], 10)
+
+    def test_endless_body_is_resource_exhausted_with_bounded_memory(self):
+        out, server = self.attack("endless_body")
+        self.assertIn("response body exceeds 1048576 bytes", out["_stderr"])
+        self.assertLess(out["_seconds"], 20)
+        self.assertLess(out["_maxrss_kib"], 64 * 1024)
+        self.assertEqual(server.connections, 1)  # not retried
+
+    def test_endless_headers_are_resource_exhausted(self):
+        out, _ = self.attack("endless_headers")
+        self.assertIn("response headers exceed 262144 bytes", out["_stderr"])
+        self.assertLess(out["_seconds"], 20)
+        self.assertLess(out["_maxrss_kib"], 64 * 1024)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,26 @@ registry's Location headers point back at the proxy), and injects faults selecte
   proxy.fail("PATCH", times=2)              answer the next 2 PATCHes with 500
   proxy.reset("PATCH", times=1)             read half the body of the next PATCH, then close
   proxy.fail("PUT", path_contains="/manifests/", times=None)   always 500
+  proxy.rewrite_location("POST", "/blobs/uploads/", "http://127.0.0.1:9")
+                                            point the Location of matching replies elsewhere
+  proxy.add_link("GET", "/tags/list", "<http://127.0.0.1:9/v2/x/tags/list?last=a>; rel=\"next\"")
+  proxy.redirect("HEAD", "/blobs/", "http://127.0.0.1:9/blob")   answer with 307 + Location
 Counters: proxy.counts[(method)] and proxy.bytes_in[(method)].
+FaultProxy(port, tls=(cert, key)) serves HTTPS instead (forwarding plain HTTP to the registry,
+which then builds http:// Locations: a downgrade) unless forwarded_proto="https" tells the
+registry the original scheme; a plain-HTTP request that reaches the TLS port is recorded in
+proxy.plaintext (its request head) and dropped.
+
+Recorder() is an HTTP server on another free port that records every request it gets
+(.requests: method, path, headers) and answers 404: where a leaked request would land.
+
+HostileServer(mode) is a raw-socket HTTP server that misbehaves on every request:
+  "silent"         reads the request, never answers
+  "stall"          sends the status line and headers (Content-Length: 1000), one body byte,
+                   then nothing
+  "trickle"        sends headers, then one body byte every 0.5 s
+  "endless_body"   200 with a chunked body that never ends (stops at 256 MiB per connection)
+  "endless_headers" a status line, then header lines that never end (stops at 256 MiB)
 """
 
 import http.client
@@ -41,6 +60,23 @@ def free_port():
 
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def make_certs(d):
+    """A CA and a server certificate for 127.0.0.1/localhost signed by it, in directory d.
+    Returns (ca_key, ca_cert, server_key, server_cert)."""
+    ca_key, ca_cert = os.path.join(d, "ca.key"), os.path.join(d, "ca.pem")
+    server_key, server_cert = os.path.join(d, "server.key"), os.path.join(d, "server.pem")
+    csr, ext = os.path.join(d, "server.csr"), os.path.join(d, "ext.cnf")
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=kiln test CA", "-keyout", ca_key, "-out", ca_cert])
+    run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+         "-keyout", server_key, "-out", csr])
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run(["openssl", "x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key,
+         "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", server_cert])
+    return ca_key, ca_cert, server_key, server_cert
 
 
 class RegistryFixture:
@@ -95,17 +131,7 @@ class RegistryFixture:
 
     def _make_certs(self):
         d = self.dir
-        self.ca_key, self.ca_cert = os.path.join(d, "ca.key"), os.path.join(d, "ca.pem")
-        self.server_key, self.server_cert = os.path.join(d, "server.key"), os.path.join(d, "server.pem")
-        csr, ext = os.path.join(d, "server.csr"), os.path.join(d, "ext.cnf")
-        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-subj", "/CN=kiln test CA", "-keyout", self.ca_key, "-out", self.ca_cert])
-        run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-             "-keyout", self.server_key, "-out", csr])
-        with open(ext, "w") as f:
-            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-        run(["openssl", "x509", "-req", "-in", csr, "-CA", self.ca_cert, "-CAkey", self.ca_key,
-             "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", self.server_cert])
+        self.ca_key, self.ca_cert, self.server_key, self.server_cert = make_certs(d)
         # skopeo reads CA certificates from a directory of *.crt files.
         self.cert_dir = os.path.join(d, "certs.d")
         os.makedirs(self.cert_dir)
@@ -192,9 +218,11 @@ class RegistryFixture:
 
 
 class FaultProxy:
-    def __init__(self, backend_port):
+    def __init__(self, backend_port, tls=None, forwarded_proto=None):
         self.backend_port = backend_port
         self.rules = []
+        self.header_rules = []
+        self.plaintext = []
         self.counts = {}
         self.bytes_in = {}
         self.lock = threading.Lock()
@@ -222,6 +250,12 @@ class FaultProxy:
                 body = self.rfile.read(n) if n else b""
                 with proxy.lock:
                     proxy.bytes_in[self.command] = proxy.bytes_in.get(self.command, 0) + len(body)
+                if isinstance(rule, tuple) and rule[0] == "redirect":
+                    self.send_response(307)
+                    self.send_header("Location", rule[1])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if rule == "fail":
                     msg = b'{"errors":[{"code":"UNKNOWN","message":"injected fault"}]}'
                     self.send_response(500)
@@ -233,13 +267,23 @@ class FaultProxy:
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.backend_port, timeout=30)
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() not in ("connection", "keep-alive", "transfer-encoding")}
+                if forwarded_proto:
+                    headers["X-Forwarded-Proto"] = forwarded_proto
                 conn.request(self.command, self.path, body=body if n else None, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
                 self.send_response_only(resp.status, resp.reason)
+                rewrite = proxy._header_rules(self.command, self.path)
                 for k, v in resp.getheaders():
                     if k.lower() not in ("connection", "keep-alive", "transfer-encoding", "content-length"):
+                        if k.lower() == "location" and "location" in rewrite:
+                            import urllib.parse
+                            u = urllib.parse.urlsplit(v)
+                            v = rewrite["location"] + urllib.parse.urlunsplit(
+                                ("", "", u.path, u.query, u.fragment))
                         self.send_header(k, v)
+                if "link" in rewrite:
+                    self.send_header("Link", rewrite["link"])
                 self.send_header("Content-Length", resp.getheader("Content-Length", str(len(data)))
                                  if self.command == "HEAD" else str(len(data)))
                 self.end_headers()
@@ -249,8 +293,40 @@ class FaultProxy:
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        ctx = None
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls[0], tls[1])
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self):
+                sock, addr = self.socket.accept()
+                if ctx is None:
+                    return sock, addr
+                sock.settimeout(10)
+                try:
+                    first = sock.recv(1, socket.MSG_PEEK)
+                    if first and first != b"\x16":  # not a TLS handshake: plain HTTP
+                        head = b""
+                        while b"\r\n\r\n" not in head and len(head) < 65536:
+                            chunk = sock.recv(4096)
+                            if not chunk:
+                                break
+                            head += chunk
+                        with proxy.lock:
+                            proxy.plaintext.append(head.split(b"\r\n\r\n")[0].decode("latin-1"))
+                        sock.close()
+                        raise OSError("plain HTTP on the TLS port")
+                    tls_sock = ctx.wrap_socket(sock, server_side=True)
+                    tls_sock.settimeout(None)
+                    return tls_sock, addr
+                except (OSError, ssl.SSLError):
+                    sock.close()
+                    raise
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.host = "127.0.0.1:%d" % self.port
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -261,6 +337,25 @@ class FaultProxy:
 
     def reset(self, method, times=1, path_contains=""):
         self.rules.append({"kind": "reset", "method": method, "times": times, "path": path_contains})
+
+    def rewrite_location(self, method, path_contains, new_base):
+        """Replace scheme://host:port of the Location of matching replies with new_base."""
+        self.header_rules.append({"method": method, "path": path_contains, "location": new_base})
+
+    def add_link(self, method, path_contains, link):
+        self.header_rules.append({"method": method, "path": path_contains, "link": link})
+
+    def redirect(self, method, path_contains, location, times=None):
+        self.rules.append({"kind": ("redirect", location), "method": method, "times": times,
+                           "path": path_contains})
+
+    def _header_rules(self, method, path):
+        out = {}
+        with self.lock:
+            for r in self.header_rules:
+                if r["method"] == method and r["path"] in path:
+                    out.update({k: v for k, v in r.items() if k in ("location", "link")})
+        return out
 
     def _match(self, method, path):
         with self.lock:
@@ -274,6 +369,117 @@ class FaultProxy:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class Recorder:
+    """Records every request that reaches it (method, path, headers) and answers 404."""
+
+    def __init__(self):
+        self.requests = []
+        rec = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _handle(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                if n:
+                    self.rfile.read(n)
+                rec.requests.append({"method": self.command, "path": self.path,
+                                     "headers": {k.lower(): v for k, v in self.headers.items()}})
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.base = "http://127.0.0.1:%d" % self.port
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class HostileServer:
+    """A raw-socket HTTP/1.1 server that misbehaves on every request (see the module doc)."""
+
+    MODES = ("silent", "stall", "trickle", "endless_body", "endless_headers")
+    LIMIT = 256 << 20  # bytes per connection, so a client without caps cannot eat the host
+
+    def __init__(self, mode):
+        assert mode in self.MODES, mode
+        self.mode = mode
+        self.stopped = threading.Event()
+        self.connections = 0
+        self.bytes_sent = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.host = "127.0.0.1:%d" % self.port
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _send(self, conn, data):
+        conn.sendall(data)
+        self.bytes_sent += len(data)
+
+    def _serve(self, conn):
+        try:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            sent = 0
+            if self.mode == "silent":
+                self.stopped.wait()
+            elif self.mode == "stall":
+                self._send(conn, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: 1000\r\n\r\n{")
+                self.stopped.wait()
+            elif self.mode == "trickle":
+                self._send(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+                while not self.stopped.wait(0.5):
+                    self._send(conn, b" ")
+            elif self.mode == "endless_body":
+                self._send(conn, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Transfer-Encoding: chunked\r\n\r\n")
+                chunk = b"%x\r\n%s\r\n" % (65536, b"[" * 65536)
+                while sent < self.LIMIT and not self.stopped.is_set():
+                    self._send(conn, chunk)
+                    sent += len(chunk)
+            elif self.mode == "endless_headers":
+                self._send(conn, b"HTTP/1.1 200 OK\r\n")
+                line = b"X-Pad: " + b"a" * 1000 + b"\r\n"
+                while sent < self.LIMIT and not self.stopped.is_set():
+                    self._send(conn, line * 64)
+                    sent += len(line) * 64
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def stop(self):
+        self.stopped.set()
+        self.sock.close()
 
 
 def _b64url(data):
