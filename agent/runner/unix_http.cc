@@ -129,6 +129,12 @@ absl::Status ParseResponseHead(absl::string_view head, HttpResponse* response) {
 }
 
 absl::Status ChunkedDecoder::Feed(absl::string_view in, std::string* out) {
+  if (!error_.ok()) return error_;
+  error_ = FeedSome(in, out);
+  return error_;
+}
+
+absl::Status ChunkedDecoder::FeedSome(absl::string_view in, std::string* out) {
   while (!in.empty() && state_ != State::kDone) {
     switch (state_) {
       case State::kSize:
@@ -150,7 +156,9 @@ absl::Status ChunkedDecoder::Feed(absl::string_view in, std::string* out) {
           absl::string_view size_text = line.substr(0, line.find(';'));
           size_text = absl::StripAsciiWhitespace(size_text);
           uint64_t size = 0;
+          // chunk-size = 1*HEXDIG (RFC 9112 7.1): no sign, no "0x" (SimpleHexAtoi takes both).
           if (size_text.empty() || size_text.size() > 15 ||
+              !std::all_of(size_text.begin(), size_text.end(), absl::ascii_isxdigit) ||
               !absl::SimpleHexAtoi(size_text, &size)) {
             return absl::InvalidArgumentError(
                 absl::StrCat("chunked: bad chunk size \"", absl::CHexEscape(line), "\""));

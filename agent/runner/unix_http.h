@@ -45,13 +45,18 @@ absl::Status ParseResponseHead(absl::string_view head, HttpResponse* response);
 class ChunkedDecoder {
  public:
   // Feed(in, out): consumes bytes of the coded stream, appends decoded bytes to *out.
-  // InvalidArgument on a malformed chunk size or a missing CRLF.
+  // InvalidArgument on a malformed chunk size (chunk-size is 1*HEXDIG: no sign, no "0x"), a
+  // line over 4096 bytes, or a missing CRLF. Errors are sticky: every later Feed() returns
+  // the same error. The result does not depend on how the stream is split across calls.
   absl::Status Feed(absl::string_view in, std::string* out);
   // done(): the last chunk and the trailer section have been read.
   bool done() const { return state_ == State::kDone; }
 
  private:
+  absl::Status FeedSome(absl::string_view in, std::string* out);
+
   enum class State { kSize, kData, kDataCrlf, kTrailer, kDone };
+  absl::Status error_;
   State state_ = State::kSize;
   std::string line_;
   uint64_t remaining_ = 0;

@@ -54,12 +54,25 @@ TEST(ChunkedDecoderTest, WholeAndByteByByte) {
 }
 
 TEST(ChunkedDecoderTest, Malformed) {
-  for (const char* bad : {"zz\r\n", "4\r\nWikiXX\r\n", "\r\n", "12345678901234567\r\n"}) {
+  for (const char* bad : {"zz\r\n", "4\r\nWikiXX\r\n", "\r\n", "12345678901234567\r\n",
+                          "0x5\r\nhello\r\n", "+5\r\nhello\r\n"}) {
     SCOPED_TRACE(bad);
     ChunkedDecoder d;
     std::string out;
     EXPECT_THAT(d.Feed(bad, &out), StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
   }
+}
+
+// Found by chunked_fuzzer: an error was not sticky, so a caller feeding on got bytes decoded
+// from a half-consumed, inconsistent state.
+TEST(ChunkedDecoderTest, ErrorsAreSticky) {
+  ChunkedDecoder d;
+  std::string out;
+  EXPECT_FALSE(d.Feed("zz\r\n", &out).ok());
+  EXPECT_THAT(d.Feed("5\r\nhello\r\n0\r\n\r\n", &out),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("zz")));
+  EXPECT_EQ(out, "");
+  EXPECT_FALSE(d.done());
 }
 
 // OneShotServer: accepts one connection, reads the request head, records it, writes `reply`.
