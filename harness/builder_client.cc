@@ -30,6 +30,9 @@ using agent::Frame;
 
 constexpr int kSliceMs = 200;                       // one ReadFrame wait between checks
 constexpr absl::Duration kSerialCheckEvery = absl::Milliseconds(500);
+// While frames keep coming, the guest is still checked (VMM exit, deadline, serial log) this
+// often: a guest that floods the channel does not escape its deadline.
+constexpr absl::Duration kGuestCheckEvery = absl::Milliseconds(200);
 constexpr int kWriteTimeoutMs = 60000;              // per frame write
 constexpr int kSerialAttemptMs = 250;               // one virtio-serial connect attempt
 constexpr int kHybridAttemptMs = 1000;              // one CONNECT/OK attempt (CH answers fast)
@@ -43,7 +46,8 @@ std::string ReadAll(const std::string& path) {
   return ss.str();
 }
 
-// FileSink: the received image, written to a file.
+// FileSink: the received image, written to a file. The file is deleted when the sink is
+// destroyed without Commit() (any failure on the way: a partial image never stays behind).
 class FileSink : public agent::StreamSink {
  public:
   explicit FileSink(std::string path) : path_(std::move(path)) {
@@ -52,6 +56,7 @@ class FileSink : public agent::StreamSink {
   }
   ~FileSink() override {
     if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0 && !committed_) ::unlink(path_.c_str());
   }
   const absl::Status& open_error() const { return open_error_; }
   absl::Status Write(absl::string_view bytes) override {
@@ -65,10 +70,17 @@ class FileSink : public agent::StreamSink {
     }
     return absl::OkStatus();
   }
+  // Commit(): the image is complete: keep the file.
+  absl::Status Commit() {
+    if (::fsync(fd_) != 0 && errno != EINVAL) return PosixError(errno, "fsync", path_);
+    committed_ = true;
+    return absl::OkStatus();
+  }
 
  private:
   std::string path_;
   int fd_ = -1;
+  bool committed_ = false;
   absl::Status open_error_;
 };
 
@@ -146,6 +158,59 @@ std::string BuildResponse::LogText() const {
 }
 
 // ---------------------------------------------------------------------------------------
+// JobLog
+
+// The host keeps at least what a well-behaved agent sends (its own cap, plus the line that
+// crosses it), with room for the per-line charge of ~250000 lines.
+static_assert(kDefaultMaxLogBytes >= 2 * (agent::kMaxJobLogBytes + agent::kMaxLogLine),
+              "the host's log cap must stay above the agent's (agent/protocol/messages.h)");
+
+JobLog::JobLog(uint64_t max_bytes)
+    : max_bytes_(max_bytes), head_budget_(max_bytes / 2), tail_budget_(max_bytes - max_bytes / 2) {}
+
+void JobLog::Add(agent::Log line) {
+  const uint64_t cost = Cost(line);
+  received_bytes_ += line.text.size();
+  ++received_lines_;
+  if (!cut_ && head_cost_ + cost <= head_budget_) {
+    head_cost_ += cost;
+    head_.push_back(std::move(line));
+    return;
+  }
+  cut_ = true;
+  tail_cost_ += cost;
+  tail_.push_back(std::move(line));
+  while (tail_cost_ > tail_budget_ && !tail_.empty()) {
+    const agent::Log& old = tail_.front();
+    tail_cost_ -= Cost(old);
+    dropped_bytes_ += old.text.size();
+    ++dropped_lines_;
+    last_dropped_time_ms_ = old.time_ms;
+    tail_.pop_front();
+  }
+}
+
+std::vector<agent::Log> JobLog::Finish() {
+  std::vector<agent::Log> out = std::move(head_);
+  if (dropped_lines_ > 0) {
+    out.push_back({agent::LogStream::kSystem, last_dropped_time_ms_,
+                   absl::StrCat("[kiln host: dropped ", dropped_bytes_, " bytes in ",
+                                dropped_lines_, " log lines of this job (the host keeps ",
+                                max_bytes_, " bytes: the first and the last half)]")});
+  }
+  for (agent::Log& l : tail_) out.push_back(std::move(l));
+  tail_.clear();
+  return out;
+}
+
+uint64_t BuilderHostMemoryBound(const BuilderVmOptions& options) {
+  const SerialLogLimits serial;
+  const uint64_t parser = kMaxConsoleLineBytes + 5 * kMaxConsoleRecords * kMaxConsoleLineBytes;
+  return 2 * options.max_log_bytes + 4 * uint64_t{agent::kMaxPayload} + serial.head_bytes +
+         2 * serial.tail_bytes + (64 << 10) + parser + (1 << 20);
+}
+
+// ---------------------------------------------------------------------------------------
 // BuilderVm
 
 BuilderVm::BuilderVm(Vm* vm, BuilderVmOptions options, absl::Time boot_at,
@@ -154,7 +219,8 @@ BuilderVm::BuilderVm(Vm* vm, BuilderVmOptions options, absl::Time boot_at,
       options_(std::move(options)),
       socket_path_(std::move(socket_path)),
       boot_at_(boot_at),
-      ready_at_(boot_at) {}
+      ready_at_(boot_at),
+      serial_(vm->serial_log_path()) {}
 
 BuilderVm::~BuilderVm() {
   if (stream_) (void)stream_->Close();
@@ -164,32 +230,54 @@ BuilderVm::~BuilderVm() {
   rmdir(socket_path_.substr(0, socket_path_.rfind('/')).c_str());
 }
 
-std::string BuilderVm::SerialLog() const { return ReadAll(vm_->serial_log_path()); }
+std::string BuilderVm::SerialLog() {
+  (void)serial_.PollToEnd();
+  return serial_.Text();
+}
 
 absl::Status BuilderVm::Fail(absl::StatusCode code, absl::string_view message) {
-  std::string tail = LogTail(SerialLog(), 30);
+  (void)serial_.Poll();
+  std::string tail = serial_.Tail(30);
   return absl::Status(code, absl::StrCat(message, "\n--- serial log tail (", vm_->config().id,
                                          ") ---\n", tail.empty() ? "(empty)\n" : tail));
 }
 
+absl::Status BuilderVm::OomError(absl::string_view what) {
+  return Fail(absl::StatusCode::kResourceExhausted, absl::StrCat(oom_, " (while ", what, ")"));
+}
+
 absl::Status BuilderVm::CheckGuest(absl::string_view what) {
+  last_guest_check_ = absl::Now();
   if (vm_->Exited()) {
+    (void)serial_.PollToEnd();
+    if (serial_.console().GuestOutOfMemory()) {
+      oom_ = GuestOomMessage(serial_.console(), options_.memory_mib, options_.memory_flag);
+      return OomError(what);
+    }
     return Fail(absl::StatusCode::kAborted,
                 absl::StrCat("the VMM exited while ", what));
   }
   const absl::Time now = absl::Now();
   if (now - boot_at_ > options_.deadline) {
-    stuck_reason_ = absl::StrCat("VM deadline (", absl::FormatDuration(options_.deadline),
-                                 ") passed while ", what);
     vm_->Kill();
+    const std::string reason = absl::StrCat("VM deadline (", absl::FormatDuration(options_.deadline),
+                                            ") passed while ", what);
+    if (!oom_.empty()) return OomError(reason);
+    stuck_reason_ = reason;
     return Fail(absl::StatusCode::kDeadlineExceeded, stuck_reason_);
   }
   if (now - last_serial_check_ >= kSerialCheckEvery) {
     last_serial_check_ = now;
-    ConsoleResult c = ParseConsole(SerialLog());
+    (void)serial_.Poll();
+    const ConsoleResult& c = serial_.console();
+    if (oom_.empty() && c.GuestOutOfMemory()) {
+      oom_ = GuestOomMessage(c, options_.memory_mib, options_.memory_flag);
+      oom_at_ = now;
+    }
     if (c.Stuck()) {
-      stuck_reason_ = absl::StrCat("guest stuck while ", what, ": ", c.stuck_line);
       vm_->Kill();
+      if (!oom_.empty()) return OomError(absl::StrCat(what, "; then: ", c.stuck_line));
+      stuck_reason_ = absl::StrCat("guest stuck while ", what, ": ", c.stuck_line);
       return Fail(absl::StatusCode::kAborted, stuck_reason_);
     }
     if (c.fatal) {
@@ -197,6 +285,7 @@ absl::Status BuilderVm::CheckGuest(absl::string_view what) {
                   absl::StrCat("init failed while ", what, ": ", c.fatal->line));
     }
     if (c.HasEndMarker()) {
+      if (!oom_.empty()) return OomError(absl::StrCat(what, "; then the agent exited"));
       return Fail(absl::StatusCode::kAborted,
                   absl::StrCat("the agent exited while ", what));
     }
@@ -208,14 +297,24 @@ absl::StatusOr<Frame> BuilderVm::ReadFrameWatched(absl::Time stall_deadline,
                                                   absl::string_view what) {
   while (true) {
     absl::StatusOr<Frame> f = conn_->ReadFrame(kSliceMs);
-    if (f.ok()) return f;
+    if (f.ok()) {
+      last_frame_at_ = absl::Now();
+      if (last_frame_at_ - last_guest_check_ >= kGuestCheckEvery) RETURN_IF_ERROR(CheckGuest(what));
+      return f;
+    }
     if (!absl::IsDeadlineExceeded(f.status())) {
       RETURN_IF_ERROR(CheckGuest(what));
       return Fail(f.status().code(),
                   absl::StrCat("channel error while ", what, ": ", f.status().message()));
     }
     RETURN_IF_ERROR(CheckGuest(what));
-    if (absl::Now() > stall_deadline) {
+    const absl::Time now = absl::Now();
+    if (!oom_.empty() && now - std::max(last_frame_at_, oom_at_) > options_.oom_quiet_timeout) {
+      vm_->Kill();
+      return OomError(absl::StrCat(what, "; then no frame from the agent for ",
+                                   absl::FormatDuration(options_.oom_quiet_timeout)));
+    }
+    if (now > stall_deadline) {
       stuck_reason_ = absl::StrCat("no frame from the agent for ",
                                    absl::FormatDuration(options_.stall_timeout), " while ", what);
       vm_->Kill();
@@ -345,19 +444,27 @@ absl::StatusOr<BuildResponse> BuilderVm::Build(const BuildRequest& r) {
   }
   // Read Log lines until the BuildResult or an Error.
   const std::string what = absl::StrCat("running job ", r.job_id);
+  JobLog log(options_.max_log_bytes);
+  auto finish_log = [&] {
+    resp.log_bytes = log.received_bytes();
+    resp.log_dropped_bytes = log.dropped_bytes();
+    resp.log_dropped_lines = log.dropped_lines();
+    resp.logs = log.Finish();
+  };
   while (true) {
     ASSIGN_OR_RETURN(Frame f, ReadFrameWatched(absl::Now() + options_.stall_timeout, what));
     absl::StatusOr<agent::Message> m = agent::DecodeMessage(f);
     if (!m.ok()) return Fail(m.status().code(), absl::StrCat("bad frame from the agent: ",
                                                              m.status().message()));
-    if (auto* log = std::get_if<agent::Log>(&*m)) {
-      resp.logs.push_back(std::move(*log));
+    if (auto* line = std::get_if<agent::Log>(&*m)) {
+      log.Add(std::move(*line));
       continue;
     }
     if (auto* e = std::get_if<agent::ErrorMessage>(&*m)) {
       resp.refused = agent::ToStatus(*e);
       resp.result_at = absl::Now();
       resp.send_to_result = resp.send_to_image = resp.result_at - t0;
+      finish_log();
       return resp;
     }
     if (auto* br = std::get_if<agent::BuildResult>(&*m)) {
@@ -370,29 +477,41 @@ absl::StatusOr<BuildResponse> BuilderVm::Build(const BuildRequest& r) {
                 absl::StrCat("unexpected ", agent::MessageName(*m), " while ", what));
   }
   if (resp.result->image_stream != 0) {
-    FileSink sink(r.image_out);
+    FileSink sink(r.image_out);  // deleted again unless committed below
     RETURN_IF_ERROR(sink.open_error());
     agent::StreamReceiver rx;
-    RETURN_IF_ERROR(rx.Expect(resp.result->image_stream, uint64_t{16} << 30, &sink));
-    while (!rx.Done(resp.result->image_stream)) {
+    const uint32_t id = resp.result->image_stream;
+    RETURN_IF_ERROR(rx.Expect(id, options_.max_image_bytes, &sink));
+    while (!rx.Done(id)) {
       ASSIGN_OR_RETURN(Frame f, ReadFrameWatched(absl::Now() + options_.stall_timeout,
                                                  "receiving the image"));
       if (f.type == static_cast<uint8_t>(agent::FrameType::kChunk) ||
           f.type == static_cast<uint8_t>(agent::FrameType::kStreamEnd)) {
-        RETURN_IF_ERROR(rx.OnFrame(f));
+        if (absl::Status s = rx.OnFrame(f); !s.ok()) {
+          if (absl::IsResourceExhausted(s)) {
+            return absl::ResourceExhaustedError(absl::StrCat(
+                "job ", r.job_id, ": the image from the agent is larger than the host accepts (",
+                options_.max_image_bytes, " bytes, BuilderVmOptions::max_image_bytes); the "
+                "partial file ", r.image_out, " was removed"));
+          }
+          return absl::Status(s.code(), absl::StrCat("job ", r.job_id, ": receiving the image: ",
+                                                     s.message(), " (partial file removed)"));
+        }
         continue;
       }
       absl::StatusOr<agent::Message> m = agent::DecodeMessage(f);
       if (m.ok() && std::holds_alternative<agent::Log>(*m)) {
-        resp.logs.push_back(std::get<agent::Log>(*m));
+        log.Add(std::get<agent::Log>(std::move(*m)));
         continue;
       }
       return Fail(absl::StatusCode::kFailedPrecondition,
                   "unexpected frame while receiving the image stream");
     }
+    RETURN_IF_ERROR(sink.Commit());
     resp.image_path = r.image_out;
-    resp.image_bytes = rx.Received(resp.result->image_stream);
+    resp.image_bytes = rx.Received(id);
   }
+  finish_log();
   resp.send_to_image = absl::Now() - t0;
   return resp;
 }
@@ -514,14 +633,26 @@ BuilderRun RunBuilderJobs(VmFactory& factory, const BuilderArtifacts& artifacts,
     } else if (record) {
       (void)ReleaseBuilder(store, record->id);
     }
-    const bool stuck = vm.stuck();
-    const std::string stuck_reason = vm.stuck_reason();
     if (!kept) vm.vm().Kill();
     run.vmm_peak_rss_bytes = vm.vm().peak_rss_bytes();
     run.serial_log = vm.SerialLog();
-    run.console = ParseConsole(run.serial_log);
+    run.console = vm.console();
     run.log_dir = factory.SaveLogs(vm.vm());
+    run.oom = GuestOomMessage(run.console, o.memory_mib, o.memory_flag);
+    const bool out_of_memory = run.console.GuestOutOfMemory();
+    // Out of memory is not a lockup: it would run out again on a retry.
+    const bool stuck = vm.stuck() && !out_of_memory;
+    const std::string stuck_reason = vm.stuck_reason();
     b->reset();
+    if (out_of_memory) {
+      const std::string failure = run.status.ok() ? FirstFailure(run.jobs) : "";
+      if (!run.status.ok() && !absl::IsResourceExhausted(run.status)) {
+        run.status = absl::ResourceExhaustedError(
+            absl::StrCat(run.oom, "; then: ", run.status.message()));
+      } else if (!failure.empty()) {
+        run.status = absl::ResourceExhaustedError(absl::StrCat(run.oom, "; ", failure));
+      }
+    }
     if (stuck) {
       ++run.lockup_events;
       if (attempt == 1) {

@@ -13,9 +13,29 @@
 //
 // Every wait is bounded: connect + Ready by BuilderVmOptions::ready_timeout, each job by its
 // stall timeout (no frame from the agent for that long) and by the VM's deadline. While it
-// waits, the client watches the serial log: a soft lockup / kernel panic of the guest, or a
-// stall, cuts the VM off at once (a *lockup event*); RunBuilderJobs then retries the whole VM
-// once (a fresh VM, id "<id>-retry1") and counts the events.
+// waits, the client follows the serial log (SerialLogFollower: only new bytes, head and tail
+// kept): a soft lockup / kernel panic of the guest, or a stall, cuts the VM off at once (a
+// *lockup event*); RunBuilderJobs then retries the whole VM once (a fresh VM, id
+// "<id>-retry1") and counts the events. A guest whose kernel OOM killer killed a process
+// (`Out of memory: Killed process ...`) is *out of memory*, not stuck: it is reported as
+// ResourceExhausted "guest out of memory (OOM killer killed <process>); the VM had N MiB;
+// raise <memory_flag>", never counted as a lockup and never retried (it would run out again).
+//
+// What a guest sends is bounded on the host (a hostile or broken guest must not exhaust it):
+//   - a job's Log lines: at most BuilderVmOptions::max_log_bytes are kept (JobLog: the first
+//     half and the last half, each line charged its text + kLogLineOverheadBytes), with one
+//     line saying how much was dropped. The agent caps a job's log itself at
+//     agent::kMaxJobLogBytes (8 MiB of text: head 6 MiB + tail 2 MiB, agent/protocol/
+//     messages.h); the host's default (24 MiB) is above that, so the host cuts only a log that
+//     is not from a well-behaved agent, or one of more than ~250000 lines (then both cuts
+//     apply and both say so);
+//   - the image: at most BuilderVmOptions::max_image_bytes (default 8 GiB) are written;
+//     larger is ResourceExhausted, and a partial image file is deleted on every failure;
+//   - the serial log: read incrementally, parsed line by line, its first and last 2 MiB kept;
+//   - frames: at most agent::kMaxPayload (1 MiB) each (the frame decoder).
+// Host memory bound: while a job runs, one BuilderVm holds at most
+// BuilderHostMemoryBound(options) bytes of guest-controlled data (64 MiB with the defaults;
+// builder_client_test floods 100 MiB of log: the peak RSS grew by 24-25 MiB).
 //
 // Timings (host clock): VMM start -> agent Ready, job sent -> BuildResult, job sent -> image
 // received, last result -> VM gone; the guest reports its own phases in BuildResult.phases
@@ -37,6 +57,7 @@
 #define KILN_HARNESS_BUILDER_CLIENT_H_
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -76,6 +97,15 @@ inline constexpr char kAgentPath[] = "/usr/local/bin/kiln-agent";
 // kDefaultChannelName: the virtio-serial port name the agent serves.
 inline constexpr char kDefaultChannelName[] = "kiln.agent";
 
+// kDefaultMaxLogBytes: BuilderVmOptions::max_log_bytes' default (24 MiB; the agent's own cap,
+// agent::kMaxJobLogBytes, is 8 MiB of text).
+inline constexpr uint64_t kDefaultMaxLogBytes = uint64_t{24} << 20;
+// kLogLineOverheadBytes: what JobLog charges per kept line on top of its text (the
+// agent::Log object and its allocation).
+inline constexpr uint64_t kLogLineOverheadBytes = 64;
+// kDefaultMaxImageBytes: BuilderVmOptions::max_image_bytes' default (8 GiB).
+inline constexpr uint64_t kDefaultMaxImageBytes = uint64_t{8} << 30;
+
 // BuilderVmOptions: one builder VM.
 struct BuilderVmOptions {
   std::string id = "builder";  // VM id ([A-Za-z0-9._-]+), names its work/log dirs
@@ -91,6 +121,16 @@ struct BuilderVmOptions {
   // poweroff_grace: after the host closes the channel, how long the VM may take to go away
   // before it is killed.
   absl::Duration poweroff_grace = absl::Seconds(10);
+  // oom_quiet_timeout: once the serial log shows an OOM kill, an agent silent for this long
+  // is given up on (ResourceExhausted, out of memory) instead of waiting for stall_timeout.
+  absl::Duration oom_quiet_timeout = absl::Seconds(20);
+  // max_log_bytes: per job, the Log lines the host keeps (JobLog; head + tail). >= 2 * 64 KiB.
+  uint64_t max_log_bytes = kDefaultMaxLogBytes;
+  // max_image_bytes: the largest image archive accepted from the agent (ResourceExhausted
+  // beyond it; the partial file is deleted).
+  uint64_t max_image_bytes = kDefaultMaxImageBytes;
+  // memory_flag: the option that sets memory_mib, named in the out-of-memory message.
+  std::string memory_flag = "--builder_memory_mib";
   std::string channel_name = kDefaultChannelName;
   // transport: how the agent serves the channel and the host connects. BuilderVm::Boot sets it
   // from factory.vmm().channel_transport(), so callers leave it alone; the pure functions
@@ -153,6 +193,42 @@ struct BuildRequest {
   std::string image_out;
 };
 
+// JobLog: the Log lines of one job as the host keeps them: lines are kept in order while their
+// cost (text bytes + kLogLineOverheadBytes each) fits in the first half of max_bytes; after
+// that the last lines that fit in the second half are kept. Finish() returns head, then (if
+// anything was dropped) one kSystem line "[kiln host: dropped <n> bytes in <m> log lines of
+// this job (the host keeps <max_bytes> bytes: the first and the last half)]", then tail.
+// Memory: at most about 2 * max_bytes (container growth included). Not thread-safe.
+class JobLog {
+ public:
+  // REQUIRES: max_bytes >= 2 * kLogLineOverheadBytes.
+  explicit JobLog(uint64_t max_bytes);
+  void Add(agent::Log line);
+  // Finish(): the kept lines (see above). Call once.
+  std::vector<agent::Log> Finish();
+  uint64_t received_bytes() const { return received_bytes_; }  // text bytes of every line
+  uint64_t received_lines() const { return received_lines_; }
+  uint64_t dropped_bytes() const { return dropped_bytes_; }    // text bytes not kept
+  uint64_t dropped_lines() const { return dropped_lines_; }
+
+ private:
+  static uint64_t Cost(const agent::Log& l) { return l.text.size() + kLogLineOverheadBytes; }
+  uint64_t max_bytes_, head_budget_, tail_budget_;
+  uint64_t head_cost_ = 0, tail_cost_ = 0;
+  bool cut_ = false;  // the head is full: every later line goes to the tail
+  std::vector<agent::Log> head_;
+  std::deque<agent::Log> tail_;
+  uint64_t received_bytes_ = 0, received_lines_ = 0, dropped_bytes_ = 0, dropped_lines_ = 0;
+  uint64_t last_dropped_time_ms_ = 0;
+};
+
+// BuilderHostMemoryBound(options): the stated bound, in bytes, of the guest-controlled data one
+// BuilderVm holds while a job runs: 2 * max_log_bytes (JobLog) + 4 * agent::kMaxPayload (the
+// frame decoder's buffer, a frame, its decoded message) + the SerialLogFollower's (2 MiB head
+// + 2 * 2 MiB tail + 64 KiB read buffer + 5 MiB parser worst case) + 1 MiB: 64 MiB (and
+// 68 KiB) with the defaults.
+uint64_t BuilderHostMemoryBound(const BuilderVmOptions& options);
+
 // BuildResponse: what came back for one job.
 struct BuildResponse {
   std::string job_id;
@@ -160,7 +236,10 @@ struct BuildResponse {
   // never ran). OK when a BuildResult came.
   absl::Status refused;
   std::optional<agent::BuildResult> result;
-  std::vector<agent::Log> logs;  // every Log line, in order
+  std::vector<agent::Log> logs;  // the Log lines kept (JobLog: all, or head + note + tail)
+  uint64_t log_bytes = 0;          // text bytes of every Log line received
+  uint64_t log_dropped_bytes = 0;  // of those, not kept (over max_log_bytes)
+  uint64_t log_dropped_lines = 0;
   std::string image_path;        // "" if no image came back
   uint64_t image_bytes = 0;
   uint64_t context_bytes = 0;    // bytes of the context tar sent
@@ -203,11 +282,15 @@ class BuilderVm {
   ~BuilderVm();
 
   // Build(request): sends the secrets, the BuildJob and its streams, then reads Log lines
-  // until the BuildResult (or the agent's Error: BuildResponse::refused), then the image
-  // stream into request.image_out. Errors (the channel or the VM failed; the VM should be
-  // discarded): InvalidArgument for a bad request (nothing sent); Aborted when the guest got
-  // stuck or the VMM exited; DeadlineExceeded on a stall or the VM deadline; the channel's
-  // errors. On any error the VM has been killed if it was stuck/stalled.
+  // (JobLog, options.max_log_bytes) until the BuildResult (or the agent's Error:
+  // BuildResponse::refused), then the image stream into request.image_out (at most
+  // options.max_image_bytes; the file is deleted if the stream fails). Errors (the channel or
+  // the VM failed; the VM should be discarded): InvalidArgument for a bad request (nothing
+  // sent); ResourceExhausted for an image over max_image_bytes, or a guest out of memory (the
+  // OOM killer ran and then the guest locked up, exited or stayed silent for
+  // oom_quiet_timeout); Aborted when the guest got stuck or the VMM exited; DeadlineExceeded
+  // on a stall or the VM deadline; the channel's errors. On any error the VM has been killed
+  // if it was stuck/stalled/out of memory.
   absl::StatusOr<BuildResponse> Build(const BuildRequest& request);
 
   // Shutdown(): closes the channel (the agent exits, init powers off), waits up to
@@ -222,8 +305,11 @@ class BuilderVm {
   // Release's (FailedPrecondition if not booted detachable or already exited).
   absl::Status Detach(VmFactory& factory);
 
-  // stuck(): the guest showed a soft lockup / panic, or stalled past a timeout; stuck_reason().
+  // stuck(): the guest showed a soft lockup / panic, or stalled past a timeout, and had not
+  // run out of memory; stuck_reason().
   bool stuck() const { return !stuck_reason_.empty(); }
+  // out_of_memory(): GuestOomMessage once the serial log showed the OOM killer ("" before).
+  const std::string& out_of_memory() const { return oom_; }
   const std::string& stuck_reason() const { return stuck_reason_; }
   const agent::Ready& ready() const { return ready_; }
   // channel_address(): where and how WaitReady connects.
@@ -236,8 +322,11 @@ class BuilderVm {
   absl::Duration vmm_start_to_ready() const { return ready_at_ - boot_at_; }
   absl::Time boot_time() const { return boot_at_; }
   Vm& vm() { return *vm_; }
-  // SerialLog(): the guest serial log so far.
-  std::string SerialLog() const;
+  // SerialLog(): the guest serial log so far (SerialLogFollower::Text: head and tail if
+  // long). Reads what was appended since the last read.
+  std::string SerialLog();
+  // console(): the parse of the whole serial log so far (as of the last read).
+  const ConsoleResult& console() const { return serial_.console(); }
 
  private:
   BuilderVm(Vm* vm, BuilderVmOptions options, absl::Time boot_at, std::string socket_path);
@@ -246,6 +335,8 @@ class BuilderVm {
   // The VM's state as an error (or OK if it may go on); marks stuck_reason_.
   absl::Status CheckGuest(absl::string_view what);
   absl::Status Fail(absl::StatusCode code, absl::string_view message);
+  // The out-of-memory error (ResourceExhausted: oom_, what was going on, the serial tail).
+  absl::Status OomError(absl::string_view what);
 
   Vm* vm_;
   BuilderVmOptions options_;
@@ -253,6 +344,11 @@ class BuilderVm {
   absl::Time boot_at_;
   absl::Time ready_at_;
   absl::Time last_serial_check_ = absl::InfinitePast();
+  absl::Time last_guest_check_ = absl::InfinitePast();
+  absl::Time last_frame_at_ = absl::InfinitePast();
+  absl::Time oom_at_ = absl::InfinitePast();
+  SerialLogFollower serial_;
+  std::string oom_;
   std::unique_ptr<agent::FdStream> stream_;
   std::unique_ptr<agent::Connection> conn_;
   agent::Ready ready_;
@@ -269,6 +365,10 @@ struct BuilderRun {
   std::vector<BuildResponse> jobs;
   int attempts = 0;            // 1, or 2 after a retry
   int lockup_events = 0;       // guests cut off for a soft lockup / panic / stall
+  // oom: GuestOomMessage of the reported attempt ("" if the OOM killer never ran). When the
+  // VM ran out of memory (not a cgroup limit) and the run or a job failed, status is
+  // ResourceExhausted with this message first.
+  std::string oom;
   std::string retry_reason;    // why the first attempt was retried
   absl::Duration vmm_start_to_ready;
   absl::Duration vmm_start_to_first_result;  // VMM start -> first BuildResult (or Error)
@@ -290,7 +390,8 @@ struct BuilderRun {
 // RunBuilderJobs(factory, artifacts, options, jobs): boots a builder VM, runs `jobs` in order
 // (one session; the agent gives each job fresh daemons and a fresh data root, and wipes the
 // job's secrets after it), shuts the VM down, saves its logs. A stuck guest (lockup, panic,
-// stall) is cut off, counted, and the whole VM is retried once with the same jobs. With
+// stall) is cut off, counted, and the whole VM is retried once with the same jobs; a guest
+// out of memory is not (BuilderRun::oom). With
 // options.keep.keep_failed_builders: the VM is registered (harness/keep_builder.h) after
 // Ready; if every job got an answer and one failed (refused, or exit_status != 0), it is kept
 // (KeepFailedBuilder + Detach) instead of shut down, else its record is released. Never

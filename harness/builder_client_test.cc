@@ -2,9 +2,13 @@
 // The builder client without a VM: a fake VMM whose "guest" is the real agent session
 // (agent/server.h) with a fake build runner, served on the channel's unix socket. Covers the
 // pure config/cmdline, the handshake, a job with secrets, logs and an image stream, a refusal,
-// a guest that locks up (cut off, retried once, counted), and WriteDirectoryTar.
+// a guest that locks up (cut off, retried once, counted), a guest out of memory (named, not
+// retried), a hostile guest that floods 100 MiB of log and an oversized image (host memory
+// measured against BuilderHostMemoryBound, partial image deleted), JobLog, and
+// WriteDirectoryTar.
 #include "harness/builder_client.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -55,8 +59,63 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// Behaviour of one fake guest.
-enum class Guest { kAgent, kLockup };
+// Behaviour of one fake guest. kAgent: the real agent session. kLockup: a soft lockup in the
+// serial log, no answer. kSilent: FakeVmm::silent_serial appended to the serial log, then no
+// answer. kFlood: a hostile agent (FloodScript) that floods the channel.
+enum class Guest { kAgent, kLockup, kSilent, kFlood };
+
+// FloodScript: what a kFlood guest sends after it has read the whole job: `log_bytes` of Log
+// lines of `line_bytes` each (forever if `forever`), then a BuildResult and an image stream of
+// `image_bytes`.
+struct FloodScript {
+  uint64_t log_bytes = 100ull << 20;
+  size_t line_bytes = agent::kMaxLogLine;
+  bool forever = false;
+  uint64_t image_bytes = 70000;
+  std::string tmp_dir;  // where the (sparse) image file is made
+};
+
+std::string TestdataText(const std::string& name) {
+  return ReadFile(absl::StrCat(getenv("TEST_SRCDIR"), "/", getenv("TEST_WORKSPACE"),
+                               "/harness/testdata/", name));
+}
+
+// PlayFloodingAgent(conn, flood): the kFlood guest's side of the session.
+void PlayFloodingAgent(agent::Connection& conn, const FloodScript& flood) {
+  if (!conn.ReadMessage(5000).ok()) return;  // Hello
+  if (!conn.Send(agent::Ready{agent::kProtocolMajor, agent::kProtocolMinor, "flood 0.1",
+                              {agent::kCapBuild}},
+                 5000)
+           .ok()) {
+    return;
+  }
+  std::string job_id;
+  int ends_needed = -1, ends = 0;
+  while (ends_needed < 0 || ends < ends_needed) {  // secrets, the job, its streams
+    absl::StatusOr<agent::Frame> f = conn.ReadFrame(5000);
+    if (!f.ok()) return;
+    if (f->type == static_cast<uint8_t>(agent::FrameType::kStreamEnd)) ++ends;
+    if (f->type != static_cast<uint8_t>(agent::FrameType::kBuildJob)) continue;
+    absl::StatusOr<agent::BuildJob> job = agent::DecodeAs<agent::BuildJob>(*f);
+    if (!job.ok()) return;
+    job_id = job->job_id;
+    ends_needed = 1 + static_cast<int>(job->preload_images.size());
+  }
+  const std::string text(flood.line_bytes, 'x');
+  for (uint64_t sent = 0; flood.forever || sent < flood.log_bytes; sent += text.size()) {
+    if (!conn.Send(agent::Log{agent::LogStream::kStdout, sent >> 20, text}, 5000).ok()) return;
+  }
+  if (!conn.Send(agent::BuildResult{job_id, 0, "sha256:" + std::string(64, 'e'), 2, {}, ""},
+                 5000)
+           .ok()) {
+    return;
+  }
+  const std::string image = flood.tmp_dir + "/flood-image";
+  const int fd = open(image.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0 || ftruncate(fd, static_cast<off_t>(flood.image_bytes)) != 0) return;  // sparse
+  (void)conn.SendFd(2, fd, 5000);
+  close(fd);
+}
 
 // HybridVsockScript: how a FakeVm plays Cloud Hypervisor's vsock muxer (transport
 // kHybridVsock): each connection first sends "CONNECT <port>\n" (recorded); the first
@@ -87,7 +146,8 @@ std::string ReadLine(int fd) {
 class FakeVm : public Vm {
  public:
   FakeVm(VmConfig config, Guest guest, agent::BuildRunner runner,
-         HybridVsockScript* vsock = nullptr)
+         HybridVsockScript* vsock = nullptr, std::string silent_serial = "",
+         FloodScript flood = FloodScript())
       : config_(std::move(config)), guest_(guest) {
     serial_ = config_.work_dir + "/serial.log";
     WriteFile(serial_, "Linux version 6.1.0-test\nKILN-INIT: ready uptime_ms=10\n");
@@ -97,7 +157,7 @@ class FakeVm : public Vm {
     strncpy(addr.sun_path, config_.channel->host_socket_path.c_str(), sizeof(addr.sun_path) - 1);
     EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
     EXPECT_EQ(listen(listen_fd_, 4), 0);
-    thread_ = std::thread([this, runner, vsock] {
+    thread_ = std::thread([this, runner, vsock, silent_serial, flood] {
       int fd = -1;
       for (int n = 0;; ++n) {
         fd = accept(listen_fd_, nullptr, nullptr);
@@ -115,15 +175,22 @@ class FakeVm : public Vm {
         close(fd);
       }
       conn_fd_ = fd;
-      if (guest_ == Guest::kLockup) {
+      if (guest_ == Guest::kLockup || guest_ == Guest::kSilent) {
         std::ofstream(serial_, std::ios::app)
-            << "[   30.1] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [runc:5]\n";
+            << (guest_ == Guest::kLockup
+                    ? "[   30.1] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [runc:5]\n"
+                    : silent_serial);
         while (!killed_) usleep(10000);
         close(fd);
         return;
       }
       agent::FdStream stream(fd, "fake-guest");
       agent::Connection conn(&stream);
+      if (guest_ == Guest::kFlood) {
+        PlayFloodingAgent(conn, flood);
+        while (!killed_) usleep(10000);  // a hostile guest does not power off
+        return;
+      }
       agent::AgentOptions o;
       o.work_dir = config_.work_dir + "/agent";
       o.runner = runner;
@@ -183,9 +250,11 @@ class FakeVmm : public Vmm {
     configs.push_back(config);
     Guest g = script.empty() ? Guest::kAgent : script.front();
     if (!script.empty()) script.pop_front();
-    return std::unique_ptr<Vm>(new FakeVm(config, g, runner, &vsock));
+    return std::unique_ptr<Vm>(new FakeVm(config, g, runner, &vsock, silent_serial, flood));
   }
   std::deque<Guest> script;
+  std::string silent_serial;
+  FloodScript flood;
   HybridVsockScript vsock;
   std::vector<VmConfig> configs;
   agent::BuildRunner runner;
@@ -212,6 +281,7 @@ class BuilderClientTest : public ::testing::Test {
       out.phases = {{"dockerd_start", 3000}, {"build", 2000}};
       return out;
     };
+    vmm_.flood.tmp_dir = dir_;
     options_.id = "b1";
     options_.ready_timeout = absl::Seconds(5);
     options_.stall_timeout = absl::Seconds(2);
@@ -421,6 +491,244 @@ TEST_F(BuilderClientTest, HybridVsockGuestThatNeverListensHitsTheReadyTimeout) {
                                          HasSubstr("attempt(s)"), HasSubstr("port 1024"))));
   absl::MutexLock lock(&vmm_.vsock.mu);
   EXPECT_GE(vmm_.vsock.connect_lines.size(), 2u);
+}
+
+// ---------------------------------------------------------------------------------------
+// A guest out of memory (real kernel text: testdata/builder-oom-*.serial.log).
+
+// The OOM killer took dockerd; the agent still answers (the job failed: "dockerd exited
+// (killed by signal 9)"). The run says what happened, and is not retried.
+TEST_F(BuilderClientTest, OomKilledDaemonIsReportedAsOutOfMemory) {
+  const std::string oom = TestdataText("builder-oom-dockerd.serial.log");
+  const std::string excerpt = oom.substr(oom.find("dockerd invoked oom-killer") - 15,
+                                         oom.find("KILN-INIT: exit") - oom.find("dockerd invoked oom-killer") + 15);
+  ASSERT_THAT(excerpt, HasSubstr("Out of memory: Killed process 244 (dockerd)"));
+  const std::string serial = dir_ + "/vms/b1/serial.log";
+  vmm_.runner = [&](const agent::BuildInputs&) -> absl::StatusOr<agent::BuildOutcome> {
+    std::ofstream(serial, std::ios::app) << excerpt;
+    agent::BuildOutcome out;
+    out.exit_status = 1;
+    out.error = "FAILED_PRECONDITION: dockerd exited (killed by signal 9) before it was ready "
+                "(empty log)";
+    return out;
+  };
+  options_.memory_mib = 80;
+  VmFactory factory(vmm_, dir_ + "/vms", "");
+  BuilderRun run = RunBuilderJobs(factory, artifacts_, options_, {Job("j1")});
+  EXPECT_THAT(run.status,
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       AllOf(HasSubstr("guest out of memory (OOM killer killed dockerd (pid 244)); "
+                                       "the VM had 80 MiB; raise --builder_memory_mib"),
+                             HasSubstr("job j1 exit_status 1"),
+                             HasSubstr("killed by signal 9"))));
+  EXPECT_THAT(run.oom, HasSubstr("dockerd (pid 244)"));
+  EXPECT_EQ(run.attempts, 1);
+  EXPECT_EQ(run.lockup_events, 0);
+  ASSERT_EQ(run.jobs.size(), 1u);  // the answer is still there
+}
+
+// The OOM killer took containerd, the agent went silent: given up on after oom_quiet_timeout
+// (not the stall timeout), named as out of memory, not counted as a lockup, not retried.
+TEST_F(BuilderClientTest, OomThenSilentAgentIsOutOfMemoryNotALockup) {
+  const std::string log = TestdataText("builder-oom-lockup.serial.log");
+  vmm_.silent_serial = log.substr(0, log.find("[   44.101733] watchdog"));
+  ASSERT_THAT(vmm_.silent_serial, HasSubstr("Killed process 231 (containerd)"));
+  vmm_.script = {Guest::kSilent, Guest::kAgent};
+  options_.memory_mib = 80;
+  options_.stall_timeout = absl::Seconds(30);
+  options_.oom_quiet_timeout = absl::Milliseconds(700);
+  VmFactory factory(vmm_, dir_ + "/vms", "");
+  const absl::Time t0 = absl::Now();
+  BuilderRun run = RunBuilderJobs(factory, artifacts_, options_, {Job("j1")});
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(10));
+  EXPECT_THAT(run.status,
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       AllOf(HasSubstr("guest out of memory (OOM killer killed containerd (pid "
+                                       "231)); the VM had 80 MiB; raise --builder_memory_mib"),
+                             HasSubstr("no frame from the agent for"))));
+  EXPECT_EQ(run.attempts, 1);
+  EXPECT_EQ(run.lockup_events, 0);
+  EXPECT_TRUE(run.retry_reason.empty());
+  EXPECT_EQ(vmm_.configs.size(), 1u);
+}
+
+// The OOM killer, then a soft lockup and the softlockup panic: still out of memory, not a
+// lockup to retry (today's main counted it as a lockup event and booted a second VM).
+TEST_F(BuilderClientTest, OomThenSoftLockupIsNotRetried) {
+  vmm_.silent_serial = TestdataText("builder-oom-lockup.serial.log");
+  vmm_.script = {Guest::kSilent, Guest::kAgent};
+  options_.memory_mib = 80;
+  options_.memory_flag = "--memory_mib";
+  VmFactory factory(vmm_, dir_ + "/vms", "");
+  BuilderRun run = RunBuilderJobs(factory, artifacts_, options_, {Job("j1")});
+  EXPECT_THAT(run.status, StatusIs(absl::StatusCode::kResourceExhausted,
+                                   AllOf(HasSubstr("OOM killer killed containerd"),
+                                         HasSubstr("raise --memory_mib"),
+                                         HasSubstr("soft lockup"))));
+  EXPECT_EQ(run.attempts, 1);
+  EXPECT_EQ(run.lockup_events, 0);
+  EXPECT_EQ(vmm_.configs.size(), 1u);
+}
+
+// ---------------------------------------------------------------------------------------
+// A hostile guest: host memory stays within the stated bound.
+
+// PeakRssGrowth: resets the kernel's peak-RSS mark (/proc/self/clear_refs "5") and reads
+// VmHWM - the VmRSS at the start.
+class PeakRssGrowth {
+ public:
+  PeakRssGrowth() {
+    std::ofstream("/proc/self/clear_refs") << "5";
+    start_ = Field("VmRSS:");
+  }
+  int64_t Bytes() const { return Field("VmHWM:") - start_; }
+
+ private:
+  static int64_t Field(const std::string& name) {
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (absl::StartsWith(line, name)) return std::stoll(line.substr(name.size())) * 1024;
+    }
+    ADD_FAILURE() << "no " << name << " in /proc/self/status";
+    return 0;
+  }
+  int64_t start_ = 0;
+};
+
+struct FloodCase {
+  const char* name;
+  size_t line_bytes;
+};
+
+class BuilderClientFloodTest : public BuilderClientTest,
+                               public ::testing::WithParamInterface<FloodCase> {};
+
+// `RUN head -c 100M /dev/zero | tr '\0' x` as the guest sends it: 100 MiB of Log lines (the
+// agent splits a long line at 64 KiB; also as 1000-byte lines). The host keeps head + tail,
+// says what it dropped, and its peak RSS grows less than BuilderHostMemoryBound.
+TEST_P(BuilderClientFloodTest, HundredMiBOfLogIsCutAndMemoryStaysBounded) {
+  vmm_.script = {Guest::kFlood};
+  vmm_.flood.line_bytes = GetParam().line_bytes;
+  vmm_.flood.log_bytes = 100ull << 20;
+  options_.stall_timeout = absl::Seconds(20);
+  const uint64_t bound = BuilderHostMemoryBound(options_);
+  EXPECT_LT(BuilderHostMemoryBound(BuilderVmOptions()), 65ull << 20);  // "64 MiB", the header
+  VmFactory factory(vmm_, dir_ + "/vms", "");
+  absl::StatusOr<std::unique_ptr<BuilderVm>> vm =
+      BuilderVm::Start(factory, artifacts_, options_);
+  ASSERT_THAT(vm.status(), IsOk());
+  PeakRssGrowth rss;
+  absl::StatusOr<BuildResponse> r = (*vm)->Build(Job("j1"));
+  const int64_t growth = rss.Bytes();
+  ASSERT_THAT(r.status(), IsOk());
+  EXPECT_GE(r->log_bytes, 100ull << 20);
+  EXPECT_GT(r->log_dropped_bytes, (100ull - 24) << 20);
+  uint64_t kept = 0;
+  int notes = 0;
+  for (const agent::Log& l : r->logs) {
+    kept += l.text.size() + kLogLineOverheadBytes;
+    if (absl::StartsWith(l.text, "[kiln host: dropped ")) ++notes;
+  }
+  EXPECT_EQ(notes, 1);
+  EXPECT_LE(kept, options_.max_log_bytes + 1000);
+  EXPECT_GT(kept, options_.max_log_bytes * 9 / 10);
+  const auto note = std::find_if(r->logs.begin(), r->logs.end(), [](const agent::Log& l) {
+    return absl::StartsWith(l.text, "[kiln host: dropped ");
+  });
+  EXPECT_THAT(note->text, HasSubstr(absl::StrCat("dropped ", r->log_dropped_bytes, " bytes in ",
+                                                 r->log_dropped_lines, " log lines")));
+  EXPECT_EQ(note->stream, agent::LogStream::kSystem);
+  EXPECT_EQ(r->image_bytes, 70000u);  // the job itself still completes
+  std::cerr << "flood of " << (r->log_bytes >> 20) << " MiB in " << GetParam().line_bytes
+            << "-byte lines: host peak RSS growth " << (growth >> 20) << " MiB (bound "
+            << (bound >> 20) << " MiB), kept " << r->logs.size() << " lines\n";
+  EXPECT_GT(growth, 0);
+  EXPECT_LT(growth, static_cast<int64_t>(bound));
+}
+
+INSTANTIATE_TEST_SUITE_P(Lines, BuilderClientFloodTest,
+                         ::testing::Values(FloodCase{"split_64k", agent::kMaxLogLine},
+                                           FloodCase{"lines_1000", 1000}),
+                         [](const ::testing::TestParamInfo<FloodCase>& i) {
+                           return std::string(i.param.name);
+                         });
+
+// An image over max_image_bytes: ResourceExhausted naming the cap, the partial file deleted,
+// and (with a 100 MiB log flood before it) the host's memory still within the bound.
+TEST_F(BuilderClientTest, OversizedImageIsRefusedAndThePartialFileDeleted) {
+  vmm_.script = {Guest::kFlood};
+  vmm_.flood.line_bytes = agent::kMaxLogLine;
+  vmm_.flood.image_bytes = 64ull << 20;  // sparse on the guest side
+  options_.max_image_bytes = 8ull << 20;
+  VmFactory factory(vmm_, dir_ + "/vms", "");
+  absl::StatusOr<std::unique_ptr<BuilderVm>> vm =
+      BuilderVm::Start(factory, artifacts_, options_);
+  ASSERT_THAT(vm.status(), IsOk());
+  PeakRssGrowth rss;
+  BuildRequest job = Job("j1");
+  absl::StatusOr<BuildResponse> r = (*vm)->Build(job);
+  EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kResourceExhausted,
+                                   AllOf(HasSubstr("larger than the host accepts (8388608 bytes"),
+                                         HasSubstr("max_image_bytes"),
+                                         HasSubstr(job.image_out + " was removed"))));
+  EXPECT_NE(access(job.image_out.c_str(), F_OK), 0) << "the partial image is still there";
+  EXPECT_LT(rss.Bytes(), static_cast<int64_t>(BuilderHostMemoryBound(options_)));
+}
+
+// A guest that never stops sending is still cut off at the VM's deadline (frames keep
+// arriving, so no stall fires).
+TEST_F(BuilderClientTest, EndlessFloodHitsTheVmDeadline) {
+  vmm_.script = {Guest::kFlood};
+  vmm_.flood.forever = true;
+  options_.deadline = absl::Seconds(3);
+  VmFactory factory(vmm_, dir_ + "/vms", "");
+  absl::StatusOr<std::unique_ptr<BuilderVm>> vm =
+      BuilderVm::Start(factory, artifacts_, options_);
+  ASSERT_THAT(vm.status(), IsOk());
+  const absl::Time t0 = absl::Now();
+  EXPECT_THAT((*vm)->Build(Job("j1")).status(),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("VM deadline")));
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(10));
+}
+
+TEST(JobLogTest, KeepsEverythingUnderTheCap) {
+  JobLog log(10000);
+  for (int i = 0; i < 10; ++i) log.Add({agent::LogStream::kStdout, 1, absl::StrCat("line ", i)});
+  std::vector<agent::Log> out = log.Finish();
+  ASSERT_EQ(out.size(), 10u);
+  EXPECT_EQ(out[9].text, "line 9");
+  EXPECT_EQ(log.dropped_lines(), 0u);
+}
+
+TEST(JobLogTest, HeadAndTailAndOneNoteInOrder) {
+  // 100 lines of 36 bytes (100 charged each); the cap keeps 5 + 5.
+  JobLog log(1000);
+  for (int i = 0; i < 100; ++i) {
+    log.Add({agent::LogStream::kStdout, static_cast<uint64_t>(i),
+             absl::StrCat("line-", 100 + i, std::string(28, '.'))});
+  }
+  EXPECT_EQ(log.received_lines(), 100u);
+  EXPECT_EQ(log.dropped_lines(), 90u);
+  EXPECT_EQ(log.dropped_bytes(), 90u * 36);
+  std::vector<agent::Log> out = log.Finish();
+  ASSERT_EQ(out.size(), 11u);
+  EXPECT_THAT(out[0].text, HasSubstr("line-100"));
+  EXPECT_THAT(out[4].text, HasSubstr("line-104"));
+  EXPECT_EQ(out[5].text,
+            "[kiln host: dropped 3240 bytes in 90 log lines of this job (the host keeps 1000 "
+            "bytes: the first and the last half)]");
+  EXPECT_EQ(out[5].time_ms, 94u);
+  EXPECT_THAT(out[6].text, HasSubstr("line-195"));
+  EXPECT_THAT(out[10].text, HasSubstr("line-199"));
+}
+
+TEST(JobLogTest, TinyLinesAreChargedTheirOverhead) {
+  // A guest sending millions of empty lines cannot make the host keep millions of objects.
+  JobLog log(64 * 1000);
+  for (int i = 0; i < 1000000; ++i) log.Add({agent::LogStream::kStdout, 0, ""});
+  std::vector<agent::Log> out = log.Finish();
+  EXPECT_EQ(out.size(), 1000u + 1);
 }
 
 TEST(WriteDirectoryTarTest, SortedFilesDirsAndLinks) {
