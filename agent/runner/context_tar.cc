@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <errno.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <set>
@@ -132,14 +134,19 @@ absl::Status CheckTarEntry(const TarEntryInfo& entry, const ContextTarLimits& li
                                                    ": only files, directories and links allowed"));
   }
   if (entry.size < 0 || entry.size > limits.max_entry_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat("context tar entry ", Quote(entry.path),
-                                                     " is ", entry.size, " bytes (limit ",
-                                                     limits.max_entry_bytes, ")"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "context tar entry ", Quote(entry.path), " is ", entry.size, " bytes (limit ",
+        limits.max_entry_bytes, ", at most the free space where the context is extracted)"));
   }
   if (entry.type == TarEntryType::kSymlink) {
     if (entry.link_target.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("context tar symlink ", Quote(entry.path), " has an empty target"));
+    }
+    if (entry.link_target.size() > kMaxSymlinkTarget) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "context tar symlink ", Quote(entry.path), " has a target of ",
+          entry.link_target.size(), " bytes (limit ", kMaxSymlinkTarget, ")"));
     }
     if (entry.link_target.front() == '/') {
       return absl::PermissionDeniedError(
@@ -164,25 +171,34 @@ absl::Status CheckTarEntry(const TarEntryInfo& entry, const ContextTarLimits& li
 }
 
 absl::StatusOr<std::string> ResolveInArchive(absl::string_view path,
-                                             const std::map<std::string, std::string>& symlinks) {
+                                             const std::map<std::string, std::string>& symlinks,
+                                             int64_t* steps_left) {
   std::deque<std::string> todo;
   for (absl::string_view p : absl::StrSplit(path, '/')) todo.emplace_back(p);
-  std::vector<std::string> stack;
+  std::string joined;          // the components resolved so far, "a/b/c"
+  std::vector<size_t> starts;  // where each component of `joined` starts
   int expansions = 0;
   while (!todo.empty()) {
+    if (steps_left != nullptr && --*steps_left < 0) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          Quote(path), ": resolving the archive's symlinks takes too many steps"));
+    }
     std::string comp = std::move(todo.front());
     todo.pop_front();
     if (comp.empty() || comp == ".") continue;
     if (comp == "..") {
-      if (stack.empty()) {
+      if (starts.empty()) {
         return absl::PermissionDeniedError(
             absl::StrCat(Quote(path), " resolves above the context root"));
       }
-      stack.pop_back();
+      joined.resize(starts.back() == 0 ? 0 : starts.back() - 1);
+      starts.pop_back();
       continue;
     }
-    stack.push_back(comp);
-    auto it = symlinks.find(absl::StrJoin(stack, "/"));
+    starts.push_back(joined.empty() ? 0 : joined.size() + 1);
+    if (!joined.empty()) joined += '/';
+    joined += comp;
+    auto it = symlinks.find(joined);
     if (it == symlinks.end()) continue;
     if (++expansions > kMaxSymlinkExpansions) {
       return absl::InvalidArgumentError(
@@ -193,16 +209,46 @@ absl::StatusOr<std::string> ResolveInArchive(absl::string_view path,
                                                       Quote(it->first),
                                                       " with an absolute target"));
     }
-    stack.pop_back();
+    joined.resize(starts.back() == 0 ? 0 : starts.back() - 1);
+    starts.pop_back();
     std::vector<std::string> parts = absl::StrSplit(it->second, '/');
     todo.insert(todo.begin(), parts.begin(), parts.end());
   }
-  return absl::StrJoin(stack, "/");
+  return joined;
+}
+
+absl::StatusOr<ContextTarLimits> CapToFreeSpace(const ContextTarLimits& limits,
+                                                const std::string& dir) {
+  struct statvfs vfs;
+  if (statvfs(dir.c_str(), &vfs) != 0) return PosixError(errno, "statvfs", dir);
+  ContextTarLimits capped = limits;
+  const int64_t free_bytes = static_cast<int64_t>(
+      std::min<unsigned __int128>(static_cast<unsigned __int128>(vfs.f_bavail) * vfs.f_frsize,
+                                  INT64_MAX));
+  capped.max_entry_bytes = std::min(capped.max_entry_bytes, free_bytes);
+  capped.max_total_bytes = std::min(capped.max_total_bytes, free_bytes);
+  if (vfs.f_files != 0) {  // file systems without an inode count report 0
+    capped.max_entries =
+        std::min<int64_t>(capped.max_entries, static_cast<int64_t>(std::min<uint64_t>(
+                                                  vfs.f_favail, INT64_MAX)));
+  }
+  return capped;
 }
 
 absl::StatusOr<ContextTarStats> ExtractContextTar(const std::string& tar_path,
                                                   const std::string& dest_dir,
-                                                  const ContextTarLimits& limits) {
+                                                  const ContextTarLimits& requested) {
+  absl::StatusOr<ContextTarLimits> capped = CapToFreeSpace(requested, dest_dir);
+  if (!capped.ok()) return capped.status();
+  const ContextTarLimits& limits = *capped;
+  ContextTarLimits unlimited;
+  unlimited.max_total_bytes = INT64_MAX;
+  const int64_t free_bytes = CapToFreeSpace(unlimited, dest_dir)->max_total_bytes;
+  struct statvfs vfs;
+  const int64_t block = statvfs(dest_dir.c_str(), &vfs) == 0 && vfs.f_frsize > 0
+                            ? static_cast<int64_t>(vfs.f_frsize)
+                            : 4096;
+  int64_t blocks_bytes = 0;  // file data in whole blocks of dest_dir's file system
   // Pass 1: headers only.
   std::map<std::string, std::string> symlinks;             // normalized path -> target
   std::map<std::string, TarEntryType> entries;             // normalized path -> type
@@ -225,11 +271,23 @@ absl::StatusOr<ContextTarStats> ExtractContextTar(const std::string& tar_path,
         return absl::ResourceExhaustedError(absl::StrCat(
             "context tar has more than ", limits.max_entries, " entries"));
       }
-      if (info.type == TarEntryType::kFile) stats.file_bytes += info.size;
+      if (info.type == TarEntryType::kFile) {
+        stats.file_bytes += info.size;
+        blocks_bytes += (info.size + block - 1) / block * block;
+      }
       if (stats.file_bytes > limits.max_total_bytes) {
         return absl::ResourceExhaustedError(absl::StrCat(
             "context tar holds more than ", limits.max_total_bytes, " bytes (at entry ",
-            Quote(info.path), ")"));
+            Quote(info.path), ")",
+            limits.max_total_bytes < requested.max_total_bytes
+                ? absl::StrCat(": the free space of ", dest_dir, "'s file system")
+                : ""));
+      }
+      if (blocks_bytes > free_bytes) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "context tar needs more than the ", free_bytes, " bytes free in ", dest_dir,
+            " (files counted in whole ", block, "-byte blocks; at entry ", Quote(info.path),
+            ")"));
       }
       std::string norm = *NormalizeEntryPath(info.path);
       if (norm.empty()) continue;  // "./" root entry
@@ -250,19 +308,25 @@ absl::StatusOr<ContextTarStats> ExtractContextTar(const std::string& tar_path,
       archive_read_data_skip(a->get());
     }
   }
-  // Whole-archive checks: no entry below a symlink; every symlink resolves inside.
-  for (const auto& [path, type] : entries) {
-    for (size_t slash = path.find('/'); slash != std::string::npos;
-         slash = path.find('/', slash + 1)) {
-      std::string prefix = path.substr(0, slash);
-      if (symlinks.count(prefix) != 0) {
-        return absl::PermissionDeniedError(absl::StrCat(
-            "context tar entry ", Quote(path), " lies below symlink ", Quote(prefix)));
-      }
+  // Whole-archive checks: no entry below a symlink (entries are sorted, so those below
+  // symlink s are the ones right after s + "/"); every symlink resolves inside, with a bound
+  // on the total resolution work.
+  for (const auto& [link, target] : symlinks) {
+    const std::string below = link + "/";
+    auto it = entries.lower_bound(below);
+    if (it != entries.end() && it->first.compare(0, below.size(), below) == 0) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "context tar entry ", Quote(it->first), " lies below symlink ", Quote(link)));
     }
   }
+  int64_t steps_left = limits.max_resolve_steps;
   for (const auto& [path, target] : symlinks) {
-    absl::StatusOr<std::string> r = ResolveInArchive(path, symlinks);
+    absl::StatusOr<std::string> r = ResolveInArchive(path, symlinks, &steps_left);
+    if (absl::IsResourceExhausted(r.status())) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "context tar: resolving its ", symlinks.size(), " symlinks takes more than ",
+          limits.max_resolve_steps, " path components (at symlink ", Quote(path), ")"));
+    }
     if (!r.ok()) {
       return absl::Status(r.status().code(),
                           absl::StrCat("context tar symlink ", Quote(path), " -> ", Quote(target),

@@ -7,12 +7,18 @@
 // entry:
 //   - absolute paths, ".." components, empty/NUL names, paths longer than 4096 bytes;
 //   - duplicate paths (a later entry would replace an earlier one, e.g. a dir by a symlink);
-//   - symlinks whose target is absolute, or that resolve outside the root (resolved through
-//     the other symlinks of the archive, as the kernel would, up to 40 expansions);
+//   - symlinks whose target is absolute or longer than kMaxSymlinkTarget (1024) bytes, or that
+//     resolve outside the root (resolved through the other symlinks of the archive, as the
+//     kernel would, up to 40 expansions per path); resolving all of the archive's symlinks may
+//     take at most limits.max_resolve_steps path components in total (a few hostile symlinks
+//     could otherwise make each resolution expand 40 times 500 components);
 //   - hard links whose target is not an earlier regular-file entry of the archive;
 //   - character/block devices, FIFOs, sockets and any other non file/dir/link type;
 //   - entries larger than limits.max_entry_bytes, more than limits.max_entries entries, or a
-//     sum larger than limits.max_total_bytes.
+//     sum larger than limits.max_total_bytes. These caps are lowered to what the file system
+//     of dest_dir can take (statvfs: the bytes and inodes free to unprivileged users, file
+//     sizes counted in whole blocks), so that a context that cannot fit the guest's tmpfs is
+//     refused before a byte is written instead of filling the guest's RAM.
 // Pass 2 extracts with libarchive's disk writer (ARCHIVE_EXTRACT_SECURE_SYMLINKS |
 // SECURE_NODOTDOT, no owner, no setuid/setgid bits, no ACLs/xattrs/fflags), each path prefixed
 // with the destination's real path. gzip/bzip2/xz/zstd-compressed tars are accepted.
@@ -34,11 +40,16 @@
 
 namespace kiln::agent::runner {
 
-// ContextTarLimits: bounds of one context tar.
+// kMaxSymlinkTarget: the longest symlink target a context may hold, bytes.
+inline constexpr size_t kMaxSymlinkTarget = 1024;
+
+// ContextTarLimits: bounds of one context tar (ExtractContextTar lowers the first three to the
+// free space of the destination's file system).
 struct ContextTarLimits {
   int64_t max_entry_bytes = int64_t{1} << 30;   // 1 GiB per file
   int64_t max_total_bytes = int64_t{4} << 30;   // 4 GiB of file data
   int64_t max_entries = 200000;
+  int64_t max_resolve_steps = int64_t{1} << 22;  // path components visited, all symlinks
 };
 
 // TarEntryType: the entry kinds a context may hold, and kOther for everything refused.
@@ -67,12 +78,21 @@ absl::StatusOr<std::string> NormalizeEntryPath(absl::string_view path);
 // InvalidArgument (bad path/type) or ResourceExhausted (size), naming the entry.
 absl::Status CheckTarEntry(const TarEntryInfo& entry, const ContextTarLimits& limits);
 
-// ResolveInArchive(path, symlinks): resolves normalized `path` against the archive's own
-// symlinks (normalized link path -> target), as path resolution would inside the extracted
-// root. Returns the resolved normalized path, or PermissionDenied if resolution leaves the
-// root (".." above it, an absolute target) and InvalidArgument after 40 expansions (a loop).
+// ResolveInArchive(path, symlinks, steps_left): resolves normalized `path` against the
+// archive's own symlinks (normalized link path -> target), as path resolution would inside the
+// extracted root. Returns the resolved normalized path, or PermissionDenied if resolution
+// leaves the root (".." above it, an absolute target), InvalidArgument after 40 expansions (a
+// loop), ResourceExhausted when it visits more path components than *steps_left (which is
+// decremented by the components visited; nullptr: no bound).
 absl::StatusOr<std::string> ResolveInArchive(absl::string_view path,
-                                             const std::map<std::string, std::string>& symlinks);
+                                             const std::map<std::string, std::string>& symlinks,
+                                             int64_t* steps_left = nullptr);
+
+// CapToFreeSpace(limits, dir): `limits` with max_entry_bytes / max_total_bytes lowered to the
+// bytes free for unprivileged users on dir's file system and max_entries to its free inodes
+// (when it counts them). The errno-derived status when statvfs fails.
+absl::StatusOr<ContextTarLimits> CapToFreeSpace(const ContextTarLimits& limits,
+                                                const std::string& dir);
 
 // ExtractContextTar(tar_path, dest_dir, limits): validates the whole tar, then extracts it
 // into dest_dir (which must exist). Returns InvalidArgument / PermissionDenied /

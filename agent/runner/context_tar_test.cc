@@ -4,15 +4,20 @@
 #include <archive_entry.h>
 #include <dirent.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "third_party/absl_ext/status_matchers.h"
@@ -178,6 +183,78 @@ TEST_F(ContextTarTest, EnforcesLimits) {
   EXPECT_THAT(Extract({File("a", "1"), File("b", "2"), File("c", "3")}, limits),
               StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("more than 2 entries")));
   EXPECT_TRUE(DestIsEmpty());
+}
+
+TEST_F(ContextTarTest, CapsSymlinkTargetLength) {
+  // 1024 bytes of "./" resolve to the root: accepted; one byte more is refused.
+  std::string target;
+  while (target.size() < kMaxSymlinkTarget) target += "./";
+  target.resize(kMaxSymlinkTarget);
+  EXPECT_THAT(Extract({Sym("ok", target)}), IsOk());
+  std::system(("rm -rf " + dest_ + " && mkdir " + dest_).c_str());
+  EXPECT_THAT(Extract({Sym("long", target + "/")}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("target of 1025 bytes")));
+  EXPECT_TRUE(DestIsEmpty());
+}
+
+// A few chained symlinks of long targets, named by many short ones: each short one costs
+// 40 expansions of ~500 components. Every link resolves inside the context, so only the bound
+// on the total resolution work refuses it (quickly).
+TEST_F(ContextTarTest, CapsTotalSymlinkResolutionWork) {
+  std::vector<E> entries;
+  std::string dots;
+  while (dots.size() < 1000) dots += "./";
+  for (int i = 0; i < 39; ++i) entries.push_back(Sym("c" + std::to_string(i), dots + "c" + std::to_string(i + 1)));
+  entries.push_back(Dir("c39"));
+  for (int i = 0; i < 2000; ++i) entries.push_back(Sym("n" + std::to_string(i), "c0"));
+  const absl::Time t0 = absl::Now();
+  EXPECT_THAT(Extract(entries), StatusIs(absl::StatusCode::kResourceExhausted,
+                                         HasSubstr("path components")));
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(10));
+  EXPECT_TRUE(DestIsEmpty());
+  ContextTarLimits small;
+  small.max_resolve_steps = 10;
+  EXPECT_THAT(Extract({Dir("d"), Sym("a", "d/./././././././././."), Sym("b", "a")}, small),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("more than 10")));
+}
+
+// A header that claims more bytes than the destination's file system has free is refused from
+// the header, before anything is written, even with no configured limit. The tar is made by
+// hand: a GNU base-256 size field holds any size, and no data follows.
+TEST_F(ContextTarTest, SizeCapsComeFromTheFreeSpaceOfTheDestination) {
+  struct statvfs vfs;
+  ASSERT_EQ(statvfs(dest_.c_str(), &vfs), 0);
+  const uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  std::string h(512, '\0');
+  h.replace(0, 4, "huge");
+  h.replace(100, 7, "0000644");
+  h.replace(108, 7, "0000000");
+  h.replace(116, 7, "0000000");
+  const uint64_t size = 2 * free_bytes + (uint64_t{1} << 30);  // free space moves meanwhile
+  h[124] = static_cast<char>(0x80);  // base-256
+  for (int i = 0; i < 8; ++i) h[135 - i] = static_cast<char>((size >> (8 * i)) & 0xff);
+  h.replace(136, 11, "00000000000");
+  h[156] = '0';
+  h.replace(257, 8, std::string("ustar  \0", 8));
+  h.replace(148, 8, "        ");
+  unsigned sum = 0;
+  for (unsigned char c : h) sum += c;
+  char chk[8];
+  std::snprintf(chk, sizeof(chk), "%06o", sum);
+  h.replace(148, 7, std::string(chk, 6) + '\0');
+  const std::string tar = root_ + "/huge.tar";
+  std::ofstream(tar, std::ios::binary) << h << std::string(1024, '\0');
+  ContextTarLimits unlimited;
+  unlimited.max_entry_bytes = INT64_MAX;
+  unlimited.max_total_bytes = INT64_MAX;
+  EXPECT_THAT(ExtractContextTar(tar, dest_, unlimited),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr(absl::StrCat("is ", size, " bytes (limit "))));
+  EXPECT_TRUE(DestIsEmpty());
+  ASSERT_OK_AND_ASSIGN(ContextTarLimits capped, CapToFreeSpace(unlimited, dest_));
+  EXPECT_LT(capped.max_total_bytes, INT64_MAX);
+  EXPECT_NEAR(static_cast<double>(capped.max_total_bytes), static_cast<double>(free_bytes),
+              1e9);
 }
 
 TEST_F(ContextTarTest, CorruptAndMissingTars) {
