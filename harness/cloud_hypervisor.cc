@@ -130,6 +130,7 @@ class CloudHypervisorVmImpl : public CloudHypervisorVm {
   int64_t peak_rss_bytes() const override { return vmm_.peak_rss_bytes(); }
   pid_t vmm_pid() const override { return vmm_.pid(); }
   bool detached() const override { return vmm_.detached(); }
+  std::string vmm_socket_dir() const override { return temp_socket_dir_; }
 
   // Detach: the CH process was spawned without PR_SET_PDEATHSIG (detachable), so once
   // released it outlives this object and the harness, with its API socket, vsock socket and

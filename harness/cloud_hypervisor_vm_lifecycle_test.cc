@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <thread>
 #include <sstream>
 #include <string>
 
@@ -24,6 +26,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/cloud_hypervisor.h"
+#include "harness/keep_builder.h"
+#include "harness/keep_store.h"
 #include "harness/process.h"
 #include "harness/runner.h"
 #include "third_party/absl_ext/status_matchers.h"
@@ -64,6 +68,22 @@ bool ProcessGone(pid_t pid) {
     usleep(10000);
   }
   return false;
+}
+
+// ApiSocketOf(work_dir): the API socket the fake served, from its log line "serving <path>".
+std::string ApiSocketOf(const std::string& work_dir) {
+  for (const std::string& line : Lines(work_dir + "/cloud-hypervisor.log")) {
+    const std::string key = "fake cloud-hypervisor: serving ";
+    if (line.rfind(key, 0) == 0) return line.substr(key.size());
+  }
+  return "";
+}
+
+std::string Dir(const std::string& path) { return path.substr(0, path.rfind('/')); }
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0;
 }
 
 class ChLifecycleTest : public ::testing::Test {
@@ -207,6 +227,8 @@ TEST_F(ChLifecycleTest, DetachedVmOutlivesTheVmObjectUntilKilledByPid) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Vm> vm, vmm_->Boot(c));
   const pid_t pid = vm->vmm_pid();
   ASSERT_GT(pid, 0);
+  const std::string socket_dir = vm->vmm_socket_dir();
+  EXPECT_THAT(socket_dir, StartsWith("/tmp/kiln-ch-"));
   EXPECT_FALSE(vm->detached());
   ASSERT_THAT(vm->Detach(), IsOk());
   EXPECT_TRUE(vm->detached());
@@ -230,6 +252,39 @@ TEST_F(ChLifecycleTest, DetachedVmOutlivesTheVmObjectUntilKilledByPid) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFSIGNALED(status));
   EXPECT_EQ(WTERMSIG(status), SIGTERM);
+  // Killed by pid alone, CH leaves its API socket and lock: the short socket dir stays (the
+  // keep teardown below removes it; here the test does).
+  EXPECT_TRUE(Exists(socket_dir + "/ch-api.sock.lock"));
+  std::filesystem::remove_all(socket_dir);
+}
+
+// A kept (detached) CH builder ended the way kilnctl does (TeardownVmm of its keep record):
+// no process, channel socket, API socket, .lock or short socket dir is left.
+TEST_F(ChLifecycleTest, KeptVmTeardownLeavesNoSocketDir) {
+  VmConfig c = Config("kept", "run");
+  c.deadline = absl::Seconds(60);
+  c.detachable = true;
+  c.channel = Channel{"agent", sock_dir_ + "/kept-vsock.sock", 3, 1024};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Vm> vm, vmm_->Boot(c));
+  const pid_t pid = vm->vmm_pid();
+  const std::string socket_dir = vm->vmm_socket_dir();
+  ASSERT_THAT(socket_dir, StartsWith("/tmp/kiln-ch-"));
+  ASSERT_OK_AND_ASSIGN(ProcessIdentity id, IdentifyProcess(pid));
+  ASSERT_OK_AND_ASSIGN(KeepRecord r,
+                       KeepRecordForVm(c, vm->serial_log_path(), "cloud-hypervisor", id, {},
+                                       "job", absl::Now(), ChannelTransport::kHybridVsock));
+  r.vmm_socket_dir = socket_dir;
+  ASSERT_THAT(ValidateKeepRecord(r), IsOk());
+  ASSERT_THAT(vm->Detach(), IsOk());
+  vm.reset();
+  EXPECT_TRUE(Exists(socket_dir + "/ch-api.sock.lock"));
+  TeardownOptions o;
+  o.term_grace = absl::Seconds(5);
+  std::thread reaper([pid] { waitpid(pid, nullptr, 0); });  // we are its parent
+  EXPECT_THAT(TeardownVmm(r, o), IsOk());
+  reaper.join();
+  EXPECT_FALSE(Exists(c.channel->host_socket_path));
+  EXPECT_FALSE(Exists(socket_dir)) << socket_dir << " left behind";
 }
 
 TEST_F(ChLifecycleTest, DetachNeedsADetachableRunningVm) {
@@ -256,22 +311,6 @@ TEST_F(ChLifecycleTest, FactoryRunThroughRealProcesses) {
 // ----------------------------------------------------------------------------
 // Where the real CH differs from its API document (the fake does what CH does).
 // ----------------------------------------------------------------------------
-
-// ApiSocketOf(work_dir): the API socket the fake served, from its log line "serving <path>".
-std::string ApiSocketOf(const std::string& work_dir) {
-  for (const std::string& line : Lines(work_dir + "/cloud-hypervisor.log")) {
-    const std::string key = "fake cloud-hypervisor: serving ";
-    if (line.rfind(key, 0) == 0) return line.substr(key.size());
-  }
-  return "";
-}
-
-std::string Dir(const std::string& path) { return path.substr(0, path.rfind('/')); }
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return lstat(path.c_str(), &st) == 0;
-}
 
 // CH >= v53 creates <api-socket>.lock and never removes it: kiln removes it, and the short
 // socket dir it made when the work dir is too long for a socket path, on every way out.

@@ -97,6 +97,8 @@ absl::StatusOr<KeepRecord> RegisterBuilder(KeepStore& store, const Vm& vm,
   ASSIGN_OR_RETURN(ProcessIdentity owner, IdentifyProcess(::getpid()));
   ASSIGN_OR_RETURN(KeepRecord r, KeepRecordForVm(c, vm.serial_log_path(), vmm_name, vmm, owner,
                                                  job_summary, absl::Now(), transport));
+  r.vmm_socket_dir = vm.vmm_socket_dir();  // removed with the builder
+  RETURN_IF_ERROR(ValidateKeepRecord(r));
   if (!r.work_dir.empty()) RETURN_IF_ERROR(WriteKeepMarker(r));  // lets teardown remove it
   RETURN_IF_ERROR(store.Put(r));
   return r;

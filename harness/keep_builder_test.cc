@@ -75,6 +75,43 @@ TEST_F(KeepBuilderTest, RecordForVmNeedsAChannel) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("channel_socket")));
 }
 
+// StubVm: just enough of a Vm for RegisterBuilder.
+class StubVm : public Vm {
+ public:
+  StubVm(VmConfig config, std::string socket_dir)
+      : config_(std::move(config)), socket_dir_(std::move(socket_dir)) {}
+  const VmConfig& config() const override { return config_; }
+  bool Exited() override { return false; }
+  absl::StatusOr<VmExit> Wait(absl::Duration) override { return absl::UnimplementedError("stub"); }
+  void Kill() override {}
+  std::string serial_log_path() const override { return config_.work_dir + "/serial.log"; }
+  std::string vmm_log_path() const override { return config_.work_dir + "/vmm.log"; }
+  int64_t peak_rss_bytes() const override { return 0; }
+  std::string vmm_socket_dir() const override { return socket_dir_; }
+
+ private:
+  VmConfig config_;
+  std::string socket_dir_;
+};
+
+// The VMM's short socket dir (Cloud Hypervisor's /tmp/kiln-ch-XXXXXX) goes into the record, so
+// that whoever ends the kept builder removes it too.
+TEST_F(KeepBuilderTest, RegisterRecordsTheVmmSocketDir) {
+  KeepStore store(root_ + "/state");
+  ASSERT_OK_AND_ASSIGN(KeepRecord r,
+                       RegisterBuilder(store, StubVm(config_, "/tmp/kiln-ch-Ab12Cd"),
+                                       "cloud-hypervisor", vmm_, "job j",
+                                       ChannelTransport::kHybridVsock));
+  EXPECT_EQ(r.vmm_socket_dir, "/tmp/kiln-ch-Ab12Cd");
+  ASSERT_OK_AND_ASSIGN(KeepRecord back, store.Get("b1", absl::Now()));
+  EXPECT_EQ(back.vmm_socket_dir, "/tmp/kiln-ch-Ab12Cd");
+  ASSERT_OK_AND_ASSIGN(KeepRecord none,
+                       RegisterBuilder(store, StubVm(config_, ""), "qemu", vmm_, "job j"));
+  EXPECT_EQ(none.vmm_socket_dir, "");
+  EXPECT_THAT(RegisterBuilder(store, StubVm(config_, "/etc"), "cloud-hypervisor", vmm_, "job j"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("vmm_socket_dir")));
+}
+
 TEST_F(KeepBuilderTest, KeepFlipsToKeptWithTtlAndReleaseForgets) {
   KeepStore store(root_ + "/state");
   ASSERT_OK_AND_ASSIGN(ProcessIdentity id, IdentifyProcess(vmm_));

@@ -165,6 +165,45 @@ bool IsKeptWorkDir(const KeepRecord& r) {
   return id == r.id;
 }
 
+bool IsVmmSocketDirName(absl::string_view dir) {
+  if (!absl::StartsWith(dir, kVmmSocketDirPrefix)) return false;
+  absl::string_view rest = dir.substr(std::string_view(kVmmSocketDirPrefix).size());
+  return rest.size() == 6 && std::all_of(rest.begin(), rest.end(), [](char c) {
+           return absl::ascii_isalnum(static_cast<unsigned char>(c));
+         });
+}
+
+// RemoveVmmSocketDir(dir): in a real (not symlinked) kVmmSocketDirPrefix dir: its sockets and
+// empty "*.sock.lock" files, then rmdir (a dir holding anything else is left). "" or already
+// gone: OK.
+absl::Status RemoveVmmSocketDir(const std::string& dir) {
+  if (dir.empty() || !IsVmmSocketDirName(dir)) return absl::OkStatus();
+  struct stat st;
+  if (::lstat(dir.c_str(), &st) != 0) {
+    return errno == ENOENT ? absl::OkStatus() : PosixError(errno, "lstat", dir);
+  }
+  if (!S_ISDIR(st.st_mode)) return absl::OkStatus();  // a symlink or file: not ours
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      if (name == "." || name == "..") continue;
+      const std::string path = absl::StrCat(dir, "/", name);
+      if (::lstat(path.c_str(), &st) != 0) continue;
+      if (S_ISSOCK(st.st_mode) ||
+          (S_ISREG(st.st_mode) && st.st_size == 0 && absl::EndsWith(name, ".sock.lock"))) {
+        ::unlink(path.c_str());
+      }
+    }
+    ::closedir(d);
+  }
+  // Anything else in it (ENOTEMPTY) is not the VMM's: the dir stays, and so does the record's
+  // teardown success (else `kilnctl builders rm` could never finish).
+  if (::rmdir(dir.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY && errno != EEXIST) {
+    return PosixError(errno, "rmdir", dir);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RemoveVmFiles(const KeepRecord& r) {
   absl::Status first;
   struct stat st;
@@ -178,6 +217,7 @@ absl::Status RemoveVmFiles(const KeepRecord& r) {
     std::filesystem::remove_all(r.work_dir, ec);
     if (ec && first.ok()) first = PosixError(ec.value(), "remove work dir", r.work_dir);
   }
+  if (absl::Status s = RemoveVmmSocketDir(r.vmm_socket_dir); !s.ok() && first.ok()) first = s;
   return first;
 }
 
@@ -290,6 +330,11 @@ absl::Status ValidateKeepRecord(const KeepRecord& r) {
           r.work_dir, "\""));
     }
   }
+  if (!r.vmm_socket_dir.empty() && !IsVmmSocketDirName(r.vmm_socket_dir)) {
+    return absl::InvalidArgumentError(absl::StrCat("record.vmm_socket_dir \"", r.vmm_socket_dir,
+                                                   "\" must be ", kVmmSocketDirPrefix,
+                                                   "XXXXXX"));
+  }
   if (r.expires < r.created) return absl::InvalidArgumentError("record.expires is before created");
   return absl::OkStatus();
 }
@@ -313,6 +358,7 @@ std::string KeepRecordToJson(const KeepRecord& r) {
       {"created", FormatKeepTime(r.created)},
       {"expires", FormatKeepTime(r.expires)},
   };
+  if (!r.vmm_socket_dir.empty()) j["vmm_socket_dir"] = r.vmm_socket_dir;
   return j.dump(2) + "\n";
 }
 
@@ -370,6 +416,9 @@ absl::StatusOr<KeepRecord> KeepRecordFromJson(absl::string_view text) {
   }
   ASSIGN_OR_RETURN(r.serial_log, str("serial_log"));
   ASSIGN_OR_RETURN(r.work_dir, str("work_dir"));
+  if (j.contains("vmm_socket_dir")) {  // optional: only records of CH VMs with a short socket dir
+    ASSIGN_OR_RETURN(r.vmm_socket_dir, str("vmm_socket_dir"));
+  }
   ASSIGN_OR_RETURN(r.job_summary, str("job_summary"));
   ASSIGN_OR_RETURN(r.failure, str("failure"));
   ASSIGN_OR_RETURN(std::string created, str("created"));

@@ -98,16 +98,26 @@ struct KeepRecord {
   uint32_t vsock_port = 1024;
   std::string serial_log;      // host file of the guest serial console (absolute)
   std::string work_dir;        // the VM's work dir, removed with the builder (absolute; "" none)
+  // vmm_socket_dir: a short socket dir of the VMM outside the work dir (Vm::vmm_socket_dir():
+  // Cloud Hypervisor's kVmmSocketDirPrefix + 6 characters), "" none. JSON "vmm_socket_dir",
+  // written only when set; missing: "". Removed with the builder: its sockets and empty
+  // "*.sock.lock" files (the lock CH leaves beside its API socket), then the dir itself.
+  std::string vmm_socket_dir;
   std::string job_summary;     // one line: what was built (job id, Dockerfile, tag, ...)
   std::string failure;         // why the build failed ("" while building)
   absl::Time created = absl::UnixEpoch();
   absl::Time expires = absl::InfiniteFuture();
 };
 
+// kVmmSocketDirPrefix: every KeepRecord::vmm_socket_dir is this + 6 characters [A-Za-z0-9]
+// (mkdtemp's "/tmp/kiln-ch-XXXXXX" of harness/cloud_hypervisor.cc).
+inline constexpr char kVmmSocketDirPrefix[] = "/tmp/kiln-ch-";
+
 // ValidateKeepRecord(r): OkStatus or InvalidArgument naming the first bad field (id, pid <= 0,
 // a relative or empty channel_socket / serial_log, expires before created, and a non-empty
 // work_dir that is not what VmFactory makes: a normalized absolute <work root>/<id>, at least
-// two components deep, holding serial_log; it is removed recursively with the builder). Pure.
+// two components deep, holding serial_log; it is removed recursively with the builder; a
+// non-empty vmm_socket_dir that is not kVmmSocketDirPrefix + 6 of [A-Za-z0-9]). Pure.
 absl::Status ValidateKeepRecord(const KeepRecord& r);
 
 // KeepRecordToJson(r): the record as a JSON object (times as RFC 3339 UTC strings, pids and
@@ -174,11 +184,14 @@ absl::Status WriteKeepMarker(const KeepRecord& r);
 
 // TeardownVmm(r, options): stops r's VMM if it is still the same process (ProcessAlive):
 // clean_shutdown, then SIGTERM to its process group (to the pid alone if it does not lead
-// its group), term_grace, SIGKILL; then removes the channel socket and the work dir.
+// its group), term_grace, SIGKILL; then removes the channel socket, the work dir and the
+// vmm_socket_dir.
 // Returns OkStatus when the VMM is gone; DeadlineExceeded if it survived SIGKILL for 5 s;
 // InvalidArgument for a pid <= 1; errno codes if the files cannot be removed. Never signals a
 // reused pid, pid 1, or this process's own group. Removes the channel socket only if it is a
-// socket, and the work dir only if it holds the kKeepMarkerName marker for r.id.
+// socket, and the work dir only if it holds the kKeepMarkerName marker for r.id; in the
+// vmm_socket_dir (a real dir, not a symlink) only sockets and empty regular "*.sock.lock"
+// files, then rmdir: a dir holding anything else is left (not an error).
 absl::Status TeardownVmm(const KeepRecord& r, const TeardownOptions& options);
 
 // KeepListing: what List() saw.

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -289,6 +290,30 @@ TEST(RecordTest, ValidateRefusesDangerousPaths) {
   EXPECT_THAT(ValidateKeepId(std::string(129, 'a')), StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
 }
 
+// Cloud Hypervisor's short API socket dir travels with the record (optional field) and must be
+// one of kiln's /tmp/kiln-ch-XXXXXX dirs: a record cannot aim the cleanup elsewhere.
+TEST(RecordTest, VmmSocketDirRoundTripsAndIsValidated) {
+  KeepRecord r = MinimalRecord("cloud-hypervisor");
+  EXPECT_THAT(KeepRecordToJson(r), ::testing::Not(HasSubstr("vmm_socket_dir")));
+  r.vmm_socket_dir = "/tmp/kiln-ch-Ab12Cd";
+  const std::string j = KeepRecordToJson(r);
+  EXPECT_THAT(j, HasSubstr("\"vmm_socket_dir\": \"/tmp/kiln-ch-Ab12Cd\""));
+  ASSERT_OK_AND_ASSIGN(KeepRecord back, KeepRecordFromJson(j));
+  EXPECT_EQ(back.vmm_socket_dir, r.vmm_socket_dir);
+  for (const char* bad : {"/tmp", "/etc", "/tmp/kiln-ch-", "/tmp/kiln-ch-Ab12C", "/tmp/kiln-ch-Ab12Cde",
+                          "/tmp/kiln-ch-../etc", "/tmp/kiln-ch-Ab12Cd/", "/tmp/kiln-ch-Ab.2Cd",
+                          "tmp/kiln-ch-Ab12Cd"}) {
+    r.vmm_socket_dir = bad;
+    EXPECT_THAT(ValidateKeepRecord(r),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("vmm_socket_dir")))
+        << bad;
+  }
+  std::string hostile = j;
+  hostile.replace(hostile.find("/tmp/kiln-ch-Ab12Cd"), 19, "/home/user/.ssh");
+  EXPECT_THAT(KeepRecordFromJson(hostile),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("vmm_socket_dir")));
+}
+
 TEST(PlanReapTest, ReasonsAndCapOldestFirst) {
   absl::Time t = absl::FromUnixSeconds(1000);
   auto rec = [&](std::string id, KeepState s, int created_min) {
@@ -406,6 +431,50 @@ TEST_F(KeepStoreTest, RemoveAsksCleanShutdownThenSignalsTheGroup) {
   EXPECT_FALSE(std::filesystem::exists(r.channel_socket));
   EXPECT_FALSE(std::filesystem::exists(r.work_dir));
   EXPECT_THAT(store.Get("b1", t0_), StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+}
+
+// MakeSocketFile(path): leaves a unix socket file at `path` (bound, then closed).
+void MakeSocketFile(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << path;
+  ::close(fd);
+}
+
+// A kept Cloud Hypervisor builder whose API socket lives in a short /tmp/kiln-ch-XXXXXX dir:
+// the teardown removes the socket, the empty .lock CH leaves beside it, and the dir; a dir
+// holding anything else keeps that (and the dir), and the teardown still succeeds.
+TEST_F(KeepStoreTest, RemoveCleansTheVmmSocketDir) {
+  KeepStore store(root_ + "/state");
+  char t1[] = "/tmp/kiln-ch-XXXXXX";
+  const std::string dir = ::mkdtemp(t1);
+  MakeSocketFile(dir + "/ch-api.sock");
+  std::ofstream(dir + "/ch-api.sock.lock").close();
+  pid_t vmm = SpawnSleeper();
+  KeepRecord r = Record("b1", vmm, t0_);
+  r.vmm_socket_dir = dir;
+  ASSERT_OK(store.Put(r));
+  ASSERT_OK(store.Remove("b1", {}));
+  Reap(vmm);
+  EXPECT_FALSE(std::filesystem::exists(dir)) << dir << " left behind";
+
+  char t2[] = "/tmp/kiln-ch-XXXXXX";
+  const std::string other = ::mkdtemp(t2);
+  MakeSocketFile(other + "/ch-api.sock");
+  std::ofstream(other + "/notes.txt") << "not the VMM's";
+  std::ofstream(other + "/x.sock.lock") << "not empty: not CH's lock";
+  pid_t vmm2 = SpawnSleeper();
+  KeepRecord r2 = Record("b2", vmm2, t0_);
+  r2.vmm_socket_dir = other;
+  ASSERT_OK(store.Put(r2));
+  ASSERT_OK(store.Remove("b2", {}));
+  Reap(vmm2);
+  EXPECT_FALSE(std::filesystem::exists(other + "/ch-api.sock"));
+  EXPECT_TRUE(std::filesystem::exists(other + "/notes.txt"));
+  EXPECT_TRUE(std::filesystem::exists(other + "/x.sock.lock"));
+  std::filesystem::remove_all(other);
 }
 
 TEST_F(KeepStoreTest, SigtermIgnoredMeansSigkillAfterGrace) {

@@ -175,6 +175,12 @@ class Vm {
   }
   // detached(): Detach() succeeded.
   virtual bool detached() const { return false; }
+  // vmm_socket_dir(): a directory outside config().work_dir that holds this VM's VMM sockets
+  // and goes with the VM (Cloud Hypervisor: the short /tmp/kiln-ch-XXXXXX API socket dir made
+  // when the work dir path is too long for a unix socket); "" if none. The Vm removes it when
+  // the VMM is gone, unless detached: then whoever ends the VMM does (harness/keep_store.h
+  // KeepRecord::vmm_socket_dir).
+  virtual std::string vmm_socket_dir() const { return ""; }
 };
 
 // CheckDetachable(config, exited): the shared precondition of every backend's Vm::Detach():
