@@ -3,6 +3,8 @@
 rootfs_repositories() declares one repository per lock file:
     @kiln_testroot_debian   images/rootfs/testroot.lock   cgroup test root (runc, busybox-static)
     @kiln_builder_debian    images/rootfs/builder.lock    builder root (docker.io, containerd, runc, ...)
+    @kiln_builder_trixie_debian  images/rootfs/builder-trixie.lock  Debian 13 builder root
+                            (docker.io 26.1, containerd, runc, rootlesskit, uidmap, ...)
 Each is fetched only when a target needs it (building it runs mmdebstrap, ~1 min).
 """
 
@@ -16,4 +18,8 @@ def rootfs_repositories():
     debian_rootfs(
         name = "kiln_builder_debian",
         lock = "//images/rootfs:builder.lock",
+    )
+    debian_rootfs(
+        name = "kiln_builder_trixie_debian",
+        lock = "//images/rootfs:builder-trixie.lock",
     )
