@@ -92,12 +92,13 @@ class HttpTransport {
 struct TransportOptions {
   std::string ca_file;  // PEM CA bundle to trust instead of the system store ("" = system)
   int64_t connect_timeout_ms = 10000;  // TCP connect + TLS handshake (ms)
-  // stall_timeout_ms: abort a request when no byte was sent or received for this long (ms):
-  // a server that accepts and never answers, or sends headers and then stops.
+  // stall_timeout_ms: abort a request when no body byte was sent or received for this long
+  // (ms): a server that accepts and never answers, or sends headers and then stops. 0 turns
+  // this and the rate floor off.
   int64_t stall_timeout_ms = 60000;
   // min_bytes_per_s: once a request has lasted stall_timeout_ms, abort it when its average
-  // rate (bytes sent + received per second since it started) is below this (0 = no floor): a
-  // server that trickles a byte now and then.
+  // rate (body bytes sent + received per second since it started) is below this (0 = no
+  // floor): a server that trickles a byte now and then.
   int64_t min_bytes_per_s = 1024;
 };
 
