@@ -16,12 +16,14 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "third_party/absl_ext/posix_error.h"
 
 namespace kiln::harness {
 namespace {
 
 constexpr char kSecretId[] = "build_token";
+constexpr char kBlobId[] = "build_blob";
 constexpr char kBusyboxRef[] = "kiln-busybox:1";
 
 int64_t CountOccurrences(absl::string_view hay, absl::string_view needle) {
@@ -34,12 +36,11 @@ int64_t CountOccurrences(absl::string_view hay, absl::string_view needle) {
   return n;
 }
 
-std::string RandomSecret() {
-  std::string bytes(24, '\0');
+std::string RandomBytes(size_t n) {
+  std::string bytes(n, '\0');
   std::ifstream r("/dev/urandom", std::ios::binary);
-  r.read(bytes.data(), bytes.size());
-  // Printable, recognizable, and not a string that occurs anywhere by chance.
-  return absl::StrCat("kiln-secret-", absl::BytesToHexString(bytes));
+  r.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  return bytes;
 }
 
 ScenarioResult Pass(absl::string_view name, absl::string_view title, std::string summary) {
@@ -68,6 +69,15 @@ std::string Describe(const BuildResponse& r) {
 bool Succeeded(const BuildResponse& r) {
   return r.refused.ok() && r.result && r.result->exit_status == 0 && !r.image_path.empty() &&
          absl::StartsWith(r.result->image_digest, "sha256:");
+}
+
+// The serial log as log lines (what ScanLogsForSecret reads).
+std::vector<agent::Log> SerialLines(absl::string_view serial) {
+  std::vector<agent::Log> lines;
+  for (absl::string_view l : absl::StrSplit(serial, '\n')) {
+    lines.push_back({agent::LogStream::kSystem, 0, std::string(l)});
+  }
+  return lines;
 }
 
 // The common "a build succeeded and the secret was visible and did not leak" checks.
@@ -128,8 +138,79 @@ void CheckLeaks(const JobEvidence& ev, absl::string_view name, absl::string_view
                       absl::StrCat("0 secret bytes: ", img.blobs, " archive entries, ",
                                    img.layers, " layers (", img.layer_entries,
                                    " entries, decompressed), config + ", img.history_entries,
-                                   " history entries; ", logs.blobs,
-                                   " log lines (raw, hex, base64)")));
+                                   " history entries; ", logs.blobs, " log lines")));
+}
+
+// MergeLeaks(into, more, id): adds the report of another secret (`id`) to `into`.
+void MergeLeaks(LeakReport& into, const LeakReport& more, absl::string_view id) {
+  into.hits += more.hits;
+  into.blobs = std::max(into.blobs, more.blobs);
+  into.layers = std::max(into.layers, more.layers);
+  into.layer_entries = std::max(into.layer_entries, more.layer_entries);
+  into.config_scanned = into.config_scanned || more.config_scanned;
+  into.history_entries = std::max(into.history_entries, more.history_entries);
+  for (const std::string& w : more.where) into.where.push_back(absl::StrCat(id, ": ", w));
+}
+
+// ScanAll(secrets, scan): the LeakReport of every secret, merged (`where` names the id).
+template <typename Scan>
+absl::StatusOr<LeakReport> ScanAll(const ScenarioSecrets& secrets, Scan scan) {
+  LeakReport all;
+  for (const auto& [id, value] : {std::pair<const char*, const std::string*>{kSecretId, &secrets.token},
+                                  {kBlobId, &secrets.blob}}) {
+    if (value->empty()) continue;
+    absl::StatusOr<LeakReport> r = scan(*value);
+    if (!r.ok()) return r.status();
+    MergeLeaks(all, *r, id);
+  }
+  return all;
+}
+
+// The secret-redaction job (examples/secret-redaction): both secrets visible, every printed
+// form masked (at least the marker counts of the file comment of builder_scenarios.h), and
+// nothing of either secret in the log or the image.
+void CheckRedactionJob(const JobEvidence& ev, const BuilderGroupOutcome& g,
+                       absl::string_view name, absl::string_view title,
+                       std::vector<ScenarioResult>* out) {
+  const BuildResponse& r = ev.response;
+  if (!Succeeded(r)) {
+    out->push_back(Fail(name, title,
+                        absl::StrCat("expected a successful build with an image, got ",
+                                     Describe(r), "\nlog tail:\n", LogTailText(r, 15))));
+    return;
+  }
+  const std::string log = r.LogText();
+  const int64_t token_shas = CountOccurrences(log, g.secret_sha256);
+  const int64_t blob_shas = CountOccurrences(log, g.blob_sha256);
+  const int64_t token_marks = CountOccurrences(log, absl::StrCat("[REDACTED:", kSecretId, "]"));
+  const int64_t blob_marks = CountOccurrences(log, absl::StrCat("[REDACTED:", kBlobId, "]"));
+  if (token_shas < 3 || blob_shas < 1) {
+    out->push_back(Fail(name, title,
+                        absl::StrCat("expected build_token's sha256 at least 3 times and "
+                                     "build_blob's at least once in the log, got ", token_shas,
+                                     " and ", blob_shas, "\nlog tail:\n", LogTailText(r, 20))));
+    return;
+  }
+  if (token_marks < kMinTokenRedactions || blob_marks < kMinBlobRedactions) {
+    out->push_back(Fail(name, title,
+                        absl::StrCat("expected at least ", kMinTokenRedactions,
+                                     " [REDACTED:build_token] and ", kMinBlobRedactions,
+                                     " [REDACTED:build_blob] markers, got ", token_marks, " and ",
+                                     blob_marks, "\nlog tail:\n", LogTailText(r, 40))));
+    return;
+  }
+  std::vector<ScenarioResult> leaks;
+  CheckLeaks(ev, name, title, &leaks);
+  if (!leaks[0].status.ok()) {
+    out->push_back(std::move(leaks[0]));
+    return;
+  }
+  out->push_back(Pass(name, title,
+                      absl::StrCat(token_marks, " [REDACTED:build_token] (", g.token_bytes,
+                                   "-byte token) and ", blob_marks, " [REDACTED:build_blob] (",
+                                   g.blob_bytes, "-byte binary) markers in ", r.logs.size(),
+                                   " log lines; both secrets visible (sha256 printed ",
+                                   token_shas, "+", blob_shas, " times); ", leaks[0].summary)));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -152,18 +233,22 @@ absl::StatusOr<JobFiles> MakeJobFiles(const BuilderScenarioInputs& in, absl::str
   return f;
 }
 
+// Which secrets a job is sent and names.
+enum SecretUse : int { kNone = 0, kToken = 1, kBlob = 2 };
+
 absl::StatusOr<BuildRequest> ExampleJob(const BuilderScenarioInputs& in, absl::string_view group,
                                         absl::string_view job_id, absl::string_view example,
-                                        const std::string& secret, bool send_secret,
-                                        bool name_secret) {
+                                        const ScenarioSecrets& secrets, int send, int name) {
   absl::StatusOr<JobFiles> f = MakeJobFiles(in, group, job_id, example);
   if (!f.ok()) return f.status();
   BuildRequest r;
   r.job_id = std::string(job_id);
   r.context_tar = f->context_tar;
   r.image_out = f->image_out;
-  if (send_secret) r.secrets[kSecretId] = secret;
-  if (name_secret) r.secret_ids = {kSecretId};
+  if (send & kToken) r.secrets[kSecretId] = secrets.token;
+  if (send & kBlob) r.secrets[kBlobId] = secrets.blob;
+  if (name & kToken) r.secret_ids.push_back(kSecretId);
+  if (name & kBlob) r.secret_ids.push_back(kBlobId);
   r.preload = {{kBusyboxRef, in.busybox_image}};
   r.tag = absl::StrCat("kiln-test/", job_id, ":1");
   r.deadline_ms = 240000;
@@ -207,26 +292,38 @@ std::vector<ScenarioResult> CheckSecretsGroup(const BuilderGroupOutcome& g,
                                               absl::string_view secret) {
   std::vector<ScenarioResult> out;
   static const char* kNames[][2] = {
-      {"secret-modes", "default mount, target=, required=true each see the secret"},
-      {"secret-redaction", "raw/base64/hex prints of the secret are redacted; image clean"},
+      {"secret-modes", "default mount, target=, required=true each see the secret; nothing leaks"},
+      {"secret-redaction",
+       "a 120-byte token and a 16 KiB binary secret printed raw, base64 (-w 0), od, xxd (-p), "
+       "hexdump -C: every line masked, 0 16-char windows of any form reach the host"},
       {"secret-env-refused", "env= (unsupported by dockerd 20.10 BuildKit) is refused up front"},
       {"missing-secret", "a job naming a secret the host did not send is refused"},
       {"undeclared-secret", "a Dockerfile using an undelivered secret is refused before BuildKit"},
       {"failing-step", "a failing RUN step gives a clear failure result with the log tail"}};
-  if (g.evidence.size() != 5) {
+  constexpr size_t kJobs = 6;
+  if (g.evidence.size() != kJobs) {
     for (auto& n : kNames) {
       out.push_back(Fail(n[0], n[1], absl::StrCat("the builder VM run failed after ",
-                                                  g.evidence.size(), " of 5 jobs: ",
+                                                  g.evidence.size(), " of ", kJobs, " jobs: ",
                                                   g.run.status.ToString())));
     }
     return out;
   }
-  // 0: secret-modes. 4 RUNs print the sha256 (default, target=, required=true via stdin "-").
-  CheckSecretJob(g.evidence[0], g.secret_sha256, 3, kNames[0][0], kNames[0][1], &out);
-  CheckLeaks(g.evidence[0], kNames[1][0], kNames[1][1], &out);
-  // 1: env= refused, naming env, before BuildKit (an Error reply, not a BuildResult).
+  // 0: secret-modes. 3 RUNs print the sha256 (default, target=, required=true via stdin "-");
+  // its last RUN prints the secret raw/base64/hex: nothing of it may reach the host.
   {
-    const BuildResponse& r = g.evidence[1].response;
+    std::vector<ScenarioResult> modes, leaks;
+    CheckSecretJob(g.evidence[0], g.secret_sha256, 3, kNames[0][0], kNames[0][1], &modes);
+    CheckLeaks(g.evidence[0], kNames[0][0], kNames[0][1], &leaks);
+    if (modes[0].status.ok() && !leaks[0].status.ok()) modes[0] = std::move(leaks[0]);
+    if (modes[0].status.ok()) absl::StrAppend(&modes[0].summary, "; ", leaks[0].summary);
+    out.push_back(std::move(modes[0]));
+  }
+  // 1: secret-redaction.
+  CheckRedactionJob(g.evidence[1], g, kNames[1][0], kNames[1][1], &out);
+  // 2: env= refused, naming env, before BuildKit (an Error reply, not a BuildResult).
+  {
+    const BuildResponse& r = g.evidence[2].response;
     // kiln refuses env= up front; the message pins BuildKit's own error for it.
     if (r.refused.code() == absl::StatusCode::kInvalidArgument &&
         absl::StrContains(r.refused.message(), "before BuildKit ran") &&
@@ -240,9 +337,9 @@ std::vector<ScenarioResult> CheckSecretsGroup(const BuilderGroupOutcome& g,
                                       Describe(r))));
     }
   }
-  // 2: job names build_token, host sent nothing.
+  // 3: job names build_token, host sent nothing.
   {
-    const BuildResponse& r = g.evidence[2].response;
+    const BuildResponse& r = g.evidence[3].response;
     if (r.refused.code() == absl::StatusCode::kFailedPrecondition &&
         absl::StrContains(r.refused.message(), "did not deliver") &&
         absl::StrContains(r.refused.message(), kSecretId) && r.logs.empty()) {
@@ -254,9 +351,9 @@ std::vector<ScenarioResult> CheckSecretsGroup(const BuilderGroupOutcome& g,
                                       " with ", r.logs.size(), " log lines")));
     }
   }
-  // 3: job lists no secrets, its Dockerfile uses build_token.
+  // 4: job lists no secrets, its Dockerfile uses build_token.
   {
-    const BuildResponse& r = g.evidence[3].response;
+    const BuildResponse& r = g.evidence[4].response;
     if (!r.refused.ok() && absl::StrContains(r.refused.message(), "did not deliver") &&
         absl::StrContains(r.refused.message(), "before BuildKit ran") && !r.result) {
       out.push_back(Pass(kNames[4][0], kNames[4][1], r.refused.ToString()));
@@ -267,9 +364,9 @@ std::vector<ScenarioResult> CheckSecretsGroup(const BuilderGroupOutcome& g,
                                       Describe(r))));
     }
   }
-  // 4: failing RUN (exit 3).
+  // 5: failing RUN (exit 3).
   {
-    const BuildResponse& r = g.evidence[4].response;
+    const BuildResponse& r = g.evidence[5].response;
     if (r.refused.ok() && r.result && r.result->exit_status != 0 && r.image_path.empty() &&
         absl::StrContains(r.result->error, "ABORTED") &&
         absl::StrContains(r.result->error, "kiln-about-to-fail")) {
@@ -333,6 +430,17 @@ std::string Sha256Hex(absl::string_view data) {
   return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(md), len));
 }
 
+static_assert(4 + 87 / 3 * 4 == kTokenSecretBytes, "ghp_ + base64 of 87 bytes");
+
+ScenarioSecrets NewScenarioSecrets(absl::string_view token) {
+  ScenarioSecrets s;
+  // "ghp_" + base64 text, as a GitHub token looks; 87 random bytes -> 116 characters.
+  s.token = token.empty() ? absl::StrCat("ghp_", absl::Base64Escape(RandomBytes(87)))
+                          : std::string(token);
+  s.blob = RandomBytes(kBlobSecretBytes);
+  return s;
+}
+
 absl::Status ValidateBuilderScenarioInputs(const BuilderScenarioInputs& in) {
   if (absl::Status s = ValidateBuilderArtifacts(in.artifacts); !s.ok()) return s;
   const std::pair<const char*, const std::string*> paths[] = {
@@ -364,9 +472,9 @@ const std::vector<BuilderGroup>& BuilderGroups() {
        "the reference build (FROM, RUN, RUN reading a secret) in a fresh builder VM",
        "rw",
        [](const BuilderScenarioInputs& in,
-          const std::string& secret) -> absl::StatusOr<std::vector<BuildRequest>> {
-         absl::StatusOr<BuildRequest> r =
-             ExampleJob(in, "builder-reference", "reference", "reference", secret, true, true);
+          const ScenarioSecrets& secrets) -> absl::StatusOr<std::vector<BuildRequest>> {
+         absl::StatusOr<BuildRequest> r = ExampleJob(in, "builder-reference", "reference",
+                                                     "reference", secrets, kToken, kToken);
          if (!r.ok()) return r.status();
          return std::vector<BuildRequest>{*r};
        },
@@ -376,21 +484,22 @@ const std::vector<BuilderGroup>& BuilderGroups() {
        "secret mount forms, redaction, refusals and a failing step, one job after another",
        "rw",
        [](const BuilderScenarioInputs& in,
-          const std::string& secret) -> absl::StatusOr<std::vector<BuildRequest>> {
+          const ScenarioSecrets& secrets) -> absl::StatusOr<std::vector<BuildRequest>> {
          std::vector<BuildRequest> jobs;
          const char* kG = "builder-secrets";
          struct J {
            const char* id;
            const char* example;
-           bool send, name;
+           int send, name;
          };
-         const J list[] = {{"modes", "secret-modes", true, true},
-                           {"env", "secret-env", true, true},
-                           {"missing", "reference", false, true},
-                           {"undeclared", "reference", false, false},
-                           {"failing", "failing", false, false}};
+         const J list[] = {{"modes", "secret-modes", kToken, kToken},
+                           {"redaction", "secret-redaction", kToken | kBlob, kToken | kBlob},
+                           {"env", "secret-env", kToken, kToken},
+                           {"missing", "reference", kNone, kToken},
+                           {"undeclared", "reference", kNone, kNone},
+                           {"failing", "failing", kNone, kNone}};
          for (const J& j : list) {
-           absl::StatusOr<BuildRequest> r = ExampleJob(in, kG, j.id, j.example, secret,
+           absl::StatusOr<BuildRequest> r = ExampleJob(in, kG, j.id, j.example, secrets,
                                                        j.send, j.name);
            if (!r.ok()) return r.status();
            jobs.push_back(*r);
@@ -404,9 +513,9 @@ const std::vector<BuilderGroup>& BuilderGroups() {
        "negative control: the reference build in a builder VM booted with kiln.cgroup=off",
        "off",
        [](const BuilderScenarioInputs& in,
-          const std::string& secret) -> absl::StatusOr<std::vector<BuildRequest>> {
+          const ScenarioSecrets& secrets) -> absl::StatusOr<std::vector<BuildRequest>> {
          absl::StatusOr<BuildRequest> r = ExampleJob(in, "builder-cgroup-off", "reference",
-                                                     "reference", secret, true, true);
+                                                     "reference", secrets, kToken, kToken);
          if (!r.ok()) return r.status();
          return std::vector<BuildRequest>{*r};
        },
@@ -420,8 +529,11 @@ BuilderGroupOutcome RunBuilderGroup(VmFactory& factory, const BuilderGroup& grou
                                     const BuilderScenarioInputs& in) {
   BuilderGroupOutcome g;
   g.name = group.name;
-  const std::string secret = in.secret.empty() ? RandomSecret() : in.secret;
-  g.secret_sha256 = Sha256Hex(secret);
+  const ScenarioSecrets secrets = NewScenarioSecrets(in.secret);
+  g.secret_sha256 = Sha256Hex(secrets.token);
+  g.blob_sha256 = Sha256Hex(secrets.blob);
+  g.token_bytes = secrets.token.size();
+  g.blob_bytes = secrets.blob.size();
   auto fail_all = [&](const absl::Status& s) {
     for (const std::string& n : group.scenario_names) {
       g.scenarios.push_back(Fail(n, group.title, s.ToString()));
@@ -432,7 +544,7 @@ BuilderGroupOutcome RunBuilderGroup(VmFactory& factory, const BuilderGroup& grou
     g.run.status = s;
     return fail_all(s);
   }
-  absl::StatusOr<std::vector<BuildRequest>> jobs = group.jobs(in, secret);
+  absl::StatusOr<std::vector<BuildRequest>> jobs = group.jobs(in, secrets);
   if (!jobs.ok()) {
     g.run.status = jobs.status();
     return fail_all(jobs.status());
@@ -444,15 +556,36 @@ BuilderGroupOutcome RunBuilderGroup(VmFactory& factory, const BuilderGroup& grou
   for (BuildResponse& r : g.run.jobs) {
     JobEvidence ev;
     ev.response = r;
-    if (!r.image_path.empty()) ev.image_leaks = ScanOciArchiveForSecret(r.image_path, secret);
-    ev.log_leaks = ScanLogsForSecret(r.logs, secret);
+    if (!r.image_path.empty()) {
+      const std::string path = r.image_path;
+      ev.image_leaks = ScanAll(secrets, [&](const std::string& v) {
+        return ScanOciArchiveForSecret(path, v);
+      });
+    }
+    ev.log_leaks = *ScanAll(secrets, [&](const std::string& v) -> absl::StatusOr<LeakReport> {
+      return ScanLogsForSecret(r.logs, v);
+    });
     g.evidence.push_back(std::move(ev));
   }
-  g.scenarios = group.checks(g, secret);
-  // The serial log is something the host received too: the secret must not be in it.
-  if (const int64_t n = CountOccurrences(g.run.serial_log, secret); n > 0) {
-    g.scenarios.push_back(Fail("serial-log-clean", "the guest console never shows the secret",
-                               absl::StrCat(n, " occurrences in the serial log")));
+  g.scenarios = group.checks(g, secrets.token);
+  // A guest out of memory: every failed check says so first.
+  if (!g.run.oom.empty()) {
+    for (ScenarioResult& s : g.scenarios) {
+      if (s.status.ok()) continue;
+      s.summary = absl::StrCat(g.run.oom, "\n", s.summary);
+      s.status = absl::Status(s.status.code(), s.summary);
+    }
+  }
+  // The serial log is something the host received too: no form of a secret may be in it.
+  const std::vector<agent::Log> serial = SerialLines(g.run.serial_log);
+  const LeakReport serial_leaks =
+      *ScanAll(secrets, [&](const std::string& v) -> absl::StatusOr<LeakReport> {
+        return ScanLogsForSecret(serial, v);
+      });
+  if (serial_leaks.hits > 0) {
+    g.scenarios.push_back(Fail("serial-log-clean", "the guest console never shows a secret",
+                               absl::StrCat(serial_leaks.hits, " occurrences in the serial log: ",
+                                            absl::StrJoin(serial_leaks.where, "; "))));
   }
   return g;
 }
@@ -475,6 +608,7 @@ void PrintBuilderGroup(const BuilderGroupOutcome& g, std::ostream& os) {
        << absl::StrReplaceAll(s.summary, {{"\n", "\n      "}}) << "\n";
   }
   if (!run.status.ok()) os << "  run error: " << run.status.ToString() << "\n";
+  if (!run.oom.empty() && run.status.ok()) os << "  guest OOM killer: " << run.oom << "\n";
   os << absl::StrFormat(
       "  host: vmm_start->ready %d ms, vmm_start->first result %d ms (->image %d ms), "
       "last result->vm gone %d ms, total %d ms\n",
@@ -487,6 +621,10 @@ void PrintBuilderGroup(const BuilderGroupOutcome& g, std::ostream& os) {
        << "sent->result " << ms(r.send_to_result) << " ms, context " << r.context_bytes
        << " B, preload " << r.preload_bytes << " B, image " << r.image_bytes << " B, "
        << r.logs.size() << " log lines";
+    if (r.log_dropped_bytes > 0) {
+      os << " (" << r.log_bytes << " B received, " << r.log_dropped_bytes
+         << " B dropped by the host's cap)";
+    }
     if (r.result) {
       os << "; guest phases:";
       for (const agent::Phase& p : r.result->phases) os << " " << p.name << "=" << p.duration_ms;

@@ -1,7 +1,7 @@
 // File: harness/builder_scenarios.h
 // -----------------------------------------------------------------------------
 //
-// kiln's builder VM scenarios (issue 3): real builds with dockerd 20.10's built-in BuildKit in
+// kiln's builder VM scenarios: real builds with dockerd 20.10's built-in BuildKit in
 // builder VMs, driven by the builder client (builder_client.h), with their checks. Shared by
 // the VM test (harness/builder_vm_test.cc) and //harness:verify.
 //
@@ -11,6 +11,12 @@
 // data root and wipes the job's secrets after it (so a later "missing secret" job proves the
 // wipe). The cgroup=off negative control has its own VM.
 //
+// Secrets (fresh per group, NewScenarioSecrets): build_token, 120 bytes ("ghp_" + 116
+// characters of base64 text, a GitHub token's shape; longer than the 57 bytes after which
+// `base64` wraps), and build_blob, 16 KiB of random bytes. "Leaks" below are what
+// harness/leak_scan.h reports for either secret (ScanOciArchiveForSecret,
+// ScanLogsForSecret), in the job's image, its log lines, and the serial log.
+//
 //   group builder-reference  (fresh VM; the measured reference build)
 //     run-no-secret       RUN without secrets ran (runc works): "step-one" in the log
 //     secret-default      RUN --mount=type=secret,id=build_token saw the value: its sha256
@@ -19,9 +25,15 @@
 //                         every layer decompressed entry by entry, config, history) and in
 //                         every log line the host received
 //   group builder-secrets
-//     secret-modes        default mount, target=, required=true each print the sha256
-//     secret-redaction    the RUN that prints the secret raw/base64/hex: 0 of those forms in
-//                         the log; 0 secret bytes in the image
+//     secret-modes        default mount, target=, required=true each print the sha256; the
+//                         RUN that prints it raw/base64/hex leaks nothing
+//     secret-redaction    examples/secret-redaction: the token printed raw, with `base64`,
+//                         `base64 -w 0`, `od -An -tx1`, `xxd`, `xxd -p`, `hexdump -C`, and
+//                         the 16 KiB blob with base64/od/xxd -p/hexdump -C (busybox 1.35 of
+//                         kiln-busybox:1 has every one of these): at least
+//                         kMinTokenRedactions [REDACTED:build_token] and kMinBlobRedactions
+//                         [REDACTED:build_blob] markers (one per printed line), and 0 leaks
+//                         (no 16-character window of any form) in the log or the image
 //     secret-env-refused  env= (unsupported by dockerd 20.10's BuildKit) refused before
 //                         BuildKit runs, naming env
 //     missing-secret      a job naming a secret the host did not send: refused
@@ -57,6 +69,26 @@
 
 namespace kiln::harness {
 
+// kTokenSecretBytes, kBlobSecretBytes: the sizes of the scenario secrets.
+inline constexpr size_t kTokenSecretBytes = 120;
+inline constexpr size_t kBlobSecretBytes = 16 << 10;
+// kMinTokenRedactions: the lines of examples/secret-redaction's output that hold a form of the
+// 120-byte token, each of which must carry a marker: raw 1, base64 3 (76 columns), base64 -w 0
+// 1, od -An -tx1 8 (16 bytes a line), xxd 8, xxd -p 4 (30 bytes a line), hexdump -C 8.
+inline constexpr int64_t kMinTokenRedactions = 33;
+// kMinBlobRedactions: the same for build_blob: base64, od, xxd -p, hexdump -C lines (8+8+4+4).
+inline constexpr int64_t kMinBlobRedactions = 24;
+
+// ScenarioSecrets: the secrets of one group's jobs.
+struct ScenarioSecrets {
+  std::string token;  // build_token
+  std::string blob;   // build_blob
+};
+
+// NewScenarioSecrets(token): `token` (or, if empty, "ghp_" + base64 of 87 random bytes:
+// kTokenSecretBytes) and kBlobSecretBytes random bytes.
+ScenarioSecrets NewScenarioSecrets(absl::string_view token = "");
+
 // BuilderScenarioInputs: what the builder scenarios need on the host.
 struct BuilderScenarioInputs {
   BuilderArtifacts artifacts;
@@ -73,7 +105,8 @@ absl::Status ValidateBuilderScenarioInputs(const BuilderScenarioInputs& in);
 // Sha256Hex(data): lowercase hex SHA-256 (what `sha256sum` prints). Pure.
 std::string Sha256Hex(absl::string_view data);
 
-// JobEvidence: one job's response plus the scans of what came back.
+// JobEvidence: one job's response plus the scans of what came back (both secrets, merged;
+// LeakReport::where names the secret id).
 struct JobEvidence {
   BuildResponse response;
   absl::StatusOr<LeakReport> image_leaks = LeakReport{};  // no image: empty report
@@ -94,7 +127,10 @@ struct BuilderGroupOutcome {
   BuilderRun run;
   std::vector<JobEvidence> evidence;  // per job, in order
   std::vector<ScenarioResult> scenarios;
-  std::string secret_sha256;
+  std::string secret_sha256;  // of build_token
+  std::string blob_sha256;    // of build_blob
+  size_t token_bytes = 0;
+  size_t blob_bytes = 0;
   bool AllPassed() const;
 };
 
@@ -108,9 +144,9 @@ struct BuilderGroup {
   std::string name;    // VM id and test name ([a-z0-9-]+)
   std::string title;
   std::string cgroup;  // kiln.cgroup of the VM
-  // jobs(in, secret): the requests (context tars/images are made below in.work_dir).
+  // jobs(in, secrets): the requests (context tars/images are made below in.work_dir).
   std::function<absl::StatusOr<std::vector<BuildRequest>>(const BuilderScenarioInputs& in,
-                                                          const std::string& secret)>
+                                                          const ScenarioSecrets& secrets)>
       jobs;
   BuilderGroupChecks checks;
   std::vector<std::string> scenario_names;  // what checks() reports, in order
@@ -122,10 +158,12 @@ void PrintTo(const BuilderGroup& group, std::ostream* os);
 // BuilderGroups(): builder-reference, builder-secrets, builder-cgroup-off (file comment).
 const std::vector<BuilderGroup>& BuilderGroups();
 
-// RunBuilderGroup(factory, group, in): makes the jobs, runs them in one builder VM
-// (RunBuilderJobs; a stuck VM is retried once), scans what came back, applies the checks.
-// Never fails: an infrastructure failure (VM did not come up, channel died) fails every
-// scenario of the group with that message.
+// RunBuilderGroup(factory, group, in): makes the secrets and the jobs, runs them in one
+// builder VM (RunBuilderJobs; a stuck VM is retried once, one out of memory is not), scans
+// what came back (image, logs, serial log) for both secrets, applies the checks. Never fails:
+// an infrastructure failure (VM did not come up, channel died) fails every scenario of the
+// group with that message; a guest out of memory puts BuilderRun::oom first in every failed
+// check; a secret in the serial log adds a failed "serial-log-clean".
 BuilderGroupOutcome RunBuilderGroup(VmFactory& factory, const BuilderGroup& group,
                                     const BuilderScenarioInputs& in);
 
@@ -135,8 +173,8 @@ std::vector<BuilderGroupOutcome> RunAllBuilderGroups(VmFactory& factory,
 
 // PrintBuilderGroup(g, os): the readable report of a group: each scenario PASS/FAIL with its
 // summary, the host timings (VMM start -> Ready -> result -> VM gone), the guest phases of
-// each job, bytes moved (context, preload, image), guest memory, VMM peak RSS, attempts and
-// lockup events, the log dir.
+// each job, bytes moved (context, preload, image; log bytes the host's cap dropped), guest
+// memory, VMM peak RSS, attempts and lockup events, the OOM killer's kills, the log dir.
 void PrintBuilderGroup(const BuilderGroupOutcome& g, std::ostream& os);
 
 }  // namespace kiln::harness

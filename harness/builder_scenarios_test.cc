@@ -1,8 +1,12 @@
 // File: harness/builder_scenarios_test.cc
-// Sha256Hex, and the group checks on fabricated outcomes (each check passes on the outcome
-// it expects and fails on the others). The leak scanners: leak_scan_test.cc.
+// Sha256Hex, the scenario secrets, and the group checks on fabricated outcomes (each check
+// passes on the outcome it expects and fails on the others). The leak scanners:
+// leak_scan_test.cc.
 #include "harness/builder_scenarios.h"
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "third_party/absl_ext/status_matchers.h"
@@ -14,6 +18,7 @@ using ::kiln_testing::IsOk;
 using ::testing::HasSubstr;
 
 constexpr char kSecret[] = "kiln-secret-0123456789abcdef";
+constexpr char kBlob[] = "\x01\x02binary-blob-\xff\xfe\x00-0123456789abcdef";
 
 TEST(Sha256Test, KnownValue) {
   EXPECT_EQ(Sha256Hex("abc"),
@@ -62,6 +67,9 @@ std::vector<ScenarioResult> Check(const std::string& group, std::vector<JobEvide
   BuilderGroupOutcome g;
   g.name = group;
   g.secret_sha256 = Sha256Hex(kSecret);
+  g.blob_sha256 = Sha256Hex(std::string(kBlob, sizeof(kBlob) - 1));
+  g.token_bytes = sizeof(kSecret) - 1;
+  g.blob_bytes = sizeof(kBlob) - 1;
   for (JobEvidence& e : evidence) g.run.jobs.push_back(e.response);
   g.evidence = std::move(evidence);
   return Group(group).checks(g, kSecret);
@@ -96,6 +104,39 @@ TEST(GroupChecksTest, ReferenceFailsOnLeakOrInvisibleSecret) {
   EXPECT_EQ(Passed(rs), 0);
 }
 
+TEST(ScenarioSecretsTest, TokenAndBlob) {
+  const ScenarioSecrets s = NewScenarioSecrets();
+  EXPECT_EQ(s.token.size(), kTokenSecretBytes);
+  EXPECT_TRUE(absl::StartsWith(s.token, "ghp_")) << s.token;
+  std::string decoded;
+  EXPECT_TRUE(absl::Base64Unescape(s.token.substr(4), &decoded));  // base64 text
+  EXPECT_EQ(s.blob.size(), kBlobSecretBytes);
+  EXPECT_NE(NewScenarioSecrets().token, s.token);  // fresh per call
+  EXPECT_EQ(NewScenarioSecrets("given").token, "given");
+}
+
+// The secret-redaction job's log as the redactor leaves it: the sha256 lines, and one line
+// per printed line of each form with its marker(s).
+JobEvidence RedactionJob(int token_lines, int blob_lines, const std::string& extra_log) {
+  JobEvidence ev = GoodJob(Sha256Hex(kSecret), 3, "");
+  BuildResponse& r = ev.response;
+  r.logs.push_back({agent::LogStream::kStderr, 2,
+                    Sha256Hex(std::string(kBlob, sizeof(kBlob) - 1)) + "  /run/secrets/build_blob"});
+  for (int i = 0; i < token_lines; ++i) {
+    r.logs.push_back({agent::LogStream::kStderr, 3,
+                      absl::StrCat("#7 0.2", i, " ", i % 2 ? "00000010: [REDACTED:build_token]  |"
+                                                           : "[REDACTED:build_token]")});
+  }
+  for (int i = 0; i < blob_lines; ++i) {
+    r.logs.push_back({agent::LogStream::kStderr, 4, "#9 0.3 [REDACTED:build_blob]"});
+  }
+  if (!extra_log.empty()) r.logs.push_back({agent::LogStream::kStderr, 5, extra_log});
+  ev.log_leaks = ScanLogsForSecret(r.logs, kSecret);
+  LeakReport blob = ScanLogsForSecret(r.logs, std::string(kBlob, sizeof(kBlob) - 1));
+  ev.log_leaks.hits += blob.hits;
+  return ev;
+}
+
 TEST(GroupChecksTest, SecretsGroup) {
   const std::string sha = Sha256Hex(kSecret);
   JobEvidence failing;
@@ -103,6 +144,7 @@ TEST(GroupChecksTest, SecretsGroup) {
       "f", 1, "", 0, {}, "ABORTED: docker build exited 1\n#6 kiln-about-to-fail\nERROR"};
   std::vector<JobEvidence> good = {
       GoodJob(sha, 4, "***"),
+      RedactionJob(kMinTokenRedactions, kMinBlobRedactions, ""),
       Refused(absl::InvalidArgumentError(
           "job refused before BuildKit ran: Dockerfile line 5: secret mount option env= is not "
           "supported by dockerd 20.10's BuildKit (it fails with \"unexpected key 'env'\")")),
@@ -115,13 +157,60 @@ TEST(GroupChecksTest, SecretsGroup) {
   std::vector<ScenarioResult> rs = Check("builder-secrets", good);
   ASSERT_EQ(rs.size(), 6u);
   for (const ScenarioResult& r : rs) EXPECT_THAT(r.status, IsOk()) << r.name << r.summary;
+  EXPECT_EQ(rs[1].name, "secret-redaction");
+  EXPECT_THAT(rs[1].summary, HasSubstr("[REDACTED:build_token]"));
   // Swap the refusals: each check insists on its own outcome.
   std::vector<JobEvidence> swapped = good;
-  std::swap(swapped[2], swapped[3]);
-  swapped[4] = GoodJob(sha, 1, "");
+  std::swap(swapped[3], swapped[4]);
+  swapped[5] = GoodJob(sha, 1, "");
   rs = Check("builder-secrets", swapped);
   EXPECT_FALSE(rs[4].status.ok()) << rs[4].summary;  // undeclared got the session refusal
   EXPECT_FALSE(rs[5].status.ok());                   // failing step succeeded
+  // Five jobs (an old group): every check fails, naming the count.
+  std::vector<JobEvidence> five(good.begin(), good.begin() + 5);
+  rs = Check("builder-secrets", five);
+  EXPECT_EQ(Passed(rs), 0);
+  EXPECT_THAT(rs[0].summary, HasSubstr("after 5 of 6 jobs"));
+}
+
+// secret-redaction fails on too few markers of either secret, a leak in the log (the whole
+// token, or a run of it), the secret-modes job's leak, and a missing blob sha.
+TEST(GroupChecksTest, SecretRedactionInsistsOnMarkersAndNoLeak) {
+  const std::string sha = Sha256Hex(kSecret);
+  auto redaction = [&](JobEvidence ev) {
+    std::vector<JobEvidence> jobs = {GoodJob(sha, 4, ""), std::move(ev),
+                                     Refused(absl::InvalidArgumentError("")),
+                                     Refused(absl::InvalidArgumentError("")),
+                                     Refused(absl::InvalidArgumentError("")), JobEvidence()};
+    return Check("builder-secrets", jobs)[1];
+  };
+  EXPECT_THAT(redaction(RedactionJob(kMinTokenRedactions, kMinBlobRedactions, "")).status,
+              IsOk());
+  ScenarioResult r = redaction(RedactionJob(kMinTokenRedactions - 1, kMinBlobRedactions, ""));
+  EXPECT_FALSE(r.status.ok());
+  EXPECT_THAT(r.summary, HasSubstr("expected at least 33 [REDACTED:build_token]"));
+  EXPECT_FALSE(redaction(RedactionJob(kMinTokenRedactions, kMinBlobRedactions - 1, "")).status.ok());
+  r = redaction(RedactionJob(kMinTokenRedactions, kMinBlobRedactions,
+                             absl::StrCat("#7 0.5 ", kSecret)));
+  EXPECT_FALSE(r.status.ok());
+  EXPECT_THAT(r.summary, HasSubstr("expected 0 secret occurrences"));
+  JobEvidence no_blob_sha = RedactionJob(kMinTokenRedactions, kMinBlobRedactions, "");
+  no_blob_sha.response.logs.erase(no_blob_sha.response.logs.begin() + 4);
+  EXPECT_THAT(redaction(no_blob_sha).summary, HasSubstr("build_blob's at least once"));
+}
+
+// secret-modes now also fails when its job leaked (it used to be checked only for visibility).
+TEST(GroupChecksTest, SecretModesFailsOnALeak) {
+  const std::string sha = Sha256Hex(kSecret);
+  std::vector<JobEvidence> jobs = {GoodJob(sha, 4, absl::StrCat("leaked ", kSecret)),
+                                   RedactionJob(kMinTokenRedactions, kMinBlobRedactions, ""),
+                                   Refused(absl::InvalidArgumentError("")),
+                                   Refused(absl::InvalidArgumentError("")),
+                                   Refused(absl::InvalidArgumentError("")), JobEvidence()};
+  ScenarioResult r = Check("builder-secrets", jobs)[0];
+  EXPECT_EQ(r.name, "secret-modes");
+  EXPECT_FALSE(r.status.ok());
+  EXPECT_THAT(r.summary, HasSubstr("expected 0 secret occurrences"));
 }
 
 TEST(GroupChecksTest, CgroupOff) {

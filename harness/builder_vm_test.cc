@@ -77,6 +77,7 @@ class BuilderVmTest : public ::testing::TestWithParam<BuilderGroup> {
     in_.examples_dir = Dirname(absl::GetFlag(FLAGS_examples_readme));
     in_.work_dir = root;
     in_.vm.memory_mib = absl::GetFlag(FLAGS_memory_mib);
+    in_.vm.memory_flag = "--memory_mib";
     in_.vm.agent_flags = absl::GetFlag(FLAGS_agent_flags);
     ASSERT_TRUE(ValidateBuilderScenarioInputs(in_).ok())
         << ValidateBuilderScenarioInputs(in_).ToString();

@@ -71,6 +71,9 @@ ABSL_FLAG(std::string, state_dir, "",
           "keep state directory (default: $KILN_STATE_DIR, else kiln's default)");
 ABSL_FLAG(int, memory_mib, 512, "guest memory per cgroup VM, MiB");
 ABSL_FLAG(int, builder_memory_mib, 1024, "guest memory per builder VM, MiB");
+ABSL_FLAG(int, max_image_mib, 8192,
+          "largest image archive accepted from a builder VM, MiB (larger: the job fails, the "
+          "partial file is deleted)");
 ABSL_FLAG(int, deadline_s, 180, "deadline per cgroup VM, seconds");
 
 namespace kiln::harness {
@@ -118,6 +121,12 @@ int Main() {
   builder_in.examples_dir = Dirname(absl::GetFlag(FLAGS_examples_readme));
   builder_in.vm.vcpus = absl::GetFlag(FLAGS_vcpus);
   builder_in.vm.memory_mib = absl::GetFlag(FLAGS_builder_memory_mib);
+  builder_in.vm.memory_flag = "--builder_memory_mib";
+  if (absl::GetFlag(FLAGS_max_image_mib) < 1) {
+    std::cerr << "verify: --max_image_mib must be >= 1\n";
+    return 2;
+  }
+  builder_in.vm.max_image_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_max_image_mib)) << 20;
   builder_in.vm.keep.keep_failed_builders = absl::GetFlag(FLAGS_keep_failed_builders);
   builder_in.vm.keep.ttl = absl::Seconds(absl::GetFlag(FLAGS_keep_ttl_s));
   builder_in.vm.keep.max_kept = absl::GetFlag(FLAGS_keep_max);
