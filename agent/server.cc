@@ -557,10 +557,13 @@ absl::Status RunExec(Connection& conn, const Exec& exec, const std::string& stdi
   }
   // The child exited: its own output is complete in the pipes; read it without waiting for
   // writers it left behind.
+  // At most what a pipe can hold (1 MiB, /proc/sys/fs/pipe-max-size's default): a leftover
+  // process that keeps writing must not keep the exec going.
   for (int i = 0; i < 2 && exited; ++i) {
     if (fds[i] < 0) continue;
     fcntl(fds[i], F_SETFL, O_NONBLOCK);
-    while (s.ok() && fds[i] >= 0 && pump(i)) {
+    const uint64_t stop_at = totals[i] + (1u << 20);
+    while (s.ok() && fds[i] >= 0 && totals[i] < stop_at && pump(i)) {
     }
   }
   for (int fd : {fds[0], fds[1], in_fd, pidfd}) {

@@ -550,6 +550,20 @@ TEST_F(AgentTest, ExecReturnsWhenTheChildExitsEvenIfABackgroundProcessHoldsItsOu
   ExpectAlive();
 }
 
+// A leftover process that never stops writing (`yes &`) does not keep the exec going either.
+TEST_F(AgentTest, ExecReturnsWhenTheChildExitsEvenIfABackgroundProcessKeepsWriting) {
+  Start();
+  Handshake();
+  const int64_t t0 = absl::ToUnixMillis(absl::Now());
+  ExecOutput o = RunExec(Exec{{"/bin/sh", "-c", "yes & echo hi"}, {}, "", 0, 0});
+  const int64_t took = absl::ToUnixMillis(absl::Now()) - t0;
+  if (o.started_seen) kill(-static_cast<pid_t>(o.started.pid), SIGKILL);  // the yes
+  EXPECT_EQ(o.result.exit_code, 0);
+  EXPECT_THAT(o.out, HasSubstr("hi\n"));
+  EXPECT_LT(took, 10000);
+  ExpectAlive();
+}
+
 TEST_F(AgentTest, ExecWithoutADeadlineGetsTheAgentsDefault) {
   default_exec_deadline_ms_ = 300;
   Start();

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "agent/protocol/internal/wire.h"
+#include "agent/protocol/secure_wipe.h"
 #include "agent/protocol/text.h"
 #include "third_party/absl_ext/status_macros.h"
 
@@ -468,11 +469,19 @@ absl::StatusOr<Message> DecodeOne(const Frame& frame) {
   T m;
   const std::string name = FrameTypeName(frame.type);
   WireReader r(name, frame.payload);
-  RETURN_IF_ERROR(Get(r, &m));
-  RETURN_IF_ERROR(r.Done());
+  absl::Status s = Get(r, &m);
+  if (s.ok()) s = r.Done();
   if constexpr (std::is_same_v<T, StreamEnd>) m.stream_id = frame.stream_id;
-  RETURN_IF_ERROR(ValidateOne(m));
-  return Message(std::move(m));
+  if (s.ok()) s = ValidateOne(m);
+  if (!s.ok()) {
+    // A refused Secret (bad id, trailing bytes) may already hold its value: wipe it.
+    if constexpr (std::is_same_v<T, Secret>) SecureWipe(m.value);
+    return s;
+  }
+  Message out(std::move(m));
+  // A moved-from short string keeps its bytes in its inline buffer: zero them too.
+  if constexpr (std::is_same_v<T, Secret>) SecureWipe(m.value);
+  return out;
 }
 
 // Frame type for each alternative of Message, in variant order.

@@ -163,8 +163,16 @@ class Runner {
 
   BuildResult Run() {
     const absl::Time start = absl::Now();
+    const int64_t start_us = MonotonicMicros();
     deadline_ = start + absl::Milliseconds(spec_.deadline_ms);
     absl::Status s = RunPhases();
+    if (!s.ok()) {
+      // A daemon, the CLI or a build step killed for lack of memory: say so (the kernel log
+      // names it) instead of leaving "killed by signal 9 ... (empty log)" to guess from.
+      std::string oom = OomReport(start_us);
+      if (oom.empty() && absl::StrContains(s.message(), "killed by signal 9")) oom = OomHint();
+      if (!oom.empty()) s = absl::Status(s.code(), absl::StrCat(s.message(), " [", oom, "]"));
+    }
     absl::Time t = absl::Now();
     Teardown();
     result_.durations_ms.teardown = MsSince(t);
