@@ -57,6 +57,9 @@ absl::StatusOr<std::string> WriteArchive(const std::vector<ArchiveEntry>& plan,
   // ustar's limits, checked here for a clear message (libarchive would only warn and skip).
   constexpr size_t kUstarMaxLink = 100, kUstarMaxPath = 255;
   constexpr uint32_t kUstarMaxDev = 07777777;
+  // `out` is declared before the archive: on an early return the archive's deleter
+  // (archive_write_free) still flushes into it, so it must be destroyed after the archive.
+  std::string out;
   std::unique_ptr<struct archive, ArchiveDeleter> a(archive_write_new());
   if (!a) return absl::ResourceExhaustedError("libarchive: archive_write_new failed");
   int r = ARCHIVE_OK;
@@ -81,7 +84,6 @@ absl::StatusOr<std::string> WriteArchive(const std::vector<ArchiveEntry>& plan,
       return LibarchiveError(a.get(), "gzip:!timestamp");
     }
   }
-  std::string out;
   if (archive_write_open(a.get(), &out, nullptr, AppendToString, nullptr) !=
       ARCHIVE_OK) {
     return LibarchiveError(a.get(), "open");
