@@ -8,6 +8,8 @@
 #include <variant>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "agent/protocol/stream.h"
 #include "agent/transport.h"
 #include "third_party/absl_ext/posix_error.h"
@@ -56,8 +58,26 @@ absl::StatusOr<agent::ExecResult> ExecOnConnection(agent::Connection& conn,
   RETURN_IF_ERROR(conn.Send(e, req.connect_timeout_ms));
   agent::StreamReceiver rx;
   FdSink out(out_fd), err(err_fd);
+  const uint64_t command_ms = req.deadline_ms != 0 ? req.deadline_ms : agent::kDefaultExecDeadlineMs;
+  const absl::Time give_up = absl::Now() + absl::Milliseconds(command_ms) +
+                             absl::Milliseconds(req.answer_grace_ms);
   while (true) {
-    ASSIGN_OR_RETURN(Frame f, conn.ReadFrame(req.io_timeout_ms));
+    const int64_t left_ms = absl::ToInt64Milliseconds(give_up - absl::Now());
+    if (left_ms <= 0) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "exec: no result from the agent within the command's deadline (",
+          absl::FormatDuration(absl::Milliseconds(command_ms)), ") + ",
+          absl::FormatDuration(absl::Milliseconds(req.answer_grace_ms)),
+          "; the agent did not end the command"));
+    }
+    const int wait_ms = static_cast<int>(std::min<int64_t>(req.io_timeout_ms, left_ms));
+    absl::StatusOr<Frame> next = conn.ReadFrame(wait_ms);
+    if (!next.ok()) {
+      // Waited up to the give-up time: reported at the top of the loop.
+      if (absl::IsDeadlineExceeded(next.status()) && wait_ms < req.io_timeout_ms) continue;
+      return next.status();
+    }
+    Frame f = std::move(*next);
     if (f.type == static_cast<uint8_t>(FrameType::kChunk) ||
         f.type == static_cast<uint8_t>(FrameType::kStreamEnd)) {
       RETURN_IF_ERROR(rx.OnFrame(f));

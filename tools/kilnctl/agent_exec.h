@@ -27,21 +27,37 @@
 
 namespace kiln::kilnctl {
 
+// kDefaultExecTimeoutS: `kilnctl builders exec`'s default --timeout_s (10 minutes: an
+// inspection command -- ls, cat, docker ps, a log tail -- ends long before; a forgotten
+// `tail -f` or a wedged command does not hold the builder and the terminal for ever).
+inline constexpr int kDefaultExecTimeoutS = 600;
+
+// kExecAnswerGraceMs: how long after the command's deadline the host still waits for the
+// agent's ExecResult (the agent kills the process group at the deadline and answers).
+inline constexpr int kExecAnswerGraceMs = 30000;
+
 // ExecRequest: one command in the guest.
 struct ExecRequest {
   std::vector<std::string> argv;  // argv[0] looked up by the agent (execvp)
   std::vector<std::string> env;   // KEY=VALUE; empty: the agent's environment
   std::string cwd;                // "": /
-  uint64_t deadline_ms = 0;       // the agent kills the command after this long; 0: none
+  // deadline_ms: the agent kills the command after this long; 0: no deadline of our own (the
+  // agent then applies agent::kDefaultExecDeadlineMs, 30 min).
+  uint64_t deadline_ms = 0;
   int connect_timeout_ms = 5000;  // connect + handshake
   int io_timeout_ms = 3600000;    // longest wait for one frame (a quiet command)
+  // answer_grace_ms: the host gives up (DeadlineExceeded) when no ExecResult came within
+  // the command's deadline (deadline_ms, or the agent's default when 0) + answer_grace_ms.
+  int answer_grace_ms = kExecAnswerGraceMs;
 };
 
 // ExecOnConnection(conn, req, out_fd, err_fd): Exec on a handshaken connection; writes the
 // command's stdout to out_fd and stderr to err_fd as chunks arrive. Returns the ExecResult
 // (exit_code 127 + error if the agent could not start it). Errors: InvalidArgument for an
-// empty argv or a NUL byte; the agent's Error reply as a status; the connection's errors
-// (Unavailable if the channel closed, DeadlineExceeded); errno codes writing the fds.
+// empty argv or a NUL byte; the agent's Error reply as a status; DeadlineExceeded when no
+// ExecResult came within the command's deadline + req.answer_grace_ms (a wedged agent) or no
+// frame for req.io_timeout_ms; the connection's errors (Unavailable if the channel closed);
+// errno codes writing the fds.
 absl::StatusOr<agent::ExecResult> ExecOnConnection(agent::Connection& conn,
                                                    const ExecRequest& req, int out_fd,
                                                    int err_fd);

@@ -28,7 +28,9 @@ ABSL_FLAG(std::string, state_dir, "",
 ABSL_FLAG(bool, follow, false, "logs: keep printing new serial output until the VM exits");
 ABSL_FLAG(bool, json, false, "list: print the records as a JSON array");
 ABSL_FLAG(int, max_kept, -1, "gc: also reap the oldest kept builders over this many (-1: no cap)");
-ABSL_FLAG(int, timeout_s, 0, "exec: the agent kills the command after this many seconds (0: none)");
+ABSL_FLAG(int, timeout_s, kiln::kilnctl::kDefaultExecTimeoutS,
+          "exec: the agent kills the command after this many seconds (0: no deadline of "
+          "kilnctl's own; the agent's default, 30 min, applies)");
 ABSL_FLAG(int, connect_timeout_ms, 30000, "exec: connect + handshake timeout to the agent");
 ABSL_FLAG(int, poweroff_timeout_ms, 5000,
           "rm/gc: how long to try asking the agent to power off before the signals (an idle "
@@ -53,7 +55,9 @@ usage:
 
 flags:
   --state_dir=DIR   state directory (default $KILN_STATE_DIR, else /var/lib/kiln/builders)
-  --timeout_s=N     exec: the agent kills the command after N s (0: none)
+  --timeout_s=N     exec: the agent kills the command after N s (default 600; 0: no
+                    deadline of kilnctl's own, the agent's default of 30 min applies);
+                    kilnctl gives up 30 s after the deadline if the agent does not answer
   --grace_s=N       rm/gc: clean power-off grace before signals (default 10)
   --connect_timeout_ms=N  exec: connect + handshake to the agent (default 30000)
   --poweroff_timeout_ms=N rm/gc: asking the agent to power off (default 5000), then signals

@@ -18,6 +18,8 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "agent/server.h"
 #include "agent/transport.h"
 #include "gmock/gmock.h"
@@ -191,6 +193,39 @@ TEST_F(KilnctlTest, HelpAndUsageErrors) {
   EXPECT_EQ(Kilnctl({"builders", "logs", "../x"}).code, 2);
   EXPECT_EQ(Kilnctl({"--timeout_s=-1", "builders", "list"}).code, 2);
   EXPECT_EQ(Kilnctl({"--max_kept=-5", "builders", "gc"}).code, 2);
+  EXPECT_THAT(h.out, HasSubstr("--timeout_s=N     exec: the agent kills the command after N s "
+                               "(default 600"));
+}
+
+// A wedged agent (it started the command, then never answers) does not hold kilnctl for ever:
+// it gives up when the command's deadline + the answer grace have passed. (Before, exec
+// waited up to an hour per frame, and --timeout_s defaulted to none.)
+TEST(ExecOnConnectionTest, GivesUpOnAnAgentThatNeverAnswers) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  std::atomic<bool> done{false};
+  std::thread agent([&] {
+    kiln::agent::FdStream s(sv[1], "fake agent");
+    kiln::agent::Connection conn(&s);
+    if (!conn.ReadFrame(5000).ok()) return;  // the Exec
+    (void)conn.Send(kiln::agent::ExecStarted{42, 2, 4}, 5000);
+    while (!done) ::usleep(10000);  // wedged: the child has exited, no ExecResult comes
+  });
+  kiln::agent::FdStream s(sv[0], "host");
+  kiln::agent::Connection conn(&s);
+  kiln::kilnctl::ExecRequest req;
+  req.argv = {"sleep", "1d"};
+  req.deadline_ms = 300;
+  req.answer_grace_ms = 400;
+  const absl::Time t0 = absl::Now();
+  EXPECT_THAT(kiln::kilnctl::ExecOnConnection(conn, req, 1, 2).status(),
+              kiln_testing::StatusIs(absl::StatusCode::kDeadlineExceeded,
+                                     HasSubstr("no result from the agent within the command's "
+                                               "deadline (300ms) + 400ms")));
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(3));
+  EXPECT_GE(absl::Now() - t0, absl::Milliseconds(650));
+  done = true;
+  agent.join();
 }
 
 // A record's failure text can come from an untrusted build's output: `list` prints no control
