@@ -2,7 +2,9 @@
 // The process executor against real, tiny processes (sh, sleep).
 #include "harness/process.h"
 
+#include <pthread.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,6 +46,29 @@ TEST(ProcessTest, ExitCodeAndOutputFile) {
   EXPECT_EQ(Slurp(out), "hello\nerr\n");
   // Kill after exit is a no-op returning the same exit.
   EXPECT_EQ(p->Kill(absl::Seconds(1)).exit_code, 7);
+}
+
+// A VMM (or any tool the harness runs) must not inherit what the harness or its test runner
+// ignores (SIGPIPE, SIGINT, SIGHUP, SIGUSR1 here) or blocks.
+TEST(ProcessTest, ChildStartsWithDefaultSignalDispositionsAndAnEmptyMask) {
+  std::string out = TmpFile("sig.txt");
+  struct sigaction ign, old[4];
+  memset(&ign, 0, sizeof(ign));
+  ign.sa_handler = SIG_IGN;
+  const int sigs[4] = {SIGPIPE, SIGINT, SIGHUP, SIGUSR1};
+  for (int i = 0; i < 4; ++i) sigaction(sigs[i], &ign, &old[i]);
+  sigset_t block, old_mask;
+  sigemptyset(&block);
+  sigaddset(&block, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &block, &old_mask);
+  absl::StatusOr<std::unique_ptr<Process>> p =
+      Process::Spawn({{"grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"}, out});
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  for (int i = 0; i < 4; ++i) sigaction(sigs[i], &old[i], nullptr);
+  ASSERT_OK(p);
+  ASSERT_OK_AND_ASSIGN(ProcessExit e, (*p)->Wait(absl::Seconds(10)));
+  EXPECT_EQ(e.exit_code, 0);
+  EXPECT_EQ(Slurp(out), "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
 }
 
 TEST(ProcessTest, MissingProgramIsNotFound) {
