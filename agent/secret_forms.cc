@@ -36,11 +36,6 @@ inline uint64_t FinalKey(uint64_t h, size_t len, int view) {
              static_cast<uint64_t>(view + 1) * 0xD6E8FEB86659FD93ULL);
 }
 
-// BloomBit(key, bits): a bit index in [0, bits) from the low 32 bits of key (multiply-shift).
-inline uint64_t BloomBit(uint64_t key, uint64_t bits) {
-  return ((key & 0xffffffffULL) * bits) >> 32;
-}
-
 inline bool IsSpace(uint8_t c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
 }
@@ -234,64 +229,69 @@ SecretForms::SecretForms(const std::vector<std::string>& values) : secret_count_
     add(i, tmp, SecretForm::kHex, 2, kMinDerivedFormChars);
     Zero(tmp);
   }
-  size_t total = 0;
+  // One sorted, tagged array per view, with a directory of ~1 bucket per key.
+  std::vector<uint64_t> per_view[3];
   for (auto& [k, v] : keys) {
-    std::sort(v.begin(), v.end());
-    v.erase(std::unique(v.begin(), v.end()), v.end());
-    v.shrink_to_fit();
-    total += v.size();
-    tables_.push_back(Table{std::get<0>(k), std::get<1>(k), static_cast<uint8_t>(std::get<2>(k)),
-                            std::move(v)});
+    const uint64_t tag = tables_.size();
+    tables_.push_back(Table{std::get<0>(k), std::get<1>(k)});
+    for (uint64_t key : v) per_view[std::get<2>(k)].push_back((key & ~kTagMask) | tag);
+    std::fill(v.begin(), v.end(), 0);
+    std::vector<uint64_t>().swap(v);
   }
-  if (total == 0) {
+  for (int view = 0; view < 3; ++view) {
+    std::vector<uint64_t>& ks = per_view[view];
+    std::sort(ks.begin(), ks.end());
+    ks.erase(std::unique(ks.begin(), ks.end()), ks.end());
+    ks.shrink_to_fit();
+    window_count_ += ks.size();
+    Index& ix = index_[view];
+    int bits = 0;
+    while (bits < 40 && (size_t{2} << bits) < ks.size()) ++bits;  // 1-2 keys a bucket
+    ix.shift = 64 - bits;
+    ix.bucket.assign((size_t{1} << bits) + 1, 0);
+    for (uint64_t key : ks) ++ix.bucket[(bits == 0 ? 0 : key >> ix.shift) + 1];
+    for (size_t i = 1; i < ix.bucket.size(); ++i) ix.bucket[i] += ix.bucket[i - 1];
+    ix.keys = std::move(ks);
+  }
+  if (window_count_ == 0) {
     tables_.clear();
-    return;
-  }
-  const size_t bits = std::max<size_t>(1024, (16 * total + 63) / 64 * 64);
-  bloom_.assign(bits / 64, 0);
-  bloom_bits_ = bits;
-  for (const Table& t : tables_) {
-    for (uint64_t key : t.keys) {
-      const uint64_t b1 = BloomBit(key, bloom_bits_), b2 = BloomBit(key >> 32 | key << 32, bloom_bits_);
-      bloom_[b1 >> 6] |= 1ULL << (b1 & 63);
-      bloom_[b2 >> 6] |= 1ULL << (b2 & 63);
-    }
+    lengths_[0] = lengths_[1] = lengths_[2] = 0;
   }
 }
 
 SecretForms::~SecretForms() { Wipe(); }
 
 void SecretForms::Wipe() {
-  for (Table& t : tables_) {
-    std::fill(t.keys.begin(), t.keys.end(), 0);
-    std::vector<uint64_t>().swap(t.keys);
+  for (Index& ix : index_) {
+    std::fill(ix.keys.begin(), ix.keys.end(), 0);
+    std::vector<uint64_t>().swap(ix.keys);
+    std::vector<uint32_t>().swap(ix.bucket);
+    ix.shift = 64;
   }
   tables_.clear();
-  std::fill(bloom_.begin(), bloom_.end(), 0);
-  std::vector<uint64_t>().swap(bloom_);
-  bloom_bits_ = 0;
+  window_count_ = 0;
   lengths_[0] = lengths_[1] = lengths_[2] = 0;
 }
 
-size_t SecretForms::WindowCount() const {
-  size_t n = 0;
-  for (const Table& t : tables_) n += t.keys.size();
-  return n;
-}
+size_t SecretForms::WindowCount() const { return window_count_; }
 
 size_t SecretForms::MemoryBytes() const {
-  size_t n = bloom_.capacity() * sizeof(uint64_t) + tables_.capacity() * sizeof(Table);
-  for (const Table& t : tables_) n += t.keys.capacity() * sizeof(uint64_t);
+  size_t n = tables_.capacity() * sizeof(Table);
+  for (const Index& ix : index_) {
+    n += ix.keys.capacity() * sizeof(uint64_t) + ix.bucket.capacity() * sizeof(uint32_t);
+  }
   return n;
 }
 
 const SecretForms::Table* SecretForms::Lookup(int view, uint64_t key) const {
-  const uint64_t b1 = BloomBit(key, bloom_bits_), b2 = BloomBit(key >> 32 | key << 32, bloom_bits_);
-  if (!((bloom_[b1 >> 6] >> (b1 & 63)) & 1) || !((bloom_[b2 >> 6] >> (b2 & 63)) & 1)) {
-    return nullptr;
-  }
-  for (const Table& t : tables_) {
-    if (t.view == view && std::binary_search(t.keys.begin(), t.keys.end(), key)) return &t;
+  const Index& ix = index_[view];
+  if (ix.keys.empty()) return nullptr;
+  const uint64_t b = ix.shift >= 64 ? 0 : key >> ix.shift;
+  const uint64_t want = key & ~kTagMask;
+  for (uint32_t i = ix.bucket[b], e = ix.bucket[b + 1]; i < e; ++i) {
+    const uint64_t k = ix.keys[i];
+    if ((k & ~kTagMask) == want) return &tables_[k & kTagMask];
+    if (k > want) break;
   }
   return nullptr;
 }

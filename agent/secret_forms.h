@@ -34,14 +34,16 @@
 // Feed() calls, so a window split over two Feed()s (two lines of one build step) is found.
 //
 // Hashes: a 64-bit polynomial rolling hash per window length, finalized with the view and the
-// length, checked against a Bloom filter (16 bits per window) and then the exact sorted hash
-// tables. A false positive (probability ~ windows / 2^64 per lookup) only over-reports.
+// length; per view one sorted array of the windows' hashes (48 bits of hash + 16 bits naming
+// the secret and form) with a directory of its top bits, so a lookup reads ~2 entries. A false
+// positive (probability ~ windows / 2^48 per lookup) only over-reports.
 //
 // Memory (SecretForms): per secret byte about 8 windows (raw 1, folded 1, base64 4, hex 2;
-// json only where it differs from raw: up to 6 more for binary secrets) x (8 bytes hash +
-// 2 bytes Bloom) = ~80 bytes for text secrets, ~110 for random binary ones, i.e. ~10 KiB for a
-// 124-byte token, 5-7 MiB for 64 KiB, 40-55 MiB for BuildKit's 500 KiB maximum.
-// Construction needs about as much again, transiently. A SecretMatcher is ~500 bytes.
+// json only where it differs from raw: up to 6 more for random binary secrets) x (8 bytes
+// hash + 2-4 bytes directory) = ~80-100 bytes for text secrets, ~120-150 for random binary
+// ones: ~12 KiB for a 124-byte token, 5-9 MiB for 64 KiB, 40-75 MiB for BuildKit's 500 KiB
+// maximum. Construction needs about as much again, transiently.
+// A SecretMatcher is ~500 bytes.
 //
 // Example:
 //
@@ -97,14 +99,14 @@ struct SecretHit {
 class SecretForms {
  public:
   // SecretForms(values): the forms of each value. Empty values match nothing (their index is
-  // kept, so SecretHit::secret always indexes `values`).
+  // kept, so SecretHit::secret always indexes `values`). REQUIRES: values.size() <= 8192.
   explicit SecretForms(const std::vector<std::string>& values);
   ~SecretForms();
   SecretForms(const SecretForms&) = delete;
   SecretForms& operator=(const SecretForms&) = delete;
 
   // empty(): true when no value has any form (no secrets, or all empty).
-  bool empty() const { return tables_.empty(); }
+  bool empty() const { return window_count_ == 0; }
   // secret_count(): values.size() as given.
   size_t secret_count() const { return secret_count_; }
   // WindowCount(): distinct windows (hashes) held, over all secrets and forms.
@@ -120,16 +122,23 @@ class SecretForms {
   struct Table {
     uint32_t secret;
     SecretForm form;
-    uint8_t view;                 // 0 = A, 1 = B, 2 = C
-    std::vector<uint64_t> keys;   // sorted, unique
   };
+  // Index: one view's windows. keys: sorted; each is a 64-bit window hash whose low 16 bits
+  // are replaced by its table number. bucket[b] .. bucket[b + 1]: the keys whose top `bits`
+  // bits are b.
+  struct Index {
+    std::vector<uint64_t> keys;
+    std::vector<uint32_t> bucket;
+    int shift = 64;
+  };
+  static constexpr uint64_t kTagMask = 0xffff;
   // Lookup(view, key): the table holding `key`, or nullptr.
   const Table* Lookup(int view, uint64_t key) const;
 
   size_t secret_count_ = 0;
+  size_t window_count_ = 0;
   uint32_t lengths_[3] = {0, 0, 0};  // per view: bit L set = windows of length L exist
-  std::vector<uint64_t> bloom_;      // 2 bits set per key, 16 bits per key
-  uint64_t bloom_bits_ = 0;          // number of Bloom bits (a multiple of 64)
+  Index index_[3];
   std::vector<Table> tables_;
 };
 

@@ -140,11 +140,11 @@ TEST(SecretFormsTest, MemoryPerSecretByte) {
   std::string big(64 * 1024, '\0');
   for (char& c : big) c = static_cast<char>(rng());
   SecretForms f({big});
-  EXPECT_LE(f.MemoryBytes(), 115u * big.size());  // the header's "~110 for random binary"
+  EXPECT_LE(f.MemoryBytes(), 150u * big.size());  // the header's "~120-150 for random binary"
   std::string alnum;
   while (alnum.size() < 64 * 1024) alnum.push_back("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef0123456789"[rng() % 42]);
   SecretForms text({alnum});
-  EXPECT_LE(text.MemoryBytes(), 85u * alnum.size());
+  EXPECT_LE(text.MemoryBytes(), 100u * alnum.size());
   f.Wipe();
   EXPECT_TRUE(f.empty());
   EXPECT_TRUE(Scan(f, {big}).empty());
