@@ -123,6 +123,13 @@ int main(int argc, char** argv) {
       "kiln builder agent.\n  agent --channel=virtio-serial:<name> | --channel=vsock:<port>");
   absl::ParseCommandLine(argc, argv);
   signal(SIGPIPE, SIG_IGN);
+  // The OOM killer must not pick the agent: it is what reports the OOM kill of dockerd or a
+  // build step to the host (a silent agent looks like a hung VM). Its children reset this to
+  // 0 (runner::ResetSignalsInChild).
+  if (FILE* f = std::fopen("/proc/self/oom_score_adj", "w")) {
+    std::fputs("-1000", f);
+    std::fclose(f);
+  }
   const std::string channel = absl::GetFlag(FLAGS_channel);
   kiln::agent::AgentOptions options;
   options.proc_root = absl::GetFlag(FLAGS_proc_root);

@@ -181,6 +181,11 @@ void ResetSignalsInChild() {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
+  const int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    (void)!write(fd, "0", 1);
+    close(fd);
+  }
 }
 
 std::vector<OomKill> ParseOomKills(absl::string_view kmsg) {

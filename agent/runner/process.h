@@ -74,7 +74,9 @@ class Subprocess {
 
 // ResetSignalsInChild(): for a child between fork and exec (async-signal-safe calls only):
 // every signal's disposition back to SIG_DFL (an ignored signal, e.g. the agent's SIG_IGN of
-// SIGPIPE, would otherwise stay ignored across exec) and an empty signal mask.
+// SIGPIPE, would otherwise stay ignored across exec) and an empty signal mask. Also sets the
+// child's /proc/self/oom_score_adj to 0: the agent protects itself from the OOM killer (-1000,
+// so that it survives to report the OOM), its children must not inherit that.
 void ResetSignalsInChild();
 
 // OomKill: one kill by the kernel's OOM killer, as the kernel log records it ("Out of memory:

@@ -94,6 +94,29 @@ TEST(SubprocessTest, ChildStartsWithDefaultSignalDispositionsAndAnEmptyMask) {
   EXPECT_EQ(out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
 }
 
+// The agent shields itself from the OOM killer (-1000); its children must not inherit that.
+// Shown with +500 (a process may raise its own value without privileges, and lower it back to
+// where it started): the child still starts at 0.
+TEST(SubprocessTest, ChildDoesNotInheritTheAgentsOomScoreAdj) {
+  std::string before;
+  std::ifstream("/proc/self/oom_score_adj") >> before;
+  if (before != "0") GTEST_SKIP() << "oom_score_adj is " << before << " here, not 0";
+  { std::ofstream("/proc/self/oom_score_adj") << "500"; }
+  std::string now;
+  std::ifstream("/proc/self/oom_score_adj") >> now;
+  ASSERT_EQ(now, "500");
+  absl::StatusOr<Subprocess> p =
+      Subprocess::Spawn({{"/bin/cat", "/proc/self/oom_score_adj"}, {}, "", true});
+  std::ofstream("/proc/self/oom_score_adj") << before;
+  ASSERT_OK(p);
+  std::string out;
+  char buf[64];
+  ssize_t n;
+  while ((n = read(p->output_fd(), buf, sizeof(buf))) > 0) out.append(buf, n);
+  EXPECT_THAT(p->Wait(Soon()), IsOk());
+  EXPECT_EQ(out, "0\n");
+}
+
 // Records as /dev/kmsg gives them (5.x and 4.x wording, a memory cgroup kill, continuation
 // lines, the oom_reaper's line which must not count twice).
 constexpr char kKmsg[] =
