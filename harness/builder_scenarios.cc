@@ -568,11 +568,13 @@ BuilderGroupOutcome RunBuilderGroup(VmFactory& factory, const BuilderGroup& grou
     g.evidence.push_back(std::move(ev));
   }
   g.scenarios = group.checks(g, secrets.token);
-  // A guest out of memory: every failed check says so first.
+  // A guest out of memory: every failed check says so first (the run error, printed once
+  // with the serial log tail, has the details).
   if (!g.run.oom.empty()) {
     for (ScenarioResult& s : g.scenarios) {
       if (s.status.ok()) continue;
-      s.summary = absl::StrCat(g.run.oom, "\n", s.summary);
+      s.summary = g.run.status.ok() ? absl::StrCat(g.run.oom, "\n", s.summary)
+                                    : absl::StrCat(g.run.oom, " (see the run error)");
       s.status = absl::Status(s.status.code(), s.summary);
     }
   }

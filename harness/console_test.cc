@@ -203,6 +203,21 @@ TEST(ParseConsoleTest, OomKillThenSoftLockup) {
                         "--memory_mib"));
 }
 
+// The real thing (verify --builder_memory_mib=80): containerd killed, nothing after it.
+TEST(ParseConsoleTest, RealOomLogFromAnEightyMiBBuilder) {
+  ConsoleResult r = ParseConsole(Testdata("builder-oom-real.serial.log"));
+  ASSERT_EQ(r.oom_kills.size(), 1u);
+  EXPECT_EQ(r.oom_kills[0].process, "containerd");
+  EXPECT_EQ(r.oom_kills[0].pid, 87);
+  EXPECT_TRUE(r.GuestOutOfMemory());
+  EXPECT_FALSE(r.Stuck());
+  EXPECT_TRUE(r.ready);
+  EXPECT_FALSE(r.HasEndMarker());
+  EXPECT_EQ(GuestOomMessage(r, 80, "--builder_memory_mib"),
+            "guest out of memory (OOM killer killed containerd (pid 87)); the VM had 80 MiB; "
+            "raise --builder_memory_mib");
+}
+
 TEST(ParseConsoleTest, NoOomOnAHealthyLog) {
   ConsoleResult r = ParseConsole(Testdata("agent-vsock.serial.log"));
   EXPECT_TRUE(r.oom_kills.empty());
