@@ -134,7 +134,9 @@ void LineRedactor::Feed(absl::string_view bytes) {
 }
 
 void LineRedactor::Flush() {
-  if (!buf_.empty() || in_line_) Process(buf_, true, false);
+  // The last line is read as ending in '\n' too, as the host reassembles lines (a window that
+  // ends with the value's own trailing newline is masked here as well).
+  if (!buf_.empty() || in_line_) Process(buf_, true, true);
   std::fill(buf_.begin(), buf_.end(), '\0');
   buf_.clear();
 }

@@ -398,5 +398,16 @@ TEST(RedactFormsTest, OverlongLineHoldsBackWhatALaterWindowCanReach) {
   EXPECT_THAT(joined, HasSubstr("[REDACTED:tok]"));
 }
 
+TEST(RedactFormsTest, LastLineWithoutNewlineEndsLikeAnyLine) {
+  // Found by redact_fuzzer: a value ending in '\n' printed as the stream's last, unterminated
+  // line; the host reads that line as ending in '\n' too.
+  const std::string secret = "ghNzg5\xccGViY1RlZmm\n";
+  Redactor r(Secrets{{"t", secret}});
+  const std::vector<std::string> got =
+      RedactStream(r, {"\xa8\xa5\x92\xbcvYmFyYmF5cXVy\nDU1Nzg5\xccGViY1RlZmm"});
+  testing::WindowOracle oracle(secret);
+  EXPECT_EQ(oracle.Survivors(got), 0) << oracle.first_survivor();
+}
+
 }  // namespace
 }  // namespace kiln::agent::runner
