@@ -1,7 +1,7 @@
 #!/bin/bash
 # refresh_lock.sh: re-resolve a kiln package lock against Debian's archive as it is today.
 #
-# Usage: images/rootfs/refresh_lock.sh [testroot|builder|all]...   (default: all)
+# Usage: images/rootfs/refresh_lock.sh [testroot|builder|builder-trixie|all]...   (default: all = testroot builder)
 #
 # For each named lock (images/rootfs/NAME.lock) it builds the root once with mmdebstrap,
 # unpinned (names from @include only), and rewrites the lock's resolved "package version" lines

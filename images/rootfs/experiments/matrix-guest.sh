@@ -17,6 +17,10 @@ else
   chown 1000:1000 /home/builder; mkdir -p -m 0700 /run/user/1000; chown 1000:1000 /run/user/1000
   SOCK=/run/user/1000/docker.sock
   extra=""
+  if [ "$(arg net)" != host ]; then
+    LD_LIBRARY_PATH=/exp/slirp/lib /exp/slirp/bin/insmod /exp/slirp/tun.ko || say insmod-tun-failed
+    mkdir -p /dev/net; [ -e /dev/net/tun ] || mknod -m 0666 /dev/net/tun c 10 200; chmod 0666 /dev/net/tun
+  fi
   if [ "$deleg" != none ]; then
     C=/sys/fs/cgroup
     say root-controllers "$(cat $C/cgroup.controllers)"
@@ -32,8 +36,7 @@ else
   fi
   setpriv --reuid=1000 --regid=1000 --clear-groups env -i HOME=/home/builder XDG_RUNTIME_DIR=/run/user/1000 \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    DOCKERD_ROOTLESS_ROOTLESSKIT_NET=host DOCKERD_ROOTLESS_ROOTLESSKIT_PORT_DRIVER=$(arg port) \
-    DOCKERD_ROOTLESS_ROOTLESSKIT_DISABLE_HOST_LOOPBACK=false \
+    $(if [ "$(arg net)" = slirp ]; then echo PATH=/exp/slirp/bin:/usr/sbin:/usr/bin:/sbin:/bin LD_LIBRARY_PATH=/exp/slirp/lib; elif [ "$(arg net)" = host ]; then echo DOCKERD_ROOTLESS_ROOTLESSKIT_NET=host DOCKERD_ROOTLESS_ROOTLESSKIT_PORT_DRIVER=$(arg port) DOCKERD_ROOTLESS_ROOTLESSKIT_DISABLE_HOST_LOOPBACK=false; fi) \
     sh /usr/share/docker.io/contrib/dockerd-rootless.sh --iptables=false --ip-forward=false --ip-masq=false --bridge=none $extra >/run/dockerd.log 2>&1 &
 fi
 DPID=$!
@@ -48,8 +51,8 @@ say loaded
 [ "$(arg diag)" = 1 ] && { $D version 2>&1 | tail -8 | sed 's/^/EXP-DIAG version /'; $D buildx ls 2>&1 | sed 's/^/EXP-DIAG ls /'; $D buildx inspect 2>&1 | tail -5 | sed 's/^/EXP-DIAG inspect /'; env | grep -i -E "proxy|docker" | sed 's/^/EXP-DIAG env /'; ls -la /run/user/1000/ | sed 's/^/EXP-DIAG run /'; }
 # who runs the RUN step: watch for the step's "sleep 3"
 ( j=0; while [ $j -lt 400 ]; do for p in /proc/[0-9]*; do
-    if [ "$(tr '\0' ' ' < $p/cmdline 2>/dev/null)" = "sleep 3 " ]; then
-      echo "EXP $(up) RUN-proc pid=${p#/proc/} $(grep -E '^(Uid|Gid):' $p/status | tr '\t\n' '  ') cgroup=$(cat $p/cgroup)"; exit 0; fi; done; sleep 0.1; j=$((j+1)); done ) &
+    case "$(tr '\0' ' ' < $p/cmdline 2>/dev/null)" in *"-c sleep 3;"*|*"-c sh -c"*"sleep 3;"*)
+      echo "EXP $(up) RUN-proc pid=${p#/proc/} $(grep -E '^(Uid|Gid):' $p/status | tr '\t\n' '  ') cgroup=$(cat $p/cgroup)"; exit 0;; esac; done; sleep 0.1; j=$((j+1)); done ) &
 W=$!
 for c in plain secret env; do
   say build-$c-start

@@ -5,7 +5,7 @@ A=/tmp/rootless-exp/art; L=/tmp/rootless-exp/logs; mkdir -p $L
 t0=$(date +%s.%N)
 timeout $to qemu-system-x86_64 -M q35 -accel tcg -m 1024 -smp 2 -nodefaults -no-user-config -no-reboot -display none \
   -serial file:$L/$name.log -kernel $A/vmlinux -initrd $A/initrd.cpio.gz \
-  -append "console=ttyS0 panic=-1 softlockup_panic=1 reboot=t kiln.root=/dev/vda kiln.cgroup=$cg kiln.exec=\"/bin/sh -c 'mkdir -p /exp; mount -o ro /dev/vdb /exp; exec /bin/sh /exp/run.sh'\" exp.mode=$mode exp.deleg=$deleg exp.diag=0 exp.port=${PORT:-builtin}" \
+  -append "console=ttyS0 panic=-1 softlockup_panic=1 reboot=t kiln.root=/dev/vda kiln.cgroup=$cg kiln.exec=\"/bin/sh -c 'mkdir -p /exp; mount -o ro /dev/vdb /exp; exec /bin/sh /exp/run.sh'\" exp.mode=$mode exp.deleg=$deleg exp.diag=0 exp.port=${PORT:-builtin} exp.net=${NET:-host}" \
   -drive file=$A/$disk,if=none,id=d0,format=raw,readonly=on -device virtio-blk-pci,drive=d0 \
   -drive file=/tmp/rootless-exp/exp.ext4,if=none,id=d1,format=raw,readonly=on -device virtio-blk-pci,drive=d1
 rc=$?
