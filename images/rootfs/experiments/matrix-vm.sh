@@ -1,5 +1,12 @@
 #!/bin/bash
-# vm.sh NAME DISK CGROUP MODE DELEG [TIMEOUT]: boot one builder VM (QEMU TCG) with run.sh.
+# matrix-vm.sh NAME DISK CGROUP MODE DELEG [TIMEOUT]: boot one builder VM (QEMU TCG) that runs
+# matrix-guest.sh (see ../ROOTLESS.md). Inputs, by hand: /tmp/rootless-exp/art/{vmlinux,
+# initrd.cpio.gz,DISK} (copies of //images:vmlinux, //images:initrd, a builder disk) and
+# /tmp/rootless-exp/exp.ext4 = `mkfs.ext4 -d DIR` of a DIR holding run.sh (matrix-guest.sh),
+# bb.tar (//harness:busybox_image), secret, ctx-{plain,secret,env}/Dockerfile (Dockerfile.*
+# here) and, for NET=slirp only, slirp/{bin,lib,tun.ko}. CGROUP rw|ro|off, MODE rootless|rootful,
+# DELEG none|parent; env NET=auto|slirp|host, PORT (rootlesskit port driver with NET=host).
+# Output: /tmp/rootless-exp/logs/NAME.log (serial), a line in logs/summary.txt.
 name=$1 disk=$2 cg=$3 mode=$4 deleg=$5 to=${6:-300}
 A=/tmp/rootless-exp/art; L=/tmp/rootless-exp/logs; mkdir -p $L
 t0=$(date +%s.%N)
