@@ -30,6 +30,15 @@
 #include "gtest/gtest.h"
 #include "third_party/absl_ext/status_matchers.h"
 
+// Under AddressSanitizer freed memory sits in a quarantine (256 MiB by default) and every
+// allocation has redzones, so peak RSS says nothing about the client's bound: the memory
+// assertions run only in normal builds (CI runs this test both ways); the rest runs in both.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kRssIsMeaningful = false;
+#else
+inline constexpr bool kRssIsMeaningful = true;
+#endif
+
 namespace kiln::harness {
 namespace {
 
@@ -644,7 +653,7 @@ TEST_P(BuilderClientFloodTest, HundredMiBOfLogIsCutAndMemoryStaysBounded) {
             << "-byte lines: host peak RSS growth " << (growth >> 20) << " MiB (bound "
             << (bound >> 20) << " MiB), kept " << r->logs.size() << " lines\n";
   EXPECT_GT(growth, 0);
-  EXPECT_LT(growth, static_cast<int64_t>(bound));
+  if (kRssIsMeaningful) EXPECT_LT(growth, static_cast<int64_t>(bound));
 }
 
 INSTANTIATE_TEST_SUITE_P(Lines, BuilderClientFloodTest,
@@ -673,7 +682,9 @@ TEST_F(BuilderClientTest, OversizedImageIsRefusedAndThePartialFileDeleted) {
                                          HasSubstr("max_image_bytes"),
                                          HasSubstr(job.image_out + " was removed"))));
   EXPECT_NE(access(job.image_out.c_str(), F_OK), 0) << "the partial image is still there";
-  EXPECT_LT(rss.Bytes(), static_cast<int64_t>(BuilderHostMemoryBound(options_)));
+  if (kRssIsMeaningful) {
+    EXPECT_LT(rss.Bytes(), static_cast<int64_t>(BuilderHostMemoryBound(options_)));
+  }
 }
 
 // A guest that never stops sending is still cut off at the VM's deadline (frames keep
