@@ -80,17 +80,23 @@ std::vector<agent::Log> SerialLines(absl::string_view serial) {
   return lines;
 }
 
+// RequireImage(r, ...): true if the build succeeded with an image; else appends the failure
+// (what came back and the log tail) to *out and returns false.
+bool RequireImage(const BuildResponse& r, absl::string_view name, absl::string_view title,
+                  std::vector<ScenarioResult>* out) {
+  if (Succeeded(r)) return true;
+  out->push_back(Fail(name, title,
+                      absl::StrCat("expected a successful build with an image, got ", Describe(r),
+                                   "\nlog tail:\n", LogTailText(r, 15))));
+  return false;
+}
+
 // The common "a build succeeded and the secret was visible and did not leak" checks.
 void CheckSecretJob(const JobEvidence& ev, absl::string_view secret_sha, int min_sha_lines,
                     absl::string_view name, absl::string_view title,
                     std::vector<ScenarioResult>* out) {
   const BuildResponse& r = ev.response;
-  if (!Succeeded(r)) {
-    out->push_back(Fail(name, title,
-                        absl::StrCat("expected a successful build with an image, got ",
-                                     Describe(r), "\nlog tail:\n", LogTailText(r, 15))));
-    return;
-  }
+  if (!RequireImage(r, name, title, out)) return;
   const int64_t shas = CountOccurrences(r.LogText(), secret_sha);
   if (shas < min_sha_lines) {
     out->push_back(Fail(name, title,
@@ -173,12 +179,7 @@ void CheckRedactionJob(const JobEvidence& ev, const BuilderGroupOutcome& g,
                        absl::string_view name, absl::string_view title,
                        std::vector<ScenarioResult>* out) {
   const BuildResponse& r = ev.response;
-  if (!Succeeded(r)) {
-    out->push_back(Fail(name, title,
-                        absl::StrCat("expected a successful build with an image, got ",
-                                     Describe(r), "\nlog tail:\n", LogTailText(r, 15))));
-    return;
-  }
+  if (!RequireImage(r, name, title, out)) return;
   const std::string log = r.LogText();
   const int64_t token_shas = CountOccurrences(log, g.secret_sha256);
   const int64_t blob_shas = CountOccurrences(log, g.blob_sha256);
