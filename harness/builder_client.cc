@@ -640,9 +640,18 @@ BuilderRun RunBuilderJobs(VmFactory& factory, const BuilderArtifacts& artifacts,
     run.log_dir = factory.SaveLogs(vm.vm());
     run.oom = GuestOomMessage(run.console, o.memory_mib, o.memory_flag);
     const bool out_of_memory = run.console.GuestOutOfMemory();
+    // A guest that locked up and panicked (softlockup_panic=1 with -no-reboot) makes the VMM
+    // exit at once, so the host may first see only its channel closing: the whole serial log,
+    // read now that the VM is gone, decides whether that was a lockup (retried once).
+    const bool locked_up = !run.status.ok() && !vm.stuck() && run.console.Stuck();
+    if (locked_up) {
+      run.status = absl::AbortedError(absl::StrCat("guest stuck: ", run.console.stuck_line,
+                                                   "; the host saw: ", run.status.message()));
+    }
     // Out of memory is not a lockup: it would run out again on a retry.
-    const bool stuck = vm.stuck() && !out_of_memory;
-    const std::string stuck_reason = vm.stuck_reason();
+    const bool stuck = (vm.stuck() || locked_up) && !out_of_memory;
+    const std::string stuck_reason =
+        locked_up ? absl::StrCat("guest stuck: ", run.console.stuck_line) : vm.stuck_reason();
     b->reset();
     if (out_of_memory) {
       const std::string failure = run.status.ok() ? FirstFailure(run.jobs) : "";

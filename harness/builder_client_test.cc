@@ -71,7 +71,9 @@ std::string ReadFile(const std::string& path) {
 // Behaviour of one fake guest. kAgent: the real agent session. kLockup: a soft lockup in the
 // serial log, no answer. kSilent: FakeVmm::silent_serial appended to the serial log, then no
 // answer. kFlood: a hostile agent (FloodScript) that floods the channel.
-enum class Guest { kAgent, kLockup, kSilent, kFlood };
+// kPanic: a soft lockup and the softlockup panic in the serial log, then the channel closes
+// and the VMM exits a moment later (QEMU with -no-reboot), before the host looked again.
+enum class Guest { kAgent, kLockup, kSilent, kFlood, kPanic };
 
 // FloodScript: what a kFlood guest sends after it has read the whole job: `log_bytes` of Log
 // lines of `line_bytes` each (forever if `forever`), then a BuildResult and an image stream of
@@ -184,6 +186,18 @@ class FakeVm : public Vm {
         close(fd);
       }
       conn_fd_ = fd;
+      if (guest_ == Guest::kPanic) {
+        usleep(300 * 1000);  // the host is waiting for Ready
+        std::ofstream(serial_, std::ios::app)
+            << "[   64.66] watchdog: BUG: soft lockup - CPU#0 stuck for 45s! [dockerd:96]\n"
+            << "[   64.67] Kernel panic - not syncing: softlockup: hung tasks\n";
+        shutdown(fd, SHUT_RDWR);  // QEMU exits: its chardev closes first
+        usleep(300 * 1000);
+        exited_ = true;
+        while (!killed_) usleep(10000);
+        close(fd);
+        return;
+      }
       if (guest_ == Guest::kLockup || guest_ == Guest::kSilent) {
         std::ofstream(serial_, std::ios::app)
             << (guest_ == Guest::kLockup
@@ -425,6 +439,30 @@ TEST_F(BuilderClientTest, LockedUpGuestIsCutOffAndRetriedOnce) {
   EXPECT_EQ(run.vm_id, "b1-retry1");
   ASSERT_EQ(run.jobs.size(), 1u);
   EXPECT_EQ(run.jobs[0].result->exit_status, 0);
+}
+
+// A lockup that ends in the softlockup panic closes the channel and ends the VMM before the
+// host's next look at the serial log: still a lockup, retried once (a CI run of
+// builder_vm_test failed on exactly this: "peer closed the channel", attempts 1).
+TEST_F(BuilderClientTest, PanickedGuestWhoseVmmExitedIsALockupAndRetried) {
+  vmm_.script = {Guest::kPanic, Guest::kAgent};
+  VmFactory factory(vmm_, dir_ + "/vms", "");
+  BuilderRun run = RunBuilderJobs(factory, artifacts_, options_, {Job("j1")});
+  ASSERT_THAT(run.status, IsOk()) << run.status;
+  EXPECT_EQ(run.attempts, 2);
+  EXPECT_EQ(run.lockup_events, 1);
+  EXPECT_THAT(run.retry_reason, HasSubstr("soft lockup"));
+  ASSERT_EQ(run.jobs.size(), 1u);
+  EXPECT_EQ(run.jobs[0].result->exit_status, 0);
+}
+
+TEST_F(BuilderClientTest, TwoPanicsFailNamingTheLockup) {
+  vmm_.script = {Guest::kPanic, Guest::kPanic};
+  VmFactory factory(vmm_, dir_ + "/vms", "");
+  BuilderRun run = RunBuilderJobs(factory, artifacts_, options_, {Job("j1")});
+  EXPECT_THAT(run.status, StatusIs(absl::StatusCode::kAborted, HasSubstr("soft lockup")));
+  EXPECT_EQ(run.attempts, 2);
+  EXPECT_EQ(run.lockup_events, 2);
 }
 
 TEST_F(BuilderClientTest, TwoLockupsFail) {
