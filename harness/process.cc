@@ -7,7 +7,6 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +14,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "agent/child_signals.h"
 #include "absl/time/clock.h"
 #include "third_party/absl_ext/posix_error.h"
 
@@ -49,27 +49,7 @@ ProcessExit ExitFrom(int status, const struct rusage& usage) {
     (void)!write(err_fd, &e, sizeof(e));
     _exit(127);
   }
-  // Default dispositions for every signal (an ignored one stays ignored across exec: the
-  // harness or a test runner may ignore SIGPIPE, SIGINT, SIGHUP) and an empty mask.
-  struct sigaction dfl;
-  std::memset(&dfl, 0, sizeof(dfl));
-  dfl.sa_handler = SIG_DFL;
-  sigemptyset(&dfl.sa_mask);
-  for (int sig = 1; sig < NSIG; ++sig) {
-    if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, &dfl, nullptr) == 0) continue;
-    // glibc refuses the real-time signals it reserves (32, 33) with EINVAL, yet an inherited
-    // SIG_IGN of them survives exec too: reset them through the kernel (SIG_DFL is 0).
-    struct {
-      void* handler;
-      unsigned long flags;
-      void* restorer;
-      uint64_t mask;
-    } kernel_dfl = {nullptr, 0, nullptr, 0};
-    syscall(SYS_rt_sigaction, sig, &kernel_dfl, nullptr, sizeof(uint64_t));
-  }
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
+  agent::ResetSignalStateForExec();  // an ignored SIGPIPE/SIGINT/SIGHUP survives exec
   execvp(argv[0], argv);
   int e = errno;
   (void)!write(err_fd, &e, sizeof(e));

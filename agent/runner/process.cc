@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "agent/child_signals.h"
 #include "third_party/absl_ext/posix_error.h"
 
 namespace kiln::agent::runner {
@@ -160,27 +160,7 @@ int Subprocess::Stop(absl::Duration grace) {
 }
 
 void ResetSignalsInChild() {
-  struct sigaction dfl;
-  memset(&dfl, 0, sizeof(dfl));
-  dfl.sa_handler = SIG_DFL;
-  sigemptyset(&dfl.sa_mask);
-  for (int sig = 1; sig < NSIG; ++sig) {
-    if (sig == SIGKILL || sig == SIGSTOP) continue;
-    if (sigaction(sig, &dfl, nullptr) != 0) {
-      // glibc refuses the two real-time signals it reserves (32, 33) with EINVAL, yet an
-      // inherited SIG_IGN of them survives exec too: reset them through the kernel.
-      struct {
-        void* handler;
-        unsigned long flags;
-        void* restorer;
-        uint64_t mask;
-      } kernel_dfl = {nullptr, 0, nullptr, 0};  // SIG_DFL is 0
-      syscall(SYS_rt_sigaction, sig, &kernel_dfl, nullptr, sizeof(uint64_t));
-    }
-  }
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
+  ResetSignalStateForExec();
   const int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
   if (fd >= 0) {
     (void)!write(fd, "0", 1);
