@@ -24,14 +24,15 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "init/cgroup_names.h"
 #include "init/config.h"
 #include "init/console.h"
 #include "init/syscalls.h"
 
 namespace kiln::init {
 
-// kCgroupMountPoint: where the cgroup v2 unified hierarchy is mounted.
-inline constexpr absl::string_view kCgroupMountPoint = "/sys/fs/cgroup";
+// kCgroupMountPoint: where the cgroup v2 unified hierarchy is mounted (init/cgroup_names.h).
+inline constexpr absl::string_view kCgroupMountPoint = cgroup::kMountPoint;
 
 // MountRow: one mount(2) of the plan.
 struct MountRow {
