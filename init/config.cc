@@ -88,11 +88,29 @@ absl::Status ApplyKey(absl::string_view key, absl::string_view value, Config* c)
     if (!ParseDecimal<uint64_t>(value, kMax, &c->deadline_ms)) {
       return BadValue(key, value, absl::StrCat("a decimal integer of ms in [0, ", kMax, "]"));
     }
+  } else if (key == kKeyDelegate) {
+    constexpr absl::string_view kAllowed =
+        "<uid>[:<gid>], decimal, uid in [1, 4294967294], gid in [0, 4294967294] (default: uid)";
+    constexpr uint32_t kMaxId = std::numeric_limits<uint32_t>::max() - 1;
+    absl::string_view uid_text = value, gid_text = value;
+    if (size_t colon = value.find(':'); colon != absl::string_view::npos) {
+      uid_text = value.substr(0, colon);
+      gid_text = value.substr(colon + 1);
+    }
+    CgroupDelegate d;
+    if (!ParseDecimal<uint32_t>(uid_text, kMaxId, &d.uid) ||
+        !ParseDecimal<uint32_t>(gid_text, kMaxId, &d.gid)) {
+      return BadValue(key, value, kAllowed);
+    }
+    if (d.uid == 0) {
+      return BadValue(key, value, kAllowed, "uid 0 (root needs no delegation)");
+    }
+    c->delegate = d;
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
         "unknown key ", key, "=\"", value, "\"; known keys: ", kKeyCgroup, ", ", kKeyRoot, ", ",
         kKeyRootFsType, ", ", kKeyOverlay, ", ", kKeyExec, ", ", kKeyUid, ", ", kKeyGid, ", ",
-        kKeyDeadlineMs));
+        kKeyDeadlineMs, ", ", kKeyDelegate));
   }
   return absl::OkStatus();
 }
@@ -166,6 +184,14 @@ absl::StatusOr<Config> ParseCmdline(absl::string_view text) {
     }
     RETURN_IF_ERROR(ApplyKey(absl::string_view(param).substr(0, eq),
                              absl::string_view(param).substr(eq + 1), &config));
+  }
+  // Keys that depend on each other are checked once all are read (any order on the line).
+  if (config.delegate && config.cgroup != CgroupPolicy::kReadWrite) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        kKeyDelegate, "=\"", config.delegate->uid, ":", config.delegate->gid, "\" with ",
+        kKeyCgroup, "=", CgroupPolicyName(config.cgroup),
+        ": a read-only or absent cgroup2 cannot be delegated; allowed: ", kKeyDelegate,
+        " only with ", kKeyCgroup, "=rw (the default)"));
   }
   return config;
 }

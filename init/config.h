@@ -38,6 +38,7 @@ inline constexpr absl::string_view kKeyExec = "kiln.exec";
 inline constexpr absl::string_view kKeyUid = "kiln.uid";
 inline constexpr absl::string_view kKeyGid = "kiln.gid";
 inline constexpr absl::string_view kKeyDeadlineMs = "kiln.deadline_ms";
+inline constexpr absl::string_view kKeyDelegate = "kiln.delegate";
 
 // Defaults.
 inline constexpr absl::string_view kDefaultRootFsType = "ext4";
@@ -50,6 +51,16 @@ enum class CgroupPolicy { kReadWrite, kReadOnly, kOff };
 // CgroupPolicyName: "rw", "ro" or "off".
 absl::string_view CgroupPolicyName(CgroupPolicy policy);
 
+// CgroupDelegate: kiln.delegate=<uid>[:<gid>]: init delegates the cgroup v2 subtree
+// /sys/fs/cgroup/kiln-builder to uid:gid (init/cgroup_delegation.h). `uid` is never 0 (root
+// needs no delegation; the parser refuses it); `gid` defaults to `uid`.
+struct CgroupDelegate {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+
+  bool operator==(const CgroupDelegate&) const = default;
+};
+
 // Config: the parsed kiln.* keys. Default-constructed: the defaults of every key.
 struct Config {
   CgroupPolicy cgroup = CgroupPolicy::kReadWrite;   // kiln.cgroup
@@ -60,6 +71,7 @@ struct Config {
   uint32_t uid = 0;                                 // kiln.uid
   uint32_t gid = 0;                                 // kiln.gid
   uint64_t deadline_ms = 0;                         // kiln.deadline_ms; 0: no deadline
+  std::optional<CgroupDelegate> delegate;           // kiln.delegate; unset: no delegation
 };
 
 // SplitCmdline: the kernel command line `text` split into parameters: separated by
@@ -76,7 +88,9 @@ absl::StatusOr<std::vector<std::string>> SplitCommand(absl::string_view value);
 
 // ParseCmdline: the Config of kernel command line `text`. Returns INVALID_ARGUMENT, with a
 // message naming the key, the value and what is allowed, for: an unknown kiln.* key, a kiln.*
-// key without "=value", or a bad value of a known key.
+// key without "=value", a bad value of a known key (kiln.delegate: uid 0, a non-decimal or
+// out-of-range uid or gid, an empty part), or kiln.delegate together with kiln.cgroup=ro or
+// off (a subtree of a read-only or absent cgroup2 cannot be delegated), in any key order.
 absl::StatusOr<Config> ParseCmdline(absl::string_view text);
 
 }  // namespace kiln::init

@@ -44,6 +44,7 @@ TEST(ParseCmdlineTest, DefaultsWithoutKilnKeys) {
   EXPECT_EQ(c.uid, 0u);
   EXPECT_EQ(c.gid, 0u);
   EXPECT_EQ(c.deadline_ms, 0u);
+  EXPECT_FALSE(c.delegate.has_value());
 }
 
 TEST(ParseCmdlineTest, EveryKey) {
@@ -129,12 +130,59 @@ TEST(ParseCmdlineTest, BadValues) {
       {"kiln.=x", "unknown key kiln.=\"x\"", "known keys"},
       {"kiln.root", "kiln.root: missing value", "kiln.root=<value>"},
       {"console=ttyS0 kiln.cgroup=rw kiln.bogus=1", "kiln.bogus=\"1\"", "known keys"},
+      {"kiln.bogus=1", "kiln.bogus=\"1\"", "kiln.delegate"},
+      {"kiln.delegate=0", "kiln.delegate=\"0\"", "uid in [1, 4294967294]"},
+      {"kiln.delegate=0:1000", "kiln.delegate=\"0:1000\"", "uid 0"},
+      {"kiln.delegate=builder", "kiln.delegate=\"builder\"", "<uid>[:<gid>]"},
+      {"kiln.delegate=", "kiln.delegate=\"\"", "<uid>[:<gid>]"},
+      {"kiln.delegate=1000:", "kiln.delegate=\"1000:\"", "<uid>[:<gid>]"},
+      {"kiln.delegate=:1000", "kiln.delegate=\":1000\"", "<uid>[:<gid>]"},
+      {"kiln.delegate=1000:abc", "kiln.delegate=\"1000:abc\"", "<uid>[:<gid>]"},
+      {"kiln.delegate=1000:1000:1", "kiln.delegate=\"1000:1000:1\"", "<uid>[:<gid>]"},
+      {"kiln.delegate=-1", "kiln.delegate=\"-1\"", "<uid>[:<gid>]"},
+      {"kiln.delegate=4294967295", "kiln.delegate=\"4294967295\"", "uid in [1, 4294967294]"},
+      {"kiln.delegate=1000:4294967295", "kiln.delegate=\"1000:4294967295\"",
+       "gid in [0, 4294967294]"},
+      {"kiln.delegate=99999999999999999999", "kiln.delegate=\"99999999999999999999\"",
+       "<uid>[:<gid>]"},
+      {"kiln.delegate=1000 kiln.cgroup=ro", "kiln.delegate=\"1000:1000\" with kiln.cgroup=ro",
+       "kiln.delegate only with kiln.cgroup=rw"},
+      {"kiln.cgroup=off kiln.delegate=1000:100", "kiln.delegate=\"1000:100\" with kiln.cgroup=off",
+       "kiln.delegate only with kiln.cgroup=rw"},
   };
   for (const Row& row : rows) {
     SCOPED_TRACE(row.cmdline);
     absl::StatusOr<Config> c = ParseCmdline(row.cmdline);
     EXPECT_THAT(c, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(row.want_key_value)));
     EXPECT_THAT(c, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(row.want_allowed)));
+  }
+}
+
+// kiln.delegate=<uid>[:<gid>]: gid defaults to uid; with the default kiln.cgroup (rw) or an
+// explicit rw in any order; the last value wins.
+TEST(ParseCmdlineTest, DelegateValues) {
+  struct Row {
+    const char* cmdline;
+    uint32_t uid;
+    uint32_t gid;
+  };
+  const Row rows[] = {
+      {"kiln.delegate=1000", 1000, 1000},
+      {"kiln.delegate=1000:100", 1000, 100},
+      {"kiln.delegate=1000:0", 1000, 0},
+      {"kiln.delegate=1", 1, 1},
+      {"kiln.delegate=4294967294:4294967294", 4294967294u, 4294967294u},
+      {"kiln.cgroup=rw kiln.delegate=1000", 1000, 1000},
+      {"kiln.delegate=1000 kiln.cgroup=rw", 1000, 1000},
+      {"kiln.cgroup=off kiln.delegate=1000 kiln.cgroup=rw", 1000, 1000},
+      {"kiln.delegate=5 kiln.delegate=1000:1001", 1000, 1001},
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.cmdline);
+    ASSERT_OK_AND_ASSIGN(Config c, ParseCmdline(row.cmdline));
+    ASSERT_TRUE(c.delegate.has_value());
+    EXPECT_EQ(*c.delegate, (CgroupDelegate{row.uid, row.gid}));
+    EXPECT_EQ(c.cgroup, CgroupPolicy::kReadWrite);
   }
 }
 

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <signal.h>
 
+#include <cstdio>
 #include <deque>
 #include <map>
 #include <set>
@@ -57,6 +58,12 @@ class FakeSys : public Sys {
   std::map<std::string, absl::Status> mount_errors;   // by mount target
   std::map<std::string, absl::Status> mkdir_errors;   // by path
   std::map<std::string, absl::Status> module_errors;  // by module path
+  std::map<std::string, absl::Status> write_errors;   // WriteFile, by path
+  std::map<std::string, absl::Status> mknod_errors;   // MknodChar, by path
+  std::map<std::string, absl::Status> chmod_errors;   // by path
+  std::map<std::string, absl::Status> chown_errors;   // by path
+  std::map<std::string, FileInfo> nodes;           // Stat() results; MknodChar, Chmod, Chown
+                                                   // and MkdirAll update them
   absl::Status delete_tree_error;
   absl::Status spawn_error;
   pid_t spawn_pid = 100;
@@ -68,6 +75,7 @@ class FakeSys : public Sys {
 
   // ---- Observations ----
   std::vector<std::string> calls;  // e.g. "mount cgroup2 cgroup2 /sys/fs/cgroup flags=14 data="
+  std::map<std::string, std::vector<std::string>> written;  // WriteFile contents, by path
   std::string console;
   std::vector<SpawnSpec> spawned;
   int64_t now_ms = 0;
@@ -94,6 +102,7 @@ class FakeSys : public Sys {
     if (auto it = mkdir_errors.find(std::string(path)); it != mkdir_errors.end()) {
       return it->second;
     }
+    nodes.try_emplace(std::string(path), FileInfo{0040000u | mode, 0, 0, 0, 0});
     return absl::OkStatus();
   }
   bool Exists(absl::string_view path) override {
@@ -105,6 +114,52 @@ class FakeSys : public Sys {
   absl::StatusOr<std::string> ReadFile(absl::string_view path) override {
     auto it = files.find(std::string(path));
     if (it == files.end()) return PosixError(ENOENT, "open", path);
+    return it->second;
+  }
+  absl::Status WriteFile(absl::string_view path, absl::string_view content) override {
+    calls.push_back(absl::StrCat("write ", path, " ", content));
+    if (auto it = write_errors.find(std::string(path)); it != write_errors.end()) {
+      return it->second;
+    }
+    written[std::string(path)].push_back(std::string(content));
+    return absl::OkStatus();
+  }
+  absl::Status MknodChar(absl::string_view path, uint32_t major, uint32_t minor,
+                         uint32_t mode) override {
+    calls.push_back(absl::StrCat("mknod ", path, " c ", major, ":", minor));
+    if (auto it = mknod_errors.find(std::string(path)); it != mknod_errors.end()) {
+      return it->second;
+    }
+    if (nodes.count(std::string(path))) return PosixError(EEXIST, "mknod", path);
+    // The umask of init (022) applies, as for the real call.
+    nodes[std::string(path)] = FileInfo{0020000u | (mode & 0755), 0, 0, major, minor};
+    return absl::OkStatus();
+  }
+  absl::Status Chmod(absl::string_view path, uint32_t mode) override {
+    char octal[8];
+    snprintf(octal, sizeof(octal), "%04o", mode & 07777u);
+    calls.push_back(absl::StrCat("chmod ", path, " ", octal));  // e.g. "chmod /dev/net/tun 0666"
+    if (auto it = chmod_errors.find(std::string(path)); it != chmod_errors.end()) {
+      return it->second;
+    }
+    auto it = nodes.find(std::string(path));
+    if (it == nodes.end()) return PosixError(ENOENT, "chmod", path);
+    it->second.mode = (it->second.mode & ~07777u) | (mode & 07777u);
+    return absl::OkStatus();
+  }
+  absl::Status Chown(absl::string_view path, uint32_t uid, uint32_t gid) override {
+    calls.push_back(absl::StrCat("chown ", path, " ", uid, ":", gid));
+    if (auto it = chown_errors.find(std::string(path)); it != chown_errors.end()) {
+      return it->second;
+    }
+    FileInfo& info = nodes[std::string(path)];  // cgroupfs files need not be set up first
+    info.uid = uid;
+    info.gid = gid;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<FileInfo> Stat(absl::string_view path) override {
+    auto it = nodes.find(std::string(path));
+    if (it == nodes.end()) return PosixError(ENOENT, "stat", path);
     return it->second;
   }
   absl::Status FinitModule(absl::string_view path) override {

@@ -3,8 +3,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "init/cgroup_delegation.h"
+#include "init/cgroup_names.h"
 #include "init/config.h"
 #include "init/console.h"
+#include "init/device_nodes.h"
 #include "init/modules.h"
 #include "init/mount_plan.h"
 #include "init/supervisor.h"
@@ -22,7 +25,24 @@ std::string ConfigSummary(const Config& c) {
   return absl::StrCat("cgroup=", CgroupPolicyName(c.cgroup), " root=",
                       c.root.empty() ? "-" : c.root, " rootfstype=", c.rootfstype,
                       " overlay=", c.overlay, " uid=", c.uid, " gid=", c.gid,
-                      " deadline_ms=", c.deadline_ms, " exec_argc=", c.exec.size());
+                      " deadline_ms=", c.deadline_ms, " exec_argc=", c.exec.size(),
+                      " delegate=",
+                      c.delegate ? absl::StrCat(c.delegate->uid, ":", c.delegate->gid) : "-");
+}
+
+// Delegate: step 4b, kiln.delegate (init/cgroup_delegation.h). Needs the cgroup2 mount.
+absl::Status Delegate(Sys& sys, Console& console, const CgroupDelegate& to) {
+  std::string controllers_path =
+      absl::StrCat(cgroup::kMountPoint, "/", cgroup::kControllersFile);
+  absl::StatusOr<std::string> controllers = sys.ReadFile(controllers_path);
+  if (!controllers.ok()) {
+    return absl::Status(controllers.status().code(),
+                        absl::StrCat("kiln.delegate needs cgroup2 at ", cgroup::kMountPoint, ": ",
+                                     controllers.status().message()));
+  }
+  absl::StatusOr<DelegationPlan> plan = PlanDelegation(to, *controllers);
+  if (!plan.ok()) return plan.status();
+  return ApplyDelegation(sys, console, *plan);
 }
 
 }  // namespace
@@ -61,9 +81,21 @@ void RunPid1(Sys& sys, const Pid1Options& options) {
     console.Step("cgroup", "policy=off mounted=no");
   }
 
+  // 4b. The delegated cgroup subtree (kiln.delegate; the parser allows it only with rw).
+  if (config->delegate) {
+    if (absl::Status s = Delegate(sys, console, *config->delegate); !s.ok()) {
+      return fatal("delegate", s);
+    }
+  }
+
   // 5. Kernel modules.
   if (absl::Status s = LoadModules(sys, console, options.modules_list_path); !s.ok()) {
     return fatal("modules", s);
+  }
+
+  // 5b. Device nodes devtmpfs does not give as needed (/dev/net/tun 0666).
+  if (absl::Status s = CreateDeviceNodes(sys, console, BaseDeviceNodes()); !s.ok()) {
+    return fatal("devices", s);
   }
 
   // 6. The root switch.

@@ -8,7 +8,9 @@
 //      and reopen stdio on /dev/console                           warning step=console
 //   3. read /proc/cmdline, ParseCmdline                           fatal step=config (errno=0)
 //   4. mount cgroup2 per kiln.cgroup                              warning step=cgroup
+//  4b. with kiln.delegate: delegate /sys/fs/cgroup/kiln-builder    fatal step=delegate
 //   5. load /etc/kiln/modules.load                                fatal step=modules
+//  5b. device nodes: /dev/net/tun 0666 (BaseDeviceNodes)           fatal step=devices
 //   6. if kiln.root: ExecuteRootSwitch(RootSwitchPlan(...))        fatal step=root
 //   7. "KILN-INIT: ready uptime_ms=<ms>"; without kiln.exec: power off now
 //   8. Supervise kiln.exec                                        fatal step=exec

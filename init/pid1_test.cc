@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <signal.h>
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
@@ -108,6 +110,108 @@ TEST(RunPid1Test, ModuleFailureIsFatal) {
   RunPid1(sys, {});
   EXPECT_THAT(sys.console, HasSubstr("KILN-INIT: fatal step=modules errno=8 "));
   EXPECT_EQ(Count(sys.console, "KILN-INIT: ready"), 0);
+}
+
+// kiln.delegate: after the cgroup2 mount and before the modules, the subtree is delegated,
+// reading the root's cgroup.controllers; the program then runs.
+TEST(RunPid1Test, DelegateAfterCgroupMountBeforeModules) {
+  FakeSys sys = WithCmdline("kiln.delegate=1000 kiln.exec=/bin/true");
+  sys.files["/sys/fs/cgroup/cgroup.controllers"] = "cpuset cpu io memory hugetlb pids rdma misc\n";
+  sys.files["/etc/kiln/modules.load"] = "/m/tun.ko\n";
+  sys.events.push_back({0, SIGCHLD, 100, ExitedStatus(0)});
+  RunPid1(sys, {});
+  EXPECT_THAT(sys.console, HasSubstr(" delegate=1000:1000\n"));
+  EXPECT_THAT(sys.console,
+              HasSubstr("KILN-INIT: step=delegate path=/sys/fs/cgroup/kiln-builder uid=1000 "
+                        "gid=1000 controllers=cpu,cpuset,io,memory,pids\n"));
+  EXPECT_EQ(Count(sys.console, "KILN-INIT: fatal"), 0);
+  EXPECT_THAT(sys.console, HasSubstr("KILN-INIT: exit status=0"));
+  auto at = [&](const std::string& call) {
+    return std::find(sys.calls.begin(), sys.calls.end(), call) - sys.calls.begin();
+  };
+  size_t cgroup_mount = std::find_if(sys.calls.begin(), sys.calls.end(), [](const std::string& c) {
+                          return absl::StartsWith(c, "mount cgroup2 ");
+                        }) - sys.calls.begin();
+  size_t write = at("write /sys/fs/cgroup/cgroup.subtree_control +cpu +cpuset +io +memory +pids");
+  size_t chown = at("chown /sys/fs/cgroup/kiln-builder/cgroup.threads 1000:1000");
+  size_t module = at("finit_module /m/tun.ko");
+  ASSERT_LT(module, sys.calls.size());
+  EXPECT_LT(cgroup_mount, write);
+  EXPECT_LT(write, chown);
+  EXPECT_LT(chown, module);
+}
+
+// kiln.delegate without a cgroup2 to delegate from (the mount failed: only a warning by
+// itself) is fatal: step=delegate, no program.
+TEST(RunPid1Test, DelegateWithoutCgroupIsFatal) {
+  FakeSys sys = WithCmdline("kiln.delegate=1000 kiln.exec=/bin/true");
+  sys.mount_errors["/sys/fs/cgroup"] = PosixError(ENODEV, "mount cgroup2 cgroup2", "/sys/fs/cgroup");
+  RunPid1(sys, {});
+  EXPECT_THAT(sys.console, HasSubstr("KILN-INIT: warning step=cgroup errno=19 "));
+  EXPECT_THAT(sys.console,
+              HasSubstr("KILN-INIT: fatal step=delegate errno=2 (No such file or directory): "
+                        "kiln.delegate needs cgroup2 at /sys/fs/cgroup: open "
+                        "/sys/fs/cgroup/cgroup.controllers"));
+  EXPECT_EQ(Count(sys.console, "KILN-INIT: fatal"), 1);
+  EXPECT_EQ(Count(sys.console, "KILN-INIT: ready"), 0);
+  EXPECT_TRUE(sys.spawned.empty());
+  EXPECT_EQ(sys.power_offs, 1);
+}
+
+TEST(RunPid1Test, DelegateFailureIsFatal) {
+  FakeSys sys = WithCmdline("kiln.delegate=1000:100 kiln.exec=/bin/true");
+  sys.files["/sys/fs/cgroup/cgroup.controllers"] = "memory pids\n";
+  sys.chown_errors["/sys/fs/cgroup/kiln-builder"] =
+      PosixError(EPERM, "chown 1000:100", "/sys/fs/cgroup/kiln-builder");
+  RunPid1(sys, {});
+  EXPECT_THAT(sys.console, HasSubstr("KILN-INIT: fatal step=delegate errno=1 (Operation not "
+                                     "permitted): chown 1000:100 /sys/fs/cgroup/kiln-builder"));
+  EXPECT_TRUE(sys.spawned.empty());
+  EXPECT_EQ(sys.power_offs, 1);
+}
+
+// kiln.delegate with kiln.cgroup=ro is a config error: one fatal line, nothing mounted or
+// delegated.
+TEST(RunPid1Test, DelegateWithReadOnlyCgroupIsAConfigError) {
+  FakeSys sys = WithCmdline("kiln.cgroup=ro kiln.delegate=1000 kiln.exec=/bin/true");
+  RunPid1(sys, {});
+  EXPECT_THAT(sys.console, HasSubstr("KILN-INIT: fatal step=config errno=0 (Success): "
+                                     "kiln.delegate=\"1000:1000\" with kiln.cgroup=ro"));
+  EXPECT_EQ(Count(sys.console, "KILN-INIT: fatal"), 1);
+  EXPECT_THAT(sys.calls, Not(Contains(HasSubstr("cgroup2"))));
+  EXPECT_TRUE(sys.written.empty());
+  EXPECT_EQ(sys.power_offs, 1);
+}
+
+// /dev/net/tun is made 0666 after the modules (tun.ko) and before the root switch binds /dev.
+TEST(RunPid1Test, TunNodeAfterModulesBeforeRootSwitch) {
+  FakeSys sys = WithCmdline("kiln.root=/dev/vda");
+  sys.existing = {"/dev/vda"};
+  sys.files["/etc/kiln/modules.load"] = "/m/tun.ko\n";
+  RunPid1(sys, {});
+  EXPECT_EQ(Count(sys.console, "KILN-INIT: fatal"), 0);
+  EXPECT_THAT(sys.console,
+              HasSubstr("KILN-INIT: step=devices node=/dev/net/tun char=10:200 mode=0666\n"));
+  auto at = [&](const std::string& call) {
+    return std::find(sys.calls.begin(), sys.calls.end(), call) - sys.calls.begin();
+  };
+  size_t module = at("finit_module /m/tun.ko");
+  size_t chmod = at("chmod /dev/net/tun 0666");
+  size_t bind_dev = std::find_if(sys.calls.begin(), sys.calls.end(), [](const std::string& c) {
+                      return absl::StrContains(c, " /newroot/dev ");
+                    }) - sys.calls.begin();
+  ASSERT_LT(bind_dev, sys.calls.size());
+  EXPECT_LT(module, chmod);
+  EXPECT_LT(chmod, bind_dev);
+}
+
+TEST(RunPid1Test, DeviceNodeFailureIsFatal) {
+  FakeSys sys = WithCmdline("kiln.exec=/bin/true");
+  sys.mknod_errors["/dev/net/tun"] = PosixError(EROFS, "mknod c 10:200", "/dev/net/tun");
+  RunPid1(sys, {});
+  EXPECT_THAT(sys.console, HasSubstr("KILN-INIT: fatal step=devices errno=30 "));
+  EXPECT_TRUE(sys.spawned.empty());
+  EXPECT_EQ(sys.power_offs, 1);
 }
 
 TEST(RunPid1Test, RootMountFailureIsFatal) {

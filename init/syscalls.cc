@@ -14,12 +14,14 @@
 #include <sys/signalfd.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -150,6 +152,63 @@ absl::StatusOr<std::string> LinuxSys::ReadFile(absl::string_view path) {
   }
   close(fd);
   return out;
+}
+
+absl::Status LinuxSys::WriteFile(absl::string_view path, absl::string_view content) {
+  std::string p = CStr(path);
+  int fd = open(p.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return PosixError(errno, "open", p);
+  ssize_t n;
+  do {
+    n = write(fd, content.data(), content.size());
+  } while (n < 0 && errno == EINTR);
+  int err = errno;
+  close(fd);
+  if (n < 0) return PosixError(err, absl::StrCat("write \"", content, "\" to"), p);
+  if (static_cast<size_t>(n) != content.size()) {
+    return PosixError(EIO, absl::StrCat("short write (", n, " of ", content.size(), " bytes) to"),
+                      p);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LinuxSys::MknodChar(absl::string_view path, uint32_t major, uint32_t minor,
+                                 uint32_t mode) {
+  if (mknod(CStr(path).c_str(), S_IFCHR | (mode & 07777), makedev(major, minor)) != 0) {
+    return PosixError(errno, absl::StrCat("mknod c ", major, ":", minor), path);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LinuxSys::Chmod(absl::string_view path, uint32_t mode) {
+  if (chmod(CStr(path).c_str(), mode & 07777) != 0) {
+    int err = errno;
+    char octal[8];
+    snprintf(octal, sizeof(octal), "%04o", mode & 07777);
+    return PosixError(err, absl::StrCat("chmod ", octal), path);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LinuxSys::Chown(absl::string_view path, uint32_t uid, uint32_t gid) {
+  if (lchown(CStr(path).c_str(), uid, gid) != 0) {
+    return PosixError(errno, absl::StrCat("chown ", uid, ":", gid), path);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<FileInfo> LinuxSys::Stat(absl::string_view path) {
+  struct stat st;
+  if (lstat(CStr(path).c_str(), &st) != 0) return PosixError(errno, "stat", path);
+  FileInfo info;
+  info.mode = st.st_mode;
+  info.uid = st.st_uid;
+  info.gid = st.st_gid;
+  if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
+    info.rdev_major = major(st.st_rdev);
+    info.rdev_minor = minor(st.st_rdev);
+  }
+  return info;
 }
 
 absl::Status LinuxSys::FinitModule(absl::string_view path) {

@@ -42,6 +42,15 @@ struct SpawnSpec {
   std::string cwd = "/";                 // working directory of the program.
 };
 
+// FileInfo: what Sys::Stat reports about a path (lstat(2): a symlink is not followed).
+struct FileInfo {
+  uint32_t mode = 0;   // st_mode: type (S_IFCHR, S_IFDIR, ...) and permission bits
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t rdev_major = 0;  // of a device node; 0 otherwise
+  uint32_t rdev_minor = 0;
+};
+
 // ReapResult: one result of Sys::ReapAny.
 struct ReapResult {
   enum Kind {
@@ -79,6 +88,27 @@ class Sys {
 
   // ReadFile: the whole contents of `path`. NOT_FOUND if it does not exist.
   virtual absl::StatusOr<std::string> ReadFile(absl::string_view path) = 0;
+
+  // WriteFile: opens the existing file `path` for writing (O_WRONLY, no O_CREAT, no O_TRUNC)
+  // and writes `content` with a single write(2), as cgroupfs interface files require (each
+  // write is one command, e.g. "+cpu +pids" to cgroup.subtree_control). Returns NOT_FOUND for
+  // a missing file, or the PosixError of open/write (a short write is EIO).
+  virtual absl::Status WriteFile(absl::string_view path, absl::string_view content) = 0;
+
+  // MknodChar: mknod(2) of a character device node `path` (major:minor) with permission bits
+  // `mode` (the umask applies; follow with Chmod for exact bits). ALREADY_EXISTS (EEXIST) if
+  // `path` exists, whatever it is.
+  virtual absl::Status MknodChar(absl::string_view path, uint32_t major, uint32_t minor,
+                                 uint32_t mode) = 0;
+
+  // Chmod: chmod(2) of `path` to permission bits `mode` (e.g. 0666).
+  virtual absl::Status Chmod(absl::string_view path, uint32_t mode) = 0;
+
+  // Chown: lchown(2) of `path` to `uid`:`gid` (a symlink itself, not its target).
+  virtual absl::Status Chown(absl::string_view path, uint32_t uid, uint32_t gid) = 0;
+
+  // Stat: lstat(2) of `path`. NOT_FOUND if it does not exist.
+  virtual absl::StatusOr<FileInfo> Stat(absl::string_view path) = 0;
 
   // FinitModule: loads the kernel module file `path` with finit_module(2) and no parameters.
   // Returns OK, ALREADY_EXISTS (EEXIST: already loaded) or another PosixError.
@@ -162,6 +192,12 @@ class LinuxSys : public Sys {
   absl::Status MkdirAll(absl::string_view path, uint32_t mode) override;
   bool Exists(absl::string_view path) override;
   absl::StatusOr<std::string> ReadFile(absl::string_view path) override;
+  absl::Status WriteFile(absl::string_view path, absl::string_view content) override;
+  absl::Status MknodChar(absl::string_view path, uint32_t major, uint32_t minor,
+                         uint32_t mode) override;
+  absl::Status Chmod(absl::string_view path, uint32_t mode) override;
+  absl::Status Chown(absl::string_view path, uint32_t uid, uint32_t gid) override;
+  absl::StatusOr<FileInfo> Stat(absl::string_view path) override;
   absl::Status FinitModule(absl::string_view path) override;
   absl::Status Chdir(absl::string_view path) override;
   absl::Status Chroot(absl::string_view path) override;

@@ -104,7 +104,7 @@ TEST_F(InitrdTest, ModulesLoadListsShippedModulesInDependencyOrder) {
   }
   for (const char* want : {"virtio_pci.ko", "virtio_mmio.ko", "virtio_blk.ko", "virtio_console.ko",
                            "virtio_net.ko", "vsock.ko", "vmw_vsock_virtio_transport.ko",
-                           "overlay.ko", "erofs.ko", "crc32c-intel.ko", "libcrc32c.ko"}) {
+                           "overlay.ko", "erofs.ko", "crc32c-intel.ko", "libcrc32c.ko", "tun.ko"}) {
     EXPECT_TRUE(names.count(want)) << "missing module " << want;
   }
   // Softdep: crc32c before libcrc32c.
