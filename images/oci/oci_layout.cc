@@ -14,39 +14,16 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "nlohmann/json.hpp"
-#include "openssl/evp.h"
+#include "images/oci/digest.h"
+#include "images/oci/image.h"
+#include "images/oci/layout.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
 
 namespace kiln::images {
 namespace {
 
-constexpr char kLayerMediaType[] = "application/vnd.oci.image.layer.v1.tar+gzip";
-constexpr char kConfigMediaType[] = "application/vnd.oci.image.config.v1+json";
-constexpr char kManifestMediaType[] = "application/vnd.oci.image.manifest.v1+json";
 constexpr size_t kBuf = 1 << 20;
-
-// Sha256: incremental SHA-256 over OpenSSL's EVP interface.
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
-  ~Sha256() { EVP_MD_CTX_free(ctx_); }
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
-  void Update(const void* data, size_t n) { EVP_DigestUpdate(ctx_, data, n); }
-  std::string HexDigest() {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_DigestFinal_ex(ctx_, md, &len);
-    std::string hex;
-    for (unsigned int i = 0; i < len; ++i) absl::StrAppendFormat(&hex, "%02x", md[i]);
-    return hex;
-  }
-
- private:
-  EVP_MD_CTX* ctx_;
-};
 
 struct FileCloser {
   void operator()(FILE* f) const {
@@ -57,29 +34,6 @@ using File = std::unique_ptr<FILE, FileCloser>;
 
 absl::Status WriteAll(FILE* f, const void* data, size_t n, const std::string& path) {
   if (n > 0 && std::fwrite(data, 1, n, f) != n) return PosixError(errno, "write", path);
-  return absl::OkStatus();
-}
-
-// WriteBlob stores `bytes` under blobs/sha256/ and returns its descriptor.
-absl::StatusOr<Descriptor> WriteBlob(const std::string& out_dir, const std::string& bytes,
-                                     const std::string& media_type) {
-  Sha256 h;
-  h.Update(bytes.data(), bytes.size());
-  Descriptor d{media_type, absl::StrCat("sha256:", h.HexDigest()),
-               static_cast<int64_t>(bytes.size())};
-  std::string path = absl::StrCat(out_dir, "/blobs/sha256/", d.digest.substr(7));
-  File f(std::fopen(path.c_str(), "wb"));
-  if (!f) return PosixError(errno, "open", path);
-  RETURN_IF_ERROR(WriteAll(f.get(), bytes.data(), bytes.size(), path));
-  if (std::fclose(f.release()) != 0) return PosixError(errno, "close", path);
-  return d;
-}
-
-absl::Status WriteText(const std::string& path, const std::string& text) {
-  File f(std::fopen(path.c_str(), "wb"));
-  if (!f) return PosixError(errno, "open", path);
-  RETURN_IF_ERROR(WriteAll(f.get(), text.data(), text.size(), path));
-  if (std::fclose(f.release()) != 0) return PosixError(errno, "close", path);
   return absl::OkStatus();
 }
 
@@ -99,7 +53,7 @@ absl::StatusOr<Descriptor> CompressLayer(const std::string& path, const std::str
     return absl::InternalError("deflateInit2 failed");
   }
   std::unique_ptr<z_stream, int (*)(z_stream*)> guard(&zs, deflateEnd);
-  Sha256 raw_hash, gz_hash;
+  oci::Sha256Hasher raw_hash, gz_hash;
   std::vector<unsigned char> ibuf(kBuf), obuf(kBuf);
   int64_t raw_size = 0, gz_size = 0;
   bool first = true;
@@ -135,17 +89,12 @@ absl::StatusOr<Descriptor> CompressLayer(const std::string& path, const std::str
     if (eof) break;
   }
   if (std::fclose(out.release()) != 0) return PosixError(errno, "close", tmp);
-  *diff_id = absl::StrCat("sha256:", raw_hash.HexDigest());
-  Descriptor d{kLayerMediaType, absl::StrCat("sha256:", gz_hash.HexDigest()), gz_size};
-  std::string final_path = absl::StrCat(out_dir, "/blobs/sha256/", d.digest.substr(7));
+  *diff_id = raw_hash.Digest();
+  Descriptor d{std::string(oci::kMediaTypeLayerTarGzip), gz_hash.Digest(), gz_size, {}};
+  std::string final_path = oci::BlobPath(out_dir, d.digest);
   if (std::rename(tmp.c_str(), final_path.c_str()) != 0) return PosixError(errno, "rename", final_path);
   (void)raw_size;
   return d;
-}
-
-absl::Status MakeDir(const std::string& path) {
-  if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return PosixError(errno, "mkdir", path);
-  return absl::OkStatus();
 }
 
 absl::Status CheckEmptyDir(const std::string& path) {
@@ -161,10 +110,6 @@ absl::Status CheckEmptyDir(const std::string& path) {
   closedir(d);
   if (!empty) return absl::FailedPreconditionError(absl::StrCat("output directory ", path, " is not empty"));
   return absl::OkStatus();
-}
-
-nlohmann::json DescriptorJson(const Descriptor& d) {
-  return {{"mediaType", d.media_type}, {"digest", d.digest}, {"size", d.size}};
 }
 
 }  // namespace
@@ -198,49 +143,6 @@ absl::Status ValidateImageSpec(const ImageSpec& spec) {
   return absl::OkStatus();
 }
 
-std::string ConfigJson(const ImageSpec& spec, const std::vector<std::string>& diff_ids,
-                       const std::vector<std::string>& history) {
-  nlohmann::json config = nlohmann::json::object();
-  if (!spec.entrypoint.empty()) config["Entrypoint"] = spec.entrypoint;
-  if (!spec.cmd.empty()) config["Cmd"] = spec.cmd;
-  if (!spec.env.empty()) config["Env"] = spec.env;
-  if (!spec.working_dir.empty()) config["WorkingDir"] = spec.working_dir;
-  if (!spec.user.empty()) config["User"] = spec.user;
-  if (!spec.labels.empty()) config["Labels"] = spec.labels;
-  nlohmann::json hist = nlohmann::json::array();
-  for (const std::string& h : history) hist.push_back({{"created", spec.created}, {"created_by", h}});
-  nlohmann::json j = {
-      {"architecture", "amd64"},
-      {"os", "linux"},
-      {"created", spec.created},
-      {"config", config},
-      {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}},
-      {"history", hist},
-  };
-  return j.dump();
-}
-
-std::string ManifestJson(const Descriptor& config, const std::vector<Descriptor>& layers,
-                         const std::map<std::string, std::string>& annotations) {
-  nlohmann::json ls = nlohmann::json::array();
-  for (const Descriptor& l : layers) ls.push_back(DescriptorJson(l));
-  nlohmann::json j = {
-      {"schemaVersion", 2},
-      {"mediaType", kManifestMediaType},
-      {"config", DescriptorJson(config)},
-      {"layers", ls},
-  };
-  if (!annotations.empty()) j["annotations"] = annotations;
-  return j.dump();
-}
-
-std::string IndexJson(const Descriptor& manifest, const std::string& ref_name) {
-  nlohmann::json m = DescriptorJson(manifest);
-  if (!ref_name.empty()) m["annotations"] = {{"org.opencontainers.image.ref.name", ref_name}};
-  nlohmann::json j = {{"schemaVersion", 2}, {"manifests", nlohmann::json::array({m})}};
-  return j.dump();
-}
-
 absl::StatusOr<LayoutResult> WriteOciLayout(const std::vector<LayerInput>& layers,
                                             const ImageSpec& spec, const std::string& out_dir) {
   RETURN_IF_ERROR(ValidateImageSpec(spec));
@@ -250,24 +152,36 @@ absl::StatusOr<LayoutResult> WriteOciLayout(const std::vector<LayerInput>& layer
     if (stat(l.path.c_str(), &st) != 0) return PosixError(errno, "stat layer", l.path);
   }
   RETURN_IF_ERROR(CheckEmptyDir(out_dir));
-  RETURN_IF_ERROR(MakeDir(out_dir));
-  RETURN_IF_ERROR(MakeDir(out_dir + "/blobs"));
-  RETURN_IF_ERROR(MakeDir(out_dir + "/blobs/sha256"));
+  RETURN_IF_ERROR(oci::CreateLayoutDirs(out_dir));
 
   LayoutResult r;
-  std::vector<std::string> history;
+  oci::ImageConfig config;
+  config.created = spec.created;
+  config.entrypoint = spec.entrypoint;
+  config.cmd = spec.cmd;
+  config.env = spec.env;
+  config.working_dir = spec.working_dir;
+  config.user = spec.user;
+  config.labels = spec.labels;
   for (const LayerInput& l : layers) {
     std::string diff_id;
     ASSIGN_OR_RETURN(Descriptor d, CompressLayer(l.path, out_dir, spec.gzip_level, &diff_id));
     r.layers.push_back(d);
     r.diff_ids.push_back(diff_id);
-    history.push_back(l.created_by.empty() ? "kiln: layer" : l.created_by);
+    config.history.push_back({spec.created, l.created_by.empty() ? "kiln: layer" : l.created_by});
   }
-  ASSIGN_OR_RETURN(r.config, WriteBlob(out_dir, ConfigJson(spec, r.diff_ids, history), kConfigMediaType));
-  ASSIGN_OR_RETURN(r.manifest, WriteBlob(out_dir, ManifestJson(r.config, r.layers, spec.annotations),
-                                         kManifestMediaType));
-  RETURN_IF_ERROR(WriteText(out_dir + "/oci-layout", R"({"imageLayoutVersion":"1.0.0"})"));
-  RETURN_IF_ERROR(WriteText(out_dir + "/index.json", IndexJson(r.manifest, spec.ref_name)));
+  config.diff_ids = r.diff_ids;
+  ASSIGN_OR_RETURN(r.config, oci::WriteBlob(out_dir, oci::ImageConfigJson(config),
+                                            oci::kMediaTypeImageConfig));
+  oci::Manifest manifest;
+  manifest.config = r.config;
+  manifest.layers = r.layers;
+  manifest.annotations = spec.annotations;
+  ASSIGN_OR_RETURN(r.manifest, oci::WriteBlob(out_dir, oci::ManifestJson(manifest),
+                                              oci::kMediaTypeImageManifest));
+  Descriptor listed = r.manifest;
+  if (!spec.ref_name.empty()) listed.annotations[std::string(oci::kAnnotationRefName)] = spec.ref_name;
+  RETURN_IF_ERROR(oci::WriteLayoutFiles(out_dir, {listed}));
   return r;
 }
 

@@ -5,7 +5,9 @@
 // `index.json`, `blobs/sha256/<hex>`) for a single-platform image from layer tars and an image
 // config, deterministically: the same layer bytes and ImageSpec give the same manifest digest.
 //
-// What kiln decides here (the image assembly policy):
+// The formats themselves (digests, descriptors, manifest/config/index JSON, the layout's files)
+// come from the OCI library (digest.h, image.h, layout.h); this file is the policy of
+// kiln_oci_image. What kiln decides here (the image assembly policy):
 //   - each layer is a tar (uncompressed input; gzip'd input is refused so that diff_ids are
 //     exact); it is stored gzip-compressed (application/vnd.oci.image.layer.v1.tar+gzip) with
 //     zlib at a fixed level and no gzip timestamp or file name, so its digest is stable;
@@ -31,15 +33,12 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "images/oci/image.h"
 
 namespace kiln::images {
 
-// Descriptor: an OCI content descriptor (image-spec descriptor.md).
-struct Descriptor {
-  std::string media_type;
-  std::string digest;  // "sha256:<64 lowercase hex>"
-  int64_t size = 0;    // bytes
-};
+// Descriptor: an OCI content descriptor (images/oci/image.h).
+using ::kiln::oci::Descriptor;
 
 // LayerInput: one layer tar on the host, and a short note for the config history.
 struct LayerInput {
@@ -74,20 +73,6 @@ struct LayoutResult {
 // an empty entrypoint element; a label/annotation with an empty key; a ref_name with characters
 // outside [A-Za-z0-9._:/-] (image-spec annotations.md ref.name grammar, simplified). Pure.
 absl::Status ValidateImageSpec(const ImageSpec& spec);
-
-// ConfigJson(spec, diff_ids, history): the image config JSON (architecture amd64, os linux),
-// compact, keys sorted. Pure.
-std::string ConfigJson(const ImageSpec& spec, const std::vector<std::string>& diff_ids,
-                       const std::vector<std::string>& history);
-
-// ManifestJson(config, layers, annotations): the image manifest (schemaVersion 2, mediaType
-// application/vnd.oci.image.manifest.v1+json), compact, keys sorted. Pure.
-std::string ManifestJson(const Descriptor& config, const std::vector<Descriptor>& layers,
-                         const std::map<std::string, std::string>& annotations);
-
-// IndexJson(manifest, ref_name): index.json with the one manifest (ref.name annotation when
-// ref_name is not empty). Pure.
-std::string IndexJson(const Descriptor& manifest, const std::string& ref_name);
 
 // WriteOciLayout(layers, spec, out_dir): writes the layout into `out_dir` (created if missing;
 // must be empty or absent). Returns the descriptors. Errors: InvalidArgument for a bad spec, no

@@ -95,23 +95,6 @@ TEST(ValidateImageSpec, RejectsEachBadField) {
   EXPECT_THAT(ValidateImageSpec(ImageSpec()), IsOk());
 }
 
-TEST(Json, ManifestAndIndexShapes) {
-  Descriptor config{"application/vnd.oci.image.config.v1+json", "sha256:" + std::string(64, 'a'), 10};
-  Descriptor layer{"application/vnd.oci.image.layer.v1.tar+gzip", "sha256:" + std::string(64, 'b'), 20};
-  auto m = nlohmann::json::parse(ManifestJson(config, {layer}, {{"org.opencontainers.image.version", "1.0.0"}}));
-  EXPECT_EQ(m["schemaVersion"], 2);
-  EXPECT_EQ(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
-  EXPECT_EQ(m["config"]["size"], 10);
-  EXPECT_EQ(m["layers"][0]["digest"], layer.digest);
-  EXPECT_EQ(m["annotations"]["org.opencontainers.image.version"], "1.0.0");
-  auto i = nlohmann::json::parse(IndexJson(config, "latest"));
-  EXPECT_EQ(i["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"], "latest");
-  auto c = nlohmann::json::parse(ConfigJson(ImageSpec{.entrypoint = {"/agent"}}, {"sha256:x"}, {"kiln"}));
-  EXPECT_EQ(c["config"]["Entrypoint"][0], "/agent");
-  EXPECT_EQ(c["rootfs"]["diff_ids"][0], "sha256:x");
-  EXPECT_EQ(c["os"], "linux");
-}
-
 TEST(WriteOciLayout, DigestsMatchContentAndRepeatIdentically) {
   std::string dir = TempDir("oci1");
   std::string tar1 = WriteFile(TempDir("l1.tar"), MakeTar("etc/hello", "hello\n"));
