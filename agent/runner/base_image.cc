@@ -4,8 +4,9 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
-#include "agent/runner/oci_archive.h"
 #include "agent/runner/ustar.h"
+#include "images/oci/digest.h"
+#include "images/oci/image.h"
 #include "nlohmann/json.hpp"
 #include "third_party/absl_ext/posix_error.h"
 
@@ -41,32 +42,31 @@ absl::StatusOr<std::string> WriteBusyboxDockerArchive(const std::string& busybox
     }
   }
   int64_t layer_size = 0;
-  absl::StatusOr<std::string> layer_hex = Sha256File(layer_path, &layer_size);
-  if (!layer_hex.ok()) return layer_hex.status();
-  nlohmann::json cfg = {
-      {"architecture", "amd64"},
-      {"os", "linux"},
-      {"created", "1970-01-01T00:00:00Z"},
-      {"config", {{"Env", {"PATH=/bin"}}, {"Cmd", {"/bin/sh"}}}},
-      {"rootfs", {{"type", "layers"}, {"diff_ids", {"sha256:" + *layer_hex}}}},
-      {"history", {{{"created", "1970-01-01T00:00:00Z"},
-                    {"created_by", "kiln agent/runner base_image: busybox-static"}}}}};
-  const std::string config = cfg.dump();
-  const std::string config_hex = Sha256Hex(config);
+  absl::StatusOr<std::string> layer_digest = oci::Sha256FileDigest(layer_path, &layer_size);
+  if (!layer_digest.ok()) return layer_digest.status();
+  const std::string layer_hex(oci::DigestHex(*layer_digest));
+  oci::ImageConfig cfg;
+  cfg.env = {"PATH=/bin"};
+  cfg.cmd = {"/bin/sh"};
+  cfg.diff_ids = {*layer_digest};
+  cfg.history = {{cfg.created, "kiln agent/runner base_image: busybox-static"}};
+  const std::string config = oci::ImageConfigJson(cfg);
+  const std::string config_hex = oci::Sha256Hex(config);
+  // The docker-archive's own manifest.json (docker save's format, not an OCI document).
   nlohmann::json manifest = nlohmann::json::array(
       {{{"Config", config_hex + ".json"},
         {"RepoTags", {std::string(tag)}},
-        {"Layers", {*layer_hex + "/layer.tar"}}}});
+        {"Layers", {layer_hex + "/layer.tar"}}}});
   UstarWriter w;
   absl::Status s = w.Open(out_path);
-  if (s.ok()) s = w.Dir(*layer_hex + "/");
-  if (s.ok()) s = w.File(*layer_hex + "/layer.tar", layer_path, layer_size);
+  if (s.ok()) s = w.Dir(layer_hex + "/");
+  if (s.ok()) s = w.File(layer_hex + "/layer.tar", layer_path, layer_size);
   if (s.ok()) s = w.Bytes(config_hex + ".json", config);
   if (s.ok()) s = w.Bytes("manifest.json", manifest.dump());
   if (s.ok()) s = w.Finish();
   unlink(layer_path.c_str());
   if (!s.ok()) return s;
-  return "sha256:" + config_hex;
+  return absl::StrCat(oci::kSha256Prefix, config_hex);
 }
 
 }  // namespace kiln::agent::runner

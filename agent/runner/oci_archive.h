@@ -10,6 +10,9 @@
 // file can be loaded back by `docker load` / POST /images/load of dockerd 20.10 (which reads
 // only manifest.json); OCI tools ignore that extra file.
 //
+// The OCI formats (digests, descriptors, manifest/index JSON, blob paths) come from the OCI
+// library in images/oci/; this file is the docker-archive conversion.
+//
 // Layers are kept as they are (uncompressed tar, media type
 // application/vnd.oci.image.layer.v1.tar; a gzip layer keeps +gzip): no recompression cost
 // under TCG, and each layer digest equals its config rootfs.diff_id, which is verified. The
@@ -32,15 +35,17 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "images/oci/digest.h"
+#include "images/oci/image.h"
 
 namespace kiln::agent::runner {
 
-// OciDescriptor: an OCI content descriptor (mediaType, digest "sha256:<hex>", size in bytes).
-struct OciDescriptor {
-  std::string media_type;
-  std::string digest;
-  int64_t size = 0;
-};
+// OciDescriptor: an OCI content descriptor (images/oci/image.h).
+using OciDescriptor = ::kiln::oci::Descriptor;
+
+// Sha256Hex(bytes): lowercase hex SHA-256 (images/oci/digest.h), re-exported for the runner's
+// users that check what a step printed with `sha256sum`.
+using ::kiln::oci::Sha256Hex;
 
 // OciImage: what the conversion wrote.
 struct OciImage {
@@ -50,16 +55,6 @@ struct OciImage {
   std::string manifest_digest;  // == manifest.digest
   int64_t archive_bytes = 0;    // size of the OCI archive file
 };
-
-// Sha256Hex(bytes): lowercase hex SHA-256 of `bytes`.
-std::string Sha256Hex(absl::string_view bytes);
-
-// Sha256File(path, size): lowercase hex SHA-256 of a file's content; *size gets its length.
-absl::StatusOr<std::string> Sha256File(const std::string& path, int64_t* size);
-
-// OciManifestJson(config, layers): the image manifest (schemaVersion 2, mediaType
-// application/vnd.oci.image.manifest.v1+json), compact, keys sorted.
-std::string OciManifestJson(const OciDescriptor& config, const std::vector<OciDescriptor>& layers);
 
 // OciIndexJson(manifest, tag): index.json with one manifest whose annotations name the image
 // (org.opencontainers.image.ref.name = the tag part, io.containerd.image.name = full tag).
