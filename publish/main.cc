@@ -274,7 +274,7 @@ int Main(int argc, char** argv) {
   if (commit.empty())
     return Fail(kExitUsage, "cannot find the source commit (not in a git checkout): pass "
                             "--source-commit SHA");
-  opts.annotations[std::string(kAnnotationRevision)] = commit;
+  opts.annotations[std::string(oci::kAnnotationRevision)] = commit;
   std::string package_lock =
       f.package_lock.empty() ? WorkspacePath("images/rootfs/builder.lock") : f.package_lock;
   absl::StatusOr<std::string> lock_digest = Sha256FileDigest(package_lock);
@@ -294,7 +294,7 @@ int Main(int argc, char** argv) {
     std::string ct = RunCapture(git + "log -1 --format=%ct 2>/dev/null");
     if (!absl::SimpleAtoi(ct, &epoch)) epoch = 0;
   }
-  opts.annotations[std::string(kAnnotationCreated)] = Rfc3339FromEpoch(epoch);
+  opts.annotations[std::string(oci::kAnnotationCreated)] = Rfc3339FromEpoch(epoch);
 
   const bool tty = isatty(STDERR_FILENO) && !f.json;
   absl::Time start = absl::Now();

@@ -35,8 +35,8 @@ const std::string& Manifest() {
   static const std::string* m = [] {
     auto digest = [](int i) { return Sha256Digest(absl::StrCat("layer ", i)); };
     std::string j = absl::StrCat(
-        "{\"schemaVersion\":2,\"mediaType\":\"", kOciManifestType, "\",\"config\":{\"mediaType\":\"",
-        kOciConfigType, "\",\"digest\":\"", Sha256Digest("config"), "\",\"size\":1234},\"layers\":[");
+        "{\"schemaVersion\":2,\"mediaType\":\"", oci::kMediaTypeImageManifest, "\",\"config\":{\"mediaType\":\"",
+        oci::kMediaTypeImageConfig, "\",\"digest\":\"", Sha256Digest("config"), "\",\"size\":1234},\"layers\":[");
     for (int i = 0; i < kLayers; ++i) {
       absl::StrAppend(&j, i ? "," : "",
                       "{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"",
@@ -54,16 +54,15 @@ KILN_MICRO("oci/sha256/bytes:4MiB", []() -> absl::StatusOr<int64_t> {
   return static_cast<int64_t>(Blob().size());
 });
 KILN_MICRO("oci/parse_manifest/layers:32", []() -> absl::StatusOr<int64_t> {
-  OciImage img;
-  absl::Status s = ParseManifest(Manifest(), &img);
-  if (!s.ok()) return s;
+  absl::StatusOr<oci::Manifest> m = oci::ParseManifest(Manifest());
+  if (!m.ok()) return m.status();
   return static_cast<int64_t>(Manifest().size());
 });
 KILN_MICRO("oci/annotate_manifest/layers:32", []() -> absl::StatusOr<int64_t> {
   absl::StatusOr<std::string> out =
-      AnnotateManifest(Manifest(), {{std::string(kAnnotationVersion), "1.2.3"},
-                                    {std::string(kAnnotationRevision), "0123456789abcdef"},
-                                    {std::string(kAnnotationCreated), Rfc3339FromEpoch(0)}});
+      AnnotateManifest(Manifest(), {{std::string(oci::kAnnotationVersion), "1.2.3"},
+                                    {std::string(oci::kAnnotationRevision), "0123456789abcdef"},
+                                    {std::string(oci::kAnnotationCreated), Rfc3339FromEpoch(0)}});
   if (!out.ok()) return out.status();
   std::string digest = Sha256Digest(*out);
   return static_cast<int64_t>(out->size());

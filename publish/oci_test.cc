@@ -15,21 +15,6 @@ using ::kiln_testing::StatusIs;
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
-TEST(Sha256Test, KnownVectors) {
-  EXPECT_EQ(Sha256Digest(""),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(Sha256Digest("abc"),
-            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-}
-
-TEST(ValidateDigestTest, RefusesBadDigests) {
-  EXPECT_OK(ValidateDigest(Sha256Digest("x")));
-  EXPECT_THAT(ValidateDigest("sha512:ab"), StatusIs(absl::StatusCode::kInvalidArgument,
-                                                    HasSubstr("only sha256")));
-  EXPECT_THAT(ValidateDigest("sha256:" + std::string(64, 'A')),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lowercase")));
-}
-
 TEST(AnnotateManifestTest, MergesSortedAndDeterministic) {
   std::string m = R"({"schemaVersion":2,"annotations":{"z":"1","a":"old"},"layers":[]})";
   ASSERT_OK_AND_ASSIGN(std::string out, AnnotateManifest(m, {{"a", "new"}, {"b", "2"}}));
@@ -70,63 +55,19 @@ class LayoutTest : public ::testing::Test {
   fs::path dir_;
 };
 
-TEST_F(LayoutTest, ReadsTheOnlyManifest) {
-  std::string cfg = "{}", layer = "layer-bytes";
-  std::string manifest = "{\"schemaVersion\":2,\"mediaType\":\"" + std::string(kOciManifestType) +
-                         "\",\"config\":" + Desc(std::string(kOciConfigType), Blob(cfg), 2) +
-                         ",\"layers\":[" + Desc("application/vnd.oci.image.layer.v1.tar",
-                                                Blob(layer), layer.size()) + "]}";
-  std::string md = Blob(manifest);
-  Write("index.json", "{\"schemaVersion\":2,\"manifests\":[" +
-                          Desc(std::string(kOciManifestType), md, manifest.size()) + "]}");
-  ASSERT_OK_AND_ASSIGN(OciImage img, ReadOciLayout(dir_.string()));
-  EXPECT_EQ(img.manifest_digest, md);
-  EXPECT_EQ(img.manifest_bytes, manifest);
-  EXPECT_EQ(img.layers.size(), 1u);
-  EXPECT_EQ(img.layers[0].size, static_cast<int64_t>(layer.size()));
-  EXPECT_EQ(img.config.digest, Sha256Digest(cfg));
-  int64_t size = 0;
-  ASSERT_OK_AND_ASSIGN(std::string fd, Sha256FileDigest(img.BlobPath(md), &size));
-  EXPECT_EQ(fd, md);
-  EXPECT_EQ(size, static_cast<int64_t>(manifest.size()));
-}
-
-TEST_F(LayoutTest, RefusesSizeMismatchIndexAndMissingFiles) {
-  std::string layer = "abc";
-  std::string manifest = "{\"schemaVersion\":2,\"config\":" +
-                         Desc(std::string(kOciConfigType), Blob("{}"), 2) + ",\"layers\":[" +
-                         Desc("t", Blob(layer), 99) + "]}";
-  std::string md = Blob(manifest);
-  Write("index.json", "{\"manifests\":[" + Desc(std::string(kOciManifestType), md, 1) + "]}");
-  EXPECT_THAT(ReadOciLayout(dir_.string()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("descriptor says 99")));
-
-  std::string index = "{\"schemaVersion\":2,\"manifests\":[]}";
-  std::string id = Blob(index);
-  Write("index.json",
-        "{\"manifests\":[" + Desc(std::string(kOciIndexType), id, index.size()) + "]}");
-  EXPECT_THAT(ReadOciLayout(dir_.string()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("multi-platform")));
-
-  EXPECT_THAT(ReadOciLayout(dir_.string(), "nope"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no manifest named nope")));
-  EXPECT_THAT(ReadOciLayout((dir_ / "missing").string()),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("oci-layout")));
-}
-
 TEST_F(LayoutTest, ExtractsLayoutArchiveAndRefusesUnsafeOnes) {
   std::string manifest = "{\"schemaVersion\":2,\"config\":" +
-                         Desc(std::string(kOciConfigType), Blob("{}"), 2) + ",\"layers\":[]}";
+                         Desc(std::string(oci::kMediaTypeImageConfig), Blob("{}"), 2) + ",\"layers\":[]}";
   std::string md = Blob(manifest);
   Write("index.json", "{\"manifests\":[" +
-                          Desc(std::string(kOciManifestType), md, manifest.size()) + "]}");
+                          Desc(std::string(oci::kMediaTypeImageManifest), md, manifest.size()) + "]}");
   fs::path tar = dir_.string() + ".tar";
   ASSERT_EQ(std::system(("tar -C " + dir_.string() + " -cf " + tar.string() + " .").c_str()), 0);
   fs::path out = dir_.string() + "-out";
   fs::remove_all(out);
   fs::create_directories(out);
   ASSERT_OK(ExtractLayoutArchive(tar.string(), out.string()));
-  ASSERT_OK_AND_ASSIGN(OciImage img, ReadOciLayout(out.string()));
+  ASSERT_OK_AND_ASSIGN(oci::LayoutImage img, oci::ReadImageLayout(out.string()));
   EXPECT_EQ(img.manifest_digest, md);
 
   fs::path evil = dir_.string() + "-evil.tar";

@@ -60,10 +60,6 @@ absl::Status WriteAtomic(const std::string& path, absl::string_view data) {
   return absl::OkStatus();
 }
 
-std::string BlobFile(const std::string& dir, absl::string_view digest) {
-  return absl::StrCat(dir, "/blobs/sha256/", digest.substr(7));
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -71,49 +67,44 @@ std::string BlobFile(const std::string& dir, absl::string_view digest) {
 
 absl::Status LayoutTarget::Init() {
   std::error_code ec;
-  std::filesystem::create_directories(dir_ + "/blobs/sha256", ec);
-  if (ec) return PosixError(ec.value(), "mkdir -p", dir_ + "/blobs/sha256");
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) return PosixError(ec.value(), "mkdir -p", dir_);
+  RETURN_IF_ERROR(oci::CreateLayoutDirs(dir_));
   struct stat st;
   if (stat((dir_ + "/oci-layout").c_str(), &st) != 0)
-    RETURN_IF_ERROR(WriteAtomic(dir_ + "/oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}"));
+    RETURN_IF_ERROR(WriteAtomic(dir_ + "/oci-layout", oci::kLayoutMarkerJson));
   if (stat((dir_ + "/index.json").c_str(), &st) != 0)
-    RETURN_IF_ERROR(WriteAtomic(dir_ + "/index.json",
-                                "{\"manifests\":[],\"schemaVersion\":2}"));
+    RETURN_IF_ERROR(WriteAtomic(dir_ + "/index.json", oci::IndexJson({})));
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<std::string>> LayoutTarget::ListTags() {
-  ASSIGN_OR_RETURN(std::string text, ReadWhole(dir_ + "/index.json"));
-  json index = json::parse(text, nullptr, false);
-  if (!index.is_object() || !index["manifests"].is_array())
-    return absl::InvalidArgumentError(absl::StrCat(dir_, "/index.json: no manifests array"));
+  ASSIGN_OR_RETURN(std::vector<Descriptor> manifests, oci::ReadLayoutIndex(dir_));
   std::vector<std::string> tags;
-  for (const json& m : index["manifests"])
-    if (m.contains("annotations") && m["annotations"].contains(kAnnotationRefName))
-      tags.push_back(m["annotations"][std::string(kAnnotationRefName)].get<std::string>());
+  for (const Descriptor& m : manifests) {
+    auto it = m.annotations.find(std::string(oci::kAnnotationRefName));
+    if (it != m.annotations.end()) tags.push_back(it->second);
+  }
   return tags;
 }
 
 absl::StatusOr<std::optional<std::string>> LayoutTarget::ResolveTag(absl::string_view tag) {
-  ASSIGN_OR_RETURN(std::string text, ReadWhole(dir_ + "/index.json"));
-  json index = json::parse(text, nullptr, false);
-  if (!index.is_object() || !index["manifests"].is_array())
-    return absl::InvalidArgumentError(absl::StrCat(dir_, "/index.json: no manifests array"));
-  for (const json& m : index["manifests"])
-    if (m.contains("annotations") &&
-        m["annotations"].value(std::string(kAnnotationRefName), "") == tag)
-      return std::optional<std::string>(m.value("digest", ""));
+  ASSIGN_OR_RETURN(std::vector<Descriptor> manifests, oci::ReadLayoutIndex(dir_));
+  for (const Descriptor& m : manifests) {
+    auto it = m.annotations.find(std::string(oci::kAnnotationRefName));
+    if (it != m.annotations.end() && it->second == tag) return std::optional<std::string>(m.digest);
+  }
   return std::optional<std::string>();
 }
 
 absl::StatusOr<bool> LayoutTarget::HasBlob(const Descriptor& d) {
   struct stat st;
-  return stat(BlobFile(dir_, d.digest).c_str(), &st) == 0 && st.st_size == d.size;
+  return stat(oci::BlobPath(dir_, d.digest).c_str(), &st) == 0 && st.st_size == d.size;
 }
 
 absl::Status LayoutTarget::PutBlob(const Descriptor& d, const std::string& path,
                                    const std::string&, std::function<void(int64_t)> on_progress) {
-  std::string dst = BlobFile(dir_, d.digest);
+  std::string dst = oci::BlobPath(dir_, d.digest);
   std::string tmp = absl::StrCat(dst, ".tmp.", getpid());
   int in = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (in < 0) return PosixError(errno, "open", path);
@@ -151,8 +142,8 @@ absl::Status LayoutTarget::PutBlob(const Descriptor& d, const std::string& path,
 absl::Status LayoutTarget::PutManifest(absl::string_view reference, absl::string_view bytes,
                                        absl::string_view media_type) {
   std::string digest = Sha256Digest(bytes);
-  RETURN_IF_ERROR(WriteAtomic(BlobFile(dir_, digest), bytes));
-  if (absl::StartsWith(reference, "sha256:")) return absl::OkStatus();
+  RETURN_IF_ERROR(WriteAtomic(oci::BlobPath(dir_, digest), bytes));
+  if (absl::StartsWith(reference, oci::kSha256Prefix)) return absl::OkStatus();
   ASSIGN_OR_RETURN(std::string text, ReadWhole(dir_ + "/index.json"));
   json index = json::parse(text, nullptr, false);
   if (!index.is_object() || !index["manifests"].is_array())
@@ -160,12 +151,11 @@ absl::Status LayoutTarget::PutManifest(absl::string_view reference, absl::string
   json kept = json::array();
   for (const json& m : index["manifests"])
     if (!(m.contains("annotations") &&
-          m["annotations"].value(std::string(kAnnotationRefName), "") == reference))
+          m["annotations"].value(std::string(oci::kAnnotationRefName), "") == reference))
       kept.push_back(m);
-  kept.push_back({{"mediaType", std::string(media_type)},
-                  {"digest", digest},
-                  {"size", bytes.size()},
-                  {"annotations", {{std::string(kAnnotationRefName), std::string(reference)}}}});
+  kept.push_back(oci::DescriptorToJson(
+      Descriptor{std::string(media_type), digest, static_cast<int64_t>(bytes.size()),
+                 {{std::string(oci::kAnnotationRefName), std::string(reference)}}}));
   index["manifests"] = kept;
   index["schemaVersion"] = 2;
   return WriteAtomic(dir_ + "/index.json", index.dump());
@@ -196,9 +186,9 @@ absl::StatusOr<PublishResult> Publish(const PublishOptions& opts, PublishTarget*
   res.dry_run = opts.dry_run;
 
   // 1. The image, annotated.
-  ASSIGN_OR_RETURN(OciImage img, ReadOciLayout(opts.layout_dir, opts.ref));
+  ASSIGN_OR_RETURN(oci::LayoutImage img, oci::ReadImageLayout(opts.layout_dir, opts.ref));
   std::map<std::string, std::string> annotations = opts.annotations;
-  annotations[std::string(kAnnotationVersion)] = opts.version.ToString();
+  annotations[std::string(oci::kAnnotationVersion)] = opts.version.ToString();
   ASSIGN_OR_RETURN(std::string manifest, AnnotateManifest(img.manifest_bytes, annotations));
   res.digest = Sha256Digest(manifest);
 

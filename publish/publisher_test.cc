@@ -88,12 +88,12 @@ class PublishTest : public ::testing::Test {
         R"("digest":")", layer_, R"(","size":11}]})");
     std::string md = Put(m);
     std::ofstream(layout_ / "index.json")
-        << absl::StrCat(R"({"schemaVersion":2,"manifests":[{"mediaType":")", kOciManifestType,
+        << absl::StrCat(R"({"schemaVersion":2,"manifests":[{"mediaType":")", oci::kMediaTypeImageManifest,
                         R"(","digest":")", md, R"(","size":)", m.size(), "}]}");
     opts_.layout_dir = layout_.string();
     opts_.version = *SemVer::Parse("1.0.0");
     opts_.lock_path = (root_ / "lock.json").string();
-    opts_.annotations = {{std::string(kAnnotationRevision), "abc"}};
+    opts_.annotations = {{std::string(oci::kAnnotationRevision), "abc"}};
   }
   std::string Put(const std::string& data) {
     std::string d = Sha256Digest(data);
@@ -147,7 +147,7 @@ TEST_F(PublishTest, SecondPublishIsNoopAndAnnotationsAreStamped) {
   EXPECT_EQ(again.digest, first.digest);
   EXPECT_THAT(target_.calls, ElementsAre("list", "resolve 1.0.0"));
   // Another revision annotation is other content: refused for the same version.
-  opts_.annotations[std::string(kAnnotationRevision)] = "def";
+  opts_.annotations[std::string(oci::kAnnotationRevision)] = "def";
   EXPECT_THAT(Publish(opts_, &target_), StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("immutable")));
 }
 
@@ -181,7 +181,7 @@ TEST_F(PublishTest, LayoutTargetRoundTrip) {
   ASSERT_OK_AND_ASSIGN(PublishResult r, Publish(opts_, &out));
   ASSERT_OK_AND_ASSIGN(std::optional<std::string> d, out.ResolveTag("1.0.0"));
   EXPECT_EQ(d, r.digest);
-  ASSERT_OK_AND_ASSIGN(OciImage img, ReadOciLayout((root_ / "out").string(), "1.0.0"));
+  ASSERT_OK_AND_ASSIGN(oci::LayoutImage img, oci::ReadImageLayout((root_ / "out").string(), "1.0.0"));
   EXPECT_EQ(img.manifest_digest, r.digest);
   EXPECT_THAT(img.manifest_bytes, HasSubstr("\"org.opencontainers.image.version\":\"1.0.0\""));
   // Local layouts are not recorded in the repository's lock file.

@@ -16,8 +16,8 @@
 //   RETURN_IF_ERROR(reg.Ping());
 //   ASSIGN_OR_RETURN(bool have, reg.HasBlob(layer.digest));
 //   if (!have) RETURN_IF_ERROR(reg.UploadBlob(layer, "/layout/blobs/sha256/<hex>", {}));
-//   RETURN_IF_ERROR(reg.PutManifest(digest, manifest_bytes, kOciManifestType));
-//   RETURN_IF_ERROR(reg.PutManifest("1.2.3", manifest_bytes, kOciManifestType));
+//   RETURN_IF_ERROR(reg.PutManifest(digest, manifest_bytes, oci::kMediaTypeImageManifest));
+//   RETURN_IF_ERROR(reg.PutManifest("1.2.3", manifest_bytes, oci::kMediaTypeImageManifest));
 //
 // Where credentials go: every request goes to the registry's own origin (the scheme of
 // RegistryOptions::use_tls, the host and the port of the RegistryRef, RFC 6454), and only

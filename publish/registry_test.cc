@@ -245,19 +245,19 @@ TEST_F(RegistryClientTest, MountAndManifestShapes) {
 
   const std::string manifest = R"({"schemaVersion":2})";
   http_.Add(201, {{"docker-content-digest", Sha256Digest(manifest)}});
-  ASSERT_OK(c.PutManifest("1.2.3", manifest, kOciManifestType));
+  ASSERT_OK(c.PutManifest("1.2.3", manifest, oci::kMediaTypeImageManifest));
   const HttpRequest& put = http_.requests.back();
   EXPECT_EQ(put.method, "PUT");
   EXPECT_EQ(put.url, "http://127.0.0.1:5000/v2/kiln/builder/manifests/1.2.3");
-  EXPECT_EQ(HeaderOf(put, "Content-Type"), kOciManifestType);
+  EXPECT_EQ(HeaderOf(put, "Content-Type"), oci::kMediaTypeImageManifest);
   EXPECT_EQ(put.body, manifest);
 
   http_.Add(201, {{"docker-content-digest", Sha256Digest("other")}});
-  EXPECT_THAT(c.PutManifest("1.2.3", manifest, kOciManifestType),
+  EXPECT_THAT(c.PutManifest("1.2.3", manifest, oci::kMediaTypeImageManifest),
               StatusIs(absl::StatusCode::kInternal, HasSubstr("registry stored manifest")));
 
   http_.Add(400, {}, R"({"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown"}]})");
-  EXPECT_THAT(c.PutManifest("1.2.3", manifest, kOciManifestType),
+  EXPECT_THAT(c.PutManifest("1.2.3", manifest, oci::kMediaTypeImageManifest),
               StatusIs(absl::StatusCode::kAborted, HasSubstr("MANIFEST_BLOB_UNKNOWN")));
 }
 
@@ -277,7 +277,7 @@ TEST_F(RegistryClientTest, TagsAndResolve) {
   http_.Add(200, {{"docker-content-digest", Sha256Digest("q")}});
   ASSERT_OK_AND_ASSIGN(std::optional<std::string> got, c.ResolveTag("1.0.0"));
   EXPECT_EQ(got, Sha256Digest("q"));
-  EXPECT_THAT(HeaderOf(http_.requests.back(), "Accept"), HasSubstr(kOciManifestType));
+  EXPECT_THAT(HeaderOf(http_.requests.back(), "Accept"), HasSubstr(oci::kMediaTypeImageManifest));
   http_.Add(404);
   ASSERT_OK_AND_ASSIGN(got, c.ResolveTag("9.9.9"));
   EXPECT_FALSE(got.has_value());

@@ -17,15 +17,15 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "publish/oci.h"
+#include "images/oci/digest.h"
+#include "images/oci/image.h"
+#include "images/oci/layout.h"
 
 namespace {
 
-using json = nlohmann::json;
+namespace oci = ::kiln::oci;
 namespace fs = std::filesystem;
 
 std::string Bytes(uint64_t seed, int64_t n) {
@@ -72,12 +72,6 @@ std::string Tar(const std::string& name, const std::string& data, bool gzip = fa
   return out;
 }
 
-std::string PutBlob(const fs::path& dir, const std::string& data) {
-  std::string d = kiln::publish::Sha256Digest(data);
-  std::ofstream(dir / "blobs/sha256" / d.substr(7), std::ios::binary) << data;
-  return d;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -106,44 +100,40 @@ int main(int argc, char** argv) {
     }
   }
   fs::remove_all(out);
-  fs::create_directories(out / "blobs/sha256");
-  std::ofstream(out / "oci-layout") << R"({"imageLayoutVersion":"1.0.0"})";
-  json diff_ids = json::array(), descs = json::array();
+  auto check = [](const absl::Status& s) {
+    if (!s.ok()) {
+      std::cerr << "make_layout: " << s << "\n";
+      std::exit(1);
+    }
+  };
+  check(oci::CreateLayoutDirs(out.string()));
+  oci::ImageConfig config;
+  config.cmd = {"/bin/sh"};
+  oci::Manifest manifest;
   for (int64_t i = 0; i < layers; ++i) {
     uint64_t s = static_cast<uint64_t>(seed) * 1000 + static_cast<uint64_t>(i) +
                  (i == change ? 500 : 0);
     std::string name = absl::StrCat("layer", i, "/data.bin"), payload = Bytes(s, layer_bytes);
     std::string tar = Tar(name, payload);
-    diff_ids.push_back(kiln::publish::Sha256Digest(tar));
+    config.diff_ids.push_back(oci::Sha256Digest(tar));
+    config.history.push_back({config.created, absl::StrCat("make_layout: layer ", i)});
     if (gzip) tar = Tar(name, payload, /*gzip=*/true);
-    std::string d = PutBlob(out, tar);
-    descs.push_back({{"mediaType", gzip ? "application/vnd.oci.image.layer.v1.tar+gzip"
-                                        : "application/vnd.oci.image.layer.v1.tar"},
-                     {"digest", d},
-                     {"size", tar.size()}});
+    absl::StatusOr<oci::Descriptor> d =
+        oci::WriteBlob(out.string(), tar, gzip ? oci::kMediaTypeLayerTarGzip : oci::kMediaTypeLayerTar);
+    check(d.status());
+    manifest.layers.push_back(*d);
   }
-  json config = {{"architecture", "amd64"},
-                 {"os", "linux"},
-                 {"config", {{"Cmd", {"/bin/sh"}}}},
-                 {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}}};
-  std::string cfg = config.dump();
-  std::string cfg_digest = PutBlob(out, cfg);
-  json manifest = {{"schemaVersion", 2},
-                   {"mediaType", kiln::publish::kOciManifestType},
-                   {"config",
-                    {{"mediaType", kiln::publish::kOciConfigType},
-                     {"digest", cfg_digest},
-                     {"size", cfg.size()}}},
-                   {"layers", descs}};
-  std::string m = manifest.dump();
-  std::string md = PutBlob(out, m);
-  json index = {{"schemaVersion", 2},
-                {"manifests",
-                 {{{"mediaType", kiln::publish::kOciManifestType},
-                   {"digest", md},
-                   {"size", m.size()},
-                   {"annotations", {{"org.opencontainers.image.ref.name", "builder"}}}}}}};
-  std::ofstream(out / "index.json") << index.dump();
+  absl::StatusOr<oci::Descriptor> cfg =
+      oci::WriteBlob(out.string(), oci::ImageConfigJson(config), oci::kMediaTypeImageConfig);
+  check(cfg.status());
+  manifest.config = *cfg;
+  absl::StatusOr<oci::Descriptor> m =
+      oci::WriteBlob(out.string(), oci::ManifestJson(manifest), oci::kMediaTypeImageManifest);
+  check(m.status());
+  oci::Descriptor listed = *m;
+  listed.annotations[std::string(oci::kAnnotationRefName)] = "builder";
+  check(oci::WriteLayoutFiles(out.string(), {listed}));
+  const std::string md = m->digest;
   std::cout << md << "\n";
   return 0;
 }
