@@ -50,6 +50,11 @@ ABSL_FLAG(bool, build, true, "offer the \"build\" capability (dockerd + BuildKit
 ABSL_FLAG(std::string, secret_dir, "",
           "tmpfs directory for build secret files; empty: /run/kiln-secrets or "
           "/dev/shm/kiln-secrets");
+ABSL_FLAG(std::string, builder_mode, "rootless",
+          "how the BuildKit daemon runs: rootless (production: dockerd-rootless.sh under "
+          "rootlesskit as uid/gid 1000 in the cgroup v2 subtree init delegates with "
+          "kiln.delegate=1000; needs the Debian 13 builder disk) or rootful (dockerd as root with "
+          "its own containerd)");
 ABSL_FLAG(std::string, containerd, "/usr/bin/containerd", "containerd binary");
 ABSL_FLAG(std::string, dockerd, "/usr/sbin/dockerd", "dockerd binary");
 ABSL_FLAG(std::string, docker, "/usr/bin/docker", "docker CLI binary (Debian's; no buildx)");
@@ -130,6 +135,12 @@ int main(int argc, char** argv) {
     std::fputs("-1000", f);
     std::fclose(f);
   }
+  kiln::agent::runner::BuilderMode mode;
+  if (!kiln::agent::runner::ParseBuilderMode(absl::GetFlag(FLAGS_builder_mode), &mode)) {
+    Say(absl::StrCat("--builder_mode must be rootless or rootful, got \"",
+                     absl::GetFlag(FLAGS_builder_mode), "\""));
+    return 2;
+  }
   const std::string channel = absl::GetFlag(FLAGS_channel);
   kiln::agent::AgentOptions options;
   options.proc_root = absl::GetFlag(FLAGS_proc_root);
@@ -142,6 +153,8 @@ int main(int argc, char** argv) {
     jr.tools.dockerd = absl::GetFlag(FLAGS_dockerd);
     jr.tools.docker = absl::GetFlag(FLAGS_docker);
     jr.secret_dir = absl::GetFlag(FLAGS_secret_dir);
+    jr.mode = mode;
+    Say(absl::StrCat("builder mode ", kiln::agent::runner::BuilderModeName(mode)));
     options.runner = kiln::agent::MakeJobRunner(jr);
     CheckWorkDir(options.work_dir);
     if (absl::GetFlag(FLAGS_prewarm)) {

@@ -70,6 +70,7 @@ absl::StatusOr<runner::BuildSpec> JobToSpec(const BuildInputs& in, const std::st
   spec.secret_dir = options.secret_dir;
   spec.no_cache = options.no_cache;
   spec.tools = options.tools;
+  spec.mode = options.mode;
   return spec;
 }
 
@@ -167,8 +168,8 @@ BuildRunner MakeJobRunner(JobRunnerOptions options) {
       ~WipeOnExit() { SecureWipe(m); }
     } wipe_secrets{spec->secrets};
     if (absl::Status s = PrepareContext(in, &*spec, job_dir); !s.ok()) return s;
-    std::fprintf(stderr, "kiln-agent: job %s: building (%zu secrets, %zu preload images)\n",
-                 in.job->job_id.c_str(), spec->secrets.size(), spec->preload_images.size());
+    std::fprintf(stderr, "kiln-agent: job %s: building %s (%zu secrets, %zu preload images)\n",
+                 in.job->job_id.c_str(), std::string(runner::BuilderModeName(spec->mode)).c_str(), spec->secrets.size(), spec->preload_images.size());
     runner::BuildResult result = runner::RunBuild(*spec, [&in](absl::string_view line) {
       if (in.log) in.log(LogStream::kStderr, line);
     });

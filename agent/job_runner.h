@@ -17,6 +17,7 @@
 //   preload streams       -> spec.preload_images (received archive files, job order)
 //   tag                   -> spec.tag ("" -> kDefaultTag)
 //   deadline_ms           -> spec.deadline_ms (0 -> kDefaultDeadlineMs)
+//   (options.mode)        -> spec.mode (the agent's --builder_mode)
 //
 // Mapping (runner BuildResult -> the session's answer):
 //   ok                                  BuildOutcome{exit 0, digest, image path, phases}
@@ -57,6 +58,8 @@ struct JobRunnerOptions {
   runner::ToolPaths tools;  // containerd, dockerd, docker (absolute paths)
   std::string secret_dir;   // tmpfs dir for secret files; "" = runner::DefaultSecretDir()
   bool no_cache = false;    // pass --no-cache (every job has a fresh data root anyway)
+  // mode: the agent's --builder_mode (rootless by default, as production).
+  runner::BuilderMode mode = runner::BuilderMode::kRootless;
 };
 
 // JobToSpec(in, job_dir, options): the BuildSpec of one job (see the file comment). Pure.

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +23,10 @@
 #include "third_party/absl_ext/posix_error.h"
 
 namespace kiln::agent::runner {
+namespace {
+// The child's steps before exec, as reported through the error pipe.
+enum : int { kStepCgroup = 1, kStepSetgroups, kStepSetresgid, kStepSetresuid, kStepExecve };
+}  // namespace
 
 absl::StatusOr<Subprocess> Subprocess::Spawn(const SpawnOptions& options) {
   if (options.argv.empty() || options.argv[0].empty() || options.argv[0][0] != '/') {
@@ -61,6 +66,8 @@ absl::StatusOr<Subprocess> Subprocess::Spawn(const SpawnOptions& options) {
     if (out_r >= 0) close(out_r);
     return PosixError(e, "pipe2");
   }
+  const char* cgroup_procs =
+      options.cgroup_procs.empty() ? nullptr : options.cgroup_procs.c_str();
   pid_t pid = fork();
   if (pid == 0) {
     setpgid(0, 0);
@@ -70,10 +77,26 @@ absl::StatusOr<Subprocess> Subprocess::Spawn(const SpawnOptions& options) {
       dup2(out_w, 1);
       dup2(out_w, 2);
     }
+    // Each failure before exec reports {step, errno} to the parent.
+    auto fail = [&](int step) {
+      int report[2] = {step, errno};
+      (void)!write(err_pipe[1], report, sizeof(report));
+      _exit(127);
+    };
+    if (cgroup_procs != nullptr) {
+      int fd = open(cgroup_procs, O_WRONLY | O_CLOEXEC);
+      if (fd < 0 || write(fd, "0", 1) != 1) fail(kStepCgroup);
+      close(fd);
+    }
+    if (options.credentials.has_value()) {
+      if (setgroups(0, nullptr) != 0) fail(kStepSetgroups);
+      const gid_t g = options.credentials->gid;
+      const uid_t u = options.credentials->uid;
+      if (setresgid(g, g, g) != 0) fail(kStepSetresgid);
+      if (setresuid(u, u, u) != 0) fail(kStepSetresuid);
+    }
     execve(argv[0], argv.data(), envp.data());
-    int e = errno;
-    (void)!write(err_pipe[1], &e, sizeof(e));
-    _exit(127);
+    fail(kStepExecve);
   }
   int fork_errno = errno;
   close(devnull);
@@ -85,15 +108,28 @@ absl::StatusOr<Subprocess> Subprocess::Spawn(const SpawnOptions& options) {
     return PosixError(fork_errno, "fork");
   }
   Subprocess proc(pid, out_r);
-  int exec_errno = 0;
+  int report[2] = {0, 0};
   ssize_t n;
   do {
-    n = read(err_pipe[0], &exec_errno, sizeof(exec_errno));
+    n = read(err_pipe[0], report, sizeof(report));
   } while (n < 0 && errno == EINTR);
   close(err_pipe[0]);
-  if (n == sizeof(exec_errno)) {
+  if (n == sizeof(report)) {
     proc.Wait(absl::InfiniteFuture()).IgnoreError();
-    return PosixError(exec_errno, "execve", options.argv[0]);
+    switch (report[0]) {
+      case kStepCgroup:
+        return PosixError(report[1], "write", options.cgroup_procs);
+      case kStepSetgroups:
+        return PosixError(report[1], "setgroups");
+      case kStepSetresgid:
+        return PosixError(report[1], "setresgid",
+                          absl::StrCat(options.credentials->gid));
+      case kStepSetresuid:
+        return PosixError(report[1], "setresuid",
+                          absl::StrCat(options.credentials->uid));
+      default:
+        return PosixError(report[1], "execve", options.argv[0]);
+    }
   }
   return proc;
 }

@@ -35,13 +35,24 @@ struct SpawnOptions {
   std::vector<std::string> env;   // "KEY=VALUE", the complete environment
   std::string log_path;           // if set: stdout+stderr appended here
   bool pipe_output = false;       // if set (and no log_path): stdout+stderr to output_fd()
+  // cgroup_procs: if set, the child writes its own pid ("0") to this cgroup v2 `cgroup.procs`
+  // file before it drops privileges (moving a process out of the root cgroup needs root).
+  std::string cgroup_procs;
+  // credentials: if set, the child calls setgroups(0) (no supplementary groups), setresgid
+  // and setresuid to these ids before execve (the rootless daemon runs as uid/gid 1000).
+  struct Credentials {
+    uid_t uid;
+    gid_t gid;
+  };
+  std::optional<Credentials> credentials;
 };
 
 class Subprocess {
  public:
   // Spawn(options): starts the child. InvalidArgument for an empty/relative argv[0]; the
-  // errno-derived status when the log file, pipe or fork fails; NotFound /
-  // PermissionDenied when execve fails (reported back through a close-on-exec pipe).
+  // errno-derived status when the log file, pipe or fork fails; the errno-derived status
+  // naming the step ("write <cgroup_procs>", "setgroups", "setresgid", "setresuid", "execve")
+  // when the child fails before exec (reported back through a close-on-exec pipe).
   static absl::StatusOr<Subprocess> Spawn(const SpawnOptions& options);
 
   Subprocess(Subprocess&& other) noexcept;

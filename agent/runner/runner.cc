@@ -30,6 +30,8 @@
 #include "agent/runner/oci_archive.h"
 #include "agent/runner/process.h"
 #include "agent/runner/redact.h"
+#include "agent/runner/rootless.h"
+#include "agent/runner/step_procs.h"
 #include "agent/runner/unix_http.h"
 #include "third_party/absl_ext/posix_error.h"
 
@@ -88,25 +90,47 @@ std::string DaemonReason(const std::vector<std::string>& tail) {
   return tail.empty() ? "(empty log)" : tail.back();
 }
 
-// SecretFiles: the tmpfs copies of the secrets; Wipe() overwrites, fsyncs and unlinks them.
+// SecretOwner: who owns the secret files (rootless: the daemon's uid/gid; rootful: root).
+struct SecretOwner {
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+// SecretFiles: the tmpfs copies of the secrets, in a per-job directory <base>/job-XXXXXX:
+// <base> root 0711 (nobody else can list the jobs), the job directory root:<gid> 0750 (the
+// owner's group can list its own job, not change it), each file <uid>:<gid> 0400. Written and
+// wiped through the directory's fd (openat, O_NOFOLLOW|O_EXCL). Wipe() overwrites, fsyncs and
+// unlinks them.
 class SecretFiles {
  public:
   ~SecretFiles() { Wipe(); }
-  absl::Status Write(const std::string& base, const std::map<std::string, std::string>& secrets) {
+  absl::Status Write(const std::string& base, const std::map<std::string, std::string>& secrets,
+                     SecretOwner owner) {
     if (secrets.empty()) return absl::OkStatus();
-    if (absl::Status s = MkdirP(base, 0700); !s.ok()) return s;
+    if (absl::Status s = MkdirP(base, 0711); !s.ok()) return s;
     if (!IsTmpfs(base)) {
       return absl::FailedPreconditionError(
           absl::StrCat("secret dir ", base, " is not on tmpfs; refusing to write secrets there"));
     }
+    if (chmod(base.c_str(), 0711) != 0) return PosixError(errno, "chmod", base);
     std::string tmpl = base + "/job-XXXXXX";
     if (mkdtemp(tmpl.data()) == nullptr) return PosixError(errno, "mkdtemp", tmpl);
     dir_ = tmpl;
+    dir_fd_ = open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dir_fd_ < 0) return PosixError(errno, "open", dir_);
+    if (fchown(dir_fd_, 0, owner.gid) != 0) return PosixError(errno, "chown", dir_);
+    if (fchmod(dir_fd_, owner.gid == 0 ? 0700 : 0750) != 0) return PosixError(errno, "chmod", dir_);
     for (const auto& [id, value] : secrets) {
-      std::string path = absl::StrCat(dir_, "/", id);
-      int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
+      const std::string path = absl::StrCat(dir_, "/", id);
+      int fd = openat(dir_fd_, id.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                      0400);
       if (fd < 0) return PosixError(errno, "create secret file", path);
       files_[id] = {path, value.size()};
+      if (fchown(fd, owner.uid, owner.gid) != 0) {
+        int e = errno;
+        close(fd);
+        return PosixError(e, "chown secret file", path);
+      }
       absl::string_view rest = value;
       while (!rest.empty()) {
         ssize_t n = write(fd, rest.data(), rest.size());
@@ -129,8 +153,7 @@ class SecretFiles {
   }
   void Wipe() {
     for (const auto& [id, f] : files_) {
-      chmod(f.first.c_str(), 0600);
-      int fd = open(f.first.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+      int fd = openat(dir_fd_, id.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
       if (fd >= 0) {
         std::string zeros(f.second, '\0');
         absl::string_view rest = zeros;
@@ -143,15 +166,18 @@ class SecretFiles {
         fsync(fd);
         close(fd);
       }
-      unlink(f.first.c_str());
+      unlinkat(dir_fd_, id.c_str(), 0);
     }
     files_.clear();
+    if (dir_fd_ >= 0) close(dir_fd_);
+    dir_fd_ = -1;
     if (!dir_.empty()) rmdir(dir_.c_str());
     dir_.clear();
   }
 
  private:
   std::string dir_;
+  int dir_fd_ = -1;
   std::map<std::string, std::pair<std::string, size_t>> files_;
 };
 
@@ -253,7 +279,12 @@ class Runner {
     for (const std::string& img : spec_.preload_images) {
       if (access(img.c_str(), R_OK) != 0) return PosixError(errno, "preload image", img);
     }
-    return PreflightDockerfile(*context_dir, spec_);
+    if (absl::Status s = PreflightDockerfile(*context_dir, spec_); !s.ok()) return s;
+    if (spec_.mode == BuilderMode::kRootless) {
+      // Before any daemon starts (rootless.h): the stack, /dev/net/tun, the delegation.
+      return CheckRootlessPreconditions(rootless_config_, GatherRootlessFacts(rootless_config_));
+    }
+    return absl::OkStatus();
   }
 
   absl::Status StartDaemons() {
@@ -267,6 +298,7 @@ class Runner {
       return PosixError(errno, "mkdir", run_dir);
     }
     layout_ = MakeRunLayout(spec_.work_dir, run_dir);
+    if (spec_.mode == BuilderMode::kRootless) return StartRootless();
     for (const std::string& d : {layout_.containerd_root, layout_.containerd_state,
                                  layout_.docker_data_root, layout_.docker_exec_root,
                                  layout_.docker_config_dir}) {
@@ -323,6 +355,38 @@ class Runner {
     }
   }
 
+  // StartRootless: dockerd-rootless.sh as uid 1000 (rootless.h); ready on GET /_ping = OK.
+  absl::Status StartRootless() {
+    if (absl::Status s = MkdirP(layout_.docker_config_dir, 0700); !s.ok()) return s;
+    rootless_.emplace(rootless_config_, &rootless_ops_);
+    if (absl::Status s = rootless_->Prepare(); !s.ok()) return s;
+    layout_.docker_socket = rootless_->layout().socket;
+    if (absl::Status s = rootless_->Start(layout_.dockerd_log); !s.ok()) return s;
+    Log(absl::StrCat("[kiln-runner] rootless dockerd (uid ", rootless_config_.uid, ", cgroup parent ",
+                     rootless_->layout().cgroup_parent, ") starting"));
+    UnixHttpClient docker(layout_.docker_socket);
+    absl::Status last = absl::UnavailableError("no answer yet");
+    while (true) {
+      if (std::optional<int> st = rootless_->daemon()->TryWait(); st.has_value()) {
+        result_.log_tail = FileTail(layout_.dockerd_log, kLogTailLines);
+        return absl::FailedPreconditionError(
+            absl::StrCat("rootless dockerd exited (", DescribeWaitStatus(*st),
+                         ") before it was ready: ", DaemonReason(result_.log_tail)));
+      }
+      absl::StatusOr<HttpResponse> r =
+          docker.Get("/_ping", std::min(deadline_, absl::Now() + absl::Seconds(2)));
+      if (r.ok() && r->status == 200 && r->body == "OK") return absl::OkStatus();
+      last = r.ok() ? absl::UnavailableError(absl::StrCat("GET /_ping: HTTP ", r->status))
+                    : r.status();
+      if (absl::Now() > deadline_) {
+        result_.log_tail = FileTail(layout_.dockerd_log, kLogTailLines);
+        return absl::DeadlineExceededError(
+            absl::StrCat("rootless dockerd was not ready before the deadline: ", last.message()));
+      }
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+  }
+
   absl::Status Preload() {
     UnixHttpClient docker(layout_.docker_socket);
     int n = 0;
@@ -369,7 +433,15 @@ class Runner {
   }
 
   absl::Status Build(const std::string& context_dir) {
-    if (absl::Status s = secrets_.Write(secret_base_, spec_.secrets); !s.ok()) return s;
+    SecretOwner owner;
+    if (spec_.mode == BuilderMode::kRootless) owner = {rootless_config_.uid, rootless_config_.gid};
+    if (absl::Status s = secrets_.Write(secret_base_, spec_.secrets, owner); !s.ok()) return s;
+    // The RUN steps' processes, seen from here (step_procs.h).
+    StepWatcher steps = spec_.mode == BuilderMode::kRootless
+                            ? StepWatcher("/proc", {rootless_->layout().cgroup_prefix},
+                                          {rootless_->layout().daemon_cgroup})
+                            : StepWatcher("/proc", {"/docker/"}, {});
+    absl::Time last_scan = absl::InfinitePast();
     absl::StatusOr<Subprocess> p = Subprocess::Spawn(
         {DockerBuildArgv(spec_, layout_, context_dir, secrets_.Paths()), DockerBuildEnv(layout_),
          "", true});
@@ -388,8 +460,12 @@ class Runner {
         timed_out = true;
         break;
       }
+      if (absl::Now() - last_scan >= absl::Milliseconds(100)) {
+        for (const std::string& line : steps.Poll()) Log(line);
+        last_scan = absl::Now();
+      }
       struct pollfd pfd = {p->output_fd(), POLLIN, 0};
-      int r = poll(&pfd, 1, static_cast<int>(std::min<int64_t>(ms, 1000)));
+      int r = poll(&pfd, 1, static_cast<int>(std::min<int64_t>(ms, 100)));
       if (r < 0 && errno == EINTR) continue;
       if (r < 0) return PosixError(errno, "poll", "docker build output");
       if (r == 0) continue;
@@ -453,6 +529,8 @@ class Runner {
     if (containerd_.has_value()) containerd_->Stop(absl::Seconds(5));
     dockerd_.reset();
     containerd_.reset();
+    if (rootless_.has_value()) rootless_->Stop();
+    rootless_.reset();
     if (!temp_run_dir_.empty()) RemoveTree(temp_run_dir_);
   }
 
@@ -467,6 +545,9 @@ class Runner {
   SecretFiles secrets_;
   std::optional<Subprocess> containerd_;
   std::optional<Subprocess> dockerd_;
+  RootlessConfig rootless_config_;
+  RealRootlessOps rootless_ops_;
+  std::optional<RootlessDaemon> rootless_;
 };
 
 }  // namespace

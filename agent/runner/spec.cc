@@ -40,6 +40,22 @@ bool IsRegistryHost(absl::string_view c) {
 
 }  // namespace
 
+absl::string_view BuilderModeName(BuilderMode mode) {
+  return mode == BuilderMode::kRootless ? "rootless" : "rootful";
+}
+
+bool ParseBuilderMode(absl::string_view text, BuilderMode* mode) {
+  if (text == "rootless") {
+    *mode = BuilderMode::kRootless;
+    return true;
+  }
+  if (text == "rootful") {
+    *mode = BuilderMode::kRootful;
+    return true;
+  }
+  return false;
+}
+
 absl::string_view NetworkModeName(NetworkMode mode) {
   switch (mode) {
     case NetworkMode::kHost:

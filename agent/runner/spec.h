@@ -45,6 +45,19 @@ enum class NetworkMode { kNone, kHost };
 // NetworkModeName(mode): "none" or "host", as docker build spells it.
 absl::string_view NetworkModeName(NetworkMode mode);
 
+// BuilderMode: how the BuildKit daemon runs (rootless.h). kRootless: dockerd-rootless.sh under
+// rootlesskit as uid/gid 1000 in a delegated cgroup v2 subtree (production's mode; the agent's
+// --builder_mode default; needs the Debian 13 builder disk). kRootful: dockerd as root with its
+// own containerd (the Debian 12 builder disk, the host's integration tests, kiln-build).
+enum class BuilderMode { kRootless, kRootful };
+
+// BuilderModeName(mode): "rootless" or "rootful".
+absl::string_view BuilderModeName(BuilderMode mode);
+
+// ParseBuilderMode(text, mode): true and sets *mode for "rootless" / "rootful"; false for
+// anything else (the caller says what is accepted).
+bool ParseBuilderMode(absl::string_view text, BuilderMode* mode);
+
 // ToolPaths: the binaries the runner starts. Absolute paths; never looked up on PATH (another,
 // newer docker client may come first on PATH and demand buildx).
 struct ToolPaths {
@@ -87,6 +100,9 @@ struct BuildSpec {
   // no_cache: pass --no-cache (each RUN step runs even if dockerd has it cached).
   bool no_cache = false;
   ToolPaths tools;
+  // mode: rootful by default here (the host-side users of the runner); the agent passes its
+  // --builder_mode (default rootless).
+  BuilderMode mode = BuilderMode::kRootful;
 };
 
 // PhaseDurationsMs: wall time of each phase of RunBuild, in milliseconds (0 = not reached).

@@ -126,5 +126,20 @@ TEST(SpecTest, RejectsBadFields) {
   }
 }
 
+TEST(SpecTest, BuilderMode) {
+  BuilderMode m = BuilderMode::kRootful;
+  EXPECT_TRUE(ParseBuilderMode("rootless", &m));
+  EXPECT_EQ(m, BuilderMode::kRootless);
+  EXPECT_EQ(BuilderModeName(m), "rootless");
+  EXPECT_TRUE(ParseBuilderMode("rootful", &m));
+  EXPECT_EQ(m, BuilderMode::kRootful);
+  EXPECT_EQ(BuilderModeName(m), "rootful");
+  for (const char* bad : {"", "Rootless", "root", "rootless ", "rootful=1"}) {
+    EXPECT_FALSE(ParseBuilderMode(bad, &m)) << bad;
+    EXPECT_EQ(m, BuilderMode::kRootful) << bad;
+  }
+  EXPECT_EQ(BuildSpec{}.mode, BuilderMode::kRootful);
+}
+
 }  // namespace
 }  // namespace kiln::agent::runner
