@@ -3,12 +3,15 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "init/cgroup_names.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
 
@@ -88,9 +91,41 @@ absl::Status ValidateArtifacts(const Artifacts& a) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> CheckCgroupRw(const RunResult& run) {
-  RETURN_IF_ERROR(ProgramRan(run));
-  RETURN_IF_ERROR(Cgroup2Mounted(run, "rw"));
+// NotDelegated: without kiln.delegate init makes no kiln-builder (a guest check that predates
+// the delegate.dir line passes).
+absl::Status NotDelegated(const RunResult& run) {
+  std::optional<std::string> dir = run.console.Check("delegate.dir");
+  if (dir && *dir != "none") {
+    return Expected(absl::StrCat("no ", cgroup::kDelegatedPath, " without kiln.delegate"),
+                    absl::StrCat("delegate.dir ", *dir));
+  }
+  return absl::OkStatus();
+}
+
+// PowerOffAfterConfigError: init printed one fatal config line containing every `want`,
+// never got to ready or ran the check program, and the guest powered off by itself.
+absl::Status PowerOffAfterConfigError(const RunResult& run,
+                                      const std::vector<std::string>& want) {
+  const ConsoleResult& c = run.console;
+  if (!c.fatal) {
+    return Expected("KILN-INIT: fatal step=config", c.ready ? "init went on to ready" : "no fatal line");
+  }
+  for (const std::string& w : want) {
+    if (c.fatal->step != "config" || !absl::StrContains(c.fatal->detail, w)) {
+      return Expected(absl::StrCat("a fatal config error containing \"", w, "\""), c.fatal->line);
+    }
+  }
+  if (c.ready) return Expected("no KILN-INIT: ready before the fatal error", "ready");
+  if (!c.checks.empty()) return Expected("no check program run", c.checks[0].name);
+  if (run.exit.kind != VmExit::Kind::kExited) {
+    return Expected("the guest to power off by itself (VMM exited)",
+                    absl::StrCat("VMM ", VmExitKindName(run.exit.kind)));
+  }
+  return absl::OkStatus();
+}
+
+// RuncRanInItsCgroup: runc run exit 0 and the container's 0::/<id> line; returns that line.
+absl::StatusOr<std::string> RuncRanInItsCgroup(const RunResult& run) {
   ASSIGN_OR_RETURN(int rc, RuncExit(run));
   if (rc != 0) {
     std::vector<std::string> err = run.console.CheckAll("runc.stderr");
@@ -98,12 +133,24 @@ absl::StatusOr<std::string> CheckCgroupRw(const RunResult& run) {
                     absl::StrCat(rc, err.empty() ? "" : absl::StrCat(": ", absl::StrJoin(err, " | "))));
   }
   for (const std::string& out : run.console.CheckAll("runc.stdout")) {
-    if (absl::StartsWith(out, "0::/") && out.size() > 4) {
-      return absl::StrCat("cgroup2 rw at /sys/fs/cgroup; runc run exit 0; container cgroup ", out);
-    }
+    if (absl::StartsWith(out, "0::/") && out.size() > 4) return out;
   }
   return Expected("the container's /proc/self/cgroup line 0::/<id>",
                   absl::StrCat("[", absl::StrJoin(run.console.CheckAll("runc.stdout"), " | "), "]"));
+}
+
+absl::Status CheckLineIs(const RunResult& run, absl::string_view name, absl::string_view want) {
+  std::optional<std::string> got = run.console.Check(name);
+  if (got != want) return Expected(absl::StrCat("KILN-CHECK ", name, " ", want), Show(got));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> CheckCgroupRw(const RunResult& run) {
+  RETURN_IF_ERROR(ProgramRan(run));
+  RETURN_IF_ERROR(Cgroup2Mounted(run, "rw"));
+  RETURN_IF_ERROR(NotDelegated(run));
+  ASSIGN_OR_RETURN(std::string container, RuncRanInItsCgroup(run));
+  return absl::StrCat("cgroup2 rw at /sys/fs/cgroup; runc run exit 0; container cgroup ", container);
 }
 
 absl::StatusOr<std::string> CheckCgroupRo(const RunResult& run) {
@@ -152,6 +199,62 @@ absl::StatusOr<std::string> CheckBadValue(const RunResult& run) {
                       "; VM powered off");
 }
 
+absl::StatusOr<std::string> CheckCgroupDelegated(const RunResult& run) {
+  RETURN_IF_ERROR(ProgramRan(run));
+  RETURN_IF_ERROR(Cgroup2Mounted(run, "rw"));
+  const ConsoleResult& c = run.console;
+  const std::string owner = absl::StrCat(kDelegateUid, ":", kDelegateUid);
+  // Controllers enabled top-down in the root.
+  std::optional<std::string> root_sc = c.Check("cgroup.subtree_control");
+  std::vector<std::string> enabled =
+      root_sc ? absl::StrSplit(*root_sc, ' ', absl::SkipEmpty()) : std::vector<std::string>{};
+  for (absl::string_view want : cgroup::kDelegatedControllers) {
+    if (std::find(enabled.begin(), enabled.end(), want) == enabled.end()) {
+      return Expected(absl::StrCat("the root's cgroup.subtree_control to list ", want),
+                      Show(root_sc));
+    }
+  }
+  // The directory and exactly the delegated files, owned by the delegatee.
+  RETURN_IF_ERROR(CheckLineIs(run, "delegate.dir", absl::StrCat(owner, " 755")));
+  std::vector<std::string> files = c.CheckAll("delegate.file");
+  for (absl::string_view f : cgroup::kDelegatedFiles) {
+    std::string want = absl::StrCat(f, " ", owner);
+    if (std::find(files.begin(), files.end(), want) == files.end()) {
+      return Expected(absl::StrCat("KILN-CHECK delegate.file ", want),
+                      absl::StrCat("[", absl::StrJoin(files, " | "), "]"));
+    }
+  }
+  // The delegatee itself used it: a child cgroup, a move, a controller; not the parent's knob.
+  std::vector<std::string> probe = c.CheckAll("delegate.probe");
+  const std::string child = absl::StrCat("0::/", cgroup::kDelegatedName, "/probe");
+  for (const std::string& want :
+       {absl::StrCat("uid=", kDelegateUid), absl::StrCat("cgroup=", child),
+        std::string("subtree_control=pids"), std::string("parent-knob=denied")}) {
+    if (std::find(probe.begin(), probe.end(), want) == probe.end()) {
+      return Expected(absl::StrCat("KILN-CHECK delegate.probe ", want),
+                      absl::StrCat("[", absl::StrJoin(probe, " | "), "]"));
+    }
+  }
+  RETURN_IF_ERROR(CheckLineIs(run, "delegate.probe.exit", "0"));
+  // /dev/net/tun for slirp4netns: char 10:200 (hex a:c8), 0666.
+  RETURN_IF_ERROR(CheckLineIs(run, "dev.tun", "character special file a:c8 666"));
+  ASSIGN_OR_RETURN(std::string container, RuncRanInItsCgroup(run));
+  return absl::StrCat("kiln.delegate=", kDelegateUid, ": ", cgroup::kDelegatedPath, " ", owner,
+                      " with ", absl::StrJoin(cgroup::kDelegatedFiles, ", "),
+                      "; root subtree_control ", *root_sc, "; uid ", kDelegateUid,
+                      " made and entered ", child.substr(3),
+                      ", enabled +pids, parent's pids.max denied; /dev/net/tun 10:200 0666; "
+                      "runc run exit 0 in ",
+                      container);
+}
+
+absl::StatusOr<std::string> CheckDelegateRo(const RunResult& run) {
+  RETURN_IF_ERROR(PowerOffAfterConfigError(
+      run, {absl::StrCat("kiln.delegate=\"", kDelegateUid, ":", kDelegateUid, "\""),
+            "kiln.cgroup=ro", "cannot be delegated"}));
+  return absl::StrCat("init: fatal step=config: ", run.console.fatal->detail, "; VM powered off");
+}
+
 const std::vector<Scenario>& CgroupScenarios() {
   static const std::vector<Scenario>* const kScenarios = new std::vector<Scenario>{
       {"cgroup-rw", "cgroup=rw: cgroup2 rw in the new root, runc run exits 0 in its own cgroup",
@@ -162,6 +265,14 @@ const std::vector<Scenario>& CgroupScenarios() {
        absl::StrCat(kCgroupCheckCmdline, " kiln.cgroup=off"), &CheckCgroupOff},
       {"cgroup-bad-value", "kiln.cgroup=maybe: init reports a fatal config error, powers off",
        absl::StrCat(kCgroupCheckCmdline, " kiln.cgroup=maybe"), &CheckBadValue},
+      {"cgroup-delegated",
+       "kiln.delegate=1000: kiln-builder delegated to uid 1000, which uses it; /dev/net/tun 0666",
+       absl::StrCat(kCgroupCheckCmdline, " kiln.cgroup=rw kiln.delegate=", kDelegateUid),
+       &CheckCgroupDelegated},
+      {"cgroup-delegate-ro",
+       "kiln.delegate=1000 with kiln.cgroup=ro: init reports a fatal config error, powers off",
+       absl::StrCat(kCgroupCheckCmdline, " kiln.cgroup=ro kiln.delegate=", kDelegateUid),
+       &CheckDelegateRo},
   };
   return *kScenarios;
 }

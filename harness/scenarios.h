@@ -18,6 +18,14 @@
 //   cgroup-off        negative control: no cgroup mount; runc fails with
 //                     "no cgroup mount found in mountinfo" (the production bug)
 //   cgroup-bad-value  kiln.cgroup=maybe: init prints a fatal config error and powers off
+//   cgroup-delegated  kiln.delegate=1000 (init/cgroup_delegation.h): /sys/fs/cgroup/kiln-builder
+//                     is owned 1000:1000 with its cgroup.procs, cgroup.subtree_control and
+//                     cgroup.threads, the root's cgroup.subtree_control lists cpu cpuset io
+//                     memory pids; uid 1000 (setpriv) makes a child cgroup, moves itself in,
+//                     enables +pids, and cannot write the parent's knob pids.max;
+//                     /dev/net/tun is char 10:200 mode 0666; runc run still exits 0
+//   cgroup-delegate-ro  kiln.delegate=1000 with kiln.cgroup=ro: init prints a fatal config
+//                     error naming both keys and powers off
 //
 // The agent-vsock scenario boots the builder disk and runs /usr/local/bin/kiln-vsock-check
 // (agent/vsock_check_main.cc): the agent on AF_VSOCK (its Cloud Hypervisor channel), reached
@@ -80,7 +88,11 @@ void PrintTo(const Scenario& scenario, std::ostream* os);
 inline constexpr absl::string_view kCgroupCheckCmdline =
     "kiln.root=/dev/vda kiln.exec=/usr/lib/kiln/cgroup-check";
 
-// CgroupScenarios(): cgroup-rw, cgroup-ro, cgroup-off, cgroup-bad-value (file comment).
+// kDelegateUid: the uid (and gid) the cgroup-delegated scenarios pass as kiln.delegate.
+inline constexpr int kDelegateUid = 1000;
+
+// CgroupScenarios(): cgroup-rw, cgroup-ro, cgroup-off, cgroup-bad-value, cgroup-delegated,
+// cgroup-delegate-ro (file comment).
 const std::vector<Scenario>& CgroupScenarios();
 
 // kAgentVsockCmdline: the agent-vsock scenario's command line (boots the builder disk).
@@ -99,6 +111,8 @@ absl::StatusOr<std::string> CheckCgroupRw(const RunResult& run);
 absl::StatusOr<std::string> CheckCgroupRo(const RunResult& run);
 absl::StatusOr<std::string> CheckCgroupOff(const RunResult& run);
 absl::StatusOr<std::string> CheckBadValue(const RunResult& run);
+absl::StatusOr<std::string> CheckCgroupDelegated(const RunResult& run);
+absl::StatusOr<std::string> CheckDelegateRo(const RunResult& run);
 absl::StatusOr<std::string> CheckAgentVsock(const RunResult& run);
 
 // ScenarioVmOptions: VM size for scenarios.

@@ -120,6 +120,52 @@ TEST(ScenarioChecksTest, MissingEndMarkerOrReady) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ready")));
 }
 
+TEST(ScenarioChecksTest, DelegatedSummary) {
+  ASSERT_OK_AND_ASSIGN(std::string s, CheckCgroupDelegated(ScenarioLog("cgroup-delegated")));
+  EXPECT_THAT(s, HasSubstr("/sys/fs/cgroup/kiln-builder 1000:1000"));
+  EXPECT_THAT(s, HasSubstr("made and entered /kiln-builder/probe"));
+  ASSERT_OK_AND_ASSIGN(s, CheckDelegateRo(ScenarioLog("cgroup-delegate-ro")));
+  EXPECT_THAT(s, HasSubstr("kiln.delegate=\"1000:1000\" with kiln.cgroup=ro"));
+}
+
+// Each way a delegation can be wrong, made from the real log, fails the check and names it.
+TEST(ScenarioChecksTest, DelegatedFailsOnEachBrokenPart) {
+  const std::string log = Testdata("cgroup-delegated.serial.log");
+  struct Row {
+    const char* from;
+    const char* to;
+    const char* want;
+  };
+  const Row rows[] = {
+      {"KILN-CHECK delegate.dir 1000:1000 755", "KILN-CHECK delegate.dir 0:0 755", "delegate.dir"},
+      {"KILN-CHECK delegate.file cgroup.threads 1000:1000",
+       "KILN-CHECK delegate.file cgroup.threads 0:0", "cgroup.threads 1000:1000"},
+      {"cgroup.subtree_control cpuset cpu io memory pids", "cgroup.subtree_control cpuset cpu io pids",
+       "list memory"},
+      {"parent-knob=denied", "parent-knob=writable", "parent-knob=denied"},
+      {"cgroup=0::/kiln-builder/probe", "cgroup=0::/", "cgroup=0::/kiln-builder/probe"},
+      {"delegate.probe.exit 0", "delegate.probe.exit 12", "delegate.probe.exit 0"},
+      {"dev.tun character special file a:c8 666", "dev.tun character special file a:c8 600",
+       "dev.tun"},
+      {"KILN-CHECK runc.exit 0", "KILN-CHECK runc.exit 1", "runc run exit 0"},
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.to);
+    ASSERT_THAT(log, HasSubstr(row.from));
+    EXPECT_THAT(CheckCgroupDelegated(FromLog(absl::StrReplaceAll(log, {{row.from, row.to}}))),
+                StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(row.want)));
+  }
+}
+
+// cgroup-rw boots without kiln.delegate: a kiln-builder there would be init delegating unasked.
+TEST(ScenarioChecksTest, RwFailsIfSomethingWasDelegated) {
+  std::string log = absl::StrReplaceAll(Testdata("cgroup-rw.serial.log"),
+                                        {{"KILN-CHECK delegate.dir none",
+                                          "KILN-CHECK delegate.dir 1000:1000 755"}});
+  EXPECT_THAT(CheckCgroupRw(FromLog(log)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("without kiln.delegate")));
+}
+
 TEST(ScenarioChecksTest, BadValueNeedsPowerOff) {
   RunResult run = ScenarioLog("cgroup-bad-value");
   run.exit.kind = VmExit::Kind::kKilled;

@@ -33,7 +33,10 @@ esac
 exit 3
 FAKE
 chmod +x "$tmp/runc"
-export KILN_RUNC=$tmp/runc KILN_BUNDLE=$bundle FAKE_RUNC_ARGS=$tmp/args TMPDIR=$tmp
+# A fake cgroup mount point (the host's /sys/fs/cgroup is not the VM's).
+cg=$tmp/cgroup
+mkdir -p "$cg"
+export KILN_RUNC=$tmp/runc KILN_BUNDLE=$bundle FAKE_RUNC_ARGS=$tmp/args TMPDIR=$tmp KILN_CGROUP_DIR=$cg
 
 out=$(KILN_MOUNTINFO=$td/mountinfo.rw FAKE_RUNC_MODE=ok "$check" 2>&1); rc=$?
 expect_has "rw: mountinfo line" "$out" "KILN-CHECK cgroup.mountinfo $(grep ' /sys/fs/cgroup ' "$td/mountinfo.rw")"
@@ -59,6 +62,33 @@ expect_has "none: runc exit 1" "$out" "KILN-CHECK runc.exit 1"
 expect_has "none: the famous error" "$out" 'KILN-CHECK runc.stderr time="2026-01-01T00:00:00Z" level=error msg="runc run failed: no cgroup mount found in mountinfo"'
 expect_has "none: no stdout" "$out" "KILN-CHECK runc.stdout.lines 0"
 [[ $rc -eq 0 ]] && pass "none: still exit 0 (checks ran)" || failt "none: exit 0 (got $rc)"
+
+# No cgroup files, no delegated subtree.
+out=$(KILN_MOUNTINFO=$td/mountinfo.rw FAKE_RUNC_MODE=ok "$check" 2>&1); rc=$?
+expect_has "no cgroupfs: subtree_control none" "$out" "KILN-CHECK cgroup.subtree_control none"
+expect_has "no cgroupfs: no delegated dir" "$out" "KILN-CHECK delegate.dir none"
+grep -q '^KILN-CHECK dev.tun ' <<< "$out" && pass "dev.tun line" || failt "dev.tun line"
+
+# The root's subtree_control and a kiln-builder owned by root: reported, the probe skipped.
+printf 'cpuset cpu io memory pids\n' > "$cg/cgroup.subtree_control"
+mkdir -m 755 "$cg/kiln-builder"
+touch "$cg/kiln-builder/cgroup.procs" "$cg/kiln-builder/cgroup.subtree_control"
+me="$(id -u):$(id -g)"
+out=$(KILN_MOUNTINFO=$td/mountinfo.rw FAKE_RUNC_MODE=ok "$check" 2>&1); rc=$?
+expect_has "delegated: root subtree_control" "$out" "KILN-CHECK cgroup.subtree_control cpuset cpu io memory pids"
+expect_has "delegated: dir owner and mode" "$out" "KILN-CHECK delegate.dir $me 755"
+expect_has "delegated: cgroup.procs owner" "$out" "KILN-CHECK delegate.file cgroup.procs $me"
+expect_has "delegated: missing cgroup.threads" "$out" "KILN-CHECK delegate.file cgroup.threads missing"
+if [[ $(id -u) == 0 ]]; then
+  expect_has "delegated: probe skipped for root" "$out" "KILN-CHECK delegate.probe skipped owned-by-root"
+else
+  echo "SKIP: probe-skipped-for-root case needs uid 0 (running as $(id -u))"
+fi
+expect_has "delegated: runc still runs" "$out" "KILN-CHECK runc.exit 0"
+: > "$cg/cgroup.subtree_control"
+out=$(KILN_MOUNTINFO=$td/mountinfo.rw FAKE_RUNC_MODE=ok "$check" 2>&1)
+expect_has "empty subtree_control" "$out" "KILN-CHECK cgroup.subtree_control (empty)"
+rm -rf "$cg/kiln-builder" "$cg/cgroup.subtree_control"
 
 out=$(KILN_MOUNTINFO=$td/mountinfo.rw FAKE_RUNC_MODE=hang KILN_CHECK_TIMEOUT=1 "$check" 2>&1); rc=$?
 expect_has "hang: timeout exit 124" "$out" "KILN-CHECK runc.exit 124"
