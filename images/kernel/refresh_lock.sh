@@ -2,7 +2,7 @@
 # images/kernel/refresh_lock.sh: rewrite kernel.lock.json to the current Debian candidate.
 #
 # Follows the lock's metapackage (linux-image-cloud-amd64) to the kernel package it depends on
-# today, takes that package's candidate version and SHA256 from apt's lists (after
+# today, takes that package's candidate version, SHA256 and download url from apt's lists (after
 # `apt-get update`, unless --no-update), downloads the .deb to check the SHA256, rewrites the
 # lock and prints what moved. Commit the new lock; the next build re-fetches @kiln_kernel.
 #
@@ -46,14 +46,16 @@ tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 (cd "$tmp" && apt-get download -q "$pkg:$arch=$ver" >/dev/null 2>&1) ||
   { echo "refresh_lock.sh: apt-get download $pkg=$ver failed" >&2; exit 1; }
 got="$(sha256sum "$tmp"/*.deb | cut -d' ' -f1)"
+url="$(apt-get download --print-uris -q "$pkg:$arch=$ver" | sed -n "s/^'\([^']*\)'.*/\1/p" | head -1)"
+[[ "$url" == http*.deb ]] || { echo "refresh_lock.sh: no download url for $pkg=$ver" >&2; exit 1; }
 [[ "$got" == "$sha" ]] || { echo "refresh_lock.sh: downloaded sha256 $got != apt's $sha" >&2; exit 1; }
 
-python3 - "$lock" "$meta" "$pkg" "$ver" "$arch" "$sha" <<'PY'
+python3 - "$lock" "$meta" "$pkg" "$ver" "$arch" "$sha" "$url" <<'PY'
 import json, sys
-path, meta, pkg, ver, arch, sha = sys.argv[1:]
+path, meta, pkg, ver, arch, sha, url = sys.argv[1:]
 with open(path, "w") as f:
     json.dump({"metapackage": meta, "package": pkg, "version": ver, "architecture": arch,
-               "sha256": sha}, f, indent=2)
+               "sha256": sha, "url": url}, f, indent=2)
     f.write("\n")
 PY
 

@@ -1,4 +1,4 @@
-"""The pinned Debian kernel package, fetched with apt (the only network use of images/kernel/).
+"""The pinned Debian kernel package, fetched by url and sha256 (else with apt).
 
 `kernel_repositories()` declares `@kiln_kernel`, made by `kernel_deb_repository` from the lock
 file `//images/kernel:kernel.lock.json`:
@@ -6,9 +6,14 @@ file `//images/kernel:kernel.lock.json`:
     {"metapackage": "linux-image-cloud-amd64",            # followed when the pin expires
      "package": "linux-image-6.1.0-57-cloud-amd64",       # the pinned binary package
      "version": "6.1.192-3", "architecture": "amd64",
-     "sha256": "<sha256 of the .deb>"}
+     "sha256": "<sha256 of the .deb>",
+     "url": "http://deb.debian.org/debian-security/pool/.../<package>_<version>_amd64.deb"}
 
-Pins expire: Debian's archive serves only the current version of a package. The rule:
+The rule first fetches the .deb by "url" and "sha256": Bazel's downloader (repository cache,
+--distdir, e.g. a directory filled by tools/fill-package-cache), else curl from the url
+(KILN_DEBIAN_MIRROR=BASE replaces http://deb.debian.org) with the sha256 checked. Only when
+neither has it does it ask apt, where pins expire: Debian's archive serves only the current
+version of a package. Then:
   1. pinned version available (`apt-cache show P=V`)  -> `apt-get download P=V`; its sha256 must
      equal the lock's (mismatch: fail);
   2. pinned version gone and KILN_STRICT_LOCK=1       -> fail, naming the pin and the candidate;
@@ -17,7 +22,8 @@ Pins expire: Debian's archive serves only the current version of a package. The 
      vs used, and both recorded in provenance.json (shipped with //images:kernel).
 If the apt lists are missing or stale (version unknown, or the download fails), it runs
 `apt-get update` once and retries. `images/kernel/refresh_lock.sh` rewrites the lock to the
-current candidate. The rule re-runs when the lock file or KILN_STRICT_LOCK changes.
+current candidate. The rule re-runs when the lock file, KILN_STRICT_LOCK or KILN_DEBIAN_MIRROR
+changes.
 
 The .deb is unpacked with `dpkg-deb -x` and `depmod -b` writes modules.dep and its indexes,
 so that build actions can resolve module load orders offline. Targets of @kiln_kernel:
@@ -124,6 +130,29 @@ def _resolve_and_download(rctx, lock, strict, dest, allow_fallback):
         fail("kiln kernel: sha256 of %s %s is %s but apt's lists say %s" % (cand.package, cand.version, got, cand.sha256))
     return struct(deb = deb, package = cand.package, version = cand.version, sha256 = got, pinned = False)
 
+def _fetch_by_hash(rctx, lock, dest):
+    """The pinned .deb by the lock's url and sha256, or None.
+
+    First Bazel's downloader (the repository cache, --distdir; the network only when downloads
+    are allowed: .bazelrc disables them), then curl from the url (KILN_DEBIAN_MIRROR=BASE
+    replaces http://deb.debian.org), checked against the sha256.
+    """
+    url = lock.get("url", "")
+    if not url:
+        return None
+    mirror = rctx.os.environ.get("KILN_DEBIAN_MIRROR", "")
+    if mirror and url.startswith("http://deb.debian.org/"):
+        url = mirror.rstrip("/") + url[len("http://deb.debian.org"):]
+    deb = dest + "/" + url.split("/")[-1]
+    res = rctx.download(url = [url], output = deb, sha256 = lock["sha256"], allow_fail = True)
+    if not res.success:
+        rctx.execute(["mkdir", "-p", dest])
+        curl = rctx.execute(["curl", "-fsSL", "--retry", "2", "-o", deb, url], timeout = 900)
+        if curl.return_code != 0 or _sha256(rctx, deb) != lock["sha256"]:
+            rctx.execute(["rm", "-f", deb])
+            return None
+    return struct(deb = deb, package = lock["package"], version = lock["version"], sha256 = lock["sha256"], pinned = True)
+
 def _kernel_deb_repository_impl(rctx):
     lock_path = rctx.path(rctx.attr.lock)
     lock = json.decode(rctx.read(lock_path))
@@ -133,7 +162,9 @@ def _kernel_deb_repository_impl(rctx):
     strict = rctx.os.environ.get("KILN_STRICT_LOCK", "") == "1"
     dest = str(rctx.path("_deb"))
 
-    got = _resolve_and_download(rctx, lock, strict, dest, allow_fallback = False)
+    got = _fetch_by_hash(rctx, lock, dest)
+    if not got:
+        got = _resolve_and_download(rctx, lock, strict, dest, allow_fallback = False)
     if type(got) == "string":
         # The apt lists may be missing or stale: update them once and retry, now allowing the
         # expired-pin fallback.
@@ -169,7 +200,7 @@ def _kernel_deb_repository_impl(rctx):
         "lock": {"package": lock["package"], "version": lock["version"], "sha256": lock["sha256"]},
         "used": {"package": got.package, "version": got.version, "sha256": got.sha256},
         "pinned": got.pinned,
-        "source": "Debian apt archive (apt-get download), unpacked with dpkg-deb -x",
+        "source": "the lock's url by sha256, or Debian's apt archive (apt-get download); unpacked with dpkg-deb -x",
     }
     rctx.file("provenance.json", json.encode_indent(provenance, indent = "  ") + "\n")
     rctx.file("kernel.bzl", 'KERNEL_RELEASE = "%s"\nKERNEL_PACKAGE = "%s"\nKERNEL_VERSION = "%s"\nKERNEL_PINNED = %s\n' % (
@@ -206,8 +237,8 @@ kernel_deb_repository = repository_rule(
     attrs = {
         "lock": attr.label(mandatory = True, allow_single_file = True, doc = "the lock file (JSON)"),
     },
-    environ = ["KILN_STRICT_LOCK"],
-    doc = "A Debian kernel package pinned by a lock file, fetched with apt-get download.",
+    environ = ["KILN_STRICT_LOCK", "KILN_DEBIAN_MIRROR"],
+    doc = "A Debian kernel package pinned by a lock file, fetched by url and sha256 (else apt-get download).",
 )
 
 def kernel_repositories():

@@ -10,7 +10,10 @@
 #   @include runc busybox-static                      request: packages asked for (names only)
 #   @source deb http://deb.debian.org/debian bookworm main    request: one apt source line each
 #   @source_date_epoch 1700000000                     request: SOURCE_DATE_EPOCH of the build
-#   base-files 12.4+deb12u15                          resolved: "package version", one per line
+#   base-files 12.4+deb12u15 SHA256 URL               resolved: "package version sha256 url", one
+#                                                     per line: the .deb's sha256 and where Debian
+#                                                     serves it (a lock written before sha256s may
+#                                                     have "package version" lines only)
 #
 # A manifest is "package version" lines, as written by
 #   dpkg-query --admindir=ROOT/var/lib/dpkg -W -f '${Package} ${Version}\n'
@@ -18,6 +21,8 @@
 # Usage:
 #   lockutil.sh request LOCK KEY        print the value(s) of "@KEY" (one line per occurrence)
 #   lockutil.sh pins LOCK               print the resolved "package version" lines, sorted
+#   lockutil.sh debs LOCK               print "package version sha256 url" for every pin, sorted;
+#                                       exit 1 if a pin has no sha256/url
 #   lockutil.sh include-arg LOCK        print mmdebstrap's --include value: pkg=version for
 #                                       every pin, then every requested name without a pin
 #   lockutil.sh compare LOCK MANIFEST   print the drift, one line per package, sorted:
@@ -31,7 +36,7 @@
 set -eu
 
 die() { echo "lockutil: $*" >&2; exit 1; }
-usage() { echo "usage: lockutil.sh request LOCK KEY | pins LOCK | include-arg LOCK | compare LOCK MANIFEST | check LOCK" >&2; exit 2; }
+usage() { echo "usage: lockutil.sh request LOCK KEY | pins LOCK | debs LOCK | include-arg LOCK | compare LOCK MANIFEST | check LOCK" >&2; exit 2; }
 
 # check_lock LOCK: every line is blank, a comment, a known @key with a value, or "pkg version".
 check_lock() {
@@ -50,8 +55,14 @@ check_lock() {
       seen[k]++
       next
     }
-    NF != 2 || $1 !~ /^[a-z0-9][a-z0-9+.-]+$/ {
-      printf "%s:%d: expected \"package version\", got: %s\n", f, NR, $0; bad = 1; next
+    (NF != 2 && NF != 4) || $1 !~ /^[a-z0-9][a-z0-9+.-]+$/ {
+      printf "%s:%d: expected \"package version sha256 url\", got: %s\n", f, NR, $0; bad = 1; next
+    }
+    NF == 4 && ($3 !~ /^[0-9a-f]+$/ || length($3) != 64) {
+      printf "%s:%d: %s: sha256 must be 64 hex digits, got %s\n", f, NR, $1, $3; bad = 1; next
+    }
+    NF == 4 && $4 !~ /^(https?|file):\/\/[^ ]+\.deb$/ {
+      printf "%s:%d: %s: url must be http(s):// or file:// and end in .deb, got %s\n", f, NR, $1, $4; bad = 1; next
     }
     ($1 in pin) { printf "%s:%d: package %s pinned twice\n", f, NR, $1; bad = 1 }
     { pin[$1] = $2 }
@@ -84,6 +95,13 @@ case "$cmd" in
     [ $# -eq 2 ] || usage
     check_lock "$2"
     pins "$2" ;;
+  debs)
+    [ $# -eq 2 ] || usage
+    check_lock "$2"
+    awk '/^[ \t]*(#|$)/ || /^@/ { next }
+         NF != 4 { printf "lockutil: %s: %s %s has no sha256 and url (run refresh_lock.sh)\n", FILENAME, $1, $2 > "/dev/stderr"; bad = 1 }
+         END { exit bad }' "$2" || exit 1
+    awk '/^[ \t]*(#|$)/ || /^@/ { next } { print $1, $2, $3, $4 }' "$2" | LC_ALL=C sort ;;
   include-arg)
     [ $# -eq 2 ] || usage
     check_lock "$2"
