@@ -1,11 +1,21 @@
 // build_benchmark: the secret build of agent/runner/examples/reference (FROM kiln-busybox:1,
-// two RUN steps, one reading a build secret) in a builder VM (harness/builder_client.h:
+// two RUN steps, one reading a build secret) in builder VMs (harness/builder_client.h:
 // RunBuilderJobs, fresh VM per build) against the same build by dockerd on the host
-// (//agent/runner:kiln-build), alternated host, VM, host, VM ... so that both see the same
-// host load. Writes a kiln results document ({"figures": [...], "records": [...]},
-// benchmarks/results.h) to --json_out, which //benchmarks reads as it is.
+// (//agent/runner:kiln-build). The VM side runs every builder variant of --variants in the
+// same run (issue 11):
+//   rootless-debian13  production's: Debian 13 disk, daemon rootless as uid 1000, cgroup
+//                      delegated (the default builder; its figures are also build/vm/*)
+//   rootful-debian13   the same disk, daemon as the guest's root
+//   rootful-debian12   the Debian 12 disk (dockerd 20.10), today's other path
+// alternated per round (host, then each variant, the order rotated every round) so that all
+// see the same host load; per-pair ratios rootless/rootful (Debian 13) and Debian 13/Debian
+// 12 (rootful) for the phases daemon start (guest dockerd_start), build (guest build) and
+// total (VMM start to VM gone), and each builder disk's size. Writes a kiln results document
+// ({"figures": [...], "records": [...]}, benchmarks/results.h) to --json_out, which
+// //benchmarks reads as it is.
 //
 //   bazel run //benchmarks:build_benchmark -- --runs=2 --json_out=/tmp/build.json
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -34,7 +44,13 @@
 
 ABSL_FLAG(std::string, kernel, "", "guest kernel (PVH vmlinux)");
 ABSL_FLAG(std::string, initrd, "", "kiln initrd");
-ABSL_FLAG(std::string, builder_disk, "", "ext4 builder root disk with the agent");
+ABSL_FLAG(std::string, builder_disk, "", "ext4 Debian 13 builder root disk with the agent");
+ABSL_FLAG(std::string, builder_disk_debian12, "",
+          "ext4 Debian 12 builder root disk (rootful-debian12)");
+ABSL_FLAG(std::string, variants, "rootless-debian13,rootful-debian13,rootful-debian12",
+          "builder variants, comma-separated: rootless-debian13, rootful-debian13, "
+          "rootful-debian12");
+ABSL_FLAG(bool, host, true, "also build on the host (kiln-build) and report vm/host ratios");
 ABSL_FLAG(std::string, busybox_image, "", "docker-archive of kiln-busybox:1");
 ABSL_FLAG(std::string, context, "", "build context dir (agent/runner/examples/reference)");
 ABSL_FLAG(std::string, kiln_build, "", "//agent/runner:kiln-build");
@@ -54,6 +70,41 @@ struct HostRun {
   double wall_ms = 0;
   std::map<std::string, double> phases;
 };
+
+// Variant: one builder VM configuration.
+struct Variant {
+  std::string name;  // rootless-debian13 | rootful-debian13 | rootful-debian12
+  std::string mode;  // harness::kBuilderModeRootless | kBuilderModeRootful
+  std::string disk;  // builder disk path
+};
+
+// VmSamples: what the runs of one variant measured.
+struct VmSamples {
+  Samples total, ready, gone, rss, lockups;
+  std::map<std::string, Samples> phase;
+};
+
+absl::StatusOr<std::vector<Variant>> ParseVariants(absl::string_view list) {
+  std::vector<Variant> out;
+  for (absl::string_view v : absl::StrSplit(list, ',', absl::SkipEmpty())) {
+    if (v == "rootless-debian13") {
+      out.push_back({std::string(v), harness::kBuilderModeRootless, absl::GetFlag(FLAGS_builder_disk)});
+    } else if (v == "rootful-debian13") {
+      out.push_back({std::string(v), harness::kBuilderModeRootful, absl::GetFlag(FLAGS_builder_disk)});
+    } else if (v == "rootful-debian12") {
+      out.push_back({std::string(v), harness::kBuilderModeRootful,
+                     absl::GetFlag(FLAGS_builder_disk_debian12)});
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown variant \"", v, "\" (want rootless-debian13, rootful-debian13, rootful-debian12)"));
+    }
+    if (out.back().disk.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("variant ", v, " needs its disk flag"));
+    }
+  }
+  if (out.empty()) return absl::InvalidArgumentError("--variants is empty");
+  return out;
+}
 
 // RunHost: kiln-build on this machine; parses "kiln-build: ok ... <phase>_ms=N ...".
 absl::StatusOr<HostRun> RunHost(const std::string& work, const std::string& secret_file, int i) {
@@ -118,86 +169,114 @@ int Main() {
     return 2;
   }
   qopt.accel = *accel;
-  harness::BuilderArtifacts art{absl::GetFlag(FLAGS_kernel),
-                                absl::GetFlag(FLAGS_initrd),
-                                absl::GetFlag(FLAGS_builder_disk)};
-  auto vmm = harness::QemuVmm::Create(qopt, harness::ProbeArtifacts{art.kernel, art.initrd});
+  absl::StatusOr<std::vector<Variant>> variants = ParseVariants(absl::GetFlag(FLAGS_variants));
+  if (!variants.ok()) {
+    std::fprintf(stderr, "build_benchmark: %s\n", variants.status().message().data());
+    return 2;
+  }
+  const std::string kernel = absl::GetFlag(FLAGS_kernel), initrd = absl::GetFlag(FLAGS_initrd);
+  auto vmm = harness::QemuVmm::Create(qopt, harness::ProbeArtifacts{kernel, initrd});
   if (!vmm.ok()) {
     std::fprintf(stderr, "build_benchmark: %s\n", vmm.status().ToString().c_str());
     return 1;
   }
   std::printf("build_benchmark: %s\n", (*vmm)->Describe().c_str());
   harness::VmFactory factory(**vmm, work + "/vms", work + "/logs");
+  const std::string context_tar = absl::StrCat(work, "/context.tar");
+  if (absl::StatusOr<uint64_t> n = harness::WriteDirectoryTar(work + "/context", context_tar);
+      !n.ok()) {
+    std::fprintf(stderr, "build_benchmark: context: %s\n", n.status().ToString().c_str());
+    return 1;
+  }
 
-  Samples host_total, vm_total, vm_ready, vm_gone, lockups, vm_rss;
-  std::map<std::string, Samples> host_phase, vm_phase;
+  Samples host_total;
+  std::map<std::string, Samples> host_phase;
+  std::map<std::string, VmSamples> vm;  // by variant name
   int failures = 0;
-  for (int i = 0; i < runs; ++i) {
-    absl::StatusOr<HostRun> h = RunHost(work, secret_file, i);
-    if (!h.ok()) {
-      ++failures;
-      std::fprintf(stderr, "build_benchmark: host run %d: %s\n", i, h.status().ToString().c_str());
-    } else {
-      host_total.push_back(h->wall_ms);
-      for (const char* p : kPhases) host_phase[p].push_back(h->phases.count(p) ? h->phases.at(p) : 0);
-      std::printf("  host-%d  %8.0f ms\n", i, h->wall_ms);
-    }
-    std::fflush(stdout);
-
+  // RunVm: one fresh builder VM of variant `v`, one job; true if it built.
+  auto run_vm = [&](const Variant& v, int i) {
     harness::BuildRequest job;
     job.job_id = absl::StrCat("bench-", i);
-    job.context_tar = absl::StrCat(work, "/context.tar");
-    absl::StatusOr<uint64_t> n = harness::WriteDirectoryTar(work + "/context", job.context_tar);
-    if (!n.ok()) {
-      std::fprintf(stderr, "build_benchmark: context: %s\n", n.status().ToString().c_str());
-      return 1;
-    }
+    job.context_tar = context_tar;
     job.secrets["build_token"] = secret;
     job.secret_ids = {"build_token"};
     job.preload = {{"kiln-busybox:1", absl::GetFlag(FLAGS_busybox_image)}};
     job.tag = "kiln-bench/ref:1";
-    job.image_out = absl::StrCat(work, "/vm-", i, ".oci.tar");
+    job.image_out = absl::StrCat(work, "/", v.name, "-", i, ".oci.tar");
     harness::BuilderVmOptions opt;
-    opt.id = absl::StrCat("bench-builder-", i);
+    opt.id = absl::StrCat("bench-", v.name, "-", i);
     opt.memory_mib = absl::GetFlag(FLAGS_memory_mib);
-    harness::BuilderRun run = harness::RunBuilderJobs(factory, art, opt, {job});
+    opt.builder_mode = v.mode;
+    opt.deadline = absl::Seconds(420);
+    harness::BuilderRun run =
+        harness::RunBuilderJobs(factory, harness::BuilderArtifacts{kernel, initrd, v.disk}, opt, {job});
     bool ok = run.status.ok() && run.jobs.size() == 1 && run.jobs[0].result &&
               run.jobs[0].result->exit_status == 0 && !run.jobs[0].image_path.empty();
-    lockups.push_back(run.lockup_events);
+    VmSamples& s = vm[v.name];
+    s.lockups.push_back(run.lockup_events);
     if (!ok) {
       ++failures;
       std::string why = run.status.ToString();
       if (run.status.ok() && !run.jobs.empty()) {
         why = !run.jobs[0].refused.ok() ? run.jobs[0].refused.ToString()
-              : run.jobs[0].result ? absl::StrCat("exit ", run.jobs[0].result->exit_status)
+              : run.jobs[0].result ? absl::StrCat("exit ", run.jobs[0].result->exit_status, ": ",
+                                                  run.jobs[0].result->error.substr(0, 300))
                                    : "no result";
       }
-      std::fprintf(stderr, "build_benchmark: VM run %d failed: %s (logs %s)\n", i, why.c_str(),
-                   run.log_dir.c_str());
-      continue;
+      std::fprintf(stderr, "build_benchmark: %s run %d failed: %s (logs %s)\n", v.name.c_str(),
+                   i, why.c_str(), run.log_dir.c_str());
+      return;
     }
-    vm_total.push_back(absl::ToDoubleMilliseconds(run.total));
-    vm_ready.push_back(absl::ToDoubleMilliseconds(run.vmm_start_to_ready));
-    vm_gone.push_back(absl::ToDoubleMilliseconds(run.last_result_to_vm_gone));
-    vm_rss.push_back(static_cast<double>(run.vmm_peak_rss_bytes));
-    for (const char* p : kPhases) vm_phase[p].push_back(static_cast<double>(std::max<int64_t>(0, run.jobs[0].PhaseMs(p))));
-    std::printf("  vm-%d    %8.0f ms  (ready %.0f ms, attempts %d)\n", i, vm_total.back(),
-                vm_ready.back(), run.attempts);
+    s.total.push_back(absl::ToDoubleMilliseconds(run.total));
+    s.ready.push_back(absl::ToDoubleMilliseconds(run.vmm_start_to_ready));
+    s.gone.push_back(absl::ToDoubleMilliseconds(run.last_result_to_vm_gone));
+    s.rss.push_back(static_cast<double>(run.vmm_peak_rss_bytes));
+    for (const char* p : kPhases) {
+      s.phase[p].push_back(static_cast<double>(std::max<int64_t>(0, run.jobs[0].PhaseMs(p))));
+    }
+    std::printf("  %-18s %d %8.0f ms  (ready %.0f ms, dockerd_start %.0f ms, build %.0f ms, "
+                "attempts %d)\n", v.name.c_str(), i, s.total.back(), s.ready.back(),
+                s.phase["dockerd_start"].back(), s.phase["build"].back(), run.attempts);
     std::fflush(stdout);
+  };
+  const size_t nv = variants->size();
+  for (int i = 0; i < runs; ++i) {
+    if (absl::GetFlag(FLAGS_host)) {
+      absl::StatusOr<HostRun> h = RunHost(work, secret_file, i);
+      if (!h.ok()) {
+        ++failures;
+        std::fprintf(stderr, "build_benchmark: host run %d: %s\n", i, h.status().ToString().c_str());
+      } else {
+        host_total.push_back(h->wall_ms);
+        for (const char* p : kPhases) host_phase[p].push_back(h->phases.count(p) ? h->phases.at(p) : 0);
+        std::printf("  host               %d %8.0f ms\n", i, h->wall_ms);
+      }
+      std::fflush(stdout);
+    }
+    for (size_t k = 0; k < nv; ++k) run_vm((*variants)[(k + i) % nv], i);  // rotated order
   }
+  const Variant& def = variants->front();
+  const VmSamples& d = vm[def.name];
+  const Samples& vm_total = d.total;
+  const Samples& vm_ready = d.ready;
+  const Samples& vm_gone = d.gone;
+  const Samples& vm_rss = d.rss;
+  const Samples& lockups = d.lockups;
+  std::map<std::string, Samples> vm_phase = d.phase;
 
   std::vector<Figure> f;
   f.push_back({.name = "build/host/total", .suite = "build", .kind = "time", .unit = "ms",
                .samples = host_total, .note = "kiln-build (dockerd+BuildKit on the host), process wall"});
   f.push_back({.name = "build/vm/total", .suite = "build", .kind = "time", .unit = "ms",
                .samples = vm_total, .peer = "build/host/total",
-               .note = "builder VM: VMM start to VM gone, one job"});
-  bool paired = host_total.size() == vm_total.size();
+               .note = absl::StrCat("builder VM (", def.name, "): VMM start to VM gone, one job")});
+  const bool paired = host_total.size() == vm_total.size();
+  const bool host_side = !host_total.empty() && !vm_total.empty();
   // Not gated (gate=false): unlike boot and publish, this ratio is not load-invariant here.
   // The TCG VM is CPU-bound on both host cores while the host build mostly waits on process
   // starts and I/O, so host load moves the two sides differently: two runs of the same
   // commit gave medians 11.1x and 20.7x. Shown, plotted, compared as "info".
-  f.push_back({.name = "build/vm_over_host", .suite = "build", .kind = "ratio", .unit = "x",
+  if (host_side) f.push_back({.name = "build/vm_over_host", .suite = "build", .kind = "ratio", .unit = "x",
                .gate = false,
                .samples = paired ? PairRatios(vm_total, host_total)
                                  : Samples{Ratio(Summarize(vm_total).median, Summarize(host_total).median)},
@@ -214,7 +293,7 @@ int Main() {
     f.push_back({.name = absl::StrCat("build/vm/", p), .suite = "build", .kind = "time",
                  .unit = "ms", .samples = vm_phase[p], .peer = absl::StrCat("build/host/", p),
                  .note = "guest-reported phase"});
-    if (host_phase[p].size() == vm_phase[p].size()) {
+    if (host_side && host_phase[p].size() == vm_phase[p].size()) {
       f.push_back({.name = absl::StrCat("build/", p, "_vm_over_host"), .suite = "build",
                    .kind = "ratio", .unit = "x", .gate = false,  // see build/vm_over_host
                    .samples = PairRatios(vm_phase[p], host_phase[p]),
@@ -223,6 +302,49 @@ int Main() {
   }
   f.push_back({.name = "build/vm/lockup_events", .suite = "build", .kind = "count", .unit = "events",
                .samples = lockups, .note = "guests cut off (soft lockup/panic/stall) and retried; not gated (random, platform notes)"});
+
+  // The variants (issue 11): each one's phases, and the same-run ratios per pair of builds
+  // (round i of both variants; a failed build drops its pair).
+  auto phase_of = [&](const VmSamples& s, const std::string& p) -> Samples {
+    if (p == "total") return s.total;
+    return s.phase.count(p) ? s.phase.at(p) : Samples{};
+  };
+  for (const Variant& v : *variants) {
+    const VmSamples& s = vm[v.name];
+    for (const char* p : {"dockerd_start", "build", "total"}) {
+      f.push_back({.name = absl::StrCat("build/", v.name, "/", p), .suite = "build",
+                   .kind = "time", .unit = "ms", .samples = phase_of(s, p),
+                   .note = absl::StrCat(v.mode, " on ", v.disk.substr(v.disk.rfind('/') + 1),
+                                        p == std::string("total") ? ": VMM start to VM gone"
+                                                                  : ": guest-reported phase")});
+    }
+    struct stat st{};
+    if (stat(v.disk.c_str(), &st) == 0) {
+      f.push_back({.name = absl::StrCat("build/", v.name, "/disk_bytes"), .suite = "build",
+                   .kind = "count", .unit = "bytes", .gate = false,
+                   .samples = {static_cast<double>(st.st_size)}, .note = "builder disk image size"});
+    }
+  }
+  struct Pair {
+    const char* name;
+    const char* over;
+    const char* under;
+  };
+  for (const Pair& pr : {Pair{"rootless_over_rootful", "rootless-debian13", "rootful-debian13"},
+                         Pair{"debian13_over_debian12", "rootful-debian13", "rootful-debian12"}}) {
+    if (!vm.count(pr.over) || !vm.count(pr.under)) continue;
+    for (const char* p : {"dockerd_start", "build", "total"}) {
+      const Samples a = phase_of(vm[pr.over], p), b = phase_of(vm[pr.under], p);
+      f.push_back({.name = absl::StrCat("build/", pr.name, "/", p), .suite = "build",
+                   .kind = "ratio", .unit = "x", .gate = false,
+                   .samples = a.size() == b.size() ? PairRatios(a, b)
+                                                   : Samples{Ratio(Summarize(a).median,
+                                                                   Summarize(b).median)},
+                   .peer = absl::StrCat("build/", pr.under, "/", p),
+                   .note = a.size() == b.size() ? "per round; not gated (shared TCG host)"
+                                                : "ratio of medians (a run failed); not gated"});
+    }
+  }
 
   std::printf("\n%s", FormatFigures(f).c_str());
   if (!absl::GetFlag(FLAGS_json_out).empty()) {
@@ -236,6 +358,12 @@ int Main() {
     doc["records"] = {Record("build.host.total", dims, "ms", host_total),
                       Record("build.vm.total", dims, "ms", vm_total),
                       Record("build.vm.vmm_peak_rss", dims, "bytes", vm_rss)};
+    for (const Variant& v : *variants) {
+      std::map<std::string, std::string> vd = dims;
+      vd["variant"] = v.name;
+      vd["builder_mode"] = v.mode;
+      doc["records"].push_back(Record("build.vm.total", vd, "ms", vm[v.name].total));
+    }
     std::ofstream(absl::GetFlag(FLAGS_json_out)) << doc.dump(2) << "\n";
   }
   return failures == 0 ? 0 : 1;

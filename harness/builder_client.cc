@@ -114,15 +114,31 @@ absl::Status ValidateBuilderArtifacts(const BuilderArtifacts& a) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateBuilderVmOptions(const BuilderVmOptions& o) {
+  if (o.builder_mode != kBuilderModeRootless && o.builder_mode != kBuilderModeRootful) {
+    return absl::InvalidArgumentError(absl::StrCat("builder_mode \"", o.builder_mode,
+                                                   "\": want rootless or rootful"));
+  }
+  if (o.cgroup != "rw" && o.cgroup != "ro" && o.cgroup != "off") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cgroup \"", o.cgroup, "\": want rw, ro or off"));
+  }
+  return absl::OkStatus();
+}
+
 std::string BuilderCmdline(const BuilderVmOptions& o) {
   const std::string channel = o.transport == ChannelTransport::kHybridVsock
                                   ? absl::StrCat("vsock:", o.vsock_port)
                                   : absl::StrCat("virtio-serial:", o.channel_name);
-  std::string s = absl::StrCat("kiln.root=/dev/vda kiln.cgroup=", o.cgroup, " kiln.exec=\"",
-                               kAgentPath, " --channel=", channel,
+  const std::string delegate = o.delegate_cgroup && o.cgroup == "rw"
+                                   ? absl::StrCat(" kiln.delegate=", kBuilderUid)
+                                   : std::string();
+  std::string s = absl::StrCat("kiln.root=/dev/vda kiln.cgroup=", o.cgroup, delegate,
+                               " kiln.exec=\"", kAgentPath, " --channel=", channel,
                                o.keep.keep_failed_builders ? " --keep_failed_jobs" : " --once",
-                               " --retry_ms=", o.agent_retry_ms,
-                               o.agent_flags.empty() ? "" : " ", o.agent_flags, "\"");
+                               " --retry_ms=", o.agent_retry_ms, " --builder_mode=",
+                               o.builder_mode, o.agent_flags.empty() ? "" : " ", o.agent_flags,
+                               "\"");
   if (!o.extra_cmdline.empty()) absl::StrAppend(&s, " ", o.extra_cmdline);
   return s;
 }
@@ -327,6 +343,7 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::Boot(VmFactory& factory,
                                                            const BuilderArtifacts& artifacts,
                                                            const BuilderVmOptions& options) {
   RETURN_IF_ERROR(ValidateBuilderArtifacts(artifacts));
+  RETURN_IF_ERROR(ValidateBuilderVmOptions(options));
   // A short socket dir: unix socket paths are limited to 107 bytes, test dirs are long.
   char templ[] = "/tmp/kiln-bc-XXXXXX";
   if (mkdtemp(templ) == nullptr) return PosixError(errno, "mkdtemp", templ);

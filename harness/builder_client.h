@@ -84,8 +84,9 @@ namespace kiln::harness {
 struct BuilderArtifacts {
   std::string kernel;        // PVH vmlinux (//images:vmlinux)
   std::string initrd;        // kiln initrd (//images:initrd)
-  std::string builder_disk;  // ext4 builder root with /usr/local/bin/kiln-agent
-                             // (//images/rootfs:builder_disk)
+  std::string builder_disk;  // ext4 builder root with /usr/local/bin/kiln-agent: Debian 13
+                             // (//images/rootfs:builder_trixie_disk; rootless or rootful) or
+                             // Debian 12 (//images/rootfs:builder_disk; rootful only)
 };
 
 // ValidateBuilderArtifacts(a): OkStatus if every path is set and readable; InvalidArgument
@@ -94,6 +95,17 @@ absl::Status ValidateBuilderArtifacts(const BuilderArtifacts& artifacts);
 
 // kAgentPath: where the builder disk holds the agent.
 inline constexpr char kAgentPath[] = "/usr/local/bin/kiln-agent";
+// kBuilderUid: the unprivileged build user of the Debian 13 builder disk (`builder`, uid and
+// gid 1000, subordinate ids 100000-165535): a rootless daemon runs as it, and
+// BuilderVmOptions::delegate_cgroup delegates the cgroup v2 subtree to it.
+inline constexpr int kBuilderUid = 1000;
+// kBuilderModeRootless, kBuilderModeRootful: the values of BuilderVmOptions::builder_mode (the
+// agent's --builder_mode). Rootless: dockerd + BuildKit under rootlesskit as kBuilderUid (the
+// production stack; a RUN step's processes are uid 1000 in the guest). Rootful: dockerd as
+// the guest's root (the only mode of the Debian 12 disk, whose stack has no rootless parts).
+inline constexpr char kBuilderModeRootless[] = "rootless";
+inline constexpr char kBuilderModeRootful[] = "rootful";
+
 // kDefaultChannelName: the virtio-serial port name the agent serves.
 inline constexpr char kDefaultChannelName[] = "kiln.agent";
 
@@ -110,6 +122,16 @@ inline constexpr uint64_t kDefaultMaxImageBytes = uint64_t{8} << 30;
 struct BuilderVmOptions {
   std::string id = "builder";  // VM id ([A-Za-z0-9._-]+), names its work/log dirs
   std::string cgroup = "rw";   // kiln.cgroup: rw | ro | off (off: negative control)
+  // builder_mode: the agent's --builder_mode, kBuilderModeRootless (default, as production
+  // runs BuildKit) or kBuilderModeRootful. BuilderVm::Boot refuses another value.
+  std::string builder_mode = kBuilderModeRootless;
+  // delegate_cgroup: with cgroup "rw", add kiln.delegate=<kBuilderUid> to the cmdline: init
+  // creates /sys/fs/cgroup/kiln-builder owned by uid 1000 (cgroup.procs, cgroup.threads,
+  // cgroup.subtree_control writable, controllers enabled: cgroup v2 delegation, as systemd
+  // does for a user session), which the rootless daemon needs (the agent refuses rootless
+  // mode without it). Ignored with cgroup "ro"/"off" (init refuses to delegate there). Set
+  // false only to show that refusal (group builder-rootless-undelegated).
+  bool delegate_cgroup = true;
   int vcpus = 2;
   int memory_mib = 1024;
   // deadline: the VM's whole life; the VM is killed when it passes.
@@ -155,9 +177,15 @@ struct BuilderVmOptions {
   KeepPolicy keep;
 };
 
+// ValidateBuilderVmOptions(options): OkStatus, or InvalidArgument naming a builder_mode other
+// than rootless/rootful or a cgroup other than rw/ro/off.
+absl::Status ValidateBuilderVmOptions(const BuilderVmOptions& options);
+
 // BuilderCmdline(options): the kiln.* kernel command line of a builder VM (pure):
-//   kiln.root=/dev/vda kiln.cgroup=<cgroup> kiln.exec="<agent> --channel=<channel>
-//   --once --retry_ms=<n> [agent_flags]" <extra_cmdline>
+//   kiln.root=/dev/vda kiln.cgroup=<cgroup> [kiln.delegate=1000] kiln.exec="<agent>
+//   --channel=<channel> --once --retry_ms=<n> --builder_mode=<mode> [agent_flags]"
+//   <extra_cmdline>
+// kiln.delegate=1000 when delegate_cgroup and cgroup is "rw";
 // where <channel> is virtio-serial:<channel_name> (transport kVirtioSerial) or
 // vsock:<vsock_port> (kHybridVsock; agent/agent_main.cc); with
 // options.keep.keep_failed_builders, --keep_failed_jobs instead of --once (the agent serves
@@ -259,7 +287,8 @@ class BuilderVm {
  public:
   // Boot(factory, artifacts, options): boots the VM (factory.Boot; the factory owns it, this
   // object kills it when destroyed), with options.transport replaced by
-  // factory.vmm().channel_transport(). Errors: ValidateBuilderArtifacts's; Vmm::Boot's.
+  // factory.vmm().channel_transport(). Errors: ValidateBuilderArtifacts's,
+  // ValidateBuilderVmOptions's (nothing booted); Vmm::Boot's.
   static absl::StatusOr<std::unique_ptr<BuilderVm>> Boot(VmFactory& factory,
                                                          const BuilderArtifacts& artifacts,
                                                          const BuilderVmOptions& options);

@@ -334,9 +334,9 @@ TEST(BuilderConfigTest, KeepModeDropsOnceKeepsFailedJobsAndBootsDetachable) {
   BuilderVmOptions o;
   o.keep.keep_failed_builders = true;
   EXPECT_EQ(BuilderCmdline(o),
-            "kiln.root=/dev/vda kiln.cgroup=rw kiln.exec=\"/usr/local/bin/kiln-agent "
-            "--channel=virtio-serial:kiln.agent --keep_failed_jobs --retry_ms=50\" "
-            "cgroup.memory=nokmem");
+            "kiln.root=/dev/vda kiln.cgroup=rw kiln.delegate=1000 "
+            "kiln.exec=\"/usr/local/bin/kiln-agent --channel=virtio-serial:kiln.agent "
+            "--keep_failed_jobs --retry_ms=50 --builder_mode=rootless\" cgroup.memory=nokmem");
   EXPECT_TRUE(BuilderVmConfig(o, {"/k", "/i", "/d.ext4"}, "/tmp/s/agent.sock").detachable);
   o.keep.keep_failed_builders = false;
   EXPECT_FALSE(BuilderVmConfig(o, {"/k", "/i", "/d.ext4"}, "/tmp/s/agent.sock").detachable);
@@ -348,7 +348,8 @@ TEST(BuilderConfigTest, CmdlineAndVmConfig) {
   o.cgroup = "off";
   EXPECT_EQ(BuilderCmdline(o),
             "kiln.root=/dev/vda kiln.cgroup=off kiln.exec=\"/usr/local/bin/kiln-agent "
-            "--channel=virtio-serial:kiln.agent --once --retry_ms=50\" cgroup.memory=nokmem");
+            "--channel=virtio-serial:kiln.agent --once --retry_ms=50 --builder_mode=rootless\" "
+            "cgroup.memory=nokmem");
   VmConfig c = BuilderVmConfig(o, {"/k", "/i", "/d.ext4"}, "/tmp/s/agent.sock");
   EXPECT_EQ(c.id, "builder-x");
   ASSERT_EQ(c.disks.size(), 1u);
@@ -363,12 +364,48 @@ TEST(BuilderConfigTest, CmdlineAndVmConfig) {
   EXPECT_THAT(ValidateVmConfig(c), IsOk());
 }
 
+// Rootless (the default) with cgroup rw delegates the cgroup subtree to uid 1000; init refuses
+// to delegate on a read-only or missing cgroup2, so only rw gets kiln.delegate; rootful passes
+// its mode to the agent and, by default, delegates too (harmless: the root daemon ignores it).
+TEST(BuilderConfigTest, BuilderModeAndDelegation) {
+  BuilderVmOptions o;
+  EXPECT_EQ(o.builder_mode, "rootless");
+  EXPECT_TRUE(o.delegate_cgroup);
+  EXPECT_THAT(BuilderCmdline(o), HasSubstr(" kiln.cgroup=rw kiln.delegate=1000 kiln.exec="));
+  EXPECT_THAT(BuilderCmdline(o), HasSubstr(" --builder_mode=rootless\""));
+  for (const char* cg : {"ro", "off"}) {
+    o.cgroup = cg;
+    EXPECT_THAT(BuilderCmdline(o), Not(HasSubstr("kiln.delegate"))) << cg;
+  }
+  o.cgroup = "rw";
+  o.delegate_cgroup = false;
+  EXPECT_THAT(BuilderCmdline(o), Not(HasSubstr("kiln.delegate")));
+  o.builder_mode = kBuilderModeRootful;
+  o.agent_flags = "--prewarm=false";
+  EXPECT_THAT(BuilderCmdline(o), HasSubstr(" --builder_mode=rootful --prewarm=false\""));
+  EXPECT_THAT(ValidateBuilderVmOptions(o), IsOk());
+}
+
+TEST(BuilderConfigTest, BadModeOrCgroupIsRefusedBeforeBooting) {
+  BuilderVmOptions o;
+  o.builder_mode = "root";
+  absl::Status s = ValidateBuilderVmOptions(o);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("builder_mode \"root\": want rootless or rootful"));
+  o.builder_mode = "rootful";
+  o.cgroup = "RW";
+  s = ValidateBuilderVmOptions(o);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("cgroup \"RW\": want rw, ro or off"));
+}
+
 TEST(BuilderConfigTest, HybridVsockTransportServesVsockPort) {
   BuilderVmOptions o;
   o.transport = ChannelTransport::kHybridVsock;
   EXPECT_EQ(BuilderCmdline(o),
-            "kiln.root=/dev/vda kiln.cgroup=rw kiln.exec=\"/usr/local/bin/kiln-agent "
-            "--channel=vsock:1024 --once --retry_ms=50\" cgroup.memory=nokmem");
+            "kiln.root=/dev/vda kiln.cgroup=rw kiln.delegate=1000 "
+            "kiln.exec=\"/usr/local/bin/kiln-agent --channel=vsock:1024 --once --retry_ms=50 "
+            "--builder_mode=rootless\" cgroup.memory=nokmem");
   o.vsock_port = 2048;
   EXPECT_THAT(BuilderCmdline(o), HasSubstr("--channel=vsock:2048 "));
   VmConfig c = BuilderVmConfig(o, {"/k", "/i", "/d.ext4"}, "/tmp/s/agent.sock");

@@ -4,6 +4,8 @@
 // leak_scan_test.cc.
 #include "harness/builder_scenarios.h"
 
+#include <set>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -213,28 +215,218 @@ TEST(GroupChecksTest, SecretModesFailsOnALeak) {
   EXPECT_THAT(r.summary, HasSubstr("expected 0 secret occurrences"));
 }
 
-TEST(GroupChecksTest, CgroupOff) {
-  JobEvidence dockerd_refused;
-  dockerd_refused.response.result = agent::BuildResult{
+// The cgroup-off rows (negative controls): rootless, the RUN step fails with runc's "no
+// cgroup mount found in mountinfo" (the seed's text; the daemon starts); rootful, dockerd
+// refuses to start. Each is accepted only as itself.
+JobEvidence DaemonFailed() {
+  JobEvidence ev;
+  ev.response.result = agent::BuildResult{
       "r", 1, "", 0, {{"dockerd_start", 8000}, {"build", 0}},
       "FAILED_PRECONDITION: dockerd exited (exit status 1) before it was "
       "ready: failed to start daemon: Devices cgroup isn't mounted"};
-  EXPECT_THAT(Check("builder-cgroup-off", {dockerd_refused})[0].status, IsOk());
-  JobEvidence runc_refused;
-  runc_refused.response.result = agent::BuildResult{
-      "r", 1, "", 0, {{"build", 900}}, "ABORTED: docker build exited 1"};
-  runc_refused.response.logs.push_back(
-      {agent::LogStream::kStderr, 1, "runc run failed: no cgroup mount found in mountinfo"});
-  EXPECT_THAT(Check("builder-cgroup-off", {runc_refused})[0].status, IsOk());
-  // The runc error without a build having run (or dockerd's without the daemon failing) is
-  // not accepted.
-  runc_refused.response.result->phases = {{"build", 0}};
-  EXPECT_FALSE(Check("builder-cgroup-off", {runc_refused})[0].status.ok());
+  return ev;
+}
+JobEvidence RuncFailed(const std::string& text) {
+  JobEvidence ev;
+  ev.response.result =
+      agent::BuildResult{"r", 1, "", 0, {{"build", 900}}, "ABORTED: docker build exited 1"};
+  ev.response.logs.push_back({agent::LogStream::kStderr, 1, text});
+  return ev;
+}
+constexpr char kRunc[] =
+    "#6 0.2 runc run failed: no cgroup mount found in mountinfo";
+
+TEST(GroupChecksTest, CgroupOff) {
+  std::vector<ScenarioResult> rs =
+      Check("builder-rootful-off", {DaemonFailed(), DaemonFailed()});
+  ASSERT_EQ(rs.size(), 2u);
+  EXPECT_THAT(rs[0].status, IsOk()) << rs[0].summary;
+  EXPECT_EQ(rs[0].name, "rootful-off-run");
+  EXPECT_EQ(rs[1].name, "rootful-off-run-secret");
+  EXPECT_THAT(rs[1].status, IsOk()) << rs[1].summary;
+  rs = Check("builder-rootless-off", {RuncFailed(kRunc), RuncFailed(kRunc)});
+  EXPECT_EQ(Passed(rs), 2) << rs[0].summary;
+  // Each mode's text in the other mode's row fails: the rows are exact.
+  EXPECT_EQ(Passed(Check("builder-rootless-off", {DaemonFailed(), DaemonFailed()})), 0);
+  EXPECT_EQ(Passed(Check("builder-rootful-off", {RuncFailed(kRunc), RuncFailed(kRunc)})), 0);
+  // runc's error without a build having run is not accepted.
+  JobEvidence no_build = RuncFailed(kRunc);
+  no_build.response.result->phases = {{"build", 0}};
+  EXPECT_FALSE(Check("builder-rootless-off", {no_build, no_build})[0].status.ok());
+  // A successful build, another failure or a missing second job fail.
   const std::string sha = Sha256Hex(kSecret);
-  EXPECT_FALSE(Check("builder-cgroup-off", {GoodJob(sha, 1, "")})[0].status.ok());
-  JobEvidence other;
-  other.response.result = agent::BuildResult{"r", 1, "", 0, {}, "ABORTED: something else"};
-  EXPECT_FALSE(Check("builder-cgroup-off", {other})[0].status.ok());
+  EXPECT_FALSE(Check("builder-rootless-off", {GoodJob(sha, 1, "")})[0].status.ok());
+  JobEvidence other = RuncFailed("ABORTED: something else");
+  EXPECT_FALSE(Check("builder-rootless-off", {other, other})[0].status.ok());
+  rs = Check("builder-rootless-off", {RuncFailed(kRunc)});
+  EXPECT_THAT(rs[0].status, IsOk());
+  EXPECT_FALSE(rs[1].status.ok());
+  EXPECT_THAT(rs[1].summary, HasSubstr("after 1 of 2 jobs"));
+}
+
+// ---------------------------------------------------------------------------------------
+// The matrix
+
+TEST(MatrixTest, TwelveCellsAsMeasured) {
+  const std::vector<MatrixCell>& m = BuilderMatrix();
+  ASSERT_EQ(m.size(), 12u);
+  std::set<std::string> names;
+  for (const MatrixCell& c : m) names.insert(MatrixCellName(c));
+  EXPECT_EQ(names.size(), 12u);
+  auto cell = [&](const std::string& name) {
+    for (const MatrixCell& c : m) {
+      if (MatrixCellName(c) == name) return c;
+    }
+    ADD_FAILURE() << name;
+    return m[0];
+  };
+  EXPECT_EQ(cell("rootless-rw-run").outcome, MatrixOutcome::kBuilt);
+  EXPECT_STREQ(cell("rootless-rw-run-secret").step_uid, "1000 1000 1000 1000");
+  EXPECT_STREQ(cell("rootful-rw-run-secret").step_uid, "0 0 0 0");
+  EXPECT_EQ(cell("rootless-ro-run").outcome, MatrixOutcome::kRefused);
+  EXPECT_STREQ(cell("rootless-off-run-secret").text,
+               "runc run failed: no cgroup mount found in mountinfo");
+  EXPECT_EQ(cell("rootful-ro-run").outcome, MatrixOutcome::kStepFailed);
+  EXPECT_EQ(cell("rootful-off-run").outcome, MatrixOutcome::kDaemonFailed);
+  // One VM per row: six matrix groups of two jobs, plus the undelegated one.
+  int rows = 0;
+  for (const BuilderGroup& g : BuilderGroups()) {
+    if (g.builder_mode.empty()) continue;
+    ++rows;
+    if (g.name == "builder-rootless-undelegated") {
+      EXPECT_FALSE(g.delegate_cgroup);
+      EXPECT_EQ(g.scenario_names.size(), 1u);
+    } else {
+      EXPECT_TRUE(g.delegate_cgroup);
+      EXPECT_EQ(g.scenario_names.size(), 2u) << g.name;
+    }
+  }
+  EXPECT_EQ(rows, 7);
+}
+
+TEST(MatrixTest, FindStepUidLine) {
+  absl::StatusOr<StepUidLine> l = FindStepUidLine(
+      "#5 0.1 step\nkiln: RUN step process 4242 (sleep): Uid 1000 1000 1000 1000 in cgroup "
+      "/kiln-builder/abc\nmore\n");
+  ASSERT_THAT(l.status(), IsOk());
+  EXPECT_EQ(l->uids, "1000 1000 1000 1000");
+  EXPECT_EQ(l->comm, "sleep");
+  EXPECT_EQ(l->cgroup, "/kiln-builder/abc");
+  EXPECT_EQ(FindStepUidLine("kiln: RUN step process 1 (sh) Uid 0").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(FindStepUidLine("").status().code(), absl::StatusCode::kNotFound);
+}
+
+JobEvidence BuiltWithUid(const std::string& uids, bool secret_probes) {
+  JobEvidence ev = GoodJob(Sha256Hex(kSecret), secret_probes ? 1 : 0, "");
+  auto add = [&](const std::string& t) {
+    ev.response.logs.push_back({agent::LogStream::kSystem, 9, t});
+  };
+  add("kiln: RUN step process 77 (sleep): Uid " + uids + " in cgroup /kiln-builder/x");
+  if (secret_probes) {
+    for (const char* p : kMatrixGuestPaths) add(std::string("#6 1.0 kiln-guest-path-absent ") + p);
+    add("#6 1.1 kiln-secret-files: /run/secrets/build_token end");
+  }
+  return ev;
+}
+
+TEST(MatrixTest, BuiltCellsPinTheStepUidAndTheSecretConfinement) {
+  std::vector<ScenarioResult> rs =
+      Check("builder-rootless-rw", {BuiltWithUid("1000 1000 1000 1000", false),
+                                    BuiltWithUid("1000 1000 1000 1000", true)});
+  ASSERT_EQ(rs.size(), 2u);
+  EXPECT_THAT(rs[0].status, IsOk()) << rs[0].summary;
+  EXPECT_THAT(rs[1].status, IsOk()) << rs[1].summary;
+  EXPECT_THAT(rs[0].summary, HasSubstr("Uid 1000 1000 1000 1000 in /kiln-builder/x"));
+  // A rootless step running as guest root fails the row; rootful wants uid 0.
+  rs = Check("builder-rootless-rw", {BuiltWithUid("0 0 0 0", false), BuiltWithUid("0 0 0 0", true)});
+  EXPECT_EQ(Passed(rs), 0);
+  EXPECT_THAT(rs[0].summary, HasSubstr("has Uid 0 0 0 0"));
+  EXPECT_EQ(Passed(Check("builder-rootful-rw",
+                         {BuiltWithUid("0 0 0 0", false), BuiltWithUid("0 0 0 0", true)})),
+            2);
+  // No uid line at all: fails.
+  EXPECT_FALSE(Check("builder-rootful-rw", {GoodJob(Sha256Hex(kSecret), 1, ""),
+                                            BuiltWithUid("0 0 0 0", true)})[0]
+                   .status.ok());
+  // The step saw a guest secret dir, or found a second build_token: fails.
+  JobEvidence saw = BuiltWithUid("1000 1000 1000 1000", true);
+  for (agent::Log& l : saw.response.logs) {
+    if (absl::StrContains(l.text, "absent /run/user/1000")) {
+      l.text = "#6 1.0 kiln-guest-path-visible /run/user/1000";
+    }
+  }
+  rs = Check("builder-rootless-rw", {BuiltWithUid("1000 1000 1000 1000", false), saw});
+  EXPECT_FALSE(rs[1].status.ok());
+  EXPECT_THAT(rs[1].summary, HasSubstr("/run/user/1000"));
+  JobEvidence two = BuiltWithUid("1000 1000 1000 1000", true);
+  two.response.logs.back().text =
+      "#6 1.1 kiln-secret-files: /run/secrets/build_token /tmp/build_token end";
+  EXPECT_FALSE(Check("builder-rootless-rw", {BuiltWithUid("1000 1000 1000 1000", false), two})[1]
+                   .status.ok());
+}
+
+TEST(MatrixTest, RefusedAndFailedCellsAreExact) {
+  const absl::Status ro = absl::FailedPreconditionError(
+      "job refused before BuildKit ran: rootless builder: /sys/fs/cgroup is a read-only "
+      "cgroup2 mount ...");
+  std::vector<ScenarioResult> rs = Check("builder-rootless-ro", {Refused(ro), Refused(ro)});
+  EXPECT_EQ(Passed(rs), 2) << rs[0].summary;
+  // Built instead of refused (the raw stack's behaviour): fails.
+  EXPECT_EQ(Passed(Check("builder-rootless-ro", {BuiltWithUid("1000 1000 1000 1000", false),
+                                                 BuiltWithUid("1000 1000 1000 1000", true)})),
+            0);
+  // Another code with the same text: fails.
+  EXPECT_EQ(Passed(Check("builder-rootless-ro",
+                         {Refused(absl::InvalidArgumentError(ro.message())),
+                          Refused(absl::InvalidArgumentError(ro.message()))})),
+            0);
+  JobEvidence rofs = RuncFailed(
+      "runc run failed: unable to start container process: unable to apply cgroup "
+      "configuration: mkdir /sys/fs/cgroup/docker: read-only file system");
+  EXPECT_EQ(Passed(Check("builder-rootful-ro", {rofs, rofs})), 2);
+  rofs.response.result->exit_status = 2;
+  EXPECT_EQ(Passed(Check("builder-rootful-ro", {rofs, rofs})), 0);
+  // The undelegated group: the agent's refusal naming the delegation.
+  const absl::Status und = absl::FailedPreconditionError(
+      "job refused before BuildKit ran: rootless builder: cgroup2 is mounted read-write but no "
+      "subtree is delegated to uid 1000 ...");
+  EXPECT_THAT(Check("builder-rootless-undelegated", {Refused(und)})[0].status, IsOk());
+  EXPECT_FALSE(Check("builder-rootless-undelegated", {Refused(ro)})[0].status.ok());
+}
+
+TEST(MatrixTest, ResultsAndTable) {
+  std::vector<BuilderGroupOutcome> groups;
+  for (const char* name : {"builder-rootless-rw", "builder-rootful-off"}) {
+    BuilderGroupOutcome g;
+    g.name = name;
+    g.secret_sha256 = Sha256Hex(kSecret);
+    std::vector<JobEvidence> ev =
+        g.name == "builder-rootful-off"
+            ? std::vector<JobEvidence>{DaemonFailed(), DaemonFailed()}
+            : std::vector<JobEvidence>{BuiltWithUid("1000 1000 1000 1000", false),
+                                       BuiltWithUid("1000 1000 1000 1000", true)};
+    for (JobEvidence& e : ev) {
+      e.response.send_to_result = absl::Milliseconds(1234);
+      g.run.jobs.push_back(e.response);
+    }
+    g.evidence = ev;
+    g.scenarios = Group(name).checks(g, kSecret);
+    groups.push_back(g);
+  }
+  std::vector<MatrixCellResult> m = MatrixResults(groups);
+  ASSERT_EQ(m.size(), 4u);
+  EXPECT_EQ(MatrixCellName(m[0].cell), "rootless-rw-run");
+  EXPECT_EQ(MatrixCellName(m[3].cell), "rootful-off-run-secret");
+  for (const MatrixCellResult& c : m) {
+    EXPECT_THAT(c.status, IsOk()) << c.observed;
+    EXPECT_EQ(c.ms, 1234);
+  }
+  const std::string t = FormatBuilderMatrix(m);
+  EXPECT_THAT(t, HasSubstr("rootless  rw+d    no secret       PASS       1234  exit 0, step "
+                           "sleep Uid 1000 1000 1000 1000"));
+  EXPECT_THAT(t, HasSubstr("rootful   off     with secret     PASS       1234  exit 1: failed "
+                           "to start daemon: Devices cgroup isn't mounted"));
 }
 
 }  // namespace

@@ -1,7 +1,12 @@
 // File: harness/builder_vm_test.cc
 // VM tests (tag `vm`): each case boots a real builder VM (kernel + initrd + builder disk with
 // the agent, dockerd/BuildKit, containerd, runc) and runs one group of
-// harness/builder_scenarios.h: real BuildKit builds with secrets, sent over the agent channel.
+// harness/builder_scenarios.h: real BuildKit builds with secrets, sent over the agent channel,
+// and the rootless/rootful x cgroup rw/ro/off matrix, one VM per row. The default disk is the
+// Debian 13 builder (//images/rootfs:builder_trixie_disk) and the default mode rootless
+// (production's); --builder_mode=rootful with the Debian 12 disk is
+// //harness:builder_bookworm_vm_test (manual; reference and secrets groups only: the matrix is
+// Debian 13's).
 // The backend comes from --vmm (harness/vmm_select.h): //harness:builder_vm_test runs QEMU
 // (TCG here; virtio-serial channel), //harness:builder_ch_vm_test runs Cloud Hypervisor (KVM
 // hosts only; hybrid vsock channel, the agent on AF_VSOCK). The builder client picks the
@@ -35,6 +40,9 @@ ABSL_FLAG(std::string, vmm, "qemu", "VMM backend: qemu, cloud-hypervisor or auto
 ABSL_FLAG(std::string, ch_binary, "cloud-hypervisor", "Cloud Hypervisor executable");
 ABSL_FLAG(int, memory_mib, 1024, "builder VM memory, MiB");
 ABSL_FLAG(std::string, agent_flags, "", "extra agent flags, e.g. --prewarm=false (A/B runs)");
+ABSL_FLAG(std::string, builder_mode, "rootless",
+          "the agent's --builder_mode for the groups without their own (reference, secrets): "
+          "rootless or rootful");
 
 namespace kiln::harness {
 namespace {
@@ -79,6 +87,11 @@ class BuilderVmTest : public ::testing::TestWithParam<BuilderGroup> {
     in_.vm.memory_mib = absl::GetFlag(FLAGS_memory_mib);
     in_.vm.memory_flag = "--memory_mib";
     in_.vm.agent_flags = absl::GetFlag(FLAGS_agent_flags);
+    in_.vm.builder_mode = absl::GetFlag(FLAGS_builder_mode);
+    // Sized for 2 vCPUs under TCG on a loaded 2-core host: the rootless daemon start alone
+    // took 11-17 s (ROOTLESS.md), a matrix row runs two builds.
+    in_.vm.deadline = absl::Seconds(420);
+    ASSERT_TRUE(ValidateBuilderVmOptions(in_.vm).ok()) << ValidateBuilderVmOptions(in_.vm);
     ASSERT_TRUE(ValidateBuilderScenarioInputs(in_).ok())
         << ValidateBuilderScenarioInputs(in_).ToString();
   }

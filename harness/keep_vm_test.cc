@@ -276,12 +276,14 @@ TEST_F(KeepVmTest, FailedBuilderIsKeptExecdAndRemoved) {
   EXPECT_TRUE(absl::StrContains(mountinfo, " - cgroup2 ")) << mountinfo;
 
   absl::SleepFor(absl::Seconds(2));  // again idle between two host sessions
-  // The agent wiped the job's secrets (it was sent one): the secret dir has no files.
+  // The agent wiped the job's secrets (it was sent one): the secret dirs of both modes
+  // (rootful /run/kiln-secrets, rootless per-job dirs under the build user's runtime dir)
+  // hold no files with it, and nothing under /run, /dev/shm or the build user's home does.
   auto [ls_code, ls] = ExecCapture(
       rec.channel_socket,
       {"sh", "-c", "for d in /run/kiln-secrets /dev/shm/kiln-secrets; do "
                    "[ -d $d ] && ls -A $d; done; grep -rl kiln-keep-secret-4f1c /run /dev/shm "
-                   "2>/dev/null; echo done"});
+                   "/home/builder 2>/dev/null; echo done"});
   EXPECT_EQ(ls_code, 0) << ls;
   EXPECT_EQ(ls, "done\n") << "secret files left in the kept builder";
 

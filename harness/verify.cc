@@ -4,8 +4,12 @@
 //   suite cgroup   the cgroup scenarios (harness/scenarios.h): cgroup2 rw / ro / off (negative
 //                  control) / a bad kiln.* value, in VMs booted from the cgroup test root;
 //   suite builder  the builder scenarios (harness/builder_scenarios.h): builder VMs booted from
-//                  the builder disk run real BuildKit builds with secrets sent by the host over
-//                  the agent's channel; leak scans of the image and logs; refusals; cgroup=off.
+//                  the builder disk (Debian 13, the daemon rootless as uid 1000 by default)
+//                  run real BuildKit builds with secrets sent by the host over the agent's
+//                  channel; leak scans of the image and logs; refusals; and the matrix
+//                  {rootless, rootful} x {cgroup rw, ro, off} x {RUN, RUN with a secret},
+//                  printed as a table. --builder_root=debian12 runs the reference and secrets
+//                  groups rootful on the Debian 12 disk instead (no matrix: it is Debian 13's).
 //
 // Prints a report: kernel, VMM (and why it was chosen), machine/accel, each check PASS/FAIL
 // with its duration, the builder phase timings. Exit status 0 if every check passed, 1 if any
@@ -45,7 +49,16 @@ ABSL_FLAG(std::string, initrd, "", "kiln initrd (default: //images:initrd)");
 ABSL_FLAG(std::string, root_disk, "",
           "ext4 cgroup test root disk (default: //images/rootfs:testroot_disk)");
 ABSL_FLAG(std::string, builder_disk, "",
-          "ext4 builder root disk with the agent (default: //images/rootfs:builder_disk)");
+          "ext4 Debian 13 builder root disk with the agent (default: "
+          "//images/rootfs:builder_trixie_disk)");
+ABSL_FLAG(std::string, builder_disk_debian12, "",
+          "ext4 Debian 12 builder root disk (default: //images/rootfs:builder_disk)");
+ABSL_FLAG(std::string, builder_root, "debian13",
+          "builder root: debian13 (--builder_disk; rootless by default, and the matrix) or "
+          "debian12 (--builder_disk_debian12; rootful only, no matrix)");
+ABSL_FLAG(std::string, builder_mode, "",
+          "the agent's --builder_mode for the reference and secrets groups: rootless or "
+          "rootful (default: rootless on debian13, rootful on debian12)");
 ABSL_FLAG(std::string, busybox_image, "",
           "docker-archive base image the builds preload (default: //harness:busybox_image)");
 ABSL_FLAG(std::string, examples_readme, "",
@@ -114,9 +127,26 @@ int Main() {
       return 2;
     }
   }
+  const std::string builder_root = absl::GetFlag(FLAGS_builder_root);
+  if (builder_root != "debian13" && builder_root != "debian12") {
+    std::cerr << "verify: --builder_root=" << builder_root << ": want debian13 or debian12\n";
+    return 2;
+  }
+  const bool debian13 = builder_root == "debian13";
   BuilderScenarioInputs builder_in;
   builder_in.artifacts = {artifacts.kernel, artifacts.initrd,
-                          absl::GetFlag(FLAGS_builder_disk)};
+                          absl::GetFlag(debian13 ? FLAGS_builder_disk
+                                                 : FLAGS_builder_disk_debian12)};
+  builder_in.vm.builder_mode = absl::GetFlag(FLAGS_builder_mode);
+  if (builder_in.vm.builder_mode.empty()) {
+    builder_in.vm.builder_mode = debian13 ? kBuilderModeRootless : kBuilderModeRootful;
+  }
+  // 2 vCPUs under TCG on a loaded host: a rootless daemon start alone took 11-17 s.
+  builder_in.vm.deadline = absl::Seconds(420);
+  if (absl::Status s = ValidateBuilderVmOptions(builder_in.vm); !s.ok()) {
+    std::cerr << "verify: " << s.message() << "\n";
+    return 2;
+  }
   builder_in.busybox_image = absl::GetFlag(FLAGS_busybox_image);
   builder_in.examples_dir = Dirname(absl::GetFlag(FLAGS_examples_readme));
   builder_in.vm.vcpus = absl::GetFlag(FLAGS_vcpus);
@@ -242,7 +272,11 @@ int Main() {
                                    vsock->status.ok() ? "passed" : "FAILED",
                                    absl::ToInt64Milliseconds(vsock->duration));
     }
-    const std::vector<BuilderGroup>& all = BuilderGroups();
+    std::vector<BuilderGroup> all;
+    for (const BuilderGroup& g : BuilderGroups()) {
+      // The matrix groups (their own builder_mode) are measured on the Debian 13 disk.
+      if (debian13 || g.builder_mode.empty()) all.push_back(g);
+    }
     for (size_t i = 0; i < all.size(); ++i) {
       std::cerr << absl::StrFormat("verify: builder [%d/%d] booting builder VM %s ...\n", i + 1,
                                    all.size(), all[i].name);
@@ -284,7 +318,9 @@ int Main() {
     }
   }
   if (run_builder) {
-    std::cout << "\n  suite builder: BuildKit builds with secrets in builder VMs\n";
+    std::cout << "\n  suite builder: BuildKit builds with secrets in builder VMs ("
+              << (debian13 ? "Debian 13" : "Debian 12") << " builder, "
+              << builder_in.vm.builder_mode << " by default)\n";
     if (vsock) {
       ++checks;
       if (!vsock->status.ok()) ++failed;
@@ -304,6 +340,11 @@ int Main() {
         ++failed;
       }
     }
+  }
+  if (run_builder && debian13) {
+    std::cout << "\n  builder matrix (Debian 13: dockerd 26.1, BuildKit 0.13, runc 1.1.15; one VM "
+                 "per row, expected outcomes in harness/builder_scenarios.cc BuilderMatrix)\n"
+              << FormatBuilderMatrix(MatrixResults(groups));
   }
   std::cout << absl::StrFormat("\n%d checks: %d passed, %d failed\n", checks, checks - failed,
                                failed);
