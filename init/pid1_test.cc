@@ -5,8 +5,6 @@
 #include <errno.h>
 #include <signal.h>
 
-#include <algorithm>
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
@@ -32,6 +30,14 @@ int Count(const std::string& console, absl::string_view prefix) {
   int n = 0;
   for (const std::string& l : Lines(console)) n += absl::StartsWith(l, prefix);
   return n;
+}
+
+// CallIndex: the index of the first recorded call containing `text`; calls.size() if none.
+size_t CallIndex(const FakeSys& sys, absl::string_view text) {
+  for (size_t i = 0; i < sys.calls.size(); ++i) {
+    if (absl::StrContains(sys.calls[i], text)) return i;
+  }
+  return sys.calls.size();
 }
 
 FakeSys WithCmdline(const std::string& cmdline) {
@@ -126,15 +132,11 @@ TEST(RunPid1Test, DelegateAfterCgroupMountBeforeModules) {
                         "gid=1000 controllers=cpu,cpuset,io,memory,pids\n"));
   EXPECT_EQ(Count(sys.console, "KILN-INIT: fatal"), 0);
   EXPECT_THAT(sys.console, HasSubstr("KILN-INIT: exit status=0"));
-  auto at = [&](const std::string& call) {
-    return std::find(sys.calls.begin(), sys.calls.end(), call) - sys.calls.begin();
-  };
-  size_t cgroup_mount = std::find_if(sys.calls.begin(), sys.calls.end(), [](const std::string& c) {
-                          return absl::StartsWith(c, "mount cgroup2 ");
-                        }) - sys.calls.begin();
-  size_t write = at("write /sys/fs/cgroup/cgroup.subtree_control +cpu +cpuset +io +memory +pids");
-  size_t chown = at("chown /sys/fs/cgroup/kiln-builder/cgroup.threads 1000:1000");
-  size_t module = at("finit_module /m/tun.ko");
+  size_t cgroup_mount = CallIndex(sys, "mount cgroup2 ");
+  size_t write =
+      CallIndex(sys, "write /sys/fs/cgroup/cgroup.subtree_control +cpu +cpuset +io +memory +pids");
+  size_t chown = CallIndex(sys, "chown /sys/fs/cgroup/kiln-builder/cgroup.threads 1000:1000");
+  size_t module = CallIndex(sys, "finit_module /m/tun.ko");
   ASSERT_LT(module, sys.calls.size());
   EXPECT_LT(cgroup_mount, write);
   EXPECT_LT(write, chown);
@@ -192,14 +194,9 @@ TEST(RunPid1Test, TunNodeAfterModulesBeforeRootSwitch) {
   EXPECT_EQ(Count(sys.console, "KILN-INIT: fatal"), 0);
   EXPECT_THAT(sys.console,
               HasSubstr("KILN-INIT: step=devices node=/dev/net/tun char=10:200 mode=0666\n"));
-  auto at = [&](const std::string& call) {
-    return std::find(sys.calls.begin(), sys.calls.end(), call) - sys.calls.begin();
-  };
-  size_t module = at("finit_module /m/tun.ko");
-  size_t chmod = at("chmod /dev/net/tun 0666");
-  size_t bind_dev = std::find_if(sys.calls.begin(), sys.calls.end(), [](const std::string& c) {
-                      return absl::StrContains(c, " /newroot/dev ");
-                    }) - sys.calls.begin();
+  size_t module = CallIndex(sys, "finit_module /m/tun.ko");
+  size_t chmod = CallIndex(sys, "chmod /dev/net/tun 0666");
+  size_t bind_dev = CallIndex(sys, " /newroot/dev ");
   ASSERT_LT(bind_dev, sys.calls.size());
   EXPECT_LT(module, chmod);
   EXPECT_LT(chmod, bind_dev);
