@@ -1,7 +1,6 @@
 // File: harness/builder_scenarios.cc
 #include "harness/builder_scenarios.h"
 
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -515,12 +514,6 @@ BuilderGroup UndelegatedGroup() {
 
 // ---------------------------------------------------------------------------------------
 
-std::string Sha256Hex(absl::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(md), len));
-}
 
 static_assert(4 + 87 / 3 * 4 == kTokenSecretBytes, "ghp_ + base64 of 87 bytes");
 

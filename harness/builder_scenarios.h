@@ -72,6 +72,7 @@
 #include "harness/builder_client.h"
 #include "harness/leak_scan.h"
 #include "harness/runner.h"
+#include "images/oci/digest.h"
 
 namespace kiln::harness {
 
@@ -108,8 +109,9 @@ struct BuilderScenarioInputs {
 // ValidateBuilderScenarioInputs(in): OK, or InvalidArgument/NotFound naming what is missing.
 absl::Status ValidateBuilderScenarioInputs(const BuilderScenarioInputs& in);
 
-// Sha256Hex(data): lowercase hex SHA-256 (what `sha256sum` prints). Pure.
-std::string Sha256Hex(absl::string_view data);
+// Sha256Hex(data): lowercase hex SHA-256 (what `sha256sum` prints), the OCI library's
+// (images/oci/digest.h). Pure.
+using ::kiln::oci::Sha256Hex;
 
 // JobEvidence: one job's response plus the scans of what came back (both secrets, merged;
 // LeakReport::where names the secret id).
