@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "agent/secret_forms.h"
+#include "images/oci/digest.h"
 #include "nlohmann/json.hpp"
 
 namespace kiln::harness {
@@ -166,10 +167,10 @@ absl::Status ScanLayer(Hits& hits, archive* outer, const std::string& name, Leak
   return absl::OkStatus();
 }
 
+// BlobName(digest): the blob's path in the archive (images/oci/digest.h BlobRelPath), or "" for
+// a digest without an algorithm. Not validated further: a scan reads what the archive holds.
 std::string BlobName(const std::string& digest) {
-  const size_t colon = digest.find(':');
-  if (colon == std::string::npos) return "";
-  return absl::StrCat("blobs/", digest.substr(0, colon), "/", digest.substr(colon + 1));
+  return digest.find(':') == std::string::npos ? "" : oci::BlobRelPath(digest);
 }
 
 // Walk(json, fn): every string value (and object key) in `j`.
