@@ -106,6 +106,7 @@ int main(int argc, char** argv) {
       std::exit(1);
     }
   };
+  fs::create_directories(out);  // its parents too; CreateLayoutDirs makes only the last level
   check(oci::CreateLayoutDirs(out.string()));
   oci::ImageConfig config;
   config.cmd = {"/bin/sh"};
