@@ -123,8 +123,9 @@ absl::Status ParseMount(absl::string_view value, int line, DockerfileInfo* info)
   if (has_env) {
     return absl::InvalidArgumentError(absl::StrCat(
         "Dockerfile line ", line,
-        ": secret mount option env= is not supported by dockerd 20.10's BuildKit (it fails "
-        "with \"unexpected key 'env'\"); read the file under /run/secrets/<id> instead"));
+        ": secret mount option env= is not supported by the built-in BuildKit of dockerd "
+        "20.10 or 26.1 (it fails with \"unexpected key 'env'\"); read the file under "
+        "/run/secrets/<id> instead"));
   }
   if (id.empty()) {
     if (target.empty()) {

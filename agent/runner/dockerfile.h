@@ -9,10 +9,11 @@
 // the escape character, case-insensitive instructions, RUN flags before the command, the CSV
 // syntax of --mount values).
 //
-// Secret-mount keys understood by dockerd 20.10's built-in frontend (measured): id, target
-// (aliases dst, destination), required, mode, uid, gid. `env=` does NOT exist there: the build
-// fails with `dockerfile parse error line N: unexpected key 'env' in 'env=X'`; the scanner
-// refuses it up front with the same meaning.
+// Secret-mount keys understood by the built-in frontend of dockerd 20.10 and 26.1 (measured):
+// id, target (aliases dst, destination), required, mode, uid, gid. `env=` does NOT exist in
+// either: 20.10 fails with `dockerfile parse error line N: unexpected key 'env' in 'env=X'`,
+// 26.1 (BuildKit 0.13) with `ERROR: failed to solve: unexpected key 'env' in 'env=X'`; the
+// scanner refuses it up front with the same meaning.
 //
 // Example:
 //
@@ -52,7 +53,7 @@ struct DockerfileInfo {
 // kMaxDockerfileBytes or has a NUL byte, when a secret mount has an invalid id (see
 // ValidateSecretId; variable references such as `id=$X` are refused, since they cannot be
 // checked before the build) or neither id nor target, or uses `env=` (unsupported by dockerd
-// 20.10); FailedPrecondition when it has a `# syntax=` directive.
+// 20.10 and 26.1); FailedPrecondition when it has a `# syntax=` directive.
 absl::StatusOr<DockerfileInfo> ScanDockerfile(absl::string_view text);
 
 // CheckSecretsDelivered(info, secrets): OK iff every secret id used by a RUN mount is a key of

@@ -43,6 +43,8 @@ constexpr char kUsage[] =
     "  --secret-dir DIR         tmpfs dir for secret files (default /run or /dev/shm)\n"
     "  --deadline-ms N          whole-build deadline (default 600000)\n"
     "  --no-cache               run every step\n"
+    "  --builder-mode M         rootful (default here: root dockerd + own containerd) or\n"
+    "                           rootless (dockerd-rootless.sh as uid 1000; runner/rootless.h)\n"
     "  --make-busybox-image OUT write a busybox docker-archive tagged kiln-busybox:1 (from\n"
     "                           /bin/busybox) to OUT and exit; load it with --preload OUT\n"
     "  --help                   this text\n";
@@ -144,6 +146,13 @@ int main(int argc, char** argv) {
       }
     } else if (a == "--no-cache") {
       spec.no_cache = true;
+    } else if (a == "--builder-mode") {
+      const std::string m = need(i);
+      if (!kiln::agent::runner::ParseBuilderMode(m, &spec.mode)) {
+        std::cerr << "kiln-build: --builder-mode must be rootless or rootful, got \"" << m
+                  << "\"\n";
+        return 2;
+      }
     } else {
       std::cerr << "kiln-build: unknown argument " << a << "\n" << kUsage;
       return 2;
