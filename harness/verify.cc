@@ -24,6 +24,7 @@
 #include <cerrno>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -77,7 +78,7 @@ ABSL_FLAG(std::string, log_dir, "",
           "a new /tmp/kiln-verify-XXXXXX)");
 ABSL_FLAG(int, vcpus, 2, "vCPUs per VM");
 ABSL_FLAG(bool, keep_failed_builders, false,
-          "keep a builder VM whose build failed running for `kilnctl builders` (issue 6)");
+          "keep a builder VM whose build failed running for `kilnctl builders`");
 ABSL_FLAG(int, keep_ttl_s, 1800, "time to live of a kept builder, seconds");
 ABSL_FLAG(int, keep_max, 3, "cap on kept builders (the oldest is reaped first)");
 ABSL_FLAG(std::string, state_dir, "",
@@ -198,6 +199,14 @@ int Main() {
       return 2;
     }
     dir = tmpl;
+  }
+  {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);  // --log_dir=a/new/dir is made, parents too
+    if (ec) {
+      std::cerr << "verify: cannot create --log_dir " << dir << ": " << ec.message() << "\n";
+      return 2;
+    }
   }
   builder_in.work_dir = dir + "/builder-work";
   if (run_builder) {
