@@ -1,5 +1,5 @@
 // protocol_benchmark: micro benchmarks of the agent wire protocol (//agent:protocol,
-// agent/PROTOCOL.md; benchmarks/micro.h): CRC-32C, frame encoding, streaming frame decoding
+// agent/PROTOCOL.md; benchmarks/micro/micro.h): CRC-32C, frame encoding, streaming frame decoding
 // of a 1 MiB transfer fed in 4 KiB reads (as a build context arrives over virtio-serial), and
 // the Log message codec (one live build-log line).
 //
@@ -12,7 +12,7 @@
 #include "agent/protocol/crc32c.h"
 #include "agent/protocol/frame.h"
 #include "agent/protocol/messages.h"
-#include "benchmarks/micro.h"
+#include "benchmarks/micro/micro.h"
 
 namespace kiln::agent {
 namespace {

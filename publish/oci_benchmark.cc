@@ -1,4 +1,4 @@
-// oci_benchmark: micro benchmarks of publish/oci.h (benchmarks/micro.h): SHA-256 content
+// oci_benchmark: micro benchmarks of publish/oci.h (benchmarks/micro/micro.h): SHA-256 content
 // digests of a blob, and parsing / annotating an image manifest of 32 layers (what the
 // publisher does for every push).
 //
@@ -9,7 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "benchmarks/micro.h"
+#include "benchmarks/micro/micro.h"
 #include "publish/oci.h"
 
 namespace kiln::publish {

@@ -1,5 +1,5 @@
 // File: agent/runner/redact_benchmark.cc
-// redact_benchmark: micro benchmarks (benchmarks/micro.h) of the log redactor on 1 MiB of
+// redact_benchmark: micro benchmarks (benchmarks/micro/micro.h) of the log redactor on 1 MiB of
 // realistic BuildKit plain progress output (interleaved steps, "#<step> <seconds> " prefixes,
 // package-manager and compiler lines, hex digests, a base64 blob that is not the secret), fed
 // in 64 KiB reads as runner.cc reads docker build's output, against a plain copy of the same
@@ -14,7 +14,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "agent/runner/redact.h"
-#include "benchmarks/micro.h"
+#include "benchmarks/micro/micro.h"
 
 namespace kiln::agent::runner {
 namespace {

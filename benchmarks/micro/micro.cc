@@ -1,4 +1,4 @@
-#include "benchmarks/micro.h"
+#include "benchmarks/micro/micro.h"
 
 #include <benchmark/benchmark.h>
 #include <valgrind/callgrind.h>
@@ -120,7 +120,7 @@ int MicroMain(int argc, char** argv) {
         return 2;
       }
     } else if (absl::StartsWith(a, "--kiln_")) {
-      std::fprintf(stderr, "unknown flag %s (see benchmarks/micro.h)\n", argv[i]);
+      std::fprintf(stderr, "unknown flag %s (see benchmarks/micro/micro.h)\n", argv[i]);
       return 2;
     } else {
       rest.push_back(argv[i]);

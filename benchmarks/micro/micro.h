@@ -1,4 +1,4 @@
-// File: benchmarks/micro.h
+// File: benchmarks/micro/micro.h
 // -----------------------------------------------------------------------------
 //
 // kiln's micro benchmark registry: one operation is registered once and becomes both
@@ -22,8 +22,8 @@
 //   --kiln_repetitions=N    count-case repetitions (default 1)
 //   --kiln_slowdown=RE      test flag: operations matching RE run twice per call (a
 //                           deliberate regression for compare's tests); empty: none
-#ifndef KILN_BENCHMARKS_MICRO_H_
-#define KILN_BENCHMARKS_MICRO_H_
+#ifndef KILN_BENCHMARKS_MICRO_MICRO_H_
+#define KILN_BENCHMARKS_MICRO_MICRO_H_
 
 #include <cstdint>
 #include <functional>
@@ -58,4 +58,4 @@ int MicroMain(int argc, char** argv);
   [[maybe_unused]] static const bool KILN_MICRO_CONCAT(kiln_micro_, __LINE__) = \
       ::kiln::bench::RegisterMicro(name, __VA_ARGS__)
 
-#endif  // KILN_BENCHMARKS_MICRO_H_
+#endif  // KILN_BENCHMARKS_MICRO_MICRO_H_

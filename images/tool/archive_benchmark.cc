@@ -1,4 +1,4 @@
-// archive_benchmark: micro benchmarks of kiln-image's library (benchmarks/micro.h): manifest
+// archive_benchmark: micro benchmarks of kiln-image's library (benchmarks/micro/micro.h): manifest
 // parsing and planning, and deterministic archive writing (newc cpio as in an initrd, with and
 // without gzip; ustar as in an OCI layer). Inputs are synthetic but shaped like an initrd:
 // a directory tree of 512 files of 128 B .. 8 KiB (~1 MiB) of compressible, deterministic content, read
@@ -13,7 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "benchmarks/micro.h"
+#include "benchmarks/micro/micro.h"
 #include "images/tool/archive.h"
 #include "images/tool/manifest.h"
 
