@@ -44,7 +44,10 @@ constexpr const char* kUsage = R"(usage: publish --version X.Y.Z [options]
 
 Publishes the builder OCI image under an immutable semver version.
 
-  --version X.Y.Z        strict semver (required)
+  --version X.Y.Z        strict semver (required); its tag is the version with "+"
+                         (build metadata) written "_", as Helm does: 1.2.3+b.7 is
+                         tagged 1.2.3_b.7 (a tag may not hold "+"); a version longer
+                         than a tag's 128 characters is refused (exit 2)
   --registry H[:P]/REPO  push to this registry repository (OCI distribution-spec);
                          without it, write to the local OCI layout of --oci-dir
   --oci-dir DIR          local OCI image layout to publish into when no --registry
@@ -231,6 +234,9 @@ int Main(int argc, char** argv) {
   if (f.version.empty()) return Fail(kExitUsage, "--version is required (see --help)");
   absl::StatusOr<SemVer> version = SemVer::Parse(f.version);
   if (!version.ok()) return Fail(kExitUsage, version.status().message());
+  if (absl::Status s = ValidateTag(version->Tag()); !s.ok())
+    return Fail(kExitUsage, absl::StrCat("version ", version->ToString(),
+                                         " cannot be published: ", s.message()));
   if (f.tls && f.plain_http) return Fail(kExitUsage, "--tls and --plain-http exclude each other");
   if (f.layout.empty()) return Fail(kExitUsage, "--layout DIR is required (the image to publish)");
   if (f.registry.empty() && (!f.username.empty() || f.tls || f.plain_http || !f.ca_cert.empty()))

@@ -70,16 +70,18 @@ TagDecision DecideTags(const TagRequest& req, const VersionLock& lock, absl::str
                        const std::map<std::string, std::string>& existing) {
   TagDecision d;
   const std::string version = req.version.ToString();
+  const std::string tag = req.version.Tag();  // the version's tag ("+" -> "_")
+  const std::string as_tag = tag == version ? "" : absl::StrCat(" (tag ", tag, ")");
   auto refuse = [&](absl::Status s) {
     d.refused = true;
     d.status = std::move(s);
     d.note = std::string(d.status.message());
     return d;
   };
-  auto tag_it = existing.find(version);
+  auto tag_it = existing.find(tag);
   if (tag_it != existing.end() && tag_it->second != req.digest) {
     return refuse(absl::AlreadyExistsError(absl::StrCat(
-        "version ", version, " already points to ", tag_it->second, " in ", target,
+        "version ", version, as_tag, " already points to ", tag_it->second, " in ", target,
         "; this image is ", req.digest, ". Versions are immutable: publish a new version")));
   }
   auto lock_it = lock.versions.find(version);
@@ -111,8 +113,8 @@ TagDecision DecideTags(const TagRequest& req, const VersionLock& lock, absl::str
   if (!mirror) {
     std::optional<SemVer> newest = lock.Newest();
     std::string newest_where = "the lock file";
-    for (const auto& [tag, digest] : existing) {
-      auto v = SemVer::Parse(tag);
+    for (const auto& [existing_tag, digest] : existing) {
+      auto v = SemVer::ParseTag(existing_tag);
       if (v.ok() && (!newest || *v > *newest)) {
         newest = *v;
         newest_where = std::string(target);
@@ -126,7 +128,7 @@ TagDecision DecideTags(const TagRequest& req, const VersionLock& lock, absl::str
   }
   d.push_image = true;
   d.record_in_lock = true;
-  d.tags.push_back(version);
+  d.tags.push_back(tag);
   for (const std::string& t : moving) d.tags.push_back(t);
   d.note = absl::StrCat("publishing ", version, " as ", req.digest, " (tags: ",
                         absl::StrJoin(d.tags, ", "), ")");

@@ -86,7 +86,7 @@ struct TagDecision {
                                       // --force) or AlreadyExists (version is immutable)
   bool noop = false;                  // nothing to write: the version already points here
   bool push_image = false;            // upload blobs and PUT the manifest by digest
-  std::vector<std::string> tags;      // tags to PUT, in order: the version first, then moving
+  std::vector<std::string> tags;      // tags to PUT, in order: the version's Tag() first, then moving
   bool record_in_lock = false;        // record version -> digest (and the target) in the lock
   std::string note;                   // human-readable summary of the decision
 };
@@ -100,9 +100,10 @@ struct TagDecision {
 //  3. Else, when the lock does not already hold version -> digest (a mirror push), the
 //     version must be newer than every version in the lock and every semver tag in
 //     `existing`; otherwise refused, FailedPrecondition, unless req.force.
-// `existing` maps the target's tags to their manifest digests; only the digests of the
-// version tag and the requested moving tags are read (others may be ""), and tags that are
-// not semver are ignored for ordering. `target` is "HOST[:PORT]/REPO" (or a layout path), used in messages.
+// The version's tag is SemVer::Tag() ("+" mapped to "_"); the lock is keyed by
+// SemVer::ToString(). `existing` maps the target's tags to their manifest digests; only the
+// digests of the version tag and the requested moving tags are read (others may be ""), and
+// tags that SemVer::ParseTag does not accept are ignored for ordering. `target` is "HOST[:PORT]/REPO" (or a layout path), used in messages.
 TagDecision DecideTags(const TagRequest& req, const VersionLock& lock, absl::string_view target,
                        const std::map<std::string, std::string>& existing);
 

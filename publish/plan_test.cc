@@ -121,6 +121,26 @@ TEST(DecideTagsTest, MirrorOfLockedVersionToNewTargetIsAllowed) {
   EXPECT_THAT(d.tags, ElementsAre("1.0.0"));
 }
 
+// The version's tag is SemVer::Tag() ("+" -> "_"); the lock keeps the semver spelling, and a
+// registry tag written that way counts as that version for immutability and ordering.
+TEST(DecideTagsTest, BuildMetadataIsTaggedWithUnderscore) {
+  TagDecision d = DecideTags(Req("1.2.3+build.5", kA), {}, "r/x", {});
+  EXPECT_FALSE(d.refused);
+  EXPECT_THAT(d.tags, ElementsAre("1.2.3_build.5"));
+
+  d = DecideTags(Req("1.2.3+build.5", kA), {}, "r/x", {{"1.2.3_build.5", kB}});
+  EXPECT_TRUE(d.refused);
+  EXPECT_THAT(d.status, StatusIs(absl::StatusCode::kAlreadyExists,
+                                 HasSubstr("version 1.2.3+build.5 (tag 1.2.3_build.5) already")));
+
+  d = DecideTags(Req("1.2.3+build.5", kA), {}, "r/x", {{"1.2.3_build.5", kA}});
+  EXPECT_TRUE(d.noop);
+
+  d = DecideTags(Req("1.2.3", kA), {}, "r/x", {{"1.2.4_b", ""}});
+  EXPECT_THAT(d.status, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                 HasSubstr("not newer than 1.2.4+b")));
+}
+
 TEST(PlanBlobsTest, SkipsPresentMountsOrUploadsOthersAndDedups) {
   std::vector<Descriptor> blobs = {{"t", kA, 10, {}}, {"t", kB, 20, {}}, {"t", kA, 10, {}},
                                    {"c", kC, 5, {}}};

@@ -78,7 +78,14 @@ absl::Status LayoutTarget::Init() {
   return absl::OkStatus();
 }
 
+bool LayoutTarget::Exists() const {
+  struct stat st;
+  return stat((dir_ + "/index.json").c_str(), &st) == 0 ||
+         stat((dir_ + "/oci-layout").c_str(), &st) == 0;
+}
+
 absl::StatusOr<std::vector<std::string>> LayoutTarget::ListTags() {
+  if (!Exists()) return std::vector<std::string>();
   ASSIGN_OR_RETURN(std::vector<Descriptor> manifests, oci::ReadLayoutIndex(dir_));
   std::vector<std::string> tags;
   for (const Descriptor& m : manifests) {
@@ -89,6 +96,7 @@ absl::StatusOr<std::vector<std::string>> LayoutTarget::ListTags() {
 }
 
 absl::StatusOr<std::optional<std::string>> LayoutTarget::ResolveTag(absl::string_view tag) {
+  if (!Exists()) return std::optional<std::string>();
   ASSIGN_OR_RETURN(std::vector<Descriptor> manifests, oci::ReadLayoutIndex(dir_));
   for (const Descriptor& m : manifests) {
     auto it = m.annotations.find(std::string(oci::kAnnotationRefName));
@@ -185,6 +193,17 @@ absl::StatusOr<PublishResult> Publish(const PublishOptions& opts, PublishTarget*
   res.target = target->Name();
   res.dry_run = opts.dry_run;
 
+  // 0. The tags must be valid distribution-spec tags: a registry refuses a manifest PUT to
+  // anything else (docker-registry says HTTP 404) only after every blob went up.
+  std::vector<std::string> ours = {opts.version.Tag()};
+  if (opts.move_minor) ours.push_back(opts.version.MinorTag());
+  if (opts.move_latest) ours.push_back(std::string(kLatestTag));
+  for (const std::string& t : ours) {
+    if (absl::Status s = ValidateTag(t); !s.ok())
+      return absl::InvalidArgumentError(absl::StrCat("version ", opts.version.ToString(),
+                                                     " cannot be published: ", s.message()));
+  }
+
   // 1. The image, annotated.
   ASSIGN_OR_RETURN(oci::LayoutImage img, oci::ReadImageLayout(opts.layout_dir, opts.ref));
   std::map<std::string, std::string> annotations = opts.annotations;
@@ -200,9 +219,6 @@ absl::StatusOr<PublishResult> Publish(const PublishOptions& opts, PublishTarget*
   ASSIGN_OR_RETURN(std::vector<std::string> tags, target->ListTags());
   std::map<std::string, std::string> existing;
   for (const std::string& t : tags) existing[t] = "";  // digest needed only for ours
-  std::vector<std::string> ours = {opts.version.ToString()};
-  if (opts.move_minor) ours.push_back(opts.version.MinorTag());
-  if (opts.move_latest) ours.push_back(std::string(kLatestTag));
   for (const std::string& t : ours) {
     if (!existing.count(t)) continue;
     ASSIGN_OR_RETURN(std::optional<std::string> d, target->ResolveTag(t));

@@ -12,6 +12,10 @@
 //   4. upload, then PUT the manifest by digest (the registry checks all blobs are present)
 //   5. only then PUT the tags (version first, then moving tags), then update the lock file
 //
+// The version's tag is SemVer::Tag(): "+" (build metadata) becomes "_", which the
+// distribution-spec tag grammar allows; a version whose tag would still be invalid (longer
+// than 128 characters) is refused before step 1.
+//
 // A failure before step 5 leaves no tag written, so a tag never points at a partial image.
 //
 // Example:
@@ -97,12 +101,16 @@ class RegistryTarget : public PublishTarget {
 
 // LayoutTarget: a local OCI image layout directory as a target. Tags are index.json entries
 // annotated org.opencontainers.image.ref.name; blobs are copied (write to a temporary file,
-// then rename). Init() creates the layout if missing.
+// then rename). Init() creates the layout if missing; a layout not created yet (neither
+// index.json nor oci-layout exists, e.g. a fresh --oci-dir under --dry-run) holds no tags
+// and no blobs.
 class LayoutTarget : public PublishTarget {
  public:
   explicit LayoutTarget(std::string dir) : dir_(std::move(dir)) {}
   // Init(): creates DIR/oci-layout, DIR/index.json and DIR/blobs/sha256 when missing.
   absl::Status Init();
+  // Exists(): DIR/index.json or DIR/oci-layout exists.
+  bool Exists() const;
   std::string Name() const override { return "oci-layout:" + dir_; }
   std::optional<RegistryRef> Registry() const override { return std::nullopt; }
   absl::StatusOr<std::vector<std::string>> ListTags() override;
@@ -159,9 +167,11 @@ absl::StatusOr<VersionLock> ReadLockFile(const std::string& path);
 // WriteLockFile(path, lock): atomic replace (temporary file + rename).
 absl::Status WriteLockFile(const std::string& path, const VersionLock& lock);
 
-// Publish(opts, target): the steps in the file comment. Returns the policy's
-// AlreadyExists/FailedPrecondition when refused, InvalidArgument for a bad input layout, and
-// the target's errors otherwise.
+// Publish(opts, target): the steps in the file comment, after checking that every tag it
+// would write (the version's SemVer::Tag(), "MAJOR.MINOR", "latest") is a valid
+// distribution-spec tag (ValidateTag; InvalidArgument naming the version otherwise, before
+// anything is read or sent). Returns the policy's AlreadyExists/FailedPrecondition when
+// refused, InvalidArgument for a bad input layout, and the target's errors otherwise.
 absl::StatusOr<PublishResult> Publish(const PublishOptions& opts, PublishTarget* target);
 
 }  // namespace kiln::publish

@@ -190,5 +190,55 @@ TEST_F(PublishTest, LayoutTargetRoundTrip) {
   EXPECT_TRUE(again.noop);
 }
 
+// A version the policy accepts but whose tag the distribution spec does not (longer than
+// 128 characters) is refused before anything is read from or sent to the target.
+TEST_F(PublishTest, VersionWithoutAValidTagIsRefusedBeforeAnyUpload) {
+  opts_.version = *SemVer::Parse("1.0.0-" + std::string(130, 'a'));
+  EXPECT_THAT(Publish(opts_, &target_),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::AllOf(HasSubstr("cannot be published"),
+                                        HasSubstr("136 characters, at most 128"))));
+  EXPECT_THAT(target_.calls, IsEmpty());
+  EXPECT_FALSE(fs::exists(opts_.lock_path));
+}
+
+// Build metadata: the tag is written with "_" (registry and local layout alike), the lock
+// and the version annotation keep "+".
+TEST_F(PublishTest, BuildMetadataVersionIsTaggedWithUnderscore) {
+  opts_.version = *SemVer::Parse("1.0.0+build.7");
+  ASSERT_OK_AND_ASSIGN(PublishResult r, Publish(opts_, &target_));
+  EXPECT_THAT(r.tags, ElementsAre("1.0.0_build.7"));
+  EXPECT_EQ(target_.tags["1.0.0_build.7"], r.digest);
+  ASSERT_OK_AND_ASSIGN(VersionLock lock, ReadLockFile(opts_.lock_path));
+  EXPECT_EQ(lock.versions["1.0.0+build.7"].digest, r.digest);
+  target_.calls.clear();
+  ASSERT_OK_AND_ASSIGN(PublishResult again, Publish(opts_, &target_));
+  EXPECT_TRUE(again.noop);
+
+  LayoutTarget out((root_ / "out").string());
+  ASSERT_OK(out.Init());
+  ASSERT_OK_AND_ASSIGN(PublishResult l, Publish(opts_, &out));
+  ASSERT_OK_AND_ASSIGN(oci::LayoutImage img,
+                       oci::ReadImageLayout((root_ / "out").string(), "1.0.0_build.7"));
+  EXPECT_EQ(img.manifest_digest, l.digest);
+  EXPECT_THAT(img.manifest_bytes,
+              HasSubstr("\"org.opencontainers.image.version\":\"1.0.0+build.7\""));
+}
+
+// --dry-run into a layout directory that does not exist yet plans (no tags, no blobs there)
+// and creates nothing.
+TEST_F(PublishTest, DryRunIntoAFreshLayoutPlansAndCreatesNothing) {
+  const fs::path fresh = root_ / "fresh" / "oci";
+  LayoutTarget out(fresh.string());
+  EXPECT_FALSE(out.Exists());
+  opts_.dry_run = true;
+  ASSERT_OK_AND_ASSIGN(PublishResult r, Publish(opts_, &out));
+  EXPECT_TRUE(r.dry_run);
+  EXPECT_THAT(r.tags, ElementsAre("1.0.0"));
+  ASSERT_EQ(r.blobs.size(), 2u);
+  EXPECT_EQ(r.blobs[0].action, BlobAction::kUpload);
+  EXPECT_FALSE(fs::exists(root_ / "fresh"));
+}
+
 }  // namespace
 }  // namespace kiln::publish

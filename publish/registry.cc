@@ -78,6 +78,26 @@ absl::StatusOr<RegistryRef> RegistryRef::Parse(absl::string_view text) {
   return r;
 }
 
+absl::Status ValidateTag(absl::string_view tag) {
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "\"", tag, "\" is not a valid tag: ", why,
+        " (OCI distribution-spec tag grammar: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127})"));
+  };
+  if (tag.empty()) return bad("empty");
+  if (tag.size() > kMaxTagLength)
+    return bad(absl::StrCat(tag.size(), " characters, at most ", kMaxTagLength));
+  for (size_t i = 0; i < tag.size(); ++i) {
+    const char c = tag[i];
+    const bool word = absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_';
+    if (word || (i > 0 && (c == '.' || c == '-'))) continue;
+    return bad(absl::StrCat(i == 0 ? "first " : "", "character \"",
+                            absl::CHexEscape(absl::string_view(&c, 1)),
+                            "\" at position ", i, " is not allowed"));
+  }
+  return absl::OkStatus();
+}
+
 bool RegistryRef::IsLoopback() const {
   absl::string_view h = host;
   if (absl::StartsWith(h, "[")) return absl::StartsWith(h, "[::1]");
@@ -536,6 +556,7 @@ absl::StatusOr<std::vector<std::string>> RegistryClient::ListTags() {
 
 absl::Status RegistryClient::PutManifest(absl::string_view reference, absl::string_view bytes,
                                          absl::string_view media_type) {
+  if (!absl::StartsWith(reference, oci::kSha256Prefix)) RETURN_IF_ERROR(ValidateTag(reference));
   HttpRequest req{.method = "PUT", .url = absl::StrCat(BaseUrl(), "/v2/", ref_.repository,
                                                        "/manifests/", reference)};
   req.headers = {{"Content-Type", std::string(media_type)}};

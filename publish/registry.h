@@ -83,6 +83,16 @@ struct RegistryRef {
   bool IsLoopback() const;
 };
 
+// kMaxTagLength: the longest tag the distribution spec allows (characters).
+inline constexpr size_t kMaxTagLength = 128;
+
+// ValidateTag(tag): OkStatus when `tag` matches the OCI distribution-spec tag grammar
+// `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`; else InvalidArgumentError quoting the tag and naming
+// the first offending character and its position (0-based), or the length. Registries answer
+// a manifest PUT to a tag outside the grammar with an error such as HTTP 404, so kiln checks
+// before sending anything.
+absl::Status ValidateTag(absl::string_view tag);
+
 // Credentials: a username and password (or identity token as the password).
 struct Credentials {
   std::string username;
@@ -160,6 +170,8 @@ class RegistryClient {
 
   // PutManifest(reference, bytes, media_type): PUT /v2/<repo>/manifests/<reference>; checks
   // the returned Docker-Content-Digest equals Sha256Digest(bytes) (Internal otherwise).
+  // A reference that is neither a sha256 digest nor a valid tag (ValidateTag) is
+  // InvalidArgument, with nothing sent.
   absl::Status PutManifest(absl::string_view reference, absl::string_view bytes,
                            absl::string_view media_type);
 

@@ -196,6 +196,38 @@ class PlainRegistryTest(unittest.TestCase):
                 self.assertIn(why, out["_stderr"])
         self.assertEqual(self.reg.tags("kiln/badver"), [])
 
+    def test_every_version_the_policy_accepts_has_a_valid_tag(self):
+        # Build metadata ("+") is not allowed in a tag: it is published as "_" (as Helm does),
+        # the lock and the version annotation keep "+".
+        layout = make_layout("buildmeta", seed=63)
+        out = self.pub.run(layout, "1.0.0+build.7", "kiln/buildmeta")
+        self.assertEqual(out["tags"], ["1.0.0_build.7"])
+        self.assertEqual(self.reg.tags("kiln/buildmeta"), ["1.0.0_build.7"])
+        status, _, body = self.reg.manifest("kiln/buildmeta", "1.0.0_build.7")
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["annotations"]["org.opencontainers.image.version"],
+                         "1.0.0+build.7")
+        with open(self.pub.lock) as f:
+            self.assertIn("1.0.0+build.7", json.load(f)["versions"])
+        again = self.pub.run(layout, "1.0.0+build.7", "kiln/buildmeta")
+        self.assertTrue(again["noop"])
+        # A version longer than a tag may be is refused before anything is uploaded.
+        before = self.reg.storage_snapshot()
+        long_version = "1.0.1-" + "a" * 130
+        out = self.pub.run(layout, long_version, "kiln/buildmeta", expect=EXIT_USAGE)
+        self.assertIn("cannot be published", out["_stderr"])
+        self.assertIn("136 characters, at most 128", out["_stderr"])
+        self.assertEqual(self.reg.storage_snapshot(), before)
+
+    def test_dry_run_into_a_fresh_oci_dir_plans(self):
+        layout = make_layout("freshdry", seed=64)
+        oci = os.path.join(TMP, "fresh-dry", "oci")
+        out = self.pub.run(layout, "1.0.0", extra=["--oci-dir", oci, "--dry-run"])
+        self.assertTrue(out["dry_run"])
+        self.assertEqual(out["tags"], ["1.0.0"])
+        self.assertEqual({b["action"] for b in out["blobs"]}, {"upload"})
+        self.assertFalse(os.path.exists(os.path.join(TMP, "fresh-dry")))
+
     def test_unreachable_registry(self):
         layout = make_layout("unreach", seed=71)
         out = self.pub.run(layout, "1.0.0", "kiln/x", host="127.0.0.1:%d" % free_port(),

@@ -478,6 +478,46 @@ TEST_F(RegistryClientTest, ResponseCapsPerRequestKind) {
   EXPECT_TRUE(http.Done());
 }
 
+// The OCI distribution-spec tag grammar: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.
+TEST(ValidateTagTest, DistributionSpecGrammar) {
+  for (const std::string& good :
+       {std::string("1.2.3"), std::string("latest"), std::string("_x"), std::string("1.0.0_b.5"),
+        std::string("A-b.c_D"), std::string(128, 'a')}) {
+    SCOPED_TRACE(good);
+    EXPECT_OK(ValidateTag(good));
+  }
+  struct Row {
+    std::string tag;
+    const char* why;
+  };
+  const Row kRows[] = {
+      {"", "empty"},
+      {"1.0.0+build.5", "character \"+\" at position 5 is not allowed"},
+      {".x", "first character \".\" at position 0"},
+      {"-x", "first character \"-\" at position 0"},
+      {"a/b", "character \"/\" at position 1"},
+      {"a:b", "character \":\""},
+      {"a b", "character \" \""},
+      {std::string("a\nb"), "character \"\\n\""},
+      {std::string(129, 'a'), "129 characters, at most 128"},
+  };
+  for (const Row& r : kRows) {
+    SCOPED_TRACE(r.tag);
+    EXPECT_THAT(ValidateTag(r.tag),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         ::testing::AllOf(HasSubstr(r.why), HasSubstr("not a valid tag"),
+                                          HasSubstr("[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}"))));
+  }
+}
+
+// A manifest PUT to a reference outside the tag grammar sends nothing.
+TEST_F(RegistryClientTest, PutManifestRefusesAnInvalidTagWithoutSending) {
+  RegistryClient c(ref_, opts_, &http_);
+  EXPECT_THAT(c.PutManifest("1.0.0+build.5", "{}", oci::kMediaTypeImageManifest),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a valid tag")));
+  EXPECT_TRUE(http_.requests.empty());
+}
+
 TEST(RegistryRefTest, ParseAndLoopback) {
   struct Row {
     const char* text;

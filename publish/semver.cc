@@ -1,5 +1,6 @@
 #include "publish/semver.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <limits>
@@ -118,6 +119,18 @@ std::string SemVer::ToString() const {
 }
 
 std::string SemVer::MinorTag() const { return absl::StrCat(major, ".", minor); }
+
+std::string SemVer::Tag() const {
+  std::string s = ToString();
+  std::replace(s.begin(), s.end(), '+', '_');
+  return s;
+}
+
+absl::StatusOr<SemVer> SemVer::ParseTag(absl::string_view tag) {
+  std::string text(tag);
+  std::replace(text.begin(), text.end(), '_', '+');
+  return Parse(text);
+}
 
 int SemVer::Compare(const SemVer& a, const SemVer& b) {
   auto cmp = [](uint64_t x, uint64_t y) { return x < y ? -1 : (x > y ? 1 : 0); };

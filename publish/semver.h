@@ -49,6 +49,18 @@ struct SemVer {
   // MinorTag(): "MAJOR.MINOR", the moving minor tag for this version (e.g. "1.2").
   std::string MinorTag() const;
 
+  // Tag(): the version as an OCI distribution-spec tag (grammar
+  // `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`): ToString() with the build-metadata separator "+",
+  // which tags cannot hold, mapped to "_", as Helm does ("1.2.3+build.5" -> "1.2.3_build.5";
+  // "1.2.3-rc.1" is unchanged). One-to-one: semver itself has no "_". Every other character
+  // semver allows is a tag character; the result may still be longer than a tag's 128
+  // characters (ValidateTag in publish/registry.h says so).
+  std::string Tag() const;
+
+  // SemVer::ParseTag(tag): the version a tag written by Tag() names: Parse() of `tag` with
+  // "_" mapped back to "+" (so "1.2.3+b" and "1.2.3_b" both parse as 1.2.3+b).
+  static absl::StatusOr<SemVer> ParseTag(absl::string_view tag);
+
   // IsPrerelease(): true when the version has pre-release identifiers.
   bool IsPrerelease() const { return !prerelease.empty(); }
 

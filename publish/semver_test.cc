@@ -101,5 +101,35 @@ TEST(SemVerTest, BuildMetadataIgnoredForPrecedence) {
   EXPECT_FALSE(a.IsPrerelease());
 }
 
+// A tag cannot hold "+": Tag() writes build metadata after "_" (as Helm does), and ParseTag
+// reads both spellings back; every other semver character is kept.
+TEST(SemVerTest, TagMapsBuildMetadataAndParsesBack) {
+  struct Row {
+    const char* version;
+    const char* tag;
+  };
+  constexpr Row kRows[] = {
+      {"1.2.3", "1.2.3"},
+      {"1.0.0-rc.1", "1.0.0-rc.1"},
+      {"1.0.0+build.5", "1.0.0_build.5"},
+      {"1.0.0-0.3.7+exp.sha.5114f85", "1.0.0-0.3.7_exp.sha.5114f85"},
+      {"1.0.0-x-y+Z-9", "1.0.0-x-y_Z-9"},
+  };
+  for (const Row& r : kRows) {
+    SCOPED_TRACE(r.version);
+    ASSERT_OK_AND_ASSIGN(SemVer v, SemVer::Parse(r.version));
+    EXPECT_EQ(v.Tag(), r.tag);
+    ASSERT_OK_AND_ASSIGN(SemVer back, SemVer::ParseTag(r.tag));
+    EXPECT_EQ(back.ToString(), r.version);
+    ASSERT_OK_AND_ASSIGN(SemVer plus, SemVer::ParseTag(r.version));
+    EXPECT_EQ(plus.ToString(), r.version);
+  }
+  // "_" only stands for "+": a second one, or one in the pre-release, is not semver.
+  EXPECT_THAT(SemVer::ParseTag("1.0.0_a_b"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("build identifier")));
+  EXPECT_THAT(SemVer::ParseTag("latest"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("major")));
+}
+
 }  // namespace
 }  // namespace kiln::publish
