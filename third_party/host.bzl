@@ -6,6 +6,10 @@ Generates @kiln_host//:defs.bzl with:
       [] when available, else ["@platforms//:incompatible"]: pass as target_compatible_with so
       that a test that cannot run here is SKIPPED visibly by `bazel test //...`, never passed.
   CLOUD_HYPERVISOR_PATH   the binary found (or "")
+  QEMU_VERSION, CLOUD_HYPERVISOR_VERSION
+                 first line of `<binary> --version` (or ""): VM tests put them in their
+                 environment (//tools/platforms:defs.bzl) so that a cached test result is
+                 reused only with the same VMM version
   SKIP_REASONS   {tag: why}: for each missing capability, the tag a test that needs it carries
                  ("requires-qemu", "requires-cloud-hypervisor", "requires-kvm") and what is
                  missing; also written as @kiln_host//:skip_reasons.txt (tag TAB reason per
@@ -25,6 +29,12 @@ def _which(rctx, name, override_env):
         return override if rctx.path(override).exists else ""
     p = rctx.which(name)
     return str(p) if p else ""
+
+def _version(rctx, binary):
+    if not binary:
+        return ""
+    r = rctx.execute([binary, "--version"], timeout = 10)
+    return r.stdout.strip().split("\n")[0] if r.return_code == 0 else ""
 
 def _compat(ok):
     return "[]" if ok else _INCOMPATIBLE
@@ -62,6 +72,8 @@ def _impl(rctx):
         "HAS_KVM = %s" % kvm,
         "QEMU_PATH = %r" % qemu,
         "CLOUD_HYPERVISOR_PATH = %r" % ch,
+        "QEMU_VERSION = %r" % _version(rctx, qemu),
+        "CLOUD_HYPERVISOR_VERSION = %r" % _version(rctx, ch),
         "QEMU_COMPATIBLE = %s" % _compat(qemu != ""),
         "CLOUD_HYPERVISOR_COMPATIBLE = %s" % _compat(ch != ""),
         "KVM_COMPATIBLE = %s" % _compat(kvm),
