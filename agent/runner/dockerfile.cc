@@ -100,6 +100,7 @@ absl::Status ParseMount(absl::string_view value, int line, DockerfileInfo* info)
   std::string type = "bind";
   std::string id, target;
   bool required = false;
+  bool optional = false;
   bool has_env = false;
   for (const std::string& field : SplitCsv(value)) {
     absl::string_view f = absl::StripAsciiWhitespace(field);
@@ -114,7 +115,20 @@ absl::Status ParseMount(absl::string_view value, int line, DockerfileInfo* info)
     } else if (key == "target" || key == "dst" || key == "destination") {
       target = val;
     } else if (key == "required") {
-      required = eq == absl::string_view::npos || absl::AsciiStrToLower(val) == "true";
+      // BuildKit: a bare `required` is true, else strconv.ParseBool of the value.
+      if (eq == absl::string_view::npos) {
+        required = true;
+      } else if (val == "1" || val == "t" || val == "T" || val == "TRUE" || val == "true" ||
+                 val == "True") {
+        required = true;
+      } else if (val == "0" || val == "f" || val == "F" || val == "FALSE" || val == "false" ||
+                 val == "False") {
+        optional = true;
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "Dockerfile line ", line, ": secret mount option required=\"", val,
+            "\" is not a boolean (true or false)"));
+      }
     } else if (key == "env") {
       has_env = true;
     }
@@ -141,8 +155,61 @@ absl::Status ParseMount(absl::string_view value, int line, DockerfileInfo* info)
         absl::StrCat("Dockerfile line ", line, ": ", s.message(),
                      " (variables cannot be checked before the build and are refused)"));
   }
-  info->secret_mounts.push_back(SecretMount{id, target, required, line});
+  info->secret_mounts.push_back(SecretMount{id, target, required, optional, line});
   return absl::OkStatus();
+}
+
+// Words(rest): whitespace-separated words, honouring '...' and "..." (quotes removed).
+std::vector<std::string> Words(absl::string_view rest) {
+  std::vector<std::string> words;
+  std::string tok;
+  bool in_word = false;
+  char quote = 0;
+  for (char c : rest) {
+    if (quote != 0) {
+      if (c == quote) {
+        quote = 0;
+      } else {
+        tok.push_back(c);
+      }
+    } else if (c == '"' || c == '\'') {
+      quote = c;
+      in_word = true;
+    } else if (absl::ascii_isspace(static_cast<unsigned char>(c))) {
+      if (in_word) words.push_back(std::move(tok));
+      tok.clear();
+      in_word = false;
+    } else {
+      tok.push_back(c);
+      in_word = true;
+    }
+  }
+  if (in_word) words.push_back(std::move(tok));
+  return words;
+}
+
+// ParseFrom: `FROM [--platform=...] image [AS name]`.
+void ParseFrom(absl::string_view rest, int line, DockerfileInfo* info) {
+  std::vector<std::string> w = Words(rest);
+  size_t i = 0;
+  while (i < w.size() && absl::StartsWith(w[i], "--")) ++i;
+  if (i >= w.size()) return;  // BuildKit reports the malformed FROM itself
+  FromInstruction f;
+  f.image = w[i];
+  f.line = line;
+  if (i + 2 < w.size() && absl::EqualsIgnoreCase(w[i + 1], "AS")) {
+    f.stage = absl::AsciiStrToLower(w[i + 2]);
+  }
+  info->froms.push_back(std::move(f));
+}
+
+// ParseGlobalArg: `ARG NAME[=default] ...` before the first FROM.
+void ParseGlobalArg(absl::string_view rest, DockerfileInfo* info) {
+  for (const std::string& word : Words(rest)) {
+    const size_t eq = word.find('=');
+    info->global_args[word.substr(0, eq)] =
+        eq == std::string::npos ? std::string() : word.substr(eq + 1);
+  }
 }
 
 }  // namespace
@@ -195,7 +262,11 @@ absl::StatusOr<DockerfileInfo> ScanDockerfile(absl::string_view text) {
     absl::string_view inst = absl::StripLeadingAsciiWhitespace(logical);
     size_t sp = 0;
     while (sp < inst.size() && !absl::ascii_isspace(static_cast<unsigned char>(inst[sp]))) ++sp;
-    if (absl::EqualsIgnoreCase(inst.substr(0, sp), "RUN")) {
+    if (absl::EqualsIgnoreCase(inst.substr(0, sp), "FROM")) {
+      ParseFrom(inst.substr(sp), start_line, &info);
+    } else if (absl::EqualsIgnoreCase(inst.substr(0, sp), "ARG") && info.froms.empty()) {
+      ParseGlobalArg(inst.substr(sp), &info);
+    } else if (absl::EqualsIgnoreCase(inst.substr(0, sp), "RUN")) {
       for (const std::string& flag : LeadingFlags(inst.substr(sp))) {
         absl::string_view f = flag;
         if (absl::ConsumePrefix(&f, "--mount=")) {
@@ -214,6 +285,7 @@ absl::Status CheckSecretsDelivered(const DockerfileInfo& info,
   std::vector<std::string> missing;
   std::map<std::string, int> seen;
   for (const SecretMount& m : info.secret_mounts) {
+    if (m.optional) continue;  // explicit required=false: built without the file
     if (secrets.count(m.id) != 0 || seen.count(m.id) != 0) continue;
     seen[m.id] = m.line;
     missing.push_back(absl::StrCat("\"", m.id, "\" (line ", m.line, ")"));
@@ -224,6 +296,24 @@ absl::Status CheckSecretsDelivered(const DockerfileInfo& info,
                      absl::StrJoin(missing, ", ")));
   }
   return absl::OkStatus();
+}
+
+std::vector<SecretMount> OptionalSecretsAbsent(const DockerfileInfo& info,
+                                               const std::map<std::string, std::string>& secrets) {
+  std::vector<SecretMount> out;
+  std::map<std::string, bool> seen;
+  for (const SecretMount& m : info.secret_mounts) {
+    if (!m.optional || secrets.count(m.id) != 0 || seen.count(m.id) != 0) continue;
+    seen[m.id] = true;
+    out.push_back(m);
+  }
+  return out;
+}
+
+std::string AbsentSecretLogLine(const SecretMount& m) {
+  return absl::StrCat(kAbsentSecretLogPrefix, "\"", m.id, "\" (line ", m.line,
+                      ", required=false) was not sent: the step runs without ",
+                      m.target.empty() ? absl::StrCat("/run/secrets/", m.id) : m.target);
 }
 
 absl::StatusOr<std::string> ReadDockerfileInContext(const std::string& context_dir,

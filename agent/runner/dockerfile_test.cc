@@ -8,6 +8,7 @@
 #include <fstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "third_party/absl_ext/status_matchers.h"
@@ -36,9 +37,10 @@ TEST(ScanDockerfileTest, FindsSecretMountsInAllForms) {
       "RUN --network=none --mount=type=secret,id=x,required=false true\n";
   ASSERT_OK_AND_ASSIGN(DockerfileInfo info, ScanDockerfile(text));
   EXPECT_THAT(info.secret_mounts,
-              ElementsAre(FieldsAre("tok", "", false, 4), FieldsAre("b", "/opt/t", true, 5),
-                          FieldsAre("fromtarget", "/etc/fromtarget", false, 8),
-                          FieldsAre("q", "", true, 9), FieldsAre("x", "", false, 10)));
+              ElementsAre(FieldsAre("tok", "", false, false, 4),
+                          FieldsAre("b", "/opt/t", true, false, 5),
+                          FieldsAre("fromtarget", "/etc/fromtarget", false, false, 8),
+                          FieldsAre("q", "", true, false, 9), FieldsAre("x", "", false, true, 10)));
   EXPECT_EQ(info.directives.at("escape"), "\\");
 }
 
@@ -46,7 +48,7 @@ TEST(ScanDockerfileTest, BacktickEscape) {
   ASSERT_OK_AND_ASSIGN(DockerfileInfo info,
                        ScanDockerfile("# escape=`\nFROM x\nRUN `\n  --mount=type=secret,id=w `\n"
                                       "  true\n"));
-  EXPECT_THAT(info.secret_mounts, ElementsAre(FieldsAre("w", "", false, 3)));
+  EXPECT_THAT(info.secret_mounts, ElementsAre(FieldsAre("w", "", false, false, 3)));
 }
 
 TEST(ScanDockerfileTest, NoSecrets) {
@@ -87,6 +89,73 @@ TEST(CheckSecretsDeliveredTest, MissingSecretIsRefused) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"b\" (line 3)")));
   EXPECT_THAT(CheckSecretsDelivered(info, {}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"a\" (line 2)")));
+}
+
+// required= as BuildKit reads it (strconv.ParseBool; a bare `required` is true).
+TEST(ScanDockerfileTest, RequiredValuesAsBuildKitParsesThem) {
+  for (const char* v : {"1", "t", "T", "TRUE", "true", "True"}) {
+    SCOPED_TRACE(v);
+    ASSERT_OK_AND_ASSIGN(DockerfileInfo info,
+                         ScanDockerfile(absl::StrCat("FROM x\nRUN --mount=type=secret,id=s,required=",
+                                                     v, " true\n")));
+    EXPECT_THAT(info.secret_mounts, ElementsAre(FieldsAre("s", "", true, false, 2)));
+  }
+  for (const char* v : {"0", "f", "F", "FALSE", "false", "False"}) {
+    SCOPED_TRACE(v);
+    ASSERT_OK_AND_ASSIGN(DockerfileInfo info,
+                         ScanDockerfile(absl::StrCat("FROM x\nRUN --mount=type=secret,id=s,required=",
+                                                     v, " true\n")));
+    EXPECT_THAT(info.secret_mounts, ElementsAre(FieldsAre("s", "", false, true, 2)));
+  }
+  EXPECT_THAT(ScanDockerfile("FROM x\nRUN --mount=type=secret,id=s,required=maybe true\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("line 2: secret mount option required=\"maybe\" is not a boolean")));
+}
+
+// Issue 18 item 4: an explicit required=false is "optional" (BuildKit builds without the file);
+// a mount with no required= option still fails closed (kiln's deliberate difference).
+TEST(CheckSecretsDeliveredTest, ExplicitRequiredFalseIsOptional) {
+  ASSERT_OK_AND_ASSIGN(DockerfileInfo info,
+                       ScanDockerfile("FROM x\n"
+                                      "RUN --mount=type=secret,id=opt,required=false true\n"
+                                      "RUN --mount=type=secret,id=opt,required=false,target=/o true\n"
+                                      "RUN --mount=type=secret,id=tok true\n"));
+  EXPECT_THAT(CheckSecretsDelivered(info, {{"tok", "v"}}), IsOk());
+  EXPECT_THAT(OptionalSecretsAbsent(info, {{"tok", "v"}}),
+              ElementsAre(FieldsAre("opt", "", false, true, 2)));
+  EXPECT_EQ(AbsentSecretLogLine(OptionalSecretsAbsent(info, {{"tok", "v"}})[0]),
+            "[kiln-runner] optional secret \"opt\" (line 2, required=false) was not sent: the "
+            "step runs without /run/secrets/opt");
+  EXPECT_THAT(OptionalSecretsAbsent(info, {{"tok", "v"}, {"opt", "w"}}), IsEmpty());
+  // No required= option: refused when not sent (BuildKit would build without the file).
+  EXPECT_THAT(CheckSecretsDelivered(info, {{"opt", "w"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("did not deliver: \"tok\" (line 4)")));
+  // The same id optional in one step and plain in another: the plain one needs it.
+  ASSERT_OK_AND_ASSIGN(DockerfileInfo mixed,
+                       ScanDockerfile("FROM x\n"
+                                      "RUN --mount=type=secret,id=s,required=false true\n"
+                                      "RUN --mount=type=secret,id=s true\n"));
+  EXPECT_THAT(CheckSecretsDelivered(mixed, {}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"s\" (line 3)")));
+}
+
+TEST(ScanDockerfileTest, FromsStagesAndGlobalArgs) {
+  ASSERT_OK_AND_ASSIGN(
+      DockerfileInfo info,
+      ScanDockerfile("ARG BASE=kiln-busybox:1 OTHER\n"
+                     "ARG \"Q=a b\"\n"
+                     "FROM --platform=linux/amd64 ${BASE} AS Build\n"
+                     "ARG LATE=x\n"
+                     "RUN true\n"
+                     "from build as final\n"
+                     "FROM scratch\n"));
+  EXPECT_THAT(info.froms, ElementsAre(FieldsAre("${BASE}", "build", 3), FieldsAre("build", "final", 6),
+                                      FieldsAre("scratch", "", 7)));
+  EXPECT_EQ(info.global_args.size(), 3u);
+  EXPECT_EQ(info.global_args.at("BASE"), "kiln-busybox:1");
+  EXPECT_EQ(info.global_args.at("OTHER"), "");
+  EXPECT_EQ(info.global_args.at("Q"), "a b");
 }
 
 class ReadDockerfileTest : public ::testing::Test {

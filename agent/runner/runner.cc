@@ -280,6 +280,16 @@ class Runner {
       if (access(img.c_str(), R_OK) != 0) return PosixError(errno, "preload image", img);
     }
     if (absl::Status s = PreflightDockerfile(*context_dir, spec_); !s.ok()) return s;
+    // Optional secrets (explicit required=false) the host did not send: BuildKit runs their
+    // steps without the file; say so (dockerfile.h).
+    if (absl::StatusOr<std::string> text = ReadDockerfileInContext(*context_dir, spec_.dockerfile);
+        text.ok()) {
+      if (absl::StatusOr<DockerfileInfo> info = ScanDockerfile(*text); info.ok()) {
+        for (const SecretMount& m : OptionalSecretsAbsent(*info, spec_.secrets)) {
+          Log(AbsentSecretLogLine(m));
+        }
+      }
+    }
     if (spec_.mode == BuilderMode::kRootless) {
       // Before any daemon starts (rootless.h): the stack, /dev/net/tun, the delegation.
       return CheckRootlessPreconditions(rootless_config_, GatherRootlessFacts(rootless_config_));
