@@ -474,6 +474,7 @@ absl::StatusOr<BuildResponse> BuilderVm::Build(const BuildRequest& r) {
     if (!m.ok()) return Fail(m.status().code(), absl::StrCat("bad frame from the agent: ",
                                                              m.status().message()));
     if (auto* line = std::get_if<agent::Log>(&*m)) {
+      if (r.on_log) r.on_log(*line);
       log.Add(std::move(*line));
       continue;
     }
@@ -518,6 +519,7 @@ absl::StatusOr<BuildResponse> BuilderVm::Build(const BuildRequest& r) {
       }
       absl::StatusOr<agent::Message> m = agent::DecodeMessage(f);
       if (m.ok() && std::holds_alternative<agent::Log>(*m)) {
+        if (r.on_log) r.on_log(std::get<agent::Log>(*m));
         log.Add(std::get<agent::Log>(std::move(*m)));
         continue;
       }
@@ -598,6 +600,11 @@ BuilderRun RunBuilderJobs(VmFactory& factory, const BuilderArtifacts& artifacts,
     run.attempts = attempt;
     run.vm_id = o.id;
     run.jobs.clear();
+    auto progress = [&o](absl::string_view line) {
+      if (o.on_progress) o.on_progress(line);
+    };
+    progress(absl::StrCat("booting VM ", o.id, " (", factory.vmm().Name(), ", ", o.vcpus,
+                          " vCPUs, ", o.memory_mib, " MiB, ", o.builder_mode, ")"));
     absl::StatusOr<std::unique_ptr<BuilderVm>> b = BuilderVm::Boot(factory, artifacts, o);
     if (!b.ok()) {
       run.status = b.status();
@@ -621,6 +628,8 @@ BuilderRun RunBuilderJobs(VmFactory& factory, const BuilderArtifacts& artifacts,
     bool kept = false;
     if (run.status.ok()) {
       run.vmm_start_to_ready = vm.vmm_start_to_ready();
+      progress(absl::StrCat("agent ready in ", absl::ToInt64Milliseconds(run.vmm_start_to_ready),
+                            " ms (", vm.ready().agent_version, ")"));
       absl::Time last_answer = absl::Now();
       for (const BuildRequest& j : jobs) {
         absl::StatusOr<BuildResponse> r = vm.Build(j);
@@ -640,7 +649,11 @@ BuilderRun RunBuilderJobs(VmFactory& factory, const BuilderArtifacts& artifacts,
         run.keep_status = KeepFailedBuilder(store, *record, failure, o.keep);
         if (run.keep_status.ok()) run.keep_status = vm.Detach(factory);
         kept = run.keep_status.ok();
-        if (kept) run.kept_id = record->id;
+        if (kept) {
+          run.kept_id = record->id;
+          progress(absl::StrCat("VM ", run.vm_id, " kept as ", run.kept_id,
+                                " for kilnctl builders"));
+        }
       }
       if (record && !kept) (void)ReleaseBuilder(store, record->id);
       if (run.status.ok() && !kept) {
@@ -655,6 +668,15 @@ BuilderRun RunBuilderJobs(VmFactory& factory, const BuilderArtifacts& artifacts,
     run.serial_log = vm.SerialLog();
     run.console = vm.console();
     run.log_dir = factory.SaveLogs(vm.vm());
+    run.build_log_paths.clear();
+    if (!run.log_dir.empty()) {
+      for (const BuildResponse& j : run.jobs) {
+        const std::string path = absl::StrCat(run.log_dir, "/build-", j.job_id, ".log");
+        std::ofstream out(path, std::ios::binary | std::ios::trunc);
+        out << j.LogText();
+        if (out.good()) run.build_log_paths.push_back(path);
+      }
+    }
     run.oom = GuestOomMessage(run.console, o.memory_mib, o.memory_flag);
     const bool out_of_memory = run.console.GuestOutOfMemory();
     // A guest that locked up and panicked (softlockup_panic=1 with -no-reboot) makes the VMM
@@ -683,6 +705,7 @@ BuilderRun RunBuilderJobs(VmFactory& factory, const BuilderArtifacts& artifacts,
       ++run.lockup_events;
       if (attempt == 1) {
         run.retry_reason = stuck_reason;
+        progress(absl::StrCat("VM ", o.id, " got stuck (", stuck_reason, "); retrying once"));
         continue;
       }
     }
@@ -728,7 +751,7 @@ absl::StatusOr<uint64_t> WriteDirectoryTar(const std::string& dir, const std::st
                                            SymlinkMode mode) {
   std::vector<std::string> entries;
   RETURN_IF_ERROR(ListTree(dir, "", mode, &entries));
-  agent::runner::UstarWriter w;
+  agent::UstarWriter w;
   RETURN_IF_ERROR(w.Open(out_path));
   for (const std::string& rel : entries) {
     const std::string full = absl::StrCat(dir, "/", rel);

@@ -58,6 +58,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -168,6 +169,11 @@ struct BuilderVmOptions {
   int agent_retry_ms = 50;
   // agent_flags: more agent flags (space-separated, no quotes), e.g. "--prewarm=false".
   std::string agent_flags;
+  // on_progress: if set, called on the calling thread with one line per VM phase as it
+  // happens (issue 18, for live progress): "booting VM <id> (<vmm>)", "agent ready in <n> ms
+  // (<agent version>)", "retrying with VM <id>: <reason>", "VM <id> kept for kilnctl
+  // builders". Never called with secret values.
+  std::function<void(absl::string_view line)> on_progress;
   // keep: keep_failed_builders (issue 6). With keep.keep_failed_builders the agent runs
   // without --once (it serves again after the host closes the channel) and with
   // --keep_failed_jobs (a failed job's context and daemon state stay), the VM is booted
@@ -219,6 +225,9 @@ struct BuildRequest {
   uint64_t deadline_ms = 0;  // the agent's budget for the job; 0: the agent's default
   // image_out: where the received image archive is written (required if one comes back).
   std::string image_out;
+  // on_log: if set, called with each Log line as it arrives from the agent (before JobLog
+  // keeps or drops it; issue 18's live log), on the calling thread. The agent has redacted it.
+  std::function<void(const agent::Log& line)> on_log;
 };
 
 // JobLog: the Log lines of one job as the host keeps them: lines are kept in order while their
@@ -408,7 +417,10 @@ struct BuilderRun {
   int memory_mib = 0;
   std::string serial_log;      // the reported attempt's serial log
   ConsoleResult console;       // parsed
-  std::string log_dir;         // where its logs were saved ("" if nowhere)
+  std::string log_dir;         // where its logs were saved ("" if nowhere); each job's
+                               // kept Log lines (redacted by the agent) are saved there too,
+                               // as build-<job_id>.log, beside serial.log
+  std::vector<std::string> build_log_paths;  // those build-<job_id>.log files, in job order
   // kept_id: with keep_failed_builders, the id of the builder kept for `kilnctl builders`
   // ("" if none was kept); keep_status: why keeping (registering, recording) failed, if it
   // did (the build's own result is in status/jobs; a failed keep tears the VM down).
