@@ -9,7 +9,7 @@
 #include <sstream>
 #include <string>
 
-#include "agent/runner/ustar.h"
+#include "agent/ustar.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "third_party/absl_ext/status_matchers.h"
@@ -171,7 +171,7 @@ class PrepareContextTest : public ::testing::Test {
     dir_ = templ;
   }
   std::string WriteTar(bool with_escape_link) {
-    runner::UstarWriter w;
+    UstarWriter w;
     const std::string path = dir_ + "/context.tar";
     EXPECT_THAT(w.Open(path), IsOk());
     EXPECT_THAT(w.Bytes("a.txt", "hello"), IsOk());

@@ -18,7 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "agent/protocol/stream.h"
-#include "agent/runner/ustar.h"
+#include "agent/ustar.h"
 #include "harness/keep_builder.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"

@@ -12,7 +12,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "agent/runner/ustar.h"
+#include "agent/ustar.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "third_party/absl_ext/status_matchers.h"
@@ -41,7 +41,7 @@ std::string ReadFile(const std::string& path) {
 
 // A layer tar holding `file_data` at etc/x.
 std::string LayerTar(const std::string& dir, const std::string& file_data) {
-  agent::runner::UstarWriter w;
+  agent::UstarWriter w;
   EXPECT_THAT(w.Open(dir + "/layer.tar"), IsOk());
   EXPECT_THAT(w.Dir("etc/"), IsOk());
   EXPECT_THAT(w.Bytes("etc/x", file_data), IsOk());
@@ -68,7 +68,7 @@ std::string Gzip(const std::string& data) {
 // With `index` given, index.json is that text and a manifest blob "mmmm" lists the layer.
 std::string Archive(const std::string& dir, const std::string& layer_blob,
                     const std::string& history_text, const std::string* index = nullptr) {
-  agent::runner::UstarWriter w;
+  agent::UstarWriter w;
   const std::string path = dir + "/image.oci.tar";
   EXPECT_THAT(w.Open(path), IsOk());
   EXPECT_THAT(w.Bytes("oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}"), IsOk());

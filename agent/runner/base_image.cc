@@ -4,7 +4,7 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
-#include "agent/runner/ustar.h"
+#include "agent/ustar.h"
 #include "images/oci/digest.h"
 #include "images/oci/image.h"
 #include "nlohmann/json.hpp"

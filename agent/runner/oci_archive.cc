@@ -20,7 +20,7 @@
 #include <archive_entry.h>
 
 #include "agent/runner/context_tar.h"
-#include "agent/runner/ustar.h"
+#include "agent/ustar.h"
 #include "images/oci/digest.h"
 #include "images/oci/image.h"
 #include "images/oci/layout.h"
