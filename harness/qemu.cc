@@ -179,7 +179,19 @@ absl::StatusOr<std::vector<std::string>> QemuArgv(const VmConfig& config,
     add({"-device", absl::StrCat("virtserialport,bus=vser0.0,chardev=chan0,name=",
                                  Esc(config.channel->name))});
   }
+  if (!config.control_socket_path.empty()) {
+    add({"-qmp", absl::StrCat("unix:", Esc(config.control_socket_path), ",server=on,wait=off")});
+  }
+  if (!config.restore_from.empty()) add({"-incoming", QemuIncomingUri(config.restore_from)});
   return argv;
+}
+
+std::string ShellQuote(absl::string_view word) {
+  return absl::StrCat("'", absl::StrReplaceAll(word, {{"'", "'\\''"}}), "'");
+}
+
+std::string QemuIncomingUri(absl::string_view state_path) {
+  return absl::StrCat("exec:cat ", ShellQuote(state_path));
 }
 
 AccelDecision DecideAccel(Accel requested, const AccelFacts& facts) {
@@ -311,8 +323,7 @@ AccelDecision ResolveAccel(const QemuOptions& options, const ProbeArtifacts& pro
 }
 
 absl::StatusOr<std::string> ReadQemuVersion(const std::string& binary) {
-  std::string cmd = absl::StrCat("'", absl::StrReplaceAll(binary, {{"'", "'\\''"}}),
-                                 "' --version 2>/dev/null");
+  std::string cmd = absl::StrCat(ShellQuote(binary), " --version 2>/dev/null");
   FILE* f = popen(cmd.c_str(), "r");
   if (f == nullptr) return PosixError(errno, "popen", binary);
   std::string out;

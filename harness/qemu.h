@@ -95,8 +95,22 @@ std::string QemuKernelCmdline(const VmConfig& config, const QemuOptions& options
 // `config`. Pure: touches nothing. InvalidArgument if the config is invalid
 // (ValidateVmConfig), if options.accel is kAuto (resolve it first), or if microvm+TCG has no
 // tsc_khz > 0. Option values containing ',' are escaped as ',,' (QEMU's rule).
+//
+// Snapshots (issue 12): config.control_socket_path adds `-qmp unix:<path>,server=on,wait=off`
+// (harness/snapshot_qmp.h speaks it); config.restore_from adds `-incoming
+// QemuIncomingUri(restore_from)`: QEMU starts paused, loads the saved state and waits for
+// `cont`. Everything else is the same argv, so a VM saved from QemuArgv(c) restores with
+// QemuArgv(c') where c' differs only in id/work_dir/socket paths/deadline (QEMU requires the
+// same machine, memory, devices and backing files; the chardev/serial backends may differ).
 absl::StatusOr<std::vector<std::string>> QemuArgv(const VmConfig& config,
                                                   const QemuOptions& options, int64_t tsc_khz);
+
+// ShellQuote(word): `word` in single quotes for /bin/sh ('\'' for each '). Pure.
+std::string ShellQuote(absl::string_view word);
+
+// QemuIncomingUri(state_path): "exec:cat '<state_path>'", the -incoming URI that reads a saved
+// migration stream (works on every QEMU; `file:` exists only from QEMU 8.2). Pure.
+std::string QemuIncomingUri(absl::string_view state_path);
 
 // ----------------------------------------------------------------------------
 // Accel decision

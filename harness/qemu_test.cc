@@ -96,6 +96,31 @@ TEST(QemuArgvTest, Q35ChannelIsPci) {
   EXPECT_THAT(Value(argv, "-append"), Not(HasSubstr("tsc_early_khz")));
 }
 
+// Warm builders (issue 12): a control socket adds QMP; a restore adds -incoming, and nothing
+// else differs (QEMU restores only onto the same machine and devices).
+TEST(QemuArgvTest, SnapshotControlAndRestoreAddOnlyQmpAndIncoming) {
+  VmConfig c = BaseConfig();
+  c.channel = Channel{"kiln.agent", "/w/agent.sock"};
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> plain, QemuArgv(c, Tcg(), 1));
+  c.control_socket_path = "/t/qmp.sock";
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> save, QemuArgv(c, Tcg(), 1));
+  std::vector<std::string> expected = plain;
+  expected.insert(expected.end(), {"-qmp", "unix:/t/qmp.sock,server=on,wait=off"});
+  EXPECT_EQ(save, expected);
+  c.restore_from = "/cache/it's/state";
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> restore, QemuArgv(c, Tcg(), 1));
+  expected.insert(expected.end(), {"-incoming", "exec:cat '/cache/it'\\''s/state'"});
+  EXPECT_EQ(restore, expected);
+  EXPECT_EQ(QemuIncomingUri("/a b"), "exec:cat '/a b'");
+}
+
+TEST(QemuArgvTest, ControlSocketPathTooLongIsRefused) {
+  VmConfig c = BaseConfig();
+  c.control_socket_path = "/" + std::string(107, 'q');
+  EXPECT_THAT(QemuArgv(c, Tcg(), 1).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("control_socket_path")));
+}
+
 TEST(QemuArgvTest, KvmUsesHostCpuAndNoTscKeys) {
   QemuOptions o = Tcg(Machine::kMicrovm);
   o.accel = Accel::kKvm;

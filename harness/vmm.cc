@@ -83,6 +83,10 @@ absl::Status ValidateVmConfig(const VmConfig& config) {
                        config.channel->host_socket_path));
     }
   }
+  if (config.control_socket_path.size() > 107) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "VmConfig.control_socket_path: longer than 107 bytes: ", config.control_socket_path));
+  }
   for (char c : config.cmdline) {
     if (c == '\n' || c == '\0') {
       return absl::InvalidArgumentError("VmConfig.cmdline: contains a newline or NUL");
