@@ -1,5 +1,5 @@
-// File: tools/kilnctl/agent_exec.cc
-#include "tools/kilnctl/agent_exec.h"
+// File: harness/agent_exec.cc
+#include "harness/agent_exec.h"
 
 #include <errno.h>
 #include <unistd.h>
@@ -15,7 +15,7 @@
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
 
-namespace kiln::kilnctl {
+namespace kiln::harness {
 namespace {
 
 using agent::Frame;
@@ -98,12 +98,12 @@ absl::StatusOr<agent::ExecResult> ExecOnConnection(agent::Connection& conn,
   }
 }
 
-absl::StatusOr<agent::ExecResult> ExecOverChannel(const harness::ChannelAddress& address,
+absl::StatusOr<agent::ExecResult> ExecOverChannel(const ChannelAddress& address,
                                                   const ExecRequest& req, int out_fd,
                                                   int err_fd) {
-  const std::string where = harness::DescribeChannelAddress(address);
+  const std::string where = DescribeChannelAddress(address);
   absl::StatusOr<std::unique_ptr<agent::FdStream>> stream =
-      harness::ConnectChannelOnce(address, req.connect_timeout_ms);
+      ConnectChannelOnce(address, req.connect_timeout_ms);
   if (!stream.ok()) return stream.status();  // already names the address
   agent::Connection conn(stream->get());
   absl::StatusOr<agent::Ready> ready =
@@ -119,13 +119,13 @@ absl::StatusOr<agent::ExecResult> ExecOverChannel(const std::string& socket_path
                                                   const ExecRequest& req, int out_fd,
                                                   int err_fd) {
   return ExecOverChannel(
-      harness::ChannelAddress{harness::ChannelTransport::kVirtioSerial, socket_path}, req, out_fd,
+      ChannelAddress{ChannelTransport::kVirtioSerial, socket_path}, req, out_fd,
       err_fd);
 }
 
-absl::Status AgentPowerOff(const harness::ChannelAddress& address, int timeout_ms) {
+absl::Status AgentPowerOff(const ChannelAddress& address, int timeout_ms) {
   ASSIGN_OR_RETURN(std::unique_ptr<agent::FdStream> stream,
-                   harness::ConnectChannelOnce(address, timeout_ms));
+                   ConnectChannelOnce(address, timeout_ms));
   agent::Connection conn(stream.get());
   ASSIGN_OR_RETURN(agent::Ready ready, agent::HostHandshake(conn, "kilnctl 0.1", timeout_ms));
   (void)ready;
@@ -144,7 +144,7 @@ absl::Status AgentPowerOff(const harness::ChannelAddress& address, int timeout_m
 
 absl::Status AgentPowerOff(const std::string& socket_path, int timeout_ms) {
   return AgentPowerOff(
-      harness::ChannelAddress{harness::ChannelTransport::kVirtioSerial, socket_path}, timeout_ms);
+      ChannelAddress{ChannelTransport::kVirtioSerial, socket_path}, timeout_ms);
 }
 
-}  // namespace kiln::kilnctl
+}  // namespace kiln::harness

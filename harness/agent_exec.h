@@ -1,4 +1,4 @@
-// File: tools/kilnctl/agent_exec.h
+// File: harness/agent_exec.h
 // -----------------------------------------------------------------------------
 //
 // The host side of the agent's Exec request (agent/PROTOCOL.md section 5) for a kept builder:
@@ -10,11 +10,11 @@
 // Example:
 //
 //   ExecRequest req{.argv = {"cat", "/proc/self/mountinfo"}};
-//   harness::ChannelAddress a{record.channel_transport, record.channel_socket, record.vsock_port};
+//   ChannelAddress a{record.channel_transport, record.channel_socket, record.vsock_port};
 //   ASSIGN_OR_RETURN(agent::ExecResult r, ExecOverChannel(a, req, 1, 2));
 //   return r.exit_code;
-#ifndef KILN_TOOLS_KILNCTL_AGENT_EXEC_H_
-#define KILN_TOOLS_KILNCTL_AGENT_EXEC_H_
+#ifndef KILN_HARNESS_AGENT_EXEC_H_
+#define KILN_HARNESS_AGENT_EXEC_H_
 
 #include <cstdint>
 #include <string>
@@ -25,7 +25,7 @@
 #include "agent/protocol/messages.h"
 #include "harness/channel.h"
 
-namespace kiln::kilnctl {
+namespace kiln::harness {
 
 // kDefaultExecTimeoutS: `kilnctl builders exec`'s default --timeout_s (10 minutes: an
 // inspection command -- ls, cat, docker ps, a log tail -- ends long before; a forgotten
@@ -62,12 +62,12 @@ absl::StatusOr<agent::ExecResult> ExecOnConnection(agent::Connection& conn,
                                                    const ExecRequest& req, int out_fd,
                                                    int err_fd);
 
-// ExecOverChannel(address, req, out_fd, err_fd): harness::ConnectChannelOnce (within
+// ExecOverChannel(address, req, out_fd, err_fd): ConnectChannelOnce (within
 // req.connect_timeout_ms) + HostHandshake + ExecOnConnection, then closes the channel.
 // Errors: those (ConnectChannelOnce's: DeadlineExceeded, Unavailable when no guest listens on
 // the vsock port, FailedPrecondition for a socket that is not a hybrid vsock muxer, ...),
-// prefixed with the address (harness::DescribeChannelAddress).
-absl::StatusOr<agent::ExecResult> ExecOverChannel(const harness::ChannelAddress& address,
+// prefixed with the address (DescribeChannelAddress).
+absl::StatusOr<agent::ExecResult> ExecOverChannel(const ChannelAddress& address,
                                                   const ExecRequest& req, int out_fd,
                                                   int err_fd);
 
@@ -82,11 +82,11 @@ absl::StatusOr<agent::ExecResult> ExecOverChannel(const std::string& socket_path
 // powers the guest off), then `poweroff -f`, then `echo o > /proc/sysrq-trigger` as
 // fallbacks. The reply may never come (the guest is gone): OkStatus once the request was
 // sent. Errors: ConnectChannelOnce's and the handshake's (the agent is unreachable).
-absl::Status AgentPowerOff(const harness::ChannelAddress& address, int timeout_ms);
+absl::Status AgentPowerOff(const ChannelAddress& address, int timeout_ms);
 
 // AgentPowerOff(socket_path, timeout_ms): the same over a virtio-serial channel.
 absl::Status AgentPowerOff(const std::string& socket_path, int timeout_ms);
 
-}  // namespace kiln::kilnctl
+}  // namespace kiln::harness
 
-#endif  // KILN_TOOLS_KILNCTL_AGENT_EXEC_H_
+#endif  // KILN_HARNESS_AGENT_EXEC_H_

@@ -46,7 +46,7 @@
 #include "harness/keep_store.h"
 #include "harness/runner.h"
 #include "harness/vm_test_support.h"
-#include "tools/kilnctl/agent_exec.h"
+#include "harness/agent_exec.h"
 
 ABSL_FLAG(std::string, kernel, "", "guest kernel (PVH vmlinux)");
 ABSL_FLAG(std::string, initrd, "", "kiln initrd");
@@ -92,10 +92,10 @@ std::pair<int, std::string> ExecCapture(const std::string& socket,
                                         std::vector<std::string> argv) {
   char tmpl[] = "/tmp/kiln-keep-exec-XXXXXX";
   const int fd = mkstemp(tmpl);
-  kilnctl::ExecRequest req;
+  ExecRequest req;
   req.argv = std::move(argv);
   req.connect_timeout_ms = 30000;
-  absl::StatusOr<agent::ExecResult> r = kilnctl::ExecOverChannel(socket, req, fd, fd);
+  absl::StatusOr<agent::ExecResult> r = ExecOverChannel(socket, req, fd, fd);
   close(fd);
   std::ifstream in(tmpl);
   std::stringstream ss;
@@ -312,7 +312,7 @@ TEST_F(KeepVmTest, FailedBuilderIsKeptExecdAndRemoved) {
 
   TeardownOptions t;
   t.clean_shutdown = [](const KeepRecord& r) {
-    return kilnctl::AgentPowerOff(r.channel_socket, 10000);
+    return AgentPowerOff(r.channel_socket, 10000);
   };
   const absl::Time t2 = absl::Now();
   ASSERT_TRUE(store.Remove(rec.id, t).ok());

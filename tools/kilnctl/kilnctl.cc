@@ -21,14 +21,14 @@
 #include "absl/time/clock.h"
 #include "harness/keep_store.h"
 #include "nlohmann/json.hpp"
-#include "tools/kilnctl/agent_exec.h"
+#include "harness/agent_exec.h"
 
 ABSL_FLAG(std::string, state_dir, "",
           "keep state directory (default: $KILN_STATE_DIR, else /var/lib/kiln/builders)");
 ABSL_FLAG(bool, follow, false, "logs: keep printing new serial output until the VM exits");
 ABSL_FLAG(bool, json, false, "list: print the records as a JSON array");
 ABSL_FLAG(int, max_kept, -1, "gc: also reap the oldest kept builders over this many (-1: no cap)");
-ABSL_FLAG(int, timeout_s, kiln::kilnctl::kDefaultExecTimeoutS,
+ABSL_FLAG(int, timeout_s, kiln::harness::kDefaultExecTimeoutS,
           "exec: the agent kills the command after this many seconds (0: no deadline of "
           "kilnctl's own; the agent's default, 30 min, applies)");
 ABSL_FLAG(int, connect_timeout_ms, 30000, "exec: connect + handshake timeout to the agent");
@@ -120,7 +120,7 @@ kiln::harness::TeardownOptions Teardown() {
   kiln::harness::TeardownOptions o;
   int ms = absl::GetFlag(FLAGS_poweroff_timeout_ms);
   o.clean_shutdown = [ms](const KeepRecord& r) {
-    return kiln::kilnctl::AgentPowerOff(ChannelOf(r), ms);
+    return kiln::harness::AgentPowerOff(ChannelOf(r), ms);
   };
   o.clean_grace = absl::Seconds(absl::GetFlag(FLAGS_grace_s));
   return o;
@@ -197,12 +197,12 @@ int Exec(KeepStore& store, const std::string& id, const std::vector<std::string>
     ExitFor(r.status());
     return 125;
   }
-  kiln::kilnctl::ExecRequest req;
+  kiln::harness::ExecRequest req;
   req.argv = cmd;
   req.deadline_ms = static_cast<uint64_t>(absl::GetFlag(FLAGS_timeout_s)) * 1000;
   req.connect_timeout_ms = absl::GetFlag(FLAGS_connect_timeout_ms);
   absl::StatusOr<kiln::agent::ExecResult> res =
-      kiln::kilnctl::ExecOverChannel(ChannelOf(*r), req, STDOUT_FILENO, STDERR_FILENO);
+      kiln::harness::ExecOverChannel(ChannelOf(*r), req, STDOUT_FILENO, STDERR_FILENO);
   if (!res.ok()) {
     std::cerr << "kilnctl: " << res.status().message() << "\n";
     return 125;

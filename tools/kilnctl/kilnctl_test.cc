@@ -25,7 +25,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/keep_store.h"
-#include "tools/kilnctl/agent_exec.h"
+#include "harness/agent_exec.h"
 #include "third_party/absl_ext/status_matchers.h"
 
 namespace {
@@ -213,12 +213,12 @@ TEST(ExecOnConnectionTest, GivesUpOnAnAgentThatNeverAnswers) {
   });
   kiln::agent::FdStream s(sv[0], "host");
   kiln::agent::Connection conn(&s);
-  kiln::kilnctl::ExecRequest req;
+  kiln::harness::ExecRequest req;
   req.argv = {"sleep", "1d"};
   req.deadline_ms = 300;
   req.answer_grace_ms = 400;
   const absl::Time t0 = absl::Now();
-  EXPECT_THAT(kiln::kilnctl::ExecOnConnection(conn, req, 1, 2).status(),
+  EXPECT_THAT(kiln::harness::ExecOnConnection(conn, req, 1, 2).status(),
               kiln_testing::StatusIs(absl::StatusCode::kDeadlineExceeded,
                                      HasSubstr("no result from the agent within the command's "
                                                "deadline (300ms) + 400ms")));
@@ -294,15 +294,15 @@ TEST_F(KilnctlTest, ExecIntoACloudHypervisorBuilderOverHybridVsock) {
 // transport) never reaches the agent: the fake muxer sees no CONNECT line and hangs up.
 TEST_F(KilnctlTest, HybridVsockBuilderIsNotReachableAsVirtioSerial) {
   KeepRecord r = AddBuilder("ch2", /*serve=*/true, absl::ZeroDuration(), /*vsock_port=*/2048);
-  kiln::kilnctl::ExecRequest req;
+  kiln::harness::ExecRequest req;
   req.argv = {"true"};
   req.connect_timeout_ms = 1000;
   absl::StatusOr<kiln::agent::ExecResult> res =
-      kiln::kilnctl::ExecOverChannel(r.channel_socket, req, 1, 2);
+      kiln::harness::ExecOverChannel(r.channel_socket, req, 1, 2);
   EXPECT_FALSE(res.ok());
   ASSERT_OK_AND_ASSIGN(
       kiln::agent::ExecResult ok,
-      kiln::kilnctl::ExecOverChannel(
+      kiln::harness::ExecOverChannel(
           kiln::harness::ChannelAddress{r.channel_transport, r.channel_socket, r.vsock_port},
           req, 1, 2));
   EXPECT_EQ(ok.exit_code, 0);
