@@ -26,6 +26,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "agent/connection.h"
+#include "agent/fresh_machine.h"
 #include "agent/job_runner.h"
 #include "agent/server.h"
 #include "agent/transport.h"
@@ -58,6 +59,11 @@ ABSL_FLAG(std::string, builder_mode, "rootless",
 ABSL_FLAG(std::string, containerd, "/usr/bin/containerd", "containerd binary");
 ABSL_FLAG(std::string, dockerd, "/usr/sbin/dockerd", "dockerd binary");
 ABSL_FLAG(std::string, docker, "/usr/bin/docker", "docker CLI binary (Debian's; no buildx)");
+ABSL_FLAG(bool, fresh_machine, false,
+          "do not serve: read the host's clock and seed bytes from stdin (agent/fresh_machine.h), "
+          "set the wall clock, add the seed to the kernel's entropy pool, reseed the CRNG, print "
+          "what was done and exit (0, or 1 naming the failed step). The host runs this through "
+          "Exec in every VM restored from a warm snapshot, before its job");
 ABSL_FLAG(bool, prewarm, false,
           "at start, run `<dockerd|docker|runc> --version` once each in the background, so that "
           "their pages are in the page cache (and, under TCG, their startup code translated) "
@@ -121,6 +127,28 @@ void CheckWorkDir(const std::string& dir) {
   }
 }
 
+// FreshMachineMain: --fresh_machine (see the flag).
+int FreshMachineMain() {
+  std::string in;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(0, buf, sizeof(buf))) > 0 && in.size() < 8192) in.append(buf, n);
+  absl::StatusOr<kiln::agent::FreshMachineInput> input = kiln::agent::ParseFreshMachineInput(in);
+  if (!input.ok()) {
+    Say(input.status().ToString());
+    return 1;
+  }
+  absl::StatusOr<kiln::agent::FreshMachineReport> r = kiln::agent::ApplyFreshMachine(*input);
+  if (!r.ok()) {
+    Say(r.status().ToString());
+    return 1;
+  }
+  std::printf("fresh machine: clock stepped by %lld ms; %zu seed bytes added; crng %s\n",
+              static_cast<long long>(r->clock_step_ms), r->seed_bytes,
+              r->reseeded ? "reseeded" : "not reseeded");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -128,6 +156,7 @@ int main(int argc, char** argv) {
       "kiln builder agent.\n  agent --channel=virtio-serial:<name> | --channel=vsock:<port>");
   absl::ParseCommandLine(argc, argv);
   signal(SIGPIPE, SIG_IGN);
+  if (absl::GetFlag(FLAGS_fresh_machine)) return FreshMachineMain();
   // The OOM killer must not pick the agent: it is what reports the OOM kill of dockerd or a
   // build step to the host (a silent agent looks like a hung VM). Its children reset this to
   // 0 (runner::ResetSignalsInChild).
