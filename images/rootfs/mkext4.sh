@@ -4,7 +4,9 @@
 #
 # Usage: mkext4.sh OUT BASE_TAR ENTRIES MKE2FS_CONF EPOCH UUID HASH_SEED LABEL HEADROOM_PCT EXTRA_MIB
 #   OUT          the image to write
-#   BASE_TAR     root filesystem tar (owners, modes, xattrs and device nodes are kept)
+#   BASE_TAR     root filesystem tar (owners, modes, xattrs and device nodes are kept), or a
+#                directory: a root tree already unpacked (kiln-image image-to-disk unpacks an
+#                OCI image's layers), used in place (entries and normalized times go into it)
 #   ENTRIES      extra entries, one per line, fields separated by one TAB, applied in order:
 #                  file<TAB>SRC<TAB>DEST<TAB>MODE     copy SRC to DEST (octal MODE, root:root)
 #                  dir<TAB>DEST<TAB>MODE              mkdir -p DEST, then chmod
@@ -31,9 +33,13 @@ die() { echo "mkext4: $*" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-mkext4.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-tree=$work/root
-mkdir "$tree"
-tar --numeric-owner --same-owner --same-permissions --xattrs --xattrs-include='*' -xf "$base" -C "$tree"
+if [[ -d "$base" ]]; then
+  tree=$base
+else
+  tree=$work/root
+  mkdir "$tree"
+  tar --numeric-owner --same-owner --same-permissions --xattrs --xattrs-include='*' -xf "$base" -C "$tree"
+fi
 
 # safe_dest DEST: the path inside the tree; refuses .. and relative paths.
 safe_dest() {
