@@ -2,7 +2,9 @@
 # tools/cache-server against a real nginx on loopback: usage errors (exit 2), start, Bazel's HTTP
 # cache protocol (PUT then GET of /cas/ and /ac/ entries, a miss is 404, an entry can be
 # overwritten, a 3 MiB body), a second start refused, a directory nobody can reach refused,
-# stop (port closed, process gone, files kept), stop when stopped.
+# stop (port closed, process gone, files kept), stop when stopped; --upstream: bad URL, header,
+# CA refused (exit 2), a TLS upstream that wants a bearer token reached through the proxy
+# (PUT/GET/404, stored under the prefix), without the header 401, unverifiable certificate 502.
 # Usage: cache_server_test.sh PATH/TO/cache-server
 set -uo pipefail
 server=$1
@@ -86,6 +88,74 @@ if [[ $(id -u) -eq 0 ]]; then
   expect_exit 1 "cannot reach $closed/srv/cache" -- start --dir "$closed/srv" --port "$port"
   rm -rf "$closed"
 fi
+
+# --- --upstream: a TLS cache that wants a bearer token, reached through the loopback proxy ---
+expect_exit 2 "--upstream must be https://HOST[:PORT][/PREFIX], got 'http://cache.example.com'" -- \
+  start --dir "$dir" --port "$port" --upstream http://cache.example.com
+expect_exit 2 "--upstream-header must be 'Name: value'" -- \
+  start --dir "$dir" --port "$port" --upstream https://cache.example.com --upstream-header 'Authorization: "x"; evil'
+expect_exit 2 "--upstream-header needs --upstream" -- start --dir "$dir" --port "$port" --upstream-header 'A: b'
+expect_exit 2 "--upstream-ca: cannot read '/nonexistent/ca.pem'" -- \
+  start --dir "$dir" --port "$port" --upstream https://cache.example.com --upstream-ca /nonexistent/ca.pem
+
+up=$(mktemp -d /tmp/kiln-cache-upstream.XXXXXX)
+chmod 0755 "$up"
+mkdir -p "$up/root" "$up/tmp"
+[[ $(id -u) -eq 0 ]] && chown nobody:nogroup "$up/root" "$up/tmp"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$up/key.pem" -out "$up/cert.pem" -days 1 \
+  -subj /CN=localhost -addext subjectAltName=DNS:localhost >/dev/null 2>&1
+uport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$up/nginx.conf" <<EOF
+$([[ $(id -u) -eq 0 ]] && echo "user nobody nogroup;")
+daemon on;
+pid $up/nginx.pid;
+error_log $up/error.log warn;
+events { worker_connections 64; }
+http {
+  access_log $up/access.log;
+  client_body_temp_path $up/tmp;
+  server {
+    listen 127.0.0.1:$uport ssl;
+    ssl_certificate $up/cert.pem;
+    ssl_certificate_key $up/key.pem;
+    root $up/root;
+    client_max_body_size 0;
+    location / {
+      if (\$http_authorization != "Bearer kiln-test") { return 401; }
+      dav_methods PUT;
+      create_full_put_path on;
+    }
+  }
+}
+EOF
+/usr/sbin/nginx -q -p "$up" -e "$up/error.log" -c "$up/nginx.conf" || fail "upstream nginx did not start: $(tail -3 "$up/error.log")"
+stop_upstream() { kill "$(cat "$up/nginx.pid" 2>/dev/null)" 2>/dev/null; sleep 0.3; rm -rf "$up"; }
+trap 'cleanup; stop_upstream' EXIT
+
+pdir=$dir/proxy
+expect_exit 0 "forwarding to https://localhost:$uport/kiln" -- start --dir "$pdir" --port "$port" \
+  --upstream "https://localhost:$uport/kiln" --upstream-ca "$up/cert.pem" --upstream-header 'Authorization: Bearer kiln-test'
+[[ $(stat -c %a "$pdir/nginx.conf") == 600 ]] && pass "proxy config (holds the token) is 0600" || fail "proxy config mode $(stat -c %a "$pdir/nginx.conf")"
+c=$(code -X PUT --data-binary @"$blob" "$url/cas/$sha")
+[[ $c == 201 ]] && pass "PUT through the proxy -> 201" || fail "PUT through the proxy -> $c: $(tail -2 "$pdir/error.log")"
+[[ -f "$up/root/kiln/cas/$sha" ]] && pass "the upstream stored it under its prefix (kiln/cas/<sha256>)" || fail "upstream has no kiln/cas/$sha"
+got=$(curl -sS "$url/cas/$sha" | sha256sum | cut -d' ' -f1)
+[[ $got == "$sha" ]] && pass "GET through the proxy returns the same bytes" || fail "GET through the proxy: sha256 $got"
+c=$(code "$url/ac/$(printf '0%.0s' {1..64})")
+[[ $c == 404 ]] && pass "a miss through the proxy -> 404" || fail "miss through the proxy -> $c"
+expect_exit 0 "stopped" -- stop --dir "$pdir"
+
+expect_exit 0 "forwarding to" -- start --dir "$pdir" --port "$port" \
+  --upstream "https://localhost:$uport/kiln" --upstream-ca "$up/cert.pem"
+c=$(code "$url/cas/$sha")
+[[ $c == 401 ]] && pass "without the header the upstream's 401 comes through" || fail "without the header -> $c, want 401"
+expect_exit 0 "stopped" -- stop --dir "$pdir"
+
+expect_exit 0 "forwarding to" -- start --dir "$pdir" --port "$port" \
+  --upstream "https://localhost:$uport/kiln" --upstream-header 'Authorization: Bearer kiln-test'
+c=$(code "$url/cas/$sha")
+[[ $c == 502 ]] && pass "an upstream certificate the system CAs do not sign -> 502 (verified)" || fail "unverifiable upstream -> $c, want 502"
+expect_exit 0 "stopped" -- stop --dir "$pdir"
 
 if [[ $failures -ne 0 ]]; then
   echo "$failures check(s) failed"
