@@ -13,7 +13,7 @@ def _kiln_oci_image_impl(ctx):
     digest = ctx.actions.declare_file(ctx.label.name + ".digest")
     args = ctx.actions.args()
     args.add("--out", out.path)
-    args.add("--digest-out", digest)
+    args.add("--digest_out", digest)
     for layer in ctx.attr.layers:
         files = layer.files.to_list()
         if len(files) != 1:
@@ -30,7 +30,7 @@ def _kiln_oci_image_impl(ctx):
         args.add("--workdir", ctx.attr.workdir)
     args.add("--created", ctx.attr.created)
     if ctx.attr.ref_name:
-        args.add("--ref-name", ctx.attr.ref_name)
+        args.add("--ref_name", ctx.attr.ref_name)
     ctx.actions.run(
         executable = ctx.executable._tool,
         arguments = [args],
