@@ -114,7 +114,7 @@ absl::StatusOr<HostRun> RunHost(const std::string& work, const std::string& secr
       "'", absl::GetFlag(FLAGS_kiln_build), "' --context '", work, "/context",
       "' --secret id=build_token,src='", secret_file, "' --preload '",
       absl::GetFlag(FLAGS_busybox_image), "' --tag kiln-bench/ref:1 --out '", work,
-      "/host-", i, ".oci.tar' --work-dir '", work, "/host-", i, "' >'", out, "' 2>'", out, ".log'");
+      "/host-", i, ".oci.tar' --work_dir '", work, "/host-", i, "' >'", out, "' 2>'", out, ".log'");
   absl::Time t0 = absl::Now();
   int rc = std::system(cmd.c_str());
   HostRun r;

@@ -1,13 +1,16 @@
 // kiln-build: runs one BuildKit build with the kiln build runner (agent/runner/runner.h) on
 // this machine, for host-side comparisons with builds inside the builder VM.
 //
-//   kiln-build --context DIR --secret id=tok,src=FILE --preload busybox.tar \
-//              --tag app:1 --out image.oci.tar [--work-dir DIR] [--deadline-ms N]
+//   kiln-build --context=DIR --secret=id=tok,src=FILE --preload=busybox.tar \
+//              --tag=app:1 --out=image.oci.tar [--work_dir=DIR] [--deadline_ms=N]
 //
-// Prints each redacted log line to stderr, then one summary line to stdout:
+// Flags are absl flags (`--help` lists them; `--flag=value` or `--flag value`); --secret,
+// --build_arg and --preload may be repeated. Prints each redacted log line to stderr, then one
+// summary line to stdout:
 //   kiln-build: ok digest=sha256:... bytes=N dockerd_start_ms=... preload_ms=... build_ms=...
 //   export_ms=... teardown_ms=... total_ms=...
-// Exit status: 0 ok, 1 build failed, 2 bad usage.
+// Exit status: 0 ok, 1 build failed (or absl's own flag errors, e.g. an unknown flag), 2 a bad
+// flag value.
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -16,38 +19,43 @@
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <vector>
 
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
+#include "absl/flags/flag.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "agent/runner/base_image.h"
 #include "agent/runner/runner.h"
+#include "third_party/absl_ext/repeated_flag.h"
+
+ABSL_FLAG(std::string, context, "", "build context directory (absolute or relative)");
+ABSL_FLAG(std::string, context_tar, "",
+          "build context as a tar (validated, extracted safely); instead of --context");
+ABSL_FLAG(std::string, file, "Dockerfile", "Dockerfile path inside the context");
+ABSL_FLAG(std::vector<std::string>, secret, {},
+          "id=X,src=FILE: a build secret (repeatable); the file is read, never passed on");
+ABSL_FLAG(std::vector<std::string>, build_arg, {}, "K=V: a build arg (repeatable)");
+ABSL_FLAG(std::string, target, "", "stage to build (default: the last)");
+ABSL_FLAG(std::string, network, "none", "RUN step network: none or host");
+ABSL_FLAG(std::vector<std::string>, preload, {},
+          "a docker-archive to load before the build (repeatable)");
+ABSL_FLAG(std::string, tag, "kiln-build:latest", "image tag");
+ABSL_FLAG(std::string, out, "", "OCI archive to write (default <work_dir>/image.oci.tar)");
+ABSL_FLAG(std::string, work_dir, "", "work directory (default: a new /var/tmp/kiln-build-XXXXXX)");
+ABSL_FLAG(std::string, secret_dir, "", "tmpfs dir for secret files (default /run or /dev/shm)");
+ABSL_FLAG(int64_t, deadline_ms, 600000, "whole-build deadline, in milliseconds");
+ABSL_FLAG(bool, no_cache, false, "run every step (docker build --no-cache)");
+ABSL_FLAG(std::string, builder_mode, "rootful",
+          "rootful (root dockerd + its own containerd) or rootless (dockerd-rootless.sh as uid "
+          "1000; runner/rootless.h)");
+ABSL_FLAG(std::string, make_busybox_image, "",
+          "write a busybox docker-archive tagged kiln-busybox:1 (from /bin/busybox) to this file "
+          "and exit; load it with --preload");
 
 namespace {
-
-constexpr char kUsage[] =
-    "usage: kiln-build --context DIR | --context-tar FILE [options]\n"
-    "  --context DIR            build context directory (absolute or relative)\n"
-    "  --context-tar FILE       build context as a tar (validated, extracted safely)\n"
-    "  --file PATH              Dockerfile path inside the context (default Dockerfile)\n"
-    "  --secret id=X,src=FILE   a build secret (repeatable); the file is read, never passed on\n"
-    "  --build-arg K=V          a build arg (repeatable)\n"
-    "  --target STAGE           stage to build\n"
-    "  --network none|host      RUN step network (default none)\n"
-    "  --preload FILE           docker-archive to load first (repeatable)\n"
-    "  --tag NAME               image tag (default kiln-build:latest)\n"
-    "  --out FILE               OCI archive to write (default <work-dir>/image.oci.tar)\n"
-    "  --work-dir DIR           work directory (default: a new /var/tmp/kiln-build-XXXXXX)\n"
-    "  --secret-dir DIR         tmpfs dir for secret files (default /run or /dev/shm)\n"
-    "  --deadline-ms N          whole-build deadline (default 600000)\n"
-    "  --no-cache               run every step\n"
-    "  --builder-mode M         rootful (default here: root dockerd + own containerd) or\n"
-    "                           rootless (dockerd-rootless.sh as uid 1000; runner/rootless.h)\n"
-    "  --make-busybox-image OUT write a busybox docker-archive tagged kiln-busybox:1 (from\n"
-    "                           /bin/busybox) to OUT and exit; load it with --preload OUT\n"
-    "  --help                   this text\n";
 
 std::string Absolute(const std::string& p) {
   if (p.empty() || p[0] == '/') return p;
@@ -69,94 +77,74 @@ bool ReadFile(const std::string& path, std::string* out) {
 
 int main(int argc, char** argv) {
   using kiln::agent::runner::BuildSpec;
-  BuildSpec spec;
-  std::string work_dir;
-  auto need = [&](int& i) -> std::string {
-    if (i + 1 >= argc) {
-      std::cerr << "kiln-build: " << argv[i] << " needs a value\n" << kUsage;
-      exit(2);
+  absl::SetProgramUsageMessage(
+      "kiln-build --context=DIR | --context_tar=FILE [flags]\n"
+      "Runs one BuildKit build on this machine with the kiln build runner.");
+  absl::FlagsUsageConfig usage;  // --help lists this file's flags (absl's default looks for
+  usage.contains_help_flags = [](absl::string_view file) { return file == __FILE__; };
+  usage.contains_helpshort_flags = usage.contains_help_flags;  // kiln-build.cc)
+  absl::SetFlagsUsageConfig(usage);
+  std::vector<char*> args =
+      kiln::ParseCommandLineWithRepeated(argc, argv, {&FLAGS_secret, &FLAGS_build_arg, &FLAGS_preload});
+  if (args.size() > 1) {
+    std::cerr << "kiln-build: unexpected argument " << args[1] << " (see --help)\n";
+    return 2;
+  }
+
+  if (const std::string bb = absl::GetFlag(FLAGS_make_busybox_image); !bb.empty()) {
+    std::string out = Absolute(bb);
+    absl::StatusOr<std::string> id =
+        kiln::agent::runner::WriteBusyboxDockerArchive("/bin/busybox", "kiln-busybox:1", out);
+    if (!id.ok()) {
+      std::cerr << "kiln-build: " << id.status() << "\n";
+      return 1;
     }
-    return argv[++i];
-  };
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::cout << kUsage;
-      return 0;
-    } else if (a == "--make-busybox-image") {
-      std::string out = Absolute(need(i));
-      absl::StatusOr<std::string> id = kiln::agent::runner::WriteBusyboxDockerArchive(
-          "/bin/busybox", "kiln-busybox:1", out);
-      if (!id.ok()) {
-        std::cerr << "kiln-build: " << id.status() << "\n";
-        return 1;
-      }
-      std::cout << "kiln-build: wrote " << out << " (kiln-busybox:1, image id " << *id << ")\n";
-      return 0;
-    } else if (a == "--context") {
-      spec.context_dir = Absolute(need(i));
-    } else if (a == "--context-tar") {
-      spec.context_tar = Absolute(need(i));
-    } else if (a == "--file" || a == "-f") {
-      spec.dockerfile = need(i);
-    } else if (a == "--secret") {
-      std::string id, src;
-      for (absl::string_view kv : absl::StrSplit(need(i), ',')) {
-        if (absl::ConsumePrefix(&kv, "id=")) id = std::string(kv);
-        else if (absl::ConsumePrefix(&kv, "src=")) src = std::string(kv);
-      }
-      std::string value;
-      if (id.empty() || src.empty() || !ReadFile(src, &value)) {
-        std::cerr << "kiln-build: --secret needs id=X,src=FILE with a readable FILE\n";
-        return 2;
-      }
-      spec.secrets[id] = value;
-    } else if (a == "--build-arg") {
-      std::string kv = need(i);
-      size_t eq = kv.find('=');
-      if (eq == std::string::npos) {
-        std::cerr << "kiln-build: --build-arg needs K=V\n";
-        return 2;
-      }
-      spec.build_args.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
-    } else if (a == "--target") {
-      spec.target = need(i);
-    } else if (a == "--network") {
-      std::string n = need(i);
-      if (n == "host") {
-        spec.network = kiln::agent::runner::NetworkMode::kHost;
-      } else if (n != "none") {
-        std::cerr << "kiln-build: --network must be none or host\n";
-        return 2;
-      }
-    } else if (a == "--preload") {
-      spec.preload_images.push_back(Absolute(need(i)));
-    } else if (a == "--tag" || a == "-t") {
-      spec.tag = need(i);
-    } else if (a == "--out" || a == "-o") {
-      spec.output_path = Absolute(need(i));
-    } else if (a == "--work-dir") {
-      work_dir = Absolute(need(i));
-    } else if (a == "--secret-dir") {
-      spec.secret_dir = Absolute(need(i));
-    } else if (a == "--deadline-ms") {
-      if (!absl::SimpleAtoi(need(i), &spec.deadline_ms)) {
-        std::cerr << "kiln-build: --deadline-ms needs a number\n";
-        return 2;
-      }
-    } else if (a == "--no-cache") {
-      spec.no_cache = true;
-    } else if (a == "--builder-mode") {
-      const std::string m = need(i);
-      if (!kiln::agent::runner::ParseBuilderMode(m, &spec.mode)) {
-        std::cerr << "kiln-build: --builder-mode must be rootless or rootful, got \"" << m
-                  << "\"\n";
-        return 2;
-      }
-    } else {
-      std::cerr << "kiln-build: unknown argument " << a << "\n" << kUsage;
+    std::cout << "kiln-build: wrote " << out << " (kiln-busybox:1, image id " << *id << ")\n";
+    return 0;
+  }
+  BuildSpec spec;
+  spec.context_dir = Absolute(absl::GetFlag(FLAGS_context));
+  spec.context_tar = Absolute(absl::GetFlag(FLAGS_context_tar));
+  spec.dockerfile = absl::GetFlag(FLAGS_file);
+  for (const std::string& secret : absl::GetFlag(FLAGS_secret)) {
+    std::string id, src;
+    for (absl::string_view kv : absl::StrSplit(secret, ',')) {
+      if (absl::ConsumePrefix(&kv, "id=")) id = std::string(kv);
+      else if (absl::ConsumePrefix(&kv, "src=")) src = std::string(kv);
+    }
+    std::string value;
+    if (id.empty() || src.empty() || !ReadFile(src, &value)) {
+      std::cerr << "kiln-build: --secret needs id=X,src=FILE with a readable FILE\n";
       return 2;
     }
+    spec.secrets[id] = value;
+  }
+  for (const std::string& kv : absl::GetFlag(FLAGS_build_arg)) {
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos) {
+      std::cerr << "kiln-build: --build_arg needs K=V\n";
+      return 2;
+    }
+    spec.build_args.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  spec.target = absl::GetFlag(FLAGS_target);
+  if (const std::string n = absl::GetFlag(FLAGS_network); n == "host") {
+    spec.network = kiln::agent::runner::NetworkMode::kHost;
+  } else if (n != "none") {
+    std::cerr << "kiln-build: --network must be none or host\n";
+    return 2;
+  }
+  for (const std::string& p : absl::GetFlag(FLAGS_preload)) spec.preload_images.push_back(Absolute(p));
+  spec.tag = absl::GetFlag(FLAGS_tag);
+  spec.output_path = Absolute(absl::GetFlag(FLAGS_out));
+  std::string work_dir = Absolute(absl::GetFlag(FLAGS_work_dir));
+  spec.secret_dir = Absolute(absl::GetFlag(FLAGS_secret_dir));
+  spec.deadline_ms = absl::GetFlag(FLAGS_deadline_ms);
+  spec.no_cache = absl::GetFlag(FLAGS_no_cache);
+  if (const std::string m = absl::GetFlag(FLAGS_builder_mode);
+      !kiln::agent::runner::ParseBuilderMode(m, &spec.mode)) {
+    std::cerr << "kiln-build: --builder_mode must be rootless or rootful, got \"" << m << "\"\n";
+    return 2;
   }
   if (work_dir.empty()) {
     char tmpl[] = "/var/tmp/kiln-build-XXXXXX";

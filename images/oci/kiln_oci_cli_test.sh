@@ -31,6 +31,8 @@ out=$("$bin" --out "$t/x" --layer "$t/l.tar" --label nokv 2>&1); rc=$?
   { echo "FAIL: --label nokv: exit $rc: $out"; fail=1; }
 out=$("$bin" --out "$t/y" --layer "$t/l.tar" --gzip_level=0 2>&1); rc=$?
 [[ $rc -eq 2 && "$out" == *gzip* ]] || { echo "FAIL: --gzip_level=0: exit $rc: $out"; fail=1; }
+out=$("$bin" --out "$t/z" --layer "$t/l.tar" stray 2>&1); rc=$?
+[[ $rc -eq 2 && "$out" == *"unexpected argument stray"* ]] || { echo "FAIL: positional: exit $rc: $out"; fail=1; }
 out=$("$bin" --ref-name=latest 2>&1); rc=$?
 [[ $rc -ne 0 && "$out" == *ref-name* ]] || { echo "FAIL: unknown flag: exit $rc: $out"; fail=1; }
 out=$("$bin" --help 2>&1)

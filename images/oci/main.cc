@@ -59,9 +59,13 @@ int main(int argc, char** argv) {
   usage.contains_help_flags = [](absl::string_view file) { return file == __FILE__; };
   usage.contains_helpshort_flags = usage.contains_help_flags;  // kiln-oci.cc)
   absl::SetFlagsUsageConfig(usage);
-  kiln::ParseCommandLineWithRepeated(
+  std::vector<char*> args = kiln::ParseCommandLineWithRepeated(
       argc, argv,
       {&FLAGS_layer, &FLAGS_entrypoint, &FLAGS_cmd, &FLAGS_env, &FLAGS_label, &FLAGS_annotation});
+  if (args.size() > 1) {
+    std::fprintf(stderr, "kiln-oci: unexpected argument %s (see --help)\n", args[1]);
+    return 2;
+  }
   kiln::images::ImageSpec spec;
   std::vector<kiln::images::LayerInput> layers;
   const std::string out = absl::GetFlag(FLAGS_out);
