@@ -1,15 +1,22 @@
 // compare: the regression gate. `bazel run //benchmarks:compare -- BASELINE.json CURRENT.json
-// [--plot FILE.png]` prints a table of every figure (baseline, current, change, allowed change,
+// [--plot=FILE.png]` prints a table of every figure (baseline, current, change, allowed change,
 // verdict) and exits 1 when a gated figure (a count or a ratio) grew by more than its
-// threshold, which comes from the spread of its samples (results.h). Exit 2: bad usage or an
-// unreadable document.
+// threshold, which comes from the spread of its samples (results.h). Exit 2: not two
+// documents, or an unreadable one. Flags are absl flags (`--help`); absl's own flag errors (an
+// unknown flag) exit 1, so a gate never passes on a mistyped command line.
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
 #include "benchmarks/results.h"
+
+ABSL_FLAG(std::string, plot, "",
+          "also draw the end-to-end figures of both documents to this PNG (gnuplot)");
 
 namespace kiln::bench {
 namespace {
@@ -21,24 +28,13 @@ std::string Resolve(const std::string& path) {
 }
 
 int Main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("compare BASELINE.json CURRENT.json [--plot=FILE.png]");
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   std::vector<std::string> files;
-  std::string plot;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--plot" && i + 1 < argc) {
-      plot = Resolve(argv[++i]);
-    } else if (a == "-h" || a == "--help") {
-      std::printf("usage: compare BASELINE.json CURRENT.json [--plot FILE.png]\n");
-      return 0;
-    } else if (!a.empty() && a[0] == '-') {
-      std::fprintf(stderr, "compare: unknown flag %s\n", a.c_str());
-      return 2;
-    } else {
-      files.push_back(Resolve(a));
-    }
-  }
+  for (size_t i = 1; i < args.size(); ++i) files.push_back(Resolve(args[i]));
+  const std::string plot = Resolve(absl::GetFlag(FLAGS_plot));
   if (files.size() != 2) {
-    std::fprintf(stderr, "usage: compare BASELINE.json CURRENT.json [--plot FILE.png]\n");
+    std::fprintf(stderr, "usage: compare BASELINE.json CURRENT.json [--plot=FILE.png]\n");
     return 2;
   }
   std::vector<std::vector<Figure>> figures;

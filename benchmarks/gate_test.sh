@@ -49,5 +49,8 @@ set +e
 echo '{"figures": [{"name": 1}]}' >"$t/bad.json"
 "$compare" "$t/a.json" "$t/bad.json"; [[ $? -eq 2 ]] || { echo "malformed figure accepted"; exit 1; }
 "$runner" --repetitions=0; [[ $? -eq 2 ]] || { echo "runner accepted --repetitions=0"; exit 1; }
+"$compare" --no_such_flag "$t/a.json" "$t/b.json" 2>"$t/flag.err"; [[ $? -ne 0 ]] && grep -q no_such_flag "$t/flag.err" ||
+  { echo "compare accepted or did not name an unknown flag"; exit 1; }
+[[ "$("$compare" --help 2>&1)" == *--plot* ]] || { echo "compare --help does not list --plot"; exit 1; }
 set -e
 echo PASS
