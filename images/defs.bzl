@@ -9,6 +9,7 @@ Rules and what they make:
   kernel_modules   needed .ko files + modules.dep + modules.load (kiln-image modules, libkmod)
   kiln_cpio        newc cpio (initramfs), gzip by default      (kiln-image cpio)
   kiln_tar         tar layer (pax or ustar)                    (kiln-image tar)
+  kiln_image_disk  ext4 root disk from an OCI image layout     (kiln-image image-to-disk)
 
 Example (images/BUILD):
 
@@ -34,9 +35,13 @@ Example (images/BUILD):
 """
 
 load("//images/oci:defs.bzl", _kiln_oci_image = "kiln_oci_image")
+load("//images:image_disk.bzl", _kiln_image_disk = "kiln_image_disk")
 
 # kiln_oci_image: OCI image layout directory from layer tars (images/oci/defs.bzl).
 kiln_oci_image = _kiln_oci_image
+
+# kiln_image_disk: ext4 root disk from an OCI image layout (images/image_disk.bzl).
+kiln_image_disk = _kiln_image_disk
 
 
 _TOOL = "//images/tool:kiln-image"
@@ -222,6 +227,12 @@ def _archive_entries(ctx):
         entries.append({"type": "tree", "path": "", "source": info.tree.path})
         _add_entry(entries, paths, ctx.attr.modules_load_path, {"type": "file", "mode": "0644", "source": info.modules_load.path},
             "kernel_modules (modules_load_path)")
+    for path, mode in ctx.attr.modes.items():
+        _check_mode(mode, "modes[%s]" % path)
+        hits = [e for e in entries if e.get("path") == path and e["type"] in ["file", "dir", "chardev"]]
+        if not hits:
+            fail("modes: %r is not a file, executable, dir or chardev of this archive" % path)
+        hits[0]["mode"] = mode
     if not entries:
         fail("%s: the archive would be empty" % ctx.label)
     return entries, inputs
@@ -260,6 +271,7 @@ _ARCHIVE_ATTRS = {
     "dirs": attr.string_list(doc = "extra empty directories (mode 0755); parents are added anyway"),
     "symlinks": attr.string_dict(doc = "guest path -> link target"),
     "chardevs": attr.string_dict(doc = "guest path -> \"major:minor\" or \"major:minor:mode\" (default mode 0600)"),
+    "modes": attr.string_dict(doc = "guest path -> octal mode (\"0640\") of one of the entries above, instead of its default"),
     "kernel_modules": attr.label(providers = [KernelModulesInfo], doc = "a kernel_modules target: its lib/modules tree at the root, its load list at modules_load_path"),
     "modules_load_path": attr.string(default = "etc/kiln/modules.load", doc = "guest path of the module load list"),
     "gzip": attr.bool(default = True, doc = "gzip the archive (no timestamp in the gzip header)"),

@@ -71,7 +71,8 @@ Publishes the builder OCI image under an immutable semver version.
   --mount-from REPO      try cross-repository mounts from REPO (repeatable)
   --source-commit SHA    org.opencontainers.image.revision (default: git rev-parse HEAD)
   --package-lock FILE    file whose digest goes in dev.kiln.package-lock.digest
-                         (default: images/rootfs/builder.lock in the workspace)
+                         (default: images/rootfs/builder-trixie.lock, the lock of
+                         the Debian 13 root the builder image is made of)
   --retries N            attempts per request (default 5)
   --retry-base-ms MS     first backoff delay (default 200, doubling, max 5000)
   --chunk-bytes N        PATCH chunk size (default 16777216)
@@ -282,7 +283,7 @@ int Main(int argc, char** argv) {
                             "--source-commit SHA");
   opts.annotations[std::string(oci::kAnnotationRevision)] = commit;
   std::string package_lock =
-      f.package_lock.empty() ? WorkspacePath("images/rootfs/builder.lock") : f.package_lock;
+      f.package_lock.empty() ? WorkspacePath("images/rootfs/builder-trixie.lock") : f.package_lock;
   absl::StatusOr<std::string> lock_digest = Sha256FileDigest(package_lock);
   if (lock_digest.ok()) {
     opts.annotations[std::string(kAnnotationPackageLock)] = *lock_digest;
