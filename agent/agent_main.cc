@@ -138,13 +138,32 @@ int FreshMachineMain() {
     Say(input.status().ToString());
     return 1;
   }
-  absl::StatusOr<kiln::agent::FreshMachineReport> r = kiln::agent::ApplyFreshMachine(*input);
+  // This process started after the request had arrived: add its age to the host's time.
+  int64_t late_ns = 0;
+  std::string stat;
+  if (FILE* f = std::fopen("/proc/self/stat", "r")) {
+    char b[1024];
+    stat.assign(b, std::fread(b, 1, sizeof(b), f));
+    std::fclose(f);
+  }
+  timespec boot;
+  clock_gettime(CLOCK_BOOTTIME, &boot);
+  if (absl::StatusOr<int64_t> age = kiln::agent::ProcessAgeNs(
+          stat, int64_t{boot.tv_sec} * 1000000000 + boot.tv_nsec, sysconf(_SC_CLK_TCK));
+      age.ok()) {
+    late_ns = *age;
+  }
+  absl::StatusOr<kiln::agent::FreshMachineReport> r =
+      kiln::agent::ApplyFreshMachine(*input, late_ns);
   if (!r.ok()) {
     Say(r.status().ToString());
     return 1;
   }
-  std::printf("fresh machine: clock stepped by %lld ms; %zu seed bytes added; crng %s\n",
-              static_cast<long long>(r->clock_step_ms), r->seed_bytes,
+  std::printf(
+      "fresh machine: clock stepped by %lld ms (host time + %lld ms of this process's start); "
+      "%zu seed bytes added; crng %s\n",
+      static_cast<long long>(r->clock_step_ms), static_cast<long long>(late_ns / 1000000),
+      r->seed_bytes,
               r->reseeded ? "reseeded" : "not reseeded");
   return 0;
 }

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -73,16 +74,35 @@ absl::StatusOr<FreshMachineInput> ParseFreshMachineInput(absl::string_view text)
   return in;
 }
 
+absl::StatusOr<int64_t> ProcessAgeNs(absl::string_view stat_text, int64_t boottime_ns,
+                                     int64_t ticks_per_second) {
+  // Field 2 (comm) is in parentheses and may hold spaces: count fields after the last ')'.
+  const size_t paren = stat_text.rfind(')');
+  if (paren == absl::string_view::npos || ticks_per_second <= 0) {
+    return absl::InvalidArgumentError("/proc/self/stat: no ')' after comm");
+  }
+  std::vector<absl::string_view> fields =
+      absl::StrSplit(stat_text.substr(paren + 1), ' ', absl::SkipEmpty());
+  // fields[0] is field 3 (state): starttime, field 22, is fields[19].
+  int64_t start_ticks = 0;
+  if (fields.size() < 20 || !absl::SimpleAtoi(fields[19], &start_ticks) || start_ticks < 0) {
+    return absl::InvalidArgumentError("/proc/self/stat: no starttime (field 22)");
+  }
+  const int64_t start_ns = start_ticks * (1000000000 / ticks_per_second);
+  return boottime_ns > start_ns ? boottime_ns - start_ns : 0;
+}
+
 absl::StatusOr<FreshMachineReport> ApplyFreshMachine(const FreshMachineInput& input,
+                                                     int64_t late_ns,
                                                      const std::string& random_dev) {
   FreshMachineReport report;
   const int64_t before = RealtimeNs();
-  timespec ts{static_cast<time_t>(input.unix_ns / 1000000000),
-              static_cast<long>(input.unix_ns % 1000000000)};
+  const int64_t target = input.unix_ns + std::max<int64_t>(late_ns, 0);
+  timespec ts{static_cast<time_t>(target / 1000000000), static_cast<long>(target % 1000000000)};
   if (clock_settime(CLOCK_REALTIME, &ts) != 0) {
     return PosixError(errno, "clock_settime", "CLOCK_REALTIME");
   }
-  report.clock_step_ms = (input.unix_ns - before) / 1000000;
+  report.clock_step_ms = (target - before) / 1000000;
   const int fd = open(random_dev.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) return PosixError(errno, "open", random_dev);
   // struct rand_pool_info ends in a flexible array: allocate it with the seed behind it.

@@ -56,6 +56,14 @@ std::string FormatFreshMachineInput(int64_t unix_ns, absl::string_view seed);
 // non-positive unix_ns, seed not lowercase hex or outside 32..512 bytes). Pure.
 absl::StatusOr<FreshMachineInput> ParseFreshMachineInput(absl::string_view text);
 
+// ProcessAgeNs(stat_text, boottime_ns, ticks_per_second): how long ago the process whose
+// /proc/<pid>/stat is `stat_text` was started (its field 22, starttime, in clock ticks since
+// boot) at CLOCK_BOOTTIME `boottime_ns`; InvalidArgument if the text does not parse. Pure.
+// --fresh_machine adds its own age to the host's time: the agent forks it only after the
+// whole request arrived, and a static binary's start under TCG takes ~0.2 s.
+absl::StatusOr<int64_t> ProcessAgeNs(absl::string_view stat_text, int64_t boottime_ns,
+                                     int64_t ticks_per_second);
+
 // FreshMachineReport: what ApplyFreshMachine did.
 struct FreshMachineReport {
   int64_t clock_step_ms = 0;  // new wall clock - old wall clock
@@ -63,10 +71,12 @@ struct FreshMachineReport {
   bool reseeded = false;      // RNDRESEEDCRNG succeeded
 };
 
-// ApplyFreshMachine(input, random_dev): executor (needs CAP_SYS_TIME and CAP_SYS_ADMIN: the
-// agent is the guest's root). clock_settime(CLOCK_REALTIME), then RNDADDENTROPY and
+// ApplyFreshMachine(input, late_ns, random_dev): executor (needs CAP_SYS_TIME and
+// CAP_SYS_ADMIN: the agent is the guest's root). clock_settime(CLOCK_REALTIME) to
+// input.unix_ns + late_ns (how long after the request arrived this runs), then RNDADDENTROPY and
 // RNDRESEEDCRNG on `random_dev` (/dev/urandom). Errors: errno-derived, naming the step.
 absl::StatusOr<FreshMachineReport> ApplyFreshMachine(const FreshMachineInput& input,
+                                                     int64_t late_ns = 0,
                                                      const std::string& random_dev =
                                                          "/dev/urandom");
 

@@ -54,5 +54,20 @@ TEST(FreshMachineInputTest, MalformedInputIsRefusedNamingTheLine) {
   }
 }
 
+TEST(ProcessAgeTest, ReadsStarttimeAfterTheCommEvenWithSpacesAndParens) {
+  // A real /proc/self/stat line (Linux 6.1), comm "kiln) agent": starttime (field 22) = 500.
+  const std::string stat =
+      "1234 (kiln) agent) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 500 "
+      "12345678 300 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+  ASSERT_OK_AND_ASSIGN(int64_t age, ProcessAgeNs(stat, 5250000000, 100));
+  EXPECT_EQ(age, 250000000);  // 5.25 s of boottime - 500 ticks of 10 ms
+  ASSERT_OK_AND_ASSIGN(age, ProcessAgeNs(stat, 1, 100));
+  EXPECT_EQ(age, 0);  // never negative
+  EXPECT_THAT(ProcessAgeNs("1234 kiln S 1", 1, 100),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("comm")));
+  EXPECT_THAT(ProcessAgeNs("1234 (kiln) S 1 2 3", 1, 100),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("field 22")));
+}
+
 }  // namespace
 }  // namespace kiln::agent

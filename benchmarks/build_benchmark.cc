@@ -7,6 +7,10 @@
 //                      delegated (the default builder; its figures are also build/vm/*)
 //   rootful-debian13   the same disk, daemon as the guest's root
 //   rootful-debian12   the Debian 12 disk (dockerd 20.10), today's other path
+//   <variant>-warm     the same builder restored from a warm snapshot (issue 12,
+//                      BuilderVmOptions::warm): the snapshot is made once before the rounds
+//                      (figure build/<variant>-warm/snapshot_make), then every round restores
+//                      it; build/warm_over_cold/<phase> pairs it with <variant> per round
 // alternated per round (host, then each variant, the order rotated every round) so that all
 // see the same host load; per-pair ratios rootless/rootful (Debian 13) and Debian 13/Debian
 // 12 (rootful) for the phases daemon start (guest dockerd_start), build (guest build) and
@@ -50,6 +54,9 @@ ABSL_FLAG(std::string, builder_disk_debian12, "",
 ABSL_FLAG(std::string, variants, "rootless-debian13,rootful-debian13,rootful-debian12",
           "builder variants, comma-separated: rootless-debian13, rootful-debian13, "
           "rootful-debian12");
+ABSL_FLAG(std::string, warm, "off",
+          "warm snapshots for the plain variants: off, auto or on (BuilderVmOptions::warm); a "
+          "variant named <variant>-warm is always warm");
 ABSL_FLAG(bool, host, true, "also build on the host (kiln-build) and report vm/host ratios");
 ABSL_FLAG(std::string, busybox_image, "", "docker-archive of kiln-busybox:1");
 ABSL_FLAG(std::string, context, "", "build context dir (agent/runner/examples/reference)");
@@ -73,20 +80,25 @@ struct HostRun {
 
 // Variant: one builder VM configuration.
 struct Variant {
-  std::string name;  // rootless-debian13 | rootful-debian13 | rootful-debian12
+  std::string name;  // rootless-debian13 | rootful-debian13 | rootful-debian12 [-warm]
   std::string mode;  // harness::kBuilderModeRootless | kBuilderModeRootful
   std::string disk;  // builder disk path
+  harness::WarmMode warm = harness::WarmMode::kOff;
 };
 
 // VmSamples: what the runs of one variant measured.
 struct VmSamples {
-  Samples total, ready, gone, rss, lockups;
+  Samples total, ready, gone, rss, lockups, result;
   std::map<std::string, Samples> phase;
 };
 
 absl::StatusOr<std::vector<Variant>> ParseVariants(absl::string_view list) {
   std::vector<Variant> out;
-  for (absl::string_view v : absl::StrSplit(list, ',', absl::SkipEmpty())) {
+  absl::StatusOr<harness::WarmMode> plain_warm = harness::ParseWarmMode(absl::GetFlag(FLAGS_warm));
+  if (!plain_warm.ok()) return plain_warm.status();
+  for (absl::string_view name : absl::StrSplit(list, ',', absl::SkipEmpty())) {
+    absl::string_view v = name;
+    const bool warm = absl::ConsumeSuffix(&v, "-warm");
     if (v == "rootless-debian13") {
       out.push_back({std::string(v), harness::kBuilderModeRootless, absl::GetFlag(FLAGS_builder_disk)});
     } else if (v == "rootful-debian13") {
@@ -101,6 +113,8 @@ absl::StatusOr<std::vector<Variant>> ParseVariants(absl::string_view list) {
     if (out.back().disk.empty()) {
       return absl::InvalidArgumentError(absl::StrCat("variant ", v, " needs its disk flag"));
     }
+    out.back().name = std::string(name);
+    out.back().warm = warm ? harness::WarmMode::kOn : *plain_warm;
   }
   if (out.empty()) return absl::InvalidArgumentError("--variants is empty");
   return out;
@@ -208,6 +222,8 @@ int Main() {
     opt.memory_mib = absl::GetFlag(FLAGS_memory_mib);
     opt.builder_mode = v.mode;
     opt.deadline = absl::Seconds(420);
+    opt.warm = v.warm;
+    opt.snapshot_dir = work + "/snapshots";
     harness::BuilderRun run =
         harness::RunBuilderJobs(factory, harness::BuilderArtifacts{kernel, initrd, v.disk}, opt, {job});
     bool ok = run.status.ok() && run.jobs.size() == 1 && run.jobs[0].result &&
@@ -227,18 +243,44 @@ int Main() {
                    i, why.c_str(), run.log_dir.c_str());
       return;
     }
+    if (v.warm != harness::WarmMode::kOff && run.warm.rfind("cold", 0) == 0) {
+      std::fprintf(stderr, "build_benchmark: %s run %d booted cold: %s\n", v.name.c_str(), i,
+                   run.warm.c_str());
+    }
     s.total.push_back(absl::ToDoubleMilliseconds(run.total));
+    s.result.push_back(absl::ToDoubleMilliseconds(run.vmm_start_to_first_result));
     s.ready.push_back(absl::ToDoubleMilliseconds(run.vmm_start_to_ready));
     s.gone.push_back(absl::ToDoubleMilliseconds(run.last_result_to_vm_gone));
     s.rss.push_back(static_cast<double>(run.vmm_peak_rss_bytes));
     for (const char* p : kPhases) {
       s.phase[p].push_back(static_cast<double>(std::max<int64_t>(0, run.jobs[0].PhaseMs(p))));
     }
-    std::printf("  %-18s %d %8.0f ms  (ready %.0f ms, dockerd_start %.0f ms, build %.0f ms, "
-                "attempts %d)\n", v.name.c_str(), i, s.total.back(), s.ready.back(),
-                s.phase["dockerd_start"].back(), s.phase["build"].back(), run.attempts);
+    std::printf("  %-18s %d %8.0f ms  (result %.0f ms, ready %.0f ms, dockerd_start %.0f ms, "
+                "build %.0f ms, peak RSS %.0f MiB, attempts %d, %s)\n", v.name.c_str(), i,
+                s.total.back(), s.result.back(), s.ready.back(),
+                s.phase["dockerd_start"].back(), s.phase["build"].back(), s.rss.back() / 1048576,
+                run.attempts, run.warm.c_str());
     std::fflush(stdout);
   };
+  // Warm variants: make each snapshot once before the rounds (a builder VM with no job), so
+  // that every round measures a restore.
+  std::map<std::string, double> snapshot_make_ms;
+  for (const Variant& v : *variants) {
+    if (v.warm == harness::WarmMode::kOff) continue;
+    harness::BuilderVmOptions opt;
+    opt.id = absl::StrCat("bench-", v.name, "-snapshot");
+    opt.memory_mib = absl::GetFlag(FLAGS_memory_mib);
+    opt.builder_mode = v.mode;
+    opt.warm = v.warm;
+    opt.snapshot_dir = work + "/snapshots";
+    harness::BuilderRun run = harness::RunBuilderJobs(
+        factory, harness::BuilderArtifacts{kernel, initrd, v.disk}, opt, {});
+    snapshot_make_ms[v.name] = absl::ToDoubleMilliseconds(run.snapshot_make);
+    std::printf("  %-18s snapshot: %s, made in %.0f ms (%s)\n", v.name.c_str(),
+                run.snapshot_key.substr(0, 12).c_str(), snapshot_make_ms[v.name],
+                run.warm.c_str());
+    std::fflush(stdout);
+  }
   const size_t nv = variants->size();
   for (int i = 0; i < runs; ++i) {
     if (absl::GetFlag(FLAGS_host)) {
@@ -311,6 +353,22 @@ int Main() {
   };
   for (const Variant& v : *variants) {
     const VmSamples& s = vm[v.name];
+    const std::string what = v.warm != harness::WarmMode::kOff ? "restored QEMU start" : "VMM start";
+    f.push_back({.name = absl::StrCat("build/", v.name, "/vmm_start_to_result"), .suite = "build",
+                 .kind = "time", .unit = "ms", .samples = s.result,
+                 .note = absl::StrCat(what, " to the BuildResult")});
+    f.push_back({.name = absl::StrCat("build/", v.name, "/vmm_start_to_agent_ready"),
+                 .suite = "build", .kind = "time", .unit = "ms", .samples = s.ready,
+                 .note = absl::StrCat(what, " to the agent's Ready")});
+    f.push_back({.name = absl::StrCat("build/", v.name, "/vmm_peak_rss"), .suite = "build",
+                 .kind = "count", .unit = "bytes", .gate = false, .samples = s.rss,
+                 .note = "QEMU's peak RSS (wait4 ru_maxrss)"});
+    if (snapshot_make_ms.count(v.name)) {
+      f.push_back({.name = absl::StrCat("build/", v.name, "/snapshot_make"), .suite = "build",
+                   .kind = "time", .unit = "ms", .gate = false,
+                   .samples = {snapshot_make_ms[v.name]},
+                   .note = "cold boot to agent ready + save, once per snapshot key"});
+    }
     for (const char* p : {"dockerd_start", "build", "total"}) {
       f.push_back({.name = absl::StrCat("build/", v.name, "/", p), .suite = "build",
                    .kind = "time", .unit = "ms", .samples = phase_of(s, p),
@@ -330,11 +388,37 @@ int Main() {
     const char* over;
     const char* under;
   };
-  for (const Pair& pr : {Pair{"rootless_over_rootful", "rootless-debian13", "rootful-debian13"},
-                         Pair{"debian13_over_debian12", "rootful-debian13", "rootful-debian12"}}) {
+  std::vector<Pair> pairs = {
+      Pair{"rootless_over_rootful", "rootless-debian13", "rootful-debian13"},
+      Pair{"debian13_over_debian12", "rootful-debian13", "rootful-debian12"}};
+  std::vector<std::string> warm_names;
+  for (const Variant& v : *variants) warm_names.push_back(v.name);
+  for (const std::string& w : warm_names) {
+    if (w.size() > 5 && w.substr(w.size() - 5) == "-warm") {
+      pairs.push_back(Pair{"warm_over_cold", w.c_str(), nullptr});
+    }
+  }
+  std::vector<std::string> unders;  // keeps the cold names alive for Pair::under
+  unders.reserve(pairs.size());
+  for (Pair& pr : pairs) {
+    if (pr.under == nullptr) {
+      const std::string over = pr.over;
+      unders.push_back(over.substr(0, over.size() - 5));
+      pr.under = unders.back().c_str();
+    }
+  }
+  auto phase_or_result = [&](const VmSamples& s, const std::string& p) -> Samples {
+    if (p == "vmm_start_to_result") return s.result;
+    if (p == "vmm_peak_rss") return s.rss;
+    return phase_of(s, p);
+  };
+  for (const Pair& pr : pairs) {
     if (!vm.count(pr.over) || !vm.count(pr.under)) continue;
-    for (const char* p : {"dockerd_start", "build", "total"}) {
-      const Samples a = phase_of(vm[pr.over], p), b = phase_of(vm[pr.under], p);
+    const bool warm_pair = std::string(pr.name) == "warm_over_cold";
+    std::vector<std::string> ps = {"dockerd_start", "build", "total"};
+    if (warm_pair) ps = {"vmm_start_to_result", "total", "vmm_peak_rss"};
+    for (const std::string& p : ps) {
+      const Samples a = phase_or_result(vm[pr.over], p), b = phase_or_result(vm[pr.under], p);
       f.push_back({.name = absl::StrCat("build/", pr.name, "/", p), .suite = "build",
                    .kind = "ratio", .unit = "x", .gate = false,
                    .samples = a.size() == b.size() ? PairRatios(a, b)

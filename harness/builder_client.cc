@@ -135,7 +135,9 @@ std::string BuilderCmdline(const BuilderVmOptions& o) {
                                    : std::string();
   std::string s = absl::StrCat("kiln.root=/dev/vda kiln.cgroup=", o.cgroup, delegate,
                                " kiln.exec=\"", kAgentPath, " --channel=", channel,
-                               o.keep.keep_failed_builders ? " --keep_failed_jobs" : " --once",
+                               o.keep.keep_failed_builders ? " --keep_failed_jobs"
+                               : o.warm != WarmMode::kOff  ? ""
+                                                           : " --once",
                                " --retry_ms=", o.agent_retry_ms, " --builder_mode=",
                                o.builder_mode, o.agent_flags.empty() ? "" : " ", o.agent_flags,
                                "\"");
@@ -243,6 +245,7 @@ BuilderVm::~BuilderVm() {
   if (vm_->detached()) return;  // kept: the VM, its socket and work dir stay
   vm_->Kill();  // also removes the socket
   unlink(socket_path_.c_str());
+  unlink(control_socket().c_str());
   rmdir(socket_path_.substr(0, socket_path_.rfind('/')).c_str());
 }
 
@@ -342,6 +345,12 @@ absl::StatusOr<Frame> BuilderVm::ReadFrameWatched(absl::Time stall_deadline,
 absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::Boot(VmFactory& factory,
                                                            const BuilderArtifacts& artifacts,
                                                            const BuilderVmOptions& options) {
+  return BootConfig(factory, artifacts, options, /*control=*/false, /*restore_from=*/"");
+}
+
+absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::BootConfig(
+    VmFactory& factory, const BuilderArtifacts& artifacts, const BuilderVmOptions& options,
+    bool control, const std::string& restore_from) {
   RETURN_IF_ERROR(ValidateBuilderArtifacts(artifacts));
   RETURN_IF_ERROR(ValidateBuilderVmOptions(options));
   // A short socket dir: unix socket paths are limited to 107 bytes, test dirs are long.
@@ -351,7 +360,10 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::Boot(VmFactory& factory,
   BuilderVmOptions o = options;
   o.transport = factory.vmm().channel_transport();  // the backend decides how it is spoken
   const absl::Time boot_at = absl::Now();
-  absl::StatusOr<Vm*> vm = factory.Boot(BuilderVmConfig(o, artifacts, socket_path));
+  VmConfig config = BuilderVmConfig(o, artifacts, socket_path);
+  if (control) config.control_socket_path = absl::StrCat(templ, "/qmp.sock");
+  config.restore_from = restore_from;
+  absl::StatusOr<Vm*> vm = factory.Boot(config);
   if (!vm.ok()) {
     rmdir(templ);
     return vm.status();
@@ -368,6 +380,7 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::Start(VmFactory& factory,
 }
 
 absl::Status BuilderVm::WaitReady() {
+  if (conn_ && ready_at_ != absl::Time()) return absl::OkStatus();  // ready already (BootWarm)
   const absl::Time ready_deadline = boot_at_ + options_.ready_timeout;
   // 1. Connect. virtio-serial: QEMU creates the socket shortly after it starts. Hybrid vsock:
   // CH creates it at once, but closes each CONNECT until the guest agent listens on its port
@@ -540,7 +553,7 @@ absl::Duration BuilderVm::Shutdown() {
   if (shut_down_) return absl::ZeroDuration();
   shut_down_ = true;
   if (stream_) (void)stream_->Close();
-  if (options_.keep.keep_failed_builders) {
+  if (options_.keep.keep_failed_builders || options_.warm != WarmMode::kOff) {
     vm_->Kill();  // the agent (no --once) would serve again: nothing powers the guest off
     return absl::Now() - t0;
   }
@@ -605,7 +618,7 @@ BuilderRun RunBuilderJobs(VmFactory& factory, const BuilderArtifacts& artifacts,
     };
     progress(absl::StrCat("booting VM ", o.id, " (", factory.vmm().Name(), ", ", o.vcpus,
                           " vCPUs, ", o.memory_mib, " MiB, ", o.builder_mode, ")"));
-    absl::StatusOr<std::unique_ptr<BuilderVm>> b = BuilderVm::Boot(factory, artifacts, o);
+    absl::StatusOr<std::unique_ptr<BuilderVm>> b = BuilderVm::BootForRun(factory, artifacts, o, &run);
     if (!b.ok()) {
       run.status = b.status();
       break;

@@ -77,6 +77,7 @@
 #include "harness/console.h"
 #include "harness/keep_store.h"
 #include "harness/runner.h"
+#include "harness/snapshot.h"
 #include "harness/vmm.h"
 
 namespace kiln::harness {
@@ -118,6 +119,20 @@ inline constexpr uint64_t kDefaultMaxLogBytes = uint64_t{24} << 20;
 inline constexpr uint64_t kLogLineOverheadBytes = 64;
 // kDefaultMaxImageBytes: BuilderVmOptions::max_image_bytes' default (8 GiB).
 inline constexpr uint64_t kDefaultMaxImageBytes = uint64_t{8} << 30;
+
+// WarmMode: whether a builder VM is booted or restored from a warm snapshot (issue 12;
+// harness/snapshot.h, docs in harness/README.md "Warm builders"). QEMU only.
+//   kOff   boot it (cold).
+//   kAuto  restore it from the snapshot of this exact configuration, making the snapshot first
+//          if the cache has none; a backend without snapshots (Cloud Hypervisor) boots cold.
+//   kOn    the same, but a backend without snapshots is an error (FailedPrecondition).
+// In both warm modes a snapshot that cannot be made or restored falls back to a cold boot,
+// and BuilderRun::warm says so.
+enum class WarmMode { kOff, kAuto, kOn };
+// WarmModeName(m): "off" / "auto" / "on". ParseWarmMode: the inverse; InvalidArgument naming
+// the text otherwise.
+const char* WarmModeName(WarmMode mode);
+absl::StatusOr<WarmMode> ParseWarmMode(absl::string_view text);
 
 // BuilderVmOptions: one builder VM.
 struct BuilderVmOptions {
@@ -181,6 +196,13 @@ struct BuilderVmOptions {
   // exit_status, or refused) leaves it running and recorded for `kilnctl builders` (ttl,
   // max_kept). Successful builders are always torn down.
   KeepPolicy keep;
+  // warm: see WarmMode. A warm builder's agent runs without --once (it serves again after the
+  // session that made the snapshot), and a warm VM is killed at Shutdown (its guest RAM dies
+  // with QEMU; the snapshot file is never written after it was made).
+  WarmMode warm = WarmMode::kOff;
+  // snapshot_dir: the snapshot cache (harness/snapshot.h); "": DefaultSnapshotDir().
+  std::string snapshot_dir;
+  uint64_t snapshot_max_bytes = kDefaultSnapshotMaxBytes;
 };
 
 // ValidateBuilderVmOptions(options): OkStatus, or InvalidArgument naming a builder_mode other
@@ -195,7 +217,8 @@ absl::Status ValidateBuilderVmOptions(const BuilderVmOptions& options);
 // where <channel> is virtio-serial:<channel_name> (transport kVirtioSerial) or
 // vsock:<vsock_port> (kHybridVsock; agent/agent_main.cc); with
 // options.keep.keep_failed_builders, --keep_failed_jobs instead of --once (the agent serves
-// again after a session, and leaves a failed job's dir for inspection).
+// again after a session, and leaves a failed job's dir for inspection); with options.warm other
+// than kOff, no --once either.
 std::string BuilderCmdline(const BuilderVmOptions& options);
 
 // BuilderVmConfig(options, artifacts, socket_path): the VmConfig (pure): id, kernel, initrd,
@@ -291,6 +314,8 @@ struct BuildResponse {
   std::string LogText() const;
 };
 
+struct BuilderRun;
+
 // BuilderVm: one booted builder VM and its channel. Not thread-safe.
 class BuilderVm {
  public:
@@ -313,6 +338,25 @@ class BuilderVm {
   // bad socket path. Messages end with the serial log tail.
   absl::Status WaitReady();
 
+  // BootWarm(factory, artifacts, options, run): the warm start (WarmMode): makes or finds the
+  // snapshot, restores a VM from it, WaitReady, then makes it its own machine (Exec of
+  // `kiln-agent --fresh_machine`: the host's clock and 64 fresh seed bytes). Fills run's warm
+  // fields. Errors: any step's; the caller falls back to Boot (cold). FailedPrecondition if
+  // the backend is not QEMU.
+  static absl::StatusOr<std::unique_ptr<BuilderVm>> BootWarm(VmFactory& factory,
+                                                             const BuilderArtifacts& artifacts,
+                                                             const BuilderVmOptions& options,
+                                                             BuilderRun* run);
+
+  // BootForRun(factory, artifacts, options, run): RunBuilderJobs's boot step. options.warm
+  // kOff: Boot. kAuto/kOn: BootWarm; if that fails (or kAuto on a backend without snapshots),
+  // Boot cold with warm off, run->warm saying why. kOn on a backend without snapshots:
+  // FailedPrecondition (nothing booted).
+  static absl::StatusOr<std::unique_ptr<BuilderVm>> BootForRun(VmFactory& factory,
+                                                               const BuilderArtifacts& artifacts,
+                                                               const BuilderVmOptions& options,
+                                                               BuilderRun* run);
+
   // Start(factory, artifacts, options): Boot + WaitReady.
   static absl::StatusOr<std::unique_ptr<BuilderVm>> Start(VmFactory& factory,
                                                           const BuilderArtifacts& artifacts,
@@ -330,6 +374,19 @@ class BuilderVm {
   // on a stall or the VM deadline; the channel's errors. On any error the VM has been killed
   // if it was stuck/stalled/out of memory.
   absl::StatusOr<BuildResponse> Build(const BuildRequest& request);
+
+  // GuestExec: what Exec returned: the command's exit code (-1 if killed by a signal) and its
+  // stdout/stderr (each at most 64 KiB kept).
+  struct GuestExec {
+    int exit_code = 0;
+    std::string out, err;
+  };
+  // Exec(argv, stdin_data, timeout): runs a command in the guest through the agent's Exec on
+  // this VM's channel (after WaitReady, between jobs; the warm start's --fresh_machine and the
+  // warm VM test use it). Errors: FailedPrecondition if the VM is not ready or shut down; the
+  // agent's Error reply; the channel's and the watched VM's (ReadFrameWatched) errors.
+  absl::StatusOr<GuestExec> Exec(std::vector<std::string> argv, std::string stdin_data,
+                                 absl::Duration timeout);
 
   // Shutdown(): closes the channel (the agent exits, init powers off), waits up to
   // poweroff_grace for the VMM to exit, then kills it. Returns how long the VM took to go
@@ -368,6 +425,16 @@ class BuilderVm {
 
  private:
   BuilderVm(Vm* vm, BuilderVmOptions options, absl::Time boot_at, std::string socket_path);
+  // BootConfig: Boot with VmConfig::control_socket_path (<socket dir>/qmp.sock) when
+  // `control`, and VmConfig::restore_from = restore_from when not empty.
+  static absl::StatusOr<std::unique_ptr<BuilderVm>> BootConfig(VmFactory& factory,
+                                                               const BuilderArtifacts& artifacts,
+                                                               const BuilderVmOptions& options,
+                                                               bool control,
+                                                               const std::string& restore_from);
+  // FreshMachine(): the --fresh_machine Exec on the open channel (see BootWarm).
+  absl::Status FreshMachine();
+  std::string control_socket() const;
   // Waits for one frame in slices, checking the VM (exit, lockup, deadlines) between them.
   absl::StatusOr<agent::Frame> ReadFrameWatched(absl::Time stall_deadline, absl::string_view what);
   // The VM's state as an error (or OK if it may go on); marks stuck_reason_.
@@ -426,6 +493,14 @@ struct BuilderRun {
   // did (the build's own result is in status/jobs; a failed keep tears the VM down).
   std::string kept_id;
   absl::Status keep_status;
+  // Warm builders (BuilderVmOptions::warm): warm is "cold" (warm off), "restored" (from a
+  // cached snapshot), "made+restored" (the snapshot was made first, by a VM "<id>-snapshot"),
+  // or "cold (fallback: <why>)" when warm was asked for and the snapshot failed.
+  std::string warm = "cold";
+  std::string snapshot_key;           // "" when cold
+  absl::Duration snapshot_make;       // making the snapshot (boot + save), if made
+  absl::Duration restore_to_ready;    // restored VMM start -> agent Ready
+  absl::Duration fresh_machine;       // the --fresh_machine Exec (clock + entropy)
 };
 
 // RunBuilderJobs(factory, artifacts, options, jobs): boots a builder VM, runs `jobs` in order
