@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -504,6 +505,11 @@ absl::StatusOr<SplitArgv> SplitBuildArgv(const std::vector<std::string>& args) {
   return out;
 }
 
+std::string ResolveUserPath(const std::string& path, const std::string& base) {
+  if (path.empty() || path[0] == '/' || base.empty()) return path;
+  return absl::StrCat(absl::StripSuffix(base, "/"), "/", path);
+}
+
 // ---------------------------------------------------------------------------------------------
 // PrepareBuild
 
@@ -660,8 +666,13 @@ BuildOutcome RunPreparedBuild(VmFactory& factory, const PreparedBuild& p,
     o.total_ms = absl::ToInt64Milliseconds(absl::Now() - t0);
     return o;
   };
-  if (mkdir(options.work_dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return fail(kBuildExitUsage, "input-error", PosixError(errno, "mkdir", options.work_dir));
+  {
+    std::error_code ec;
+    std::filesystem::create_directories(options.work_dir, ec);
+    if (ec) {
+      return fail(kBuildExitUsage, "input-error",
+                  absl::InternalError(absl::StrCat("mkdir -p ", options.work_dir, ": ", ec.message())));
+    }
   }
   // The context as a tar (the host's own files; symlinks kept, as docker sends them).
   const std::string context_tar = options.work_dir + "/context.tar";
@@ -739,6 +750,13 @@ BuildOutcome RunPreparedBuild(VmFactory& factory, const PreparedBuild& p,
       AddLeaks(ScanLogsForSecret(serial, value), id, "serial log", &o.leaks);
     }
     o.leak_scanned = scanned;
+    // The most telling findings first: a layer entry or a config/history field ("<blob>:<entry>
+    // (form)" / "(history[i])") before raw byte ranges of whole blobs and of the archive.
+    std::stable_partition(o.leaks.begin(), o.leaks.end(), [](const LeakFinding& l) {
+      const size_t paren = l.where.find(" (");
+      const absl::string_view head = absl::string_view(l.where).substr(0, paren);
+      return absl::StrContains(head, ":") || absl::StrContains(l.where, "history");
+    });
     progress(absl::StrCat("leak scan of ", p.secrets.size(), " secret(s): ",
                           o.leaks.empty() ? "clean" : absl::StrCat(o.leaks.size(), " finding(s)")));
   }

@@ -167,6 +167,10 @@ struct SplitArgv {
 // InvalidArgument for such a flag without a value. Pure.
 absl::StatusOr<SplitArgv> SplitBuildArgv(const std::vector<std::string>& args);
 
+// ResolveUserPath(path, base): `path` if it is absolute or `base` is empty, else base/path
+// (under `bazel run`, base is $BUILD_WORKING_DIRECTORY: where the user ran bazel). Pure.
+std::string ResolveUserPath(const std::string& path, const std::string& base);
+
 // ---------------------------------------------------------------------------------------------
 // The command.
 

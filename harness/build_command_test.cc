@@ -111,6 +111,13 @@ TEST(SplitBuildArgvTest, RepeatableFlagsKeepCommas) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("needs a value")));
 }
 
+TEST(ResolveUserPathTest, RelativeToWhereBazelRan) {
+  EXPECT_EQ(ResolveUserPath("ctx", "/home/me/src"), "/home/me/src/ctx");
+  EXPECT_EQ(ResolveUserPath("/abs/ctx", "/home/me/src"), "/abs/ctx");
+  EXPECT_EQ(ResolveUserPath("ctx", ""), "ctx");
+  EXPECT_EQ(ResolveUserPath("a/b.tar", "/w/"), "/w/a/b.tar");
+}
+
 TEST(NormalizeImageRefTest, DockerFamiliarForm) {
   EXPECT_EQ(NormalizeImageRef("busybox"), "busybox:latest");
   EXPECT_EQ(NormalizeImageRef("docker.io/library/busybox:1.36"), "busybox:1.36");

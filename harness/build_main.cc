@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -77,8 +78,13 @@ int Main(const SplitArgv& split, const std::vector<char*>& positional) {
     return Usage(positional.size() < 2 ? "no CONTEXT directory given"
                                        : "exactly one CONTEXT directory, please");
   }
+  // Under `bazel run` the process runs in its runfiles tree: a user's relative paths are
+  // relative to where bazel was run (BUILD_WORKING_DIRECTORY).
+  const char* bwd = getenv("BUILD_WORKING_DIRECTORY");
+  const std::string base = bwd == nullptr ? "" : bwd;
+  auto user_path = [&](const std::string& p) { return ResolveUserPath(p, base); };
   BuildCommand cmd;
-  cmd.context = positional[1];
+  cmd.context = user_path(positional[1]);
   auto values = [&](const char* name) {
     auto it = split.values.find(name);
     return it == split.values.end() ? std::vector<std::string>{} : it->second;
@@ -87,15 +93,16 @@ int Main(const SplitArgv& split, const std::vector<char*>& positional) {
     std::vector<std::string> v = values(name);
     return v.empty() ? std::string() : v.back();
   };
-  cmd.dockerfile = last("file");
+  cmd.dockerfile = last("file").empty() ? "" : user_path(last("file"));
   cmd.tag = last("tag");
   cmd.target = last("target");
-  cmd.preload = values("preload");
+  for (const std::string& v : values("preload")) cmd.preload.push_back(user_path(v));
   cmd.no_cache = absl::GetFlag(FLAGS_no_cache);
   cmd.leak_scan = absl::GetFlag(FLAGS_leak_scan);
   for (const std::string& v : values("secret")) {
     absl::StatusOr<SecretSource> s = ParseSecretFlag(v);
     if (!s.ok()) return Usage(std::string(s.status().message()));
+    if (s->kind == SecretSource::Kind::kFile) s->src = user_path(s->src);
     cmd.secrets.push_back(*s);
   }
   const EnvLookup env = SystemEnv();
@@ -107,6 +114,7 @@ int Main(const SplitArgv& split, const std::vector<char*>& positional) {
   for (const std::string& v : values("output")) {
     absl::StatusOr<OutputSpec> o = ParseOutputFlag(v);
     if (!o.ok()) return Usage(std::string(o.status().message()));
+    if (!o->dest.empty()) o->dest = user_path(o->dest);
     cmd.outputs.push_back(*o);
   }
   const bool json = absl::GetFlag(FLAGS_json);
@@ -135,7 +143,8 @@ int Main(const SplitArgv& split, const std::vector<char*>& positional) {
   run.vm.stall_timeout = absl::GetFlag(FLAGS_stall_timeout);
   run.vm.keep.keep_failed_builders = absl::GetFlag(FLAGS_keep_failed_builders);
   run.vm.keep.ttl = absl::GetFlag(FLAGS_keep_ttl);
-  run.vm.keep.state_dir = absl::GetFlag(FLAGS_state_dir);
+  run.vm.keep.state_dir =
+      absl::GetFlag(FLAGS_state_dir).empty() ? "" : user_path(absl::GetFlag(FLAGS_state_dir));
   if (run.vm.vcpus < 1 || run.vm.memory_mib < 256) {
     return Usage("--vcpus must be >= 1 and --memory >= 256 (MiB)");
   }
@@ -152,7 +161,12 @@ int Main(const SplitArgv& split, const std::vector<char*>& positional) {
   qemu.machine = *machine;
   qemu.accel = *accel;
   std::string dir = absl::GetFlag(FLAGS_log_dir);
-  if (dir.empty()) {
+  if (!dir.empty()) {
+    dir = user_path(dir);
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return Usage(absl::StrCat("--log_dir ", dir, ": ", ec.message()));
+  } else {
     char tmpl[] = "/tmp/kiln-build-XXXXXX";
     if (mkdtemp(tmpl) == nullptr) return Usage("mkdtemp /tmp/kiln-build-XXXXXX failed");
     dir = tmpl;

@@ -18,6 +18,8 @@
 //   bazel run //harness:verify
 //   bazel run //harness:verify -- --suites=cgroup --scenarios=cgroup-rw,cgroup-off
 //   bazel run //harness:verify -- --vmm=cloud-hypervisor      (fails fast without CH + KVM)
+//   bazel run //harness:verify -- --suites=builder \
+//       --builder_image=127.0.0.1:5000/kiln/builder@sha256:...  (the image a registry serves)
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -40,6 +42,10 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "harness/builder_scenarios.h"
+#include "images/tool/image_disk.h"
+#include "publish/http.h"
+#include "publish/pull.h"
+#include "publish/registry.h"
 #include "harness/qemu.h"
 #include "harness/runner.h"
 #include "harness/scenarios.h"
@@ -57,6 +63,15 @@ ABSL_FLAG(std::string, builder_disk_debian12, "",
 ABSL_FLAG(std::string, builder_root, "debian13",
           "builder root: debian13 (--builder_disk; rootless by default, and the matrix) or "
           "debian12 (--builder_disk_debian12; rootful only, no matrix)");
+ABSL_FLAG(std::string, builder_image, "",
+          "run the builder suite on the disk made from this builder OCI image instead of "
+          "--builder_disk: an OCI image layout directory, or HOST[:PORT]/REPO@sha256:<hex> (or "
+          ":TAG, resolved and reported as its digest) pulled with publish's distribution client "
+          "(loopback over plain HTTP, else HTTPS; credentials from Docker's config.json), every "
+          "digest verified, the disk made by kiln-image image-to-disk; the report names the "
+          "image digest");
+ABSL_FLAG(std::string, mkext4, "", "images/rootfs/mkext4.sh (for --builder_image)");
+ABSL_FLAG(std::string, mke2fs_conf, "", "images/rootfs/mke2fs.conf (for --builder_image)");
 ABSL_FLAG(std::string, builder_mode, "",
           "the agent's --builder_mode for the reference and secrets groups: rootless or "
           "rootful (default: rootless on debian13, rootful on debian12)");
@@ -96,6 +111,78 @@ namespace {
 std::string Dirname(const std::string& path) {
   const size_t slash = path.rfind('/');
   return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+// BuilderImage: what --builder_image made.
+struct BuilderImage {
+  std::string source;           // the flag's value
+  std::string manifest_digest;  // the image tested
+  std::string disk;             // the ext4 disk made from it
+  int64_t pull_ms = 0, unpack_ms = 0, mkfs_ms = 0;
+};
+
+// DiskFromBuilderImage(ref, dir): pulls `ref` (unless it is a layout directory) into
+// dir/builder-image, verifies every digest, makes dir/builder-image.ext4 the way
+// //images:builder_disk is made (same UUID, label, /dev devices only).
+absl::StatusOr<BuilderImage> DiskFromBuilderImage(const std::string& ref, const std::string& dir) {
+  BuilderImage out;
+  out.source = ref;
+  std::string layout = ref;
+  struct stat st;
+  if (stat(ref.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    absl::StatusOr<publish::ImageRef> image = publish::ImageRef::Parse(ref);
+    if (!image.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--builder_image: not a directory, and ", image.status().message()));
+    }
+    publish::RegistryOptions ro;
+    ro.use_tls = !image->repository.IsLoopback();
+    std::string cfg;
+    if (const char* dc = std::getenv("DOCKER_CONFIG"); dc != nullptr && *dc != '\0') {
+      cfg = absl::StrCat(dc, "/config.json");
+    } else if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+      cfg = absl::StrCat(home, "/.docker/config.json");
+    }
+    if (FILE* f = cfg.empty() ? nullptr : std::fopen(cfg.c_str(), "r"); f != nullptr) {
+      std::string text;
+      char buf[4096];
+      for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
+      std::fclose(f);
+      absl::StatusOr<std::optional<publish::Credentials>> c =
+          publish::CredentialsFromDockerConfig(text, image->repository.host);
+      if (!c.ok()) return absl::InvalidArgumentError(absl::StrCat(cfg, ": ", c.status().message()));
+      ro.credentials = *c;
+    }
+    publish::CurlTransport http(publish::TransportOptions{});
+    publish::RegistryClient client(image->repository, ro, &http);
+    layout = dir + "/builder-image";
+    std::error_code ec;
+    std::filesystem::remove_all(layout, ec);
+    const absl::Time start = absl::Now();
+    absl::StatusOr<std::string> digest = publish::PullImage(&client, image->reference, layout);
+    if (!digest.ok()) {
+      return absl::Status(digest.status().code(), absl::StrCat("--builder_image: pulling ",
+                                                               ref, ": ", digest.status().message()));
+    }
+    out.pull_ms = absl::ToInt64Milliseconds(absl::Now() - start);
+  }
+  images::DiskOptions o;
+  o.mkext4 = absl::GetFlag(FLAGS_mkext4);
+  o.mke2fs_conf = absl::GetFlag(FLAGS_mke2fs_conf);
+  o.uuid = "6b696c6e-6275-4169-8c64-650000000013";  // //images:builder_disk's
+  o.label = "kiln-builder13";
+  o.unpack.device_dirs = {"dev"};
+  o.work_dir = dir;
+  out.disk = dir + "/builder-image.ext4";
+  absl::StatusOr<images::DiskStats> d = images::ImageToDisk(layout, "", out.disk, o);
+  if (!d.ok()) {
+    return absl::Status(d.status().code(), absl::StrCat("--builder_image ", ref,
+                                                        ": making the disk: ", d.status().message()));
+  }
+  out.manifest_digest = d->manifest_digest;
+  out.unpack_ms = d->unpack_ms;
+  out.mkfs_ms = d->mkfs_ms;
+  return out;
 }
 
 struct CgroupReport {
@@ -209,6 +296,23 @@ int Main() {
     }
   }
   builder_in.work_dir = dir + "/builder-work";
+  std::optional<BuilderImage> builder_image;
+  if (!absl::GetFlag(FLAGS_builder_image).empty()) {
+    if (!run_builder || !debian13) {
+      std::cerr << "verify: --builder_image needs the builder suite on the Debian 13 builder\n";
+      return 2;
+    }
+    std::cerr << "verify: making the builder disk from --builder_image="
+              << absl::GetFlag(FLAGS_builder_image) << " ...\n";
+    absl::StatusOr<BuilderImage> b = DiskFromBuilderImage(absl::GetFlag(FLAGS_builder_image), dir);
+    if (!b.ok()) {
+      std::cerr << "verify: " << b.status().message() << "\n";
+      return 2;
+    }
+    builder_image = *b;
+    builder_in.artifacts.builder_disk = b->disk;
+    std::cerr << "verify: builder image " << b->manifest_digest << " -> " << b->disk << "\n";
+  }
   if (run_builder) {
     if (mkdir(builder_in.work_dir.c_str(), 0755) != 0 && errno != EEXIST) {
       std::perror(("verify: mkdir " + builder_in.work_dir).c_str());
@@ -309,6 +413,12 @@ int Main() {
               << peak_rss / (1024 * 1024) << " MiB\n";
   }
   std::cout << "  logs     " << dir << "/logs/<vm-id>/serial.log\n";
+  if (builder_image) {
+    std::cout << "  builder image " << builder_image->manifest_digest << "\n"
+              << "           from " << builder_image->source << " (pull " << builder_image->pull_ms
+              << " ms, digests verified; unpack " << builder_image->unpack_ms << " ms, mkext4 "
+              << builder_image->mkfs_ms << " ms) -> " << builder_image->disk << "\n";
+  }
   if (run_cgroup) {
     std::cout << "\n  suite cgroup: cgroup v2 in the VM, runc's view\n";
     for (size_t i = 0; i < cgroup.outcomes.size(); ++i) {

@@ -580,4 +580,26 @@ absl::StatusOr<std::string> RegistryClient::GetManifest(absl::string_view refere
   return resp.body;
 }
 
+absl::StatusOr<std::string> RegistryClient::GetBlob(const Descriptor& desc) {
+  RETURN_IF_ERROR(ValidateDigest(desc.digest));
+  if (desc.size < 0 || desc.size > kMaxPullBlobBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("blob ", desc.digest, " is ", desc.size,
+                                                   " bytes; kiln pulls blobs of at most ",
+                                                   kMaxPullBlobBytes));
+  }
+  HttpRequest req{.method = "GET", .url = absl::StrCat(BaseUrl(), "/v2/", ref_.repository,
+                                                       "/blobs/", desc.digest)};
+  req.max_response_bytes = desc.size;
+  ASSIGN_OR_RETURN(HttpResponse resp, Send(req));
+  if (resp.status != 200) return HttpError(req, resp);
+  const std::string got = Sha256Digest(resp.body);
+  if (static_cast<int64_t>(resp.body.size()) != desc.size || got != desc.digest) {
+    return absl::DataLossError(absl::StrCat("GET ", req.url, ": the registry served ",
+                                            resp.body.size(), " bytes hashing to ", got,
+                                            ", not the blob ", desc.digest, " (", desc.size,
+                                            " bytes): refused"));
+  }
+  return std::move(resp.body);
+}
+
 }  // namespace kiln::publish

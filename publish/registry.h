@@ -67,6 +67,8 @@ namespace kiln::publish {
 inline constexpr int64_t kMaxManifestBytes = int64_t{4} << 20;
 // kMaxTagListBytes: one page of GET /v2/<repo>/tags/list (kiln asks for n=1000): 4 MiB.
 inline constexpr int64_t kMaxTagListBytes = int64_t{4} << 20;
+// kMaxPullBlobBytes: the largest blob GetBlob reads (it holds the blob in memory): 2 GiB.
+inline constexpr int64_t kMaxPullBlobBytes = int64_t{2} << 30;
 // kMaxTokenResponseBytes: the token endpoint's JSON reply: 1 MiB.
 inline constexpr int64_t kMaxTokenResponseBytes = int64_t{1} << 20;
 
@@ -177,6 +179,12 @@ class RegistryClient {
 
   // GetManifest(reference): GET with Accept for OCI and Docker v2 manifests; the exact bytes.
   absl::StatusOr<std::string> GetManifest(absl::string_view reference);
+
+  // GetBlob(desc): GET /v2/<repo>/blobs/<digest>: the blob's bytes, read into memory up to
+  // desc.size (one byte more is ResourceExhausted; desc.size above kMaxPullBlobBytes is
+  // InvalidArgument before anything is sent). DataLoss when the bytes do not hash to
+  // desc.digest or are fewer than desc.size: a tampered blob is refused by its digest.
+  absl::StatusOr<std::string> GetBlob(const Descriptor& desc);
 
   const UploadStats& stats() const { return stats_; }
   std::string BaseUrl() const;

@@ -1,5 +1,7 @@
 #include "publish/registry.h"
 
+#include <filesystem>
+
 #include <cstdio>
 #include <deque>
 #include <fstream>
@@ -9,6 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "images/oci/image.h"
+#include "images/oci/layout.h"
+#include "publish/pull.h"
 #include "third_party/absl_ext/status_matchers.h"
 
 namespace kiln::publish {
@@ -516,6 +521,83 @@ TEST_F(RegistryClientTest, PutManifestRefusesAnInvalidTagWithoutSending) {
   EXPECT_THAT(c.PutManifest("1.0.0+build.5", "{}", oci::kMediaTypeImageManifest),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a valid tag")));
   EXPECT_TRUE(http_.requests.empty());
+}
+
+// GetBlob refuses a blob whose bytes do not hash to its digest (a tampered registry).
+TEST_F(RegistryClientTest, GetBlobVerifiesTheDigest) {
+  RegistryClient c(ref_, opts_, &http_);
+  const std::string blob = "layer bytes";
+  Descriptor d{std::string(oci::kMediaTypeLayerTarGzip), Sha256Digest(blob),
+               static_cast<int64_t>(blob.size()), {}};
+  http_.Add(200, {}, blob);
+  ASSERT_OK_AND_ASSIGN(std::string got, c.GetBlob(d));
+  EXPECT_EQ(got, blob);
+  EXPECT_EQ(http_.requests.back().url,
+            "http://127.0.0.1:5000/v2/kiln/builder/blobs/" + d.digest);
+  EXPECT_EQ(http_.requests.back().max_response_bytes, d.size);
+  http_.Add(200, {}, "layer bytez");  // same size, other bytes
+  EXPECT_THAT(c.GetBlob(d), StatusIs(absl::StatusCode::kDataLoss,
+                                     HasSubstr("not the blob " + d.digest)));
+  http_.Add(200, {}, "layer");  // short
+  EXPECT_THAT(c.GetBlob(d), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("refused")));
+  d.size = kMaxPullBlobBytes + 1;
+  const size_t sent = http_.requests.size();
+  EXPECT_THAT(c.GetBlob(d), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most")));
+  EXPECT_EQ(http_.requests.size(), sent);
+}
+
+TEST(ImageRefTest, ParsesDigestAndTagReferences) {
+  const std::string hex(64, 'a');
+  ASSERT_OK_AND_ASSIGN(ImageRef r, ImageRef::Parse("127.0.0.1:5000/kiln/builder@sha256:" + hex));
+  EXPECT_TRUE(r.by_digest);
+  EXPECT_EQ(r.repository.ToString(), "127.0.0.1:5000/kiln/builder");
+  EXPECT_EQ(r.reference, "sha256:" + hex);
+  ASSERT_OK_AND_ASSIGN(r, ImageRef::Parse("127.0.0.1:5000/kiln/builder:1.2.3_b"));
+  EXPECT_FALSE(r.by_digest);
+  EXPECT_EQ(r.repository.host, "127.0.0.1:5000");
+  EXPECT_EQ(r.reference, "1.2.3_b");
+  EXPECT_EQ(r.ToString(), "127.0.0.1:5000/kiln/builder:1.2.3_b");
+  for (const char* bad : {"127.0.0.1:5000/kiln/builder", "127.0.0.1:5000/kiln/builder@sha256:ab",
+                          "127.0.0.1:5000/kiln/builder:1.2.3+b", "reg/Kiln:1"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_THAT(ImageRef::Parse(bad), StatusIs(absl::StatusCode::kInvalidArgument,
+                                               HasSubstr("invalid")));
+  }
+}
+
+// PullImage writes an OCI layout whose every blob was verified; a tampered layer or a
+// manifest that is not the digest asked for is refused and nothing of it is written.
+TEST_F(RegistryClientTest, PullImageVerifiesEveryDigest) {
+  const std::string config = "{}", layer = "layer-bytes";
+  oci::Manifest m;
+  m.config = {std::string(oci::kMediaTypeImageConfig), Sha256Digest(config), 2, {}};
+  m.layers = {{std::string(oci::kMediaTypeLayerTarGzip), Sha256Digest(layer), 11, {}}};
+  const std::string manifest = oci::ManifestJson(m);
+  const std::string digest = Sha256Digest(manifest);
+  const std::string dir = std::string(std::getenv("TEST_TMPDIR")) + "/pulled";
+  std::filesystem::remove_all(dir);
+  RegistryClient c(ref_, opts_, &http_);
+
+  http_.Add(200, {}, manifest);
+  http_.Add(200, {}, config);
+  http_.Add(200, {}, layer);
+  ASSERT_OK_AND_ASSIGN(std::string got, PullImage(&c, digest, dir));
+  EXPECT_EQ(got, digest);
+  ASSERT_OK_AND_ASSIGN(oci::LayoutImage img, oci::ReadImageLayout(dir));
+  EXPECT_EQ(img.manifest_digest, digest);
+  EXPECT_EQ(img.layers.size(), 1u);
+
+  std::filesystem::remove_all(dir);
+  http_.Add(200, {}, manifest);
+  http_.Add(200, {}, config);
+  http_.Add(200, {}, "layer-bytez");  // tampered
+  EXPECT_THAT(PullImage(&c, digest, dir),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr(m.layers[0].digest)));
+  EXPECT_FALSE(std::filesystem::exists(oci::BlobPath(dir, m.layers[0].digest)));
+
+  http_.Add(200, {}, manifest + " ");
+  EXPECT_THAT(PullImage(&c, digest, dir),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("manifest hashing to")));
 }
 
 TEST(RegistryRefTest, ParseAndLoopback) {

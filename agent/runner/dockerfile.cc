@@ -37,34 +37,42 @@ bool ParseDirective(absl::string_view line, std::string* key, std::string* value
   return true;
 }
 
-// SplitFlagTokens: splits the part of a RUN after the keyword into whitespace-separated
-// tokens, honouring '...' and "..." (quotes removed), and stops at the first token that is not
-// a --flag. Returns the flag tokens.
-std::vector<std::string> LeadingFlags(absl::string_view rest) {
-  std::vector<std::string> flags;
-  size_t i = 0;
-  while (true) {
-    while (i < rest.size() && absl::ascii_isspace(static_cast<unsigned char>(rest[i]))) ++i;
-    if (i + 1 >= rest.size() || rest[i] != '-' || rest[i + 1] != '-') break;
-    std::string tok;
-    char quote = 0;
-    for (; i < rest.size(); ++i) {
-      char c = rest[i];
-      if (quote != 0) {
-        if (c == quote) {
-          quote = 0;
-        } else {
-          tok.push_back(c);
-        }
-      } else if (c == '"' || c == '\'') {
-        quote = c;
-      } else if (absl::ascii_isspace(static_cast<unsigned char>(c))) {
-        break;
+// Words(rest): whitespace-separated words, honouring '...' and "..." (quotes removed).
+std::vector<std::string> Words(absl::string_view rest) {
+  std::vector<std::string> words;
+  std::string tok;
+  bool in_word = false;
+  char quote = 0;
+  for (char c : rest) {
+    if (quote != 0) {
+      if (c == quote) {
+        quote = 0;
       } else {
         tok.push_back(c);
       }
+    } else if (c == '"' || c == '\'') {
+      quote = c;
+      in_word = true;
+    } else if (absl::ascii_isspace(static_cast<unsigned char>(c))) {
+      if (in_word) words.push_back(std::move(tok));
+      tok.clear();
+      in_word = false;
+    } else {
+      tok.push_back(c);
+      in_word = true;
     }
-    flags.push_back(std::move(tok));
+  }
+  if (in_word) words.push_back(std::move(tok));
+  return words;
+}
+
+// LeadingFlags(rest): the words of a RUN after its keyword up to the first one that is not a
+// --flag.
+std::vector<std::string> LeadingFlags(absl::string_view rest) {
+  std::vector<std::string> flags;
+  for (std::string& w : Words(rest)) {
+    if (!absl::StartsWith(w, "--")) break;
+    flags.push_back(std::move(w));
   }
   return flags;
 }
@@ -157,35 +165,6 @@ absl::Status ParseMount(absl::string_view value, int line, DockerfileInfo* info)
   }
   info->secret_mounts.push_back(SecretMount{id, target, required, optional, line});
   return absl::OkStatus();
-}
-
-// Words(rest): whitespace-separated words, honouring '...' and "..." (quotes removed).
-std::vector<std::string> Words(absl::string_view rest) {
-  std::vector<std::string> words;
-  std::string tok;
-  bool in_word = false;
-  char quote = 0;
-  for (char c : rest) {
-    if (quote != 0) {
-      if (c == quote) {
-        quote = 0;
-      } else {
-        tok.push_back(c);
-      }
-    } else if (c == '"' || c == '\'') {
-      quote = c;
-      in_word = true;
-    } else if (absl::ascii_isspace(static_cast<unsigned char>(c))) {
-      if (in_word) words.push_back(std::move(tok));
-      tok.clear();
-      in_word = false;
-    } else {
-      tok.push_back(c);
-      in_word = true;
-    }
-  }
-  if (in_word) words.push_back(std::move(tok));
-  return words;
 }
 
 // ParseFrom: `FROM [--platform=...] image [AS name]`.
