@@ -98,6 +98,12 @@ ABSL_FLAG(int, keep_ttl_s, 1800, "time to live of a kept builder, seconds");
 ABSL_FLAG(int, keep_max, 3, "cap on kept builders (the oldest is reaped first)");
 ABSL_FLAG(std::string, state_dir, "",
           "keep state directory (default: $KILN_STATE_DIR, else kiln's default)");
+ABSL_FLAG(std::string, warm, "off",
+          "builder VMs from warm snapshots (issue 12, QEMU): off (boot each), auto (restore from "
+          "the snapshot of each builder config, made once; cold on a VMM without snapshots) or "
+          "on (the same; an error on such a VMM); a failed restore boots cold and says so");
+ABSL_FLAG(std::string, snapshot_dir, "",
+          "warm snapshot cache (default: $KILN_SNAPSHOT_DIR, else /var/lib/kiln/snapshots)");
 ABSL_FLAG(int, memory_mib, 512, "guest memory per cgroup VM, MiB");
 ABSL_FLAG(int, builder_memory_mib, 1024, "guest memory per builder VM, MiB");
 ABSL_FLAG(int, max_image_mib, 8192,
@@ -249,6 +255,13 @@ int Main() {
   builder_in.vm.keep.ttl = absl::Seconds(absl::GetFlag(FLAGS_keep_ttl_s));
   builder_in.vm.keep.max_kept = absl::GetFlag(FLAGS_keep_max);
   builder_in.vm.keep.state_dir = absl::GetFlag(FLAGS_state_dir);
+  absl::StatusOr<WarmMode> warm = ParseWarmMode(absl::GetFlag(FLAGS_warm));
+  if (!warm.ok()) {
+    std::cerr << "verify: " << warm.status().message() << "\n";
+    return 2;
+  }
+  builder_in.vm.warm = *warm;
+  builder_in.vm.snapshot_dir = absl::GetFlag(FLAGS_snapshot_dir);
 
   QemuOptions qemu;
   absl::StatusOr<Machine> machine = ParseMachine(absl::GetFlag(FLAGS_machine));
