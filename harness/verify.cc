@@ -99,7 +99,7 @@ ABSL_FLAG(int, keep_max, 3, "cap on kept builders (the oldest is reaped first)")
 ABSL_FLAG(std::string, state_dir, "",
           "keep state directory (default: $KILN_STATE_DIR, else kiln's default)");
 ABSL_FLAG(std::string, warm, "off",
-          "builder VMs from warm snapshots (issue 12, QEMU): off (boot each), auto (restore from "
+          "builder VMs from warm snapshots (QEMU): off (boot each), auto (restore from "
           "the snapshot of each builder config, made once; cold on a VMM without snapshots) or "
           "on (the same; an error on such a VMM); a failed restore boots cold and says so");
 ABSL_FLAG(std::string, snapshot_dir, "",
