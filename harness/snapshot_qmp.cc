@@ -43,8 +43,8 @@ absl::StatusOr<int> ConnectOnce(const std::string& path) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<QmpClient>> QmpClient::Connect(const std::string& path,
-                                                              absl::Duration timeout) {
+absl::StatusOr<std::unique_ptr<QmpClient>> QmpClient::Connect(
+    const std::string& path, absl::Duration timeout, const std::function<bool()>& gone) {
   if (path.empty() || path.size() > 107) {
     return absl::InvalidArgumentError(absl::StrCat("QMP socket path must be 1..107 bytes: ", path));
   }
@@ -64,6 +64,9 @@ absl::StatusOr<std::unique_ptr<QmpClient>> QmpClient::Connect(const std::string&
       return c;
     }
     last = fd.status();
+    if (gone && gone()) {
+      return absl::UnavailableError(absl::StrCat("QMP socket ", path, ": QEMU exited"));
+    }
     if (absl::Now() >= deadline) {
       return absl::DeadlineExceededError(absl::StrCat("QMP socket ", path, " not connected within ",
                                                       absl::FormatDuration(timeout), ": ",
@@ -202,11 +205,17 @@ absl::StatusOr<SaveStats> SaveQemuSnapshot(const std::string& control_socket,
 }
 
 absl::StatusOr<absl::Duration> ResumeQemuVm(const std::string& control_socket,
-                                            absl::Duration timeout) {
+                                            absl::Duration timeout,
+                                            const std::function<bool()>& gone) {
   const absl::Time t0 = absl::Now();
   const absl::Time deadline = t0 + timeout;
   auto left = [&] { return std::max(deadline - absl::Now(), absl::Milliseconds(1)); };
-  ASSIGN_OR_RETURN(std::unique_ptr<QmpClient> qmp, QmpClient::Connect(control_socket, left()));
+  absl::StatusOr<std::unique_ptr<QmpClient>> connected =
+      QmpClient::Connect(control_socket, left(), gone);
+  if (absl::IsUnavailable(connected.status())) {
+    return absl::InternalError("incoming migration failed: QEMU exited (see its log)");
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<QmpClient> qmp, std::move(connected));
   while (true) {
     absl::StatusOr<json> st = qmp->Execute("query-status", json::object(), left());
     if (absl::IsUnavailable(st.status())) {

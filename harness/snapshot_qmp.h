@@ -33,6 +33,7 @@
 #define KILN_HARNESS_SNAPSHOT_QMP_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,8 +53,11 @@ class QmpClient {
   // QEMU creates it shortly after it starts), reads the greeting and negotiates
   // (`qmp_capabilities`). DeadlineExceeded if that does not happen within `timeout`;
   // InvalidArgument for a path longer than 107 bytes; DataLoss for a reply that is not JSON.
-  static absl::StatusOr<std::unique_ptr<QmpClient>> Connect(const std::string& path,
-                                                            absl::Duration timeout);
+  // `gone` (may be empty) is asked between attempts: true (the VMM exited) ends the wait with
+  // Unavailable "QEMU exited".
+  static absl::StatusOr<std::unique_ptr<QmpClient>> Connect(
+      const std::string& path, absl::Duration timeout,
+      const std::function<bool()>& gone = nullptr);
   ~QmpClient();
 
   // Execute(command, arguments, timeout): sends {"execute": command, "arguments": ...} and
@@ -116,8 +120,10 @@ absl::StatusOr<SaveStats> SaveQemuSnapshot(const std::string& control_socket,
 // call to `cont` answered. Errors: QmpClient's; Internal "incoming migration failed" if QEMU
 // reports status "shutdown"/"internal-error"/"guest-panicked" or closes the socket
 // (a bad or truncated state file makes QEMU exit: its log says why); DeadlineExceeded.
+// `gone` (may be empty): as for QmpClient::Connect, also asked while polling.
 absl::StatusOr<absl::Duration> ResumeQemuVm(const std::string& control_socket,
-                                            absl::Duration timeout);
+                                            absl::Duration timeout,
+                                            const std::function<bool()>& gone = nullptr);
 
 }  // namespace kiln::harness
 

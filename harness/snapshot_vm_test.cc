@@ -12,6 +12,9 @@
 //   WarmBuild.TwoRestoredVmsAreTwoMachines
 //       two VMs restored from one snapshot: 32 bytes of /dev/urandom differ between them, and
 //       each one's wall clock is within 1 s of the host's (set by --fresh_machine).
+//   WarmBuild.ABrokenSnapshotFallsBackToAColdBoot
+//       a truncated state file: the restore fails, the snapshot is removed, the VM boots cold
+//       (BuilderRun::warm "cold (fallback: ...)") and its agent answers.
 //
 // Artifacts come from flags, as for builder_vm_test (harness/BUILD _BUILDER_VM_ARGS).
 #include <fcntl.h>
@@ -186,6 +189,34 @@ TEST_F(WarmBuild, TwoRestoredVmsAreTwoMachines) {
     (*vm)->Shutdown();
   }
   EXPECT_NE(random[0], random[1]) << "two restored VMs returned the same random bytes";
+}
+
+// A snapshot QEMU cannot load (truncated state file): the restore fails, the snapshot is
+// removed, and the builder boots cold and says so.
+TEST_F(WarmBuild, ABrokenSnapshotFallsBackToAColdBoot) {
+  BuilderVmOptions o = in_.vm;
+  o.id = "warm-broken-make";
+  BuilderRun made;
+  {
+    absl::StatusOr<std::unique_ptr<BuilderVm>> vm =
+        BuilderVm::BootWarm(*factory_, in_.artifacts, o, &made);
+    ASSERT_TRUE(vm.ok()) << vm.status();
+    (*vm)->Shutdown();
+  }
+  const std::string state =
+      absl::StrCat(in_.vm.snapshot_dir, "/", made.snapshot_key, "/state");
+  ASSERT_EQ(truncate(state.c_str(), 4096), 0) << state;
+  o.id = "warm-broken";
+  BuilderRun run;
+  absl::StatusOr<std::unique_ptr<BuilderVm>> vm =
+      BuilderVm::BootForRun(*factory_, in_.artifacts, o, &run);
+  ASSERT_TRUE(vm.ok()) << vm.status();
+  std::cerr << "  " << run.warm << "\n";
+  EXPECT_EQ(run.warm.rfind("cold (fallback: ", 0), 0u) << run.warm;
+  EXPECT_NE(access(state.c_str(), F_OK), 0) << "the broken snapshot was kept";
+  ASSERT_TRUE((*vm)->WaitReady().ok());  // the cold VM serves
+  EXPECT_EQ((*vm)->vm().config().restore_from, "");
+  (*vm)->Shutdown();
 }
 
 }  // namespace

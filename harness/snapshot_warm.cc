@@ -215,7 +215,9 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::BootWarm(VmFactory& factor
   if (lease.made()) run->snapshot_make = absl::Now() - make_start;
   ASSIGN_OR_RETURN(std::unique_ptr<BuilderVm> vm,
                    BootConfig(factory, artifacts, o, /*control=*/true, lease.state_path()));
-  absl::StatusOr<absl::Duration> resumed = ResumeQemuVm(vm->control_socket(), kResumeTimeout);
+  BuilderVm* restored = vm.get();
+  absl::StatusOr<absl::Duration> resumed = ResumeQemuVm(
+      vm->control_socket(), kResumeTimeout, [restored] { return restored->vm().Exited(); });
   if (!resumed.ok()) {
     // A state file QEMU cannot load is useless: drop it so the next run makes a new one.
     vm->vm().Kill();
