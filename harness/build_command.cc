@@ -704,6 +704,7 @@ BuildOutcome RunPreparedBuild(VmFactory& factory, const PreparedBuild& p,
   BuilderVmOptions vm = options.vm;
   BuilderRun run = RunBuilderJobs(factory, options.artifacts, vm, {job});
   o.attempts = run.attempts;
+  o.vm_total_ms = absl::ToInt64Milliseconds(run.total);
   o.vm_id = run.vm_id;
   o.kept_id = run.kept_id;
   o.log_dir = run.log_dir;
@@ -816,8 +817,8 @@ std::string FormatSummary(const BuildOutcome& o) {
     if (name == "total") continue;
     absl::StrAppend(&s, ", ", name, " ", ms, " ms");
   }
-  absl::StrAppend(&s, "; total ", o.total_ms, " ms (VM ", o.vm_id, ", attempts ", o.attempts,
-                  ")\n");
+  absl::StrAppend(&s, "; total ", o.total_ms, " ms (VM ", o.vm_id, " ", o.vm_total_ms,
+                  " ms, attempts ", o.attempts, ")\n");
   if (!o.error.empty()) {
     absl::StrAppend(&s, "error: ", absl::StrReplaceAll(o.error, {{"\n", "\n  "}}), "\n");
   }
@@ -863,6 +864,7 @@ std::string BuildOutcomeJson(const BuildOutcome& o) {
   j["phases_ms"] = phases;
   j["vmm_start_to_ready_ms"] = o.vmm_start_to_ready_ms;
   j["total_ms"] = o.total_ms;
+  j["vm_total_ms"] = o.vm_total_ms;
   j["attempts"] = o.attempts;
   j["vm_id"] = o.vm_id;
   j["kept_id"] = o.kept_id;

@@ -243,6 +243,7 @@ struct BuildOutcome {
   std::vector<std::pair<std::string, int64_t>> phases_ms;  // the guest's phases, in order
   int64_t vmm_start_to_ready_ms = -1;
   int64_t total_ms = 0;         // RunPreparedBuild's wall time
+  int64_t vm_total_ms = 0;      // of that, RunBuilderJobs (boot to VM gone, all attempts)
   int attempts = 0;
   std::string vm_id;
   std::string kept_id;          // kept builder for `kilnctl builders`, or ""

@@ -197,11 +197,13 @@ TEST(FormatSummaryTest, CleanAndLeak) {
   o.vmm_start_to_ready_ms = 6000;
   o.phases_ms = {{"build", 3000}, {"total", 9000}};
   o.total_ms = 20000;
+  o.vm_total_ms = 19000;
   o.vm_id = "kiln-build";
   o.attempts = 1;
   const std::string s = FormatSummary(o);
   EXPECT_THAT(s, HasSubstr("kiln build: built sha256:abcd 4096 bytes, tag app:1; phases: "
-                           "boot->ready 6000 ms, build 3000 ms; total 20000 ms"));
+                           "boot->ready 6000 ms, build 3000 ms; total 20000 ms (VM kiln-build 19000 ms, "
+                           "attempts 1)"));
   EXPECT_THAT(s, HasSubstr("leak scan: clean"));
   o.exit_code = kBuildExitLeak;
   o.leaks = {{"tok", "image", "sha256:1:leaked (raw) bytes [0, 120)"}};

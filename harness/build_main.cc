@@ -16,6 +16,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "harness/build_command.h"
 #include "harness/qemu.h"
@@ -134,7 +135,10 @@ int Main(const SplitArgv& split, const std::vector<char*>& positional) {
   }
   BuildRunOptions run;
   run.artifacts = artifacts;
-  run.vm.id = "kiln-build";
+  // A fresh id per run: a kept builder is recorded (and its logs saved) under it.
+  run.vm.id = absl::StrCat("kiln-build-",
+                           absl::FormatTime("%Y%m%d-%H%M%S", absl::Now(), absl::UTCTimeZone()),
+                           "-", getpid());
   run.vm.builder_mode = absl::GetFlag(FLAGS_builder_mode);
   run.vm.vcpus = absl::GetFlag(FLAGS_vcpus);
   run.vm.memory_mib = absl::GetFlag(FLAGS_memory);
