@@ -1,3 +1,4 @@
+#include "agent/file/file.h"
 #include "agent/health.h"
 
 #include <cerrno>
@@ -25,14 +26,6 @@ absl::StatusOr<uint64_t> Milli(absl::string_view file, absl::string_view field) 
     return Bad(file, absl::StrCat("\"", field, "\""));
   }
   return static_cast<uint64_t>(v * 1000 + 0.5);
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return PosixError(errno, "open", path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 }  // namespace
@@ -67,9 +60,9 @@ absl::Status ParseHealth(absl::string_view uptime, absl::string_view loadavg,
 
 absl::StatusOr<Pong> ReadHealth(absl::string_view proc_root, uint64_t nonce) {
   const std::string root(proc_root);
-  ASSIGN_OR_RETURN(std::string uptime, ReadFile(root + "/uptime"));
-  ASSIGN_OR_RETURN(std::string loadavg, ReadFile(root + "/loadavg"));
-  ASSIGN_OR_RETURN(std::string meminfo, ReadFile(root + "/meminfo"));
+  ASSIGN_OR_RETURN(std::string uptime, file::ReadFile(root + "/uptime"));
+  ASSIGN_OR_RETURN(std::string loadavg, file::ReadFile(root + "/loadavg"));
+  ASSIGN_OR_RETURN(std::string meminfo, file::ReadFile(root + "/meminfo"));
   Pong pong;
   pong.nonce = nonce;
   RETURN_IF_ERROR(ParseHealth(uptime, loadavg, meminfo, &pong));

@@ -1,3 +1,4 @@
+#include "agent/file/file.h"
 #include "agent/transport.h"
 
 #include <dirent.h>
@@ -122,10 +123,8 @@ absl::StatusOr<std::string> FindVirtioPort(absl::string_view sysfs_root, absl::s
   std::sort(entries.begin(), entries.end());
   std::vector<std::string> seen;
   for (const std::string& entry : entries) {
-    std::ifstream in(absl::StrCat(dir, "/", entry, "/name"));
-    std::stringstream text;
-    text << in.rdbuf();
-    std::string port_name(absl::StripAsciiWhitespace(text.str()));
+    std::string port_name(absl::StripAsciiWhitespace(
+        file::ReadFileOrEmpty(absl::StrCat(dir, "/", entry, "/name"))));
     if (port_name == name) return absl::StrCat(dev_root, "/", entry);
     seen.push_back(absl::StrCat(entry, "=", port_name.empty() ? "(unnamed)" : port_name));
   }

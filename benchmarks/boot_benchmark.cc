@@ -26,6 +26,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "agent/file/file.h"
 #include "benchmarks/stats.h"
 #include "harness/console.h"
 #include "harness/qemu.h"
@@ -56,13 +57,6 @@ struct Sample {
   int64_t peak_rss_bytes = 0;
 };
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // RunOnce boots `config`, waits for the VMM to exit, and checks that the guest printed
 // `marker` (which proves it got there rather than dying early).
 absl::StatusOr<Sample> RunOnce(harness::Vmm& vmm, const VmConfig& config,
@@ -70,7 +64,7 @@ absl::StatusOr<Sample> RunOnce(harness::Vmm& vmm, const VmConfig& config,
   auto vm = vmm.Boot(config);
   if (!vm.ok()) return vm.status();
   auto exit = (*vm)->Wait(config.deadline + absl::Seconds(5));
-  std::string log = ReadFile((*vm)->serial_log_path());
+  std::string log = file::ReadFileOrEmpty((*vm)->serial_log_path());
   (*vm)->Kill();
   if (!exit.ok()) return exit.status();
   if (exit->kind != VmExit::Kind::kExited || log.find(marker) == std::string::npos) {

@@ -36,6 +36,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "agent/file/file.h"
 #include "benchmarks/results.h"
 #include "benchmarks/stats.h"
 
@@ -65,13 +66,6 @@ std::string Resolve(const std::string& path) {
   const char* wd = std::getenv("BUILD_WORKING_DIRECTORY");  // set by `bazel run`
   if (path.empty() || path[0] == '/' || wd == nullptr) return path;
   return std::string(wd) + "/" + path;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // Run(argv, stdout_path): runs argv (stdin /dev/null; stdout to stdout_path, or to our stderr
@@ -128,7 +122,7 @@ void RunMicro(const std::string& suite, const std::string& binary, const std::st
   std::string re = filter.empty() ? "." : filter;
   std::string list = work + "/" + suite + ".list";
   if (Run({binary, "--benchmark_list_tests=true", "--benchmark_filter=" + re}, list) != 0 ||
-      ReadFile(list).empty()) {
+      file::ReadFileOrEmpty(list).empty()) {
     std::fprintf(stderr, "benchmarks: %s: no benchmark matches '%s', skipped\n", suite.c_str(), re.c_str());
     return;
   }
@@ -143,7 +137,7 @@ void RunMicro(const std::string& suite, const std::string& binary, const std::st
   // `nan`/`-nan`/`inf`, which is not JSON: turn them into null.
   static const std::regex kNonFinite(R"((:\s*)-?(nan|inf)\b)");
   nlohmann::json gb =
-      nlohmann::json::parse(std::regex_replace(ReadFile(json), kNonFinite, "$1null"), nullptr, false);
+      nlohmann::json::parse(std::regex_replace(file::ReadFileOrEmpty(json), kNonFinite, "$1null"), nullptr, false);
   std::map<std::string, Figure> times, bytes;
   std::vector<std::string> order;
   if (gb.is_object()) {
@@ -194,7 +188,7 @@ void RunMicro(const std::string& suite, const std::string& binary, const std::st
     // Each client-request dump is <cg>.<n>: "desc: Trigger: Client Request: kiln-count NAME rep R"
     // then "summary: IR".
     for (int rep = 0; rep < reps; ++rep) for (int n = 1; n < 10000; ++n) {
-      std::string text = ReadFile(absl::StrCat(cg, ".", rep, ".", n));
+      std::string text = file::ReadFileOrEmpty(absl::StrCat(cg, ".", rep, ".", n));
       if (text.empty()) break;
       std::smatch m;
       static const std::regex kDesc("Client Request: kiln-count (\\S+) rep \\d+");
@@ -231,7 +225,7 @@ struct EndToEnd {
 
 absl::Status ParseBoot(const std::string& path, nlohmann::json& doc, std::vector<Figure>& figures) {
   std::map<std::string, Samples> by_name;
-  for (absl::string_view line : absl::StrSplit(ReadFile(path), '\n', absl::SkipEmpty())) {
+  for (absl::string_view line : absl::StrSplit(file::ReadFileOrEmpty(path), '\n', absl::SkipEmpty())) {
     nlohmann::json r = nlohmann::json::parse(line, nullptr, false);
     if (!r.is_object() || !r.contains("name")) continue;
     doc["records"].push_back(r);
@@ -271,7 +265,7 @@ absl::Status ParseBoot(const std::string& path, nlohmann::json& doc, std::vector
 }
 
 absl::Status ParsePublish(const std::string& path, nlohmann::json& doc, std::vector<Figure>& figures) {
-  nlohmann::json j = nlohmann::json::parse(ReadFile(path), nullptr, false);
+  nlohmann::json j = nlohmann::json::parse(file::ReadFileOrEmpty(path), nullptr, false);
   if (!j.is_object() || !j.contains("kiln_samples") || !j.contains("skopeo_samples")) {
     return absl::DataLossError("publish_benchmark wrote no samples");
   }
@@ -353,7 +347,7 @@ nlohmann::json MachineContext(const std::string& boot_kernel) {
     k["host_kernel"] = u.release;
     k["host_machine"] = u.machine;
   }
-  std::string cpuinfo = ReadFile("/proc/cpuinfo");
+  std::string cpuinfo = file::ReadFileOrEmpty("/proc/cpuinfo");
   bool virt = absl::StrContains(cpuinfo, " vmx") || absl::StrContains(cpuinfo, " svm");
   k["accel"] = (virt && access("/dev/kvm", R_OK | W_OK) == 0) ? "kvm" : "tcg";
   k["accel_reason"] = virt ? "host CPU has vmx/svm" : "no vmx/svm on the host CPU: QEMU TCG";

@@ -1,6 +1,7 @@
 // File: init/syscalls.cc
 // LinuxSys: the only file in init/ that makes raw syscalls. Every failure goes through
 // kiln::PosixError (third_party/absl_ext/posix_error.h).
+#include "agent/file/file.h"
 #include "init/syscalls.h"
 
 #include <dirent.h>
@@ -134,24 +135,7 @@ bool LinuxSys::Exists(absl::string_view path) {
 }
 
 absl::StatusOr<std::string> LinuxSys::ReadFile(absl::string_view path) {
-  std::string p = CStr(path);
-  int fd = open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return PosixError(errno, "open", p);
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      close(fd);
-      return PosixError(err, "read", p);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return out;
+  return file::ReadFile(path);
 }
 
 absl::Status LinuxSys::WriteFile(absl::string_view path, absl::string_view content) {

@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "agent/file/file.h"
 #include "agent/runner/base_image.h"
 #include "agent/runner/runner.h"
 #include "third_party/absl_ext/repeated_flag.h"
@@ -62,15 +63,6 @@ std::string Absolute(const std::string& p) {
   char cwd[4096];
   if (getcwd(cwd, sizeof(cwd)) == nullptr) return p;
   return absl::StrCat(cwd, "/", p);
-}
-
-bool ReadFile(const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  *out = ss.str();
-  return true;
 }
 
 }  // namespace
@@ -112,12 +104,13 @@ int main(int argc, char** argv) {
       if (absl::ConsumePrefix(&kv, "id=")) id = std::string(kv);
       else if (absl::ConsumePrefix(&kv, "src=")) src = std::string(kv);
     }
-    std::string value;
-    if (id.empty() || src.empty() || !ReadFile(src, &value)) {
+    absl::StatusOr<std::string> value =
+        src.empty() ? absl::InvalidArgumentError("no src=") : kiln::file::ReadFile(src);
+    if (id.empty() || !value.ok()) {
       std::cerr << "kiln-build: --secret needs id=X,src=FILE with a readable FILE\n";
       return 2;
     }
-    spec.secrets[id] = value;
+    spec.secrets[id] = *std::move(value);
   }
   for (const std::string& kv : absl::GetFlag(FLAGS_build_arg)) {
     size_t eq = kv.find('=');

@@ -1,3 +1,4 @@
+#include "agent/file/file.h"
 #include "agent/runner/oci_archive.h"
 
 #include <errno.h>
@@ -32,18 +33,6 @@ namespace {
 
 using json = nlohmann::json;
 
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path, size_t limit) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return PosixError(errno ? errno : ENOENT, "open", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string s = ss.str();
-  if (s.size() > limit) {
-    return absl::DataLossError(absl::StrCat(path, " is larger than ", limit, " bytes"));
-  }
-  return s;
-}
-
 }  // namespace
 
 std::string OciIndexJson(const OciDescriptor& manifest, absl::string_view tag) {
@@ -75,7 +64,7 @@ absl::StatusOr<OciImage> ConvertDockerArchiveToOci(const std::string& docker_arc
                         absl::StrCat("unpacking docker-archive: ", x.status().message()));
   }
   absl::StatusOr<std::string> manifest_text =
-      ReadSmallFile(scratch_dir + "/manifest.json", 1 << 20);
+      file::ReadFile(scratch_dir + "/manifest.json", 1 << 20);
   if (!manifest_text.ok()) return manifest_text.status();
   json dm = json::parse(*manifest_text, nullptr, /*allow_exceptions=*/false);
   if (!dm.is_array() || dm.size() != 1 || !dm[0].is_object() || !dm[0]["Config"].is_string() ||
@@ -88,7 +77,7 @@ absl::StatusOr<OciImage> ConvertDockerArchiveToOci(const std::string& docker_arc
   absl::StatusOr<std::string> norm_cfg = NormalizeEntryPath(config_rel);
   if (!norm_cfg.ok()) return absl::DataLossError(norm_cfg.status().message());
   const std::string config_path = scratch_dir + "/" + *norm_cfg;
-  absl::StatusOr<std::string> config_text = ReadSmallFile(config_path, 16 << 20);
+  absl::StatusOr<std::string> config_text = file::ReadFile(config_path, 16 << 20);
   if (!config_text.ok()) return config_text.status();
   absl::StatusOr<oci::ImageConfig> cfg = oci::ParseImageConfig(*config_text);
   if (!cfg.ok()) {
@@ -225,7 +214,7 @@ absl::StatusOr<std::string> OciArchiveToDockerArchive(const std::string& oci_arc
     }
     return absl::OkStatus();
   };
-  absl::StatusOr<std::string> index_text = ReadSmallFile(scratch_dir + "/index.json", 1 << 20);
+  absl::StatusOr<std::string> index_text = file::ReadFile(scratch_dir + "/index.json", 1 << 20);
   if (!index_text.ok()) return index_text.status();
   absl::StatusOr<std::vector<oci::Descriptor>> index = oci::ParseIndex(*index_text, "OCI index.json");
   if (!index.ok()) return absl::DataLossError(index.status().message());
@@ -248,7 +237,7 @@ absl::StatusOr<std::string> OciArchiveToDockerArchive(const std::string& oci_arc
   }
   std::string manifest_rel;
   if (absl::Status s = blob_path(mdesc, &manifest_rel); !s.ok()) return s;
-  absl::StatusOr<std::string> mtext = ReadSmallFile(scratch_dir + "/" + manifest_rel, 4 << 20);
+  absl::StatusOr<std::string> mtext = file::ReadFile(scratch_dir + "/" + manifest_rel, 4 << 20);
   if (!mtext.ok()) return mtext.status();
   absl::StatusOr<oci::Manifest> m = oci::ParseManifest(*mtext);
   if (!m.ok()) return absl::DataLossError(absl::StrCat("OCI manifest: ", m.status().message()));

@@ -1,3 +1,4 @@
+#include "agent/file/file.h"
 #include "agent/runner/rootless.h"
 
 #include <dirent.h>
@@ -64,10 +65,7 @@ RootlessFacts GatherRootlessFacts(const RootlessConfig& config) {
     if (stat(f.c_str(), &st) != 0) facts.missing_stack.push_back(f);
   }
   facts.tun_present = stat(config.tun_device.c_str(), &st) == 0;
-  std::ifstream in(config.mountinfo);
-  std::stringstream text;
-  text << in.rdbuf();
-  facts.cgroup2 = Cgroup2MountAt(text.str(), config.cgroup_root);
+  facts.cgroup2 = Cgroup2MountAt(file::ReadFileOrEmpty(config.mountinfo), config.cgroup_root);
   const std::string delegated =
       absl::StrCat(config.cgroup_root, "/", kiln::cgroup::kDelegatedName);
   if (stat(delegated.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -226,10 +224,7 @@ absl::Status RealRootlessOps::Chown(const std::string& path, uid_t uid, gid_t gi
 }
 
 std::string RealRootlessOps::ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
+  return file::ReadFileOrEmpty(path);
 }
 
 absl::Status RealRootlessOps::WriteFile(const std::string& path, const std::string& contents) {

@@ -1,3 +1,4 @@
+#include "agent/file/file.h"
 #include "agent/runner/step_procs.h"
 
 #include <dirent.h>
@@ -14,13 +15,6 @@
 
 namespace kiln::agent::runner {
 namespace {
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 }  // namespace
 
@@ -87,9 +81,9 @@ std::vector<std::string> StepWatcher::Poll() {
     long pid;
     if (!absl::SimpleAtoi(e->d_name, &pid) || seen_.count(pid) > 0) continue;
     const std::string dir = absl::StrCat(proc_root_, "/", e->d_name);
-    std::optional<std::string> cg = UnifiedCgroupPath(Slurp(dir + "/cgroup"));
+    std::optional<std::string> cg = UnifiedCgroupPath(file::ReadFileOrEmpty(dir + "/cgroup"));
     if (!cg.has_value() || !IsStepCgroup(*cg, prefixes_, excluded_)) continue;
-    const std::string status = Slurp(dir + "/status");
+    const std::string status = file::ReadFileOrEmpty(dir + "/status");
     const std::string comm = ParseStatusName(status);
     std::optional<ProcIds> uids = ParseStatusIds(status, "Uid");
     if (!uids.has_value() || absl::StartsWith(comm, "runc")) continue;

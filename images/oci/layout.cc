@@ -1,3 +1,4 @@
+#include "agent/file/file.h"
 #include "images/oci/layout.h"
 
 #include <sys/stat.h>
@@ -21,25 +22,6 @@ absl::Status MakeDir(const std::string& path) {
   return absl::OkStatus();
 }
 
-absl::Status WriteFile(const std::string& path, absl::string_view bytes) {
-  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "wb"), std::fclose);
-  if (!f) return PosixError(errno, "open", path);
-  if (!bytes.empty() && std::fwrite(bytes.data(), 1, bytes.size(), f.get()) != bytes.size()) {
-    return PosixError(errno, "write", path);
-  }
-  if (std::fclose(f.release()) != 0) return PosixError(errno, "close", path);
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  errno = 0;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return PosixError(errno ? errno : ENOENT, "open", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 absl::Status CreateLayoutDirs(const std::string& dir) {
@@ -51,23 +33,23 @@ absl::Status CreateLayoutDirs(const std::string& dir) {
 absl::StatusOr<Descriptor> WriteBlob(const std::string& dir, absl::string_view bytes,
                                      absl::string_view media_type) {
   Descriptor d{std::string(media_type), Sha256Digest(bytes), static_cast<int64_t>(bytes.size()), {}};
-  RETURN_IF_ERROR(WriteFile(oci::BlobPath(dir, d.digest), bytes));
+  RETURN_IF_ERROR(file::WriteFileAtomically(oci::BlobPath(dir, d.digest), bytes));
   return d;
 }
 
 absl::Status WriteLayoutFiles(const std::string& dir, const std::vector<Descriptor>& manifests) {
-  RETURN_IF_ERROR(WriteFile(absl::StrCat(dir, "/", kLayoutMarkerFile), kLayoutMarkerJson));
-  return WriteFile(absl::StrCat(dir, "/", kLayoutIndexFile), IndexJson(manifests));
+  RETURN_IF_ERROR(file::WriteFileAtomically(absl::StrCat(dir, "/", kLayoutMarkerFile), kLayoutMarkerJson));
+  return file::WriteFileAtomically(absl::StrCat(dir, "/", kLayoutIndexFile), IndexJson(manifests));
 }
 
 absl::StatusOr<std::vector<Descriptor>> ReadLayoutIndex(const std::string& dir) {
-  ASSIGN_OR_RETURN(std::string marker, ReadFile(absl::StrCat(dir, "/", kLayoutMarkerFile)));
+  ASSIGN_OR_RETURN(std::string marker, file::ReadFile(absl::StrCat(dir, "/", kLayoutMarkerFile)));
   nlohmann::json mj = nlohmann::json::parse(marker, nullptr, /*allow_exceptions=*/false);
   if (!mj.is_object() || !mj.contains("imageLayoutVersion")) {
     return absl::InvalidArgumentError(absl::StrCat(dir, "/oci-layout: not an OCI layout marker"));
   }
   const std::string index_path = absl::StrCat(dir, "/", kLayoutIndexFile);
-  ASSIGN_OR_RETURN(std::string index, ReadFile(index_path));
+  ASSIGN_OR_RETURN(std::string index, file::ReadFile(index_path));
   return ParseIndex(index, index_path);
 }
 
@@ -98,7 +80,7 @@ absl::StatusOr<LayoutImage> ReadImageLayout(const std::string& dir, absl::string
   img.layout_dir = dir;
   img.manifest_descriptor = candidates[0];
   const std::string& want = img.manifest_descriptor.digest;
-  ASSIGN_OR_RETURN(img.manifest_bytes, ReadFile(img.BlobPath(want)));
+  ASSIGN_OR_RETURN(img.manifest_bytes, file::ReadFile(img.BlobPath(want)));
   img.manifest_digest = Sha256Digest(img.manifest_bytes);
   if (img.manifest_digest != want) {
     return absl::InvalidArgumentError(
