@@ -2,6 +2,7 @@
 // another thread. Covers the handshake, health, exec (with stdin, failure, deadline), secrets
 // policy, a full build job exchange with streamed context and image (fake runner), and bad
 // input (garbage, unknown types, stray chunks).
+#include "agent/file/file.h"
 #include "agent/server.h"
 
 #include <signal.h>
@@ -43,13 +44,6 @@ std::string TempDir() {
   std::string t = std::string(std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp") +
                   "/server_XXXXXX";
   return mkdtemp(t.data());
-}
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 class AgentTest : public ::testing::Test {
@@ -311,8 +305,8 @@ TEST_F(AgentTest, BuildJobStreamsContextInAndImageOut) {
   BuildInputs seen;
   std::string seen_context, seen_preload;
   Start([&](const BuildInputs& in) -> absl::StatusOr<BuildOutcome> {
-    seen_context = ReadAll(in.context_tar);
-    seen_preload = ReadAll(in.preload_paths.at(0));
+    seen_context = file::ReadFileOrEmpty(in.context_tar);
+    seen_preload = file::ReadFileOrEmpty(in.preload_paths.at(0));
     seen.secrets = in.secrets;
     in.log(LogStream::kStdout, "#1 [1/1] RUN true");
     BuildOutcome out;
@@ -399,13 +393,13 @@ TEST_P(KeepFailedJobsTest, JobDirIsKeptOnlyForAFailedJobWithTheOption) {
   struct stat st;
   EXPECT_EQ(stat(job_dir.c_str(), &st) == 0, c.dir_left) << job_dir;
   if (c.dir_left) {
-    EXPECT_EQ(ReadAll(job_dir + "/context.tar"), "context bytes");
-    EXPECT_EQ(ReadAll(job_dir + "/daemon.log"), "dockerd: level=error\n");
+    EXPECT_EQ(file::ReadFileOrEmpty(job_dir + "/context.tar"), "context bytes");
+    EXPECT_EQ(file::ReadFileOrEmpty(job_dir + "/daemon.log"), "dockerd: level=error\n");
     ASSERT_EQ(logs.size(), 1u);
     EXPECT_THAT(logs[0], HasSubstr("job1 failed: kept for inspection in " + job_dir));
     // The secret never lands in the job dir.
     for (const auto& e : std::filesystem::recursive_directory_iterator(job_dir)) {
-      EXPECT_EQ(ReadAll(e.path().string()).find("kiln-keep-secret"), std::string::npos)
+      EXPECT_EQ(file::ReadFileOrEmpty(e.path().string()).find("kiln-keep-secret"), std::string::npos)
           << e.path();
     }
   } else {
@@ -644,7 +638,7 @@ TEST_F(AgentTest, AWorkDirWithoutTheMarkerIsNotCleared) {
   ASSERT_OK(host_->SendBytes(3, "image", kT));
   EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kFailedPrecondition,
                                     HasSubstr("no marker file")));
-  EXPECT_EQ(ReadAll(dir_ + "/not-ours/precious"), "data");
+  EXPECT_EQ(file::ReadFileOrEmpty(dir_ + "/not-ours/precious"), "data");
   ExpectAlive();
 }
 

@@ -1,3 +1,4 @@
+#include "agent/file/file.h"
 #include "images/oci/oci_layout.h"
 
 #include <sys/stat.h>
@@ -24,13 +25,6 @@ using ::testing::HasSubstr;
 std::string TempDir(const std::string& name) {
   std::string base = std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp";
   return base + "/" + name;
-}
-
-std::string Read(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 std::string Sha256Hex(const std::string& bytes) {
@@ -106,14 +100,14 @@ TEST(WriteOciLayout, DigestsMatchContentAndRepeatIdentically) {
   ASSERT_EQ(r.layers.size(), 2u);
   // Every blob's name and descriptor digest is the sha256 of its bytes.
   for (const Descriptor& d : {r.manifest, r.config, r.layers[0], r.layers[1]}) {
-    std::string blob = Read(dir + "/blobs/sha256/" + d.digest.substr(7));
+    std::string blob = file::ReadFileOrEmpty(dir + "/blobs/sha256/" + d.digest.substr(7));
     EXPECT_EQ("sha256:" + Sha256Hex(blob), d.digest);
     EXPECT_EQ(static_cast<int64_t>(blob.size()), d.size);
   }
-  EXPECT_EQ(r.diff_ids[0], "sha256:" + Sha256Hex(Read(tar1)));
-  auto index = nlohmann::json::parse(Read(dir + "/index.json"));
+  EXPECT_EQ(r.diff_ids[0], "sha256:" + Sha256Hex(file::ReadFileOrEmpty(tar1)));
+  auto index = nlohmann::json::parse(file::ReadFileOrEmpty(dir + "/index.json"));
   EXPECT_EQ(index["manifests"][0]["digest"], r.manifest.digest);
-  EXPECT_EQ(Read(dir + "/oci-layout"), R"({"imageLayoutVersion":"1.0.0"})");
+  EXPECT_EQ(file::ReadFileOrEmpty(dir + "/oci-layout"), R"({"imageLayoutVersion":"1.0.0"})");
   // Same inputs, new directory: same manifest digest.
   ASSERT_OK_AND_ASSIGN(LayoutResult again, WriteOciLayout({{tar1, "base"}, {tar2, "kiln"}}, spec, TempDir("oci2")));
   EXPECT_EQ(again.manifest.digest, r.manifest.digest);

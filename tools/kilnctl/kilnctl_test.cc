@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "agent/file/file.h"
 #include "agent/server.h"
 #include "agent/transport.h"
 #include "gmock/gmock.h"
@@ -40,13 +41,6 @@ struct CliRun {
   int code = -1;
   std::string out, err;
 };
-
-std::string Slurp(const std::string& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 int Listen(const std::string& path) {
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -165,8 +159,8 @@ class KilnctlTest : public ::testing::Test {
     ::waitpid(p, &st, 0);
     CliRun r;
     r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 1000 + WTERMSIG(st);
-    r.out = Slurp(out);
-    r.err = Slurp(err);
+    r.out = kiln::file::ReadFileOrEmpty(out);
+    r.err = kiln::file::ReadFileOrEmpty(err);
     return r;
   }
 
