@@ -1,7 +1,6 @@
 // File: harness/cloud_hypervisor.cc
 #include "harness/cloud_hypervisor.h"
 
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -10,7 +9,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <fstream>
-#include <mutex>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -28,6 +26,7 @@
 #include "harness/channel.h"
 #include "harness/process.h"
 #include "harness/vm_process.h"
+#include "publish/http.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
 
@@ -66,16 +65,6 @@ absl::Status WithLogTail(const absl::Status& status, const std::string& log_path
   }
   return absl::Status(status.code(),
                       absl::StrCat(status.message(), "; tail of ", log_path, ":\n", tail));
-}
-
-void CurlGlobalInitOnce() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_ALL); });
-}
-
-size_t AppendToString(char* data, size_t size, size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
-  return size * n;
 }
 
 // RemoveApiSocketFiles(api_socket, temp_socket_dir): once CH is gone: its API socket (if it is
@@ -309,59 +298,27 @@ absl::StatusOr<ChApiResponse> ChApiClient::Request(absl::string_view method,
   if (method != "GET" && method != "PUT") {
     return absl::InvalidArgumentError(absl::StrCat(what, ": method must be GET or PUT"));
   }
-  CurlGlobalInitOnce();
-  CURL* curl = curl_easy_init();
-  if (curl == nullptr) return absl::InternalError(absl::StrCat(what, ": curl_easy_init failed"));
-  const std::string url = absl::StrCat("http://localhost/api/v1/", endpoint);
-  const std::string method_s(method);
-  const std::string body_s(body);
-  std::string response;
-  char errbuf[CURL_ERROR_SIZE] = {0};
-  curl_slist* headers = nullptr;
-  headers = curl_slist_append(headers, "Accept: application/json");
-  headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
-  if (!body_s.empty()) headers = curl_slist_append(headers, "Content-Type: application/json");
-  curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, socket_path_.c_str());
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
-                   static_cast<long>(std::max<int64_t>(1, absl::ToInt64Milliseconds(timeout_))));
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  if (method_s == "GET") {
-    curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
-  } else {
-    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method_s.c_str());
-    if (!body_s.empty()) {
-      curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body_s.data());
-      curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body_s.size()));
-    }
+  // One transport per request (the client is const and thread-compatible; CH's socket is
+  // local, so there is no connection worth keeping). No stall bound: `timeout_` bounds the
+  // whole request.
+  publish::CurlTransport http(publish::TransportOptions{
+      .stall_timeout_ms = 0,
+      .unix_socket_path = socket_path_,
+      .timeout = std::max(timeout_, absl::Milliseconds(1)),
+  });
+  publish::HttpRequest req;
+  req.method = std::string(method);
+  req.url = absl::StrCat("http://localhost/api/v1/", endpoint);
+  req.headers.emplace_back("Accept", "application/json");
+  if (!body.empty()) {
+    req.headers.emplace_back("Content-Type", "application/json");
+    req.body = std::string(body);
   }
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &AppendToString);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
-  const CURLcode rc = curl_easy_perform(curl);
-  long status = 0;
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-  curl_slist_free_all(headers);
-  curl_easy_cleanup(curl);
-  if (rc != CURLE_OK) {
-    const std::string detail = absl::StrCat(what, " on ", socket_path_, ": ",
-                                            errbuf[0] ? errbuf : curl_easy_strerror(rc));
-    switch (rc) {
-      case CURLE_OPERATION_TIMEDOUT:
-        return absl::DeadlineExceededError(
-            absl::StrCat(detail, " (timeout ", absl::FormatDuration(timeout_), ")"));
-      case CURLE_COULDNT_CONNECT:
-      case CURLE_GOT_NOTHING:
-      case CURLE_RECV_ERROR:
-      case CURLE_SEND_ERROR:
-      case CURLE_PARTIAL_FILE:
-        return absl::UnavailableError(detail);
-      default:
-        return absl::InternalError(detail);
-    }
+  absl::StatusOr<publish::HttpResponse> r = http.Do(req);
+  if (!r.ok()) {
+    return absl::Status(r.status().code(), absl::StrCat(what, ": ", r.status().message()));
   }
-  return ChApiResponse{status, std::move(response)};
+  return ChApiResponse{r->status, std::move(r->body)};
 }
 
 absl::StatusOr<std::string> ChApiClient::Call(absl::string_view method,

@@ -33,7 +33,8 @@
 //
 // Split as everywhere in kiln: pure functions build the plan (CloudHypervisorVmConfigJson,
 // CloudHypervisorKernelCmdline, CloudHypervisorPathsFor) and are unit-tested against the
-// documented schema; ChApiClient is the thin HTTP executor (libcurl, CURLOPT_UNIX_SOCKET_PATH);
+// documented schema; ChApiClient is the thin HTTP executor (kiln's one HTTP client, publish/http.h's
+// CurlTransport, over the unix socket);
 // CloudHypervisorVmm starts the process (harness/process.h: own process group,
 // PR_SET_PDEATHSIG) and tears it down on every path: vm.shutdown, vmm.shutdown, then SIGTERM /
 // SIGKILL to the group after a grace period.
@@ -148,7 +149,8 @@ struct ChApiResponse {
   std::string body;  // response body (may be empty)
 };
 
-// ChApiClient: HTTP/1.1 over CH's API unix socket with libcurl. Thread-compatible.
+// ChApiClient: HTTP/1.1 over CH's API unix socket through publish/http.h's CurlTransport
+// (TransportOptions::unix_socket_path, ::timeout). Thread-compatible.
 class ChApiClient {
  public:
   // ChApiClient(socket_path, timeout): every request may take at most `timeout` in total.
@@ -156,9 +158,11 @@ class ChApiClient {
 
   // Request(method, endpoint, body): sends `method` (GET or PUT) to
   // http://localhost/api/v1/<endpoint> with `body` as application/json (no body if empty).
-  // Returns the response whatever its status. Errors: Unavailable if the socket does not
-  // connect or the server closed without a reply; DeadlineExceeded after the timeout;
-  // Internal for other transfer errors. Each message names the method and endpoint.
+  // Returns the response whatever its status. Errors: InvalidArgument for another method;
+  // Unavailable if the socket does not connect, the server closed without a reply or the
+  // transfer failed otherwise; DeadlineExceeded after the timeout; ResourceExhausted for a
+  // body over 1 MiB (publish::kDefaultMaxResponseBytes); Internal if libcurl itself fails.
+  // Each message names the method, the endpoint and the socket.
   absl::StatusOr<ChApiResponse> Request(absl::string_view method, absl::string_view endpoint,
                                         absl::string_view body = "") const;
 

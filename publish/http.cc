@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -182,6 +183,13 @@ absl::StatusOr<HttpResponse> CurlTransport::Do(const HttpRequest& req) {
   curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_NETRC, static_cast<long>(CURL_NETRC_IGNORED));
   if (!tls_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, tls_.ca_file.c_str());
+  if (!tls_.unix_socket_path.empty()) {
+    curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, tls_.unix_socket_path.c_str());
+  }
+  if (tls_.timeout > absl::ZeroDuration()) {
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
+                     static_cast<long>(std::max<int64_t>(1, absl::ToInt64Milliseconds(tls_.timeout))));
+  }
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, WriteHeader);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &st);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteBody);
@@ -219,7 +227,10 @@ absl::StatusOr<HttpResponse> CurlTransport::Do(const HttpRequest& req) {
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
   CURLcode rc = curl_easy_perform(c);
   if (rs.read_errno != 0) return PosixError(rs.read_errno, "read", req.body_file);
-  const std::string what = absl::StrCat(req.method, " ", req.url);
+  const std::string what =
+      tls_.unix_socket_path.empty()
+          ? absl::StrCat(req.method, " ", req.url)
+          : absl::StrCat(req.method, " ", req.url, " on ", tls_.unix_socket_path);
   switch (st.abort) {
     case Abort::kNone:
       break;
@@ -244,9 +255,26 @@ absl::StatusOr<HttpResponse> CurlTransport::Do(const HttpRequest& req) {
           " ms (below ", tls_.min_bytes_per_s, " bytes/s); the server is too slow"));
   }
   if (rc != CURLE_OK) {
-    return absl::UnavailableError(absl::StrCat(req.method, " ", req.url, ": ",
-                                               errbuf[0] ? errbuf : curl_easy_strerror(rc),
-                                               " (curl error ", static_cast<int>(rc), ")"));
+    const std::string detail = absl::StrCat(what, ": ", errbuf[0] ? errbuf : curl_easy_strerror(rc),
+                                            " (curl error ", static_cast<int>(rc), ")");
+    switch (rc) {
+      case CURLE_OPERATION_TIMEDOUT:
+        // With a total timeout this is it (the connect bound is a part of it); without one,
+        // only the connect bound can fire: no response, Unavailable.
+        if (tls_.timeout > absl::ZeroDuration()) {
+          return absl::DeadlineExceededError(
+              absl::StrCat(detail, " (timeout ", absl::FormatDuration(tls_.timeout), ")"));
+        }
+        return absl::UnavailableError(detail);
+      case CURLE_OUT_OF_MEMORY:
+      case CURLE_FAILED_INIT:
+      case CURLE_BAD_FUNCTION_ARGUMENT:
+      case CURLE_UNKNOWN_OPTION:
+      case CURLE_NOT_BUILT_IN:
+        return absl::InternalError(detail);
+      default:
+        return absl::UnavailableError(detail);
+    }
   }
   long code = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);

@@ -1,10 +1,13 @@
 // File: publish/http.h
 // -----------------------------------------------------------------------------
 //
-// A thin HTTP/1.1 client seam: HttpTransport sends one request and returns the response,
-// nothing more (no retries, no auth: those live in registry.h). CurlTransport implements it
-// with libcurl, reusing connections (keep-alive) and streaming request bodies from a file
-// range so that large blobs are never held in memory. Tests substitute a fake transport.
+// kiln's one HTTP/1.1 client (its one libcurl wrapper): HttpTransport sends one request and
+// returns the response, nothing more (no retries, no auth: the registry client's are in
+// registry.h). CurlTransport implements it with libcurl, reusing connections (keep-alive) and
+// streaming request bodies from a file range so that large blobs are never held in memory.
+// Users: the OCI distribution client (publish/registry.h) over TCP/TLS, and the Cloud
+// Hypervisor API client (harness/cloud_hypervisor.h) over CH's API unix socket
+// (TransportOptions::unix_socket_path). Tests substitute a fake transport.
 //
 // What CurlTransport bounds (so that a hostile or broken server cannot hold it forever or
 // fill memory):
@@ -14,7 +17,8 @@
 //   - time: connecting (TCP and TLS) within TransportOptions::connect_timeout_ms; after that, a
 //     request in which no byte moves in either direction for stall_timeout_ms, or whose average
 //     rate is below min_bytes_per_s once it has lasted stall_timeout_ms, is aborted
-//     (DeadlineExceeded);
+//     (DeadlineExceeded); with TransportOptions::timeout set, a whole request (connect
+//     included) that lasts longer is aborted too (DeadlineExceeded);
 //   - redirects are never followed (a 3xx is returned as is, with its Location), and only the
 //     http and https protocols are enabled, so libcurl itself never sends a request, with or
 //     without credentials, to a URL the caller did not pass.
@@ -38,6 +42,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace kiln::publish {
 
@@ -77,8 +82,10 @@ struct HttpResponse {
 
 // HttpTransport: sends one request. Returns the response for any HTTP status (3xx/4xx/5xx are
 // not errors here). UnavailableError when no response was received (connection refused or
-// reset, connect timeout, TLS failure: the message says which and names the URL);
-// DeadlineExceededError when the request stalled or crawled (see TransportOptions);
+// reset, connect timeout, TLS failure, the server closed without a reply: the message says
+// which and names the URL, and the unix socket if one is used); DeadlineExceededError when
+// the request stalled or crawled, or outlasted TransportOptions::timeout;
+// InternalError when libcurl itself fails (out of memory, an option it was built without);
 // ResourceExhaustedError when the response body exceeds req.max_response_bytes or its headers
 // kMaxResponseHeaderBytes; InvalidArgumentError for a malformed request (e.g. unreadable body
 // file).
@@ -100,6 +107,13 @@ struct TransportOptions {
   // rate (body bytes sent + received per second since it started) is below this (0 = no
   // floor): a server that trickles a byte now and then.
   int64_t min_bytes_per_s = 1024;
+  // unix_socket_path: when set, every request goes over this AF_UNIX stream socket instead of
+  // TCP (libcurl's CURLOPT_UNIX_SOCKET_PATH; the URL's host only names the Host header), as
+  // Cloud Hypervisor's API is served. At most 107 bytes (sun_path).
+  std::string unix_socket_path;
+  // timeout: the most one whole request may take, connect included (absl::ZeroDuration() =
+  // no total bound: only the connect and stall bounds apply). DeadlineExceeded after it.
+  absl::Duration timeout = absl::ZeroDuration();
 };
 
 // CurlTransport: HttpTransport over one libcurl easy handle (connections are reused). Not
