@@ -88,6 +88,9 @@ ABSL_FLAG(std::string, machine, "q35", "QEMU machine: q35 or microvm");
 ABSL_FLAG(std::string, accel, "auto",
           "QEMU accel: auto (KVM only where vmx/svm, /dev/kvm and a probe boot work), kvm or tcg");
 ABSL_FLAG(std::string, scenarios, "", "comma-separated cgroup scenario names (default: all)");
+ABSL_FLAG(std::string, builder_groups, "",
+          "comma-separated builder suite VMs to run: agent-vsock and builder group names such "
+          "as builder-reference (default: all; e.g. a reduced publish gate in a test)");
 ABSL_FLAG(std::string, log_dir, "",
           "where VM work dirs and serial logs go (default: $TEST_UNDECLARED_OUTPUTS_DIR, else "
           "a new /tmp/kiln-verify-XXXXXX)");
@@ -211,6 +214,20 @@ int Main() {
   }
   const bool run_cgroup = suites.count("cgroup") > 0;
   const bool run_builder = suites.count("builder") > 0;
+  std::set<std::string> only_groups;
+  for (absl::string_view g :
+       absl::StrSplit(absl::GetFlag(FLAGS_builder_groups), ',', absl::SkipEmpty())) {
+    bool known = g == "agent-vsock";
+    for (const BuilderGroup& b : BuilderGroups()) known = known || b.name == g;
+    if (!known) {
+      std::cerr << "verify: --builder_groups: unknown builder group \"" << g << "\"\n";
+      return 2;
+    }
+    only_groups.insert(std::string(g));
+  }
+  auto group_selected = [&only_groups](const std::string& name) {
+    return only_groups.empty() || only_groups.count(name) > 0;
+  };
 
   Artifacts artifacts{absl::GetFlag(FLAGS_kernel), absl::GetFlag(FLAGS_initrd),
                       absl::GetFlag(FLAGS_root_disk)};
@@ -384,7 +401,7 @@ int Main() {
   std::optional<ScenarioOutcome> vsock;
   if (run_builder) {
     VmFactory factory(*vmm->vmm, dir + "/builder-vms", dir + "/logs");
-    {
+    if (group_selected("agent-vsock")) {
       // The agent's AF_VSOCK channel (Cloud Hypervisor's) in the builder guest, via
       // vsock_loopback: proven on every backend, QEMU included.
       ScenarioVmOptions builder_vm = vm_options;
@@ -401,7 +418,7 @@ int Main() {
     std::vector<BuilderGroup> all;
     for (const BuilderGroup& g : BuilderGroups()) {
       // The matrix groups (their own builder_mode) are measured on the Debian 13 disk.
-      if (debian13 || g.builder_mode.empty()) all.push_back(g);
+      if ((debian13 || g.builder_mode.empty()) && group_selected(g.name)) all.push_back(g);
     }
     for (size_t i = 0; i < all.size(); ++i) {
       std::cerr << absl::StrFormat("verify: builder [%d/%d] booting builder VM %s ...\n", i + 1,
@@ -473,7 +490,7 @@ int Main() {
       }
     }
   }
-  if (run_builder && debian13) {
+  if (run_builder && debian13 && only_groups.empty()) {
     std::cout << "\n  builder matrix (Debian 13: dockerd 26.1, BuildKit 0.13, runc 1.1.15; one VM "
                  "per row, expected outcomes in harness/builder_scenarios.cc BuilderMatrix)\n"
               << FormatBuilderMatrix(MatrixResults(groups));

@@ -2,6 +2,8 @@
 // strict semver version. See publish/README.md (usage, policy, lock file, exit codes).
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <cstdio>
 #include <filesystem>
 #include <cstdlib>
@@ -20,12 +22,16 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "agent/file/file.h"
+#include "harness/process.h"
 #include "publish/http.h"
 #include "publish/oci.h"
 #include "publish/publisher.h"
+#include "publish/pull.h"
 #include "publish/registry.h"
 #include "publish/semver.h"
 
@@ -39,6 +45,7 @@ constexpr int kExitUsage = 2;
 constexpr int kExitPolicy = 3;
 constexpr int kExitAuth = 4;
 constexpr int kExitRegistry = 5;
+constexpr int kExitVerification = 6;
 
 constexpr const char* kUsage = R"(usage: publish --version X.Y.Z [options]
 
@@ -78,21 +85,41 @@ Publishes the builder OCI image under an immutable semver version.
   --chunk-bytes N        PATCH chunk size (default 16777216)
   --stall-timeout-s S    fail a request in which nothing moves for S seconds, or that
                          averages under 1 KiB/s after S seconds (default 60)
+
+Verification gate (registry pushes): after the manifest is in the registry by digest,
+publish pulls that digest back into a clean directory (every blob checked against its
+digest), runs the verifier's suites on the pulled image (a builder disk made from it,
+booted in real VMs), and only then writes the tags. A failure leaves the digest untagged.
+  --verifier PATH        the verify program (//harness:verify; set by `bazel run //publish`),
+                         run as PATH --builder_image=DIR --suites=SUITES --log_dir=DIR/verify
+  --verify-suites LIST   the suites that gate the tags (default builder)
+  --verify-arg ARG       one more argument for the verifier (repeatable), e.g.
+                         --verify-arg=--accel=tcg, --verify-arg=--vmm=qemu
+  --verify-dir DIR       where the pulled image and the verifier's logs go (default: a new
+                         temporary directory, removed after a pass, kept after a failure)
+  --verify-timeout-s S   the verifier's deadline (default 3600)
+  --skip-verify          emergencies only: tag without verification; recorded in the
+                         image as the annotation dev.kiln.publish.verification=skipped
+                         (so it is another digest than a verified push of the same image)
   --help                 this text
+Flag names may be written with "_" for "-" (--skip_verify, --dry_run, --oci_dir, ...).
 
 Exit codes: 0 published or already published (no-op), 1 internal error, 2 usage or bad
 version or bad input image, 3 refused by the version policy, 4 authentication failed,
 5 registry or network failure (also a registry breaking the protocol, stalling,
-sending more than the caps, or pointing kiln at another origin).
+sending more than the caps, or pointing kiln at another origin), 6 the pushed image did not
+pass verification (a pulled-back blob or manifest not matching its digest, or a gate suite
+failing): the digest is in the registry untagged, and the message names it.
 SOURCE_DATE_EPOCH sets org.opencontainers.image.created (default: the commit time, else 0).
 )";
 
 struct Flags {
   std::string version, registry, oci_dir, layout, ref, lock, username, docker_config, ca_cert,
-      source_commit, package_lock;
+      source_commit, package_lock, verifier, verify_suites = "builder", verify_dir;
   bool latest = false, minor = false, force = false, dry_run = false, json = false, tls = false,
-       plain_http = false, help = false;
-  std::vector<std::string> mount_from;
+       plain_http = false, help = false, skip_verify = false;
+  std::vector<std::string> mount_from, verify_args;
+  int64_t verify_timeout_s = 3600;
   int retries = 5;
   int64_t retry_base_ms = 200, chunk_bytes = 16 << 20, stall_timeout_s = 60;
 };
@@ -113,6 +140,7 @@ std::optional<std::string> ParseFlags(int argc, char** argv, Flags* f) {
       a = a.substr(0, eq);
       has_inline = true;
     }
+    if (absl::StartsWith(a, "--")) std::replace(a.begin() + 2, a.end(), '_', '-');
     auto take = [&](std::string* out) -> std::optional<std::string> {
       if (has_inline) {
         *out = value;
@@ -133,7 +161,7 @@ std::optional<std::string> ParseFlags(int argc, char** argv, Flags* f) {
                               {"--force", &f->force},     {"--dry-run", &f->dry_run},
                               {"--json", &f->json},       {"--tls", &f->tls},
                               {"--plain-http", &f->plain_http}, {"--help", &f->help},
-                              {"-h", &f->help}};
+                              {"-h", &f->help},           {"--skip-verify", &f->skip_verify}};
     bool matched = false;
     for (const BoolFlag& b : bools)
       if (a == b.name) {
@@ -148,17 +176,22 @@ std::optional<std::string> ParseFlags(int argc, char** argv, Flags* f) {
                             {"--ref", &f->ref},               {"--lock", &f->lock},
                             {"--username", &f->username},     {"--docker-config", &f->docker_config},
                             {"--ca-cert", &f->ca_cert},       {"--source-commit", &f->source_commit},
-                            {"--package-lock", &f->package_lock}};
+                            {"--package-lock", &f->package_lock},
+                            {"--verifier", &f->verifier},     {"--verify-suites", &f->verify_suites},
+                            {"--verify-dir", &f->verify_dir}};
     for (const StrFlag& s : strs)
       if (a == s.name) {
         if (auto e = take(s.dst)) return e;
         matched = true;
       }
     if (matched) continue;
-    if (a == "--mount-from") {
+    if (a == "--mount-from" || a == "--verify-arg") {
       std::string v;
       if (auto e = take(&v)) return e;
-      f->mount_from.push_back(v);
+      (a == "--mount-from" ? f->mount_from : f->verify_args).push_back(v);
+    } else if (a == "--verify-timeout-s") {
+      if (auto e = take_int(&f->verify_timeout_s)) return e;
+      if (f->verify_timeout_s < 1) return "--verify-timeout-s must be >= 1";
     } else if (a == "--retries") {
       int64_t n;
       if (auto e = take_int(&n)) return e;
@@ -225,6 +258,82 @@ std::string HumanBytes(int64_t b) {
   return buf;
 }
 
+// VerifyPushed: the verification gate (PublishOptions::verify) for a registry push. Pulls
+// `digest` back from the registry into DIR/image (PullImage: every blob against its digest;
+// DataLoss there is the image's fault), then runs f.verifier --builder_image=DIR/image
+// --suites=f.verify_suites --log_dir=DIR/verify [f.verify_args...] with its output in
+// DIR/verify.log; anything but exit 0 is a verification failure. DIR (--verify-dir, else a
+// new temporary directory) is removed after a pass and kept after a failure.
+absl::Status VerifyPushed(RegistryClient* client, const std::string& target,
+                          const std::string& digest, const Flags& f) {
+  std::string dir = f.verify_dir;
+  const bool temporary = dir.empty();
+  if (temporary) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "kiln-publish-verify.XXXXXX").string();
+    if (mkdtemp(tmpl.data()) == nullptr) return absl::InternalError("mkdtemp failed");
+    dir = tmpl;
+  }
+  bool passed = false;
+  absl::Cleanup remove_dir = [&] {
+    std::error_code ec;
+    if (temporary && passed) std::filesystem::remove_all(dir, ec);
+  };
+  const std::string image = dir + "/image";
+  std::error_code ec;
+  std::filesystem::remove_all(image, ec);
+  std::cerr << "publish: verifying " << target << "@" << digest << " (untagged until it passes): "
+            << "pulling it back into " << image << "\n";
+  absl::Time start = absl::Now();
+  absl::StatusOr<std::string> pulled = PullImage(client, digest, image);
+  if (!pulled.ok()) {
+    absl::Status s(pulled.status().code(),
+                   absl::StrCat("pull-back: ", pulled.status().message(), " (nothing booted)"));
+    return pulled.status().code() == absl::StatusCode::kDataLoss ? VerificationFailed(s) : s;
+  }
+  std::cerr << "publish: pulled back, every digest verified, in "
+            << absl::ToInt64Milliseconds(absl::Now() - start) << " ms; running the verifier "
+            << "(suites " << f.verify_suites << "; log " << dir << "/verify.log) ...\n";
+  std::vector<std::string> argv = {f.verifier, absl::StrCat("--builder_image=", image),
+                                   absl::StrCat("--suites=", f.verify_suites),
+                                   absl::StrCat("--log_dir=", dir, "/verify")};
+  argv.insert(argv.end(), f.verify_args.begin(), f.verify_args.end());
+  const std::string log = dir + "/verify.log";
+  absl::StatusOr<std::unique_ptr<harness::Process>> p =
+      harness::Process::Spawn({.argv = argv, .output_path = log});
+  if (!p.ok()) {
+    return absl::Status(p.status().code(), absl::StrCat("cannot run the verifier ", f.verifier,
+                                                        ": ", p.status().message()));
+  }
+  absl::StatusOr<harness::ProcessExit> exit = (*p)->Wait(absl::Seconds(f.verify_timeout_s));
+  if (!exit.ok()) {
+    (*p)->Kill(absl::Seconds(10));
+    return VerificationFailed(absl::DeadlineExceededError(absl::StrCat(
+        "the verifier did not finish in --verify-timeout-s=", f.verify_timeout_s,
+        " s (killed); its log: ", log)));
+  }
+  if (exit->signaled || exit->exit_code != 0) {
+    // The report's failed checks and its last line ("N checks: ...").
+    std::string why;
+    std::string text = file::ReadFileOrEmpty(log);
+    std::vector<absl::string_view> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
+    for (absl::string_view l : lines) {
+      absl::string_view t = absl::StripLeadingAsciiWhitespace(l);
+      if (absl::StartsWith(t, "FAIL") || absl::StartsWith(t, "verify:"))
+        absl::StrAppend(&why, "\n  ", l);
+    }
+    if (!lines.empty()) absl::StrAppend(&why, "\n  ", lines.back());
+    return VerificationFailed(absl::AbortedError(absl::StrCat(
+        "verification failed: the verifier (suites ", f.verify_suites, ") ",
+        exit->signaled ? absl::StrCat("was killed by signal ", exit->signal)
+                       : absl::StrCat("exited ", exit->exit_code),
+        "; its log: ", log, why)));
+  }
+  passed = true;
+  std::cerr << "publish: verification passed (suites " << f.verify_suites << ") in "
+            << absl::ToInt64Milliseconds(absl::Now() - start) << " ms\n";
+  return absl::OkStatus();
+}
+
 int Main(int argc, char** argv) {
   Flags f;
   if (auto err = ParseFlags(argc, argv, &f)) return Fail(kExitUsage, *err);
@@ -246,6 +355,14 @@ int Main(int argc, char** argv) {
     if (absl::StatusOr<RegistryRef> ref = RegistryRef::Parse(f.registry); !ref.ok())
       return Fail(kExitUsage, ref.status().message());
   }
+  // The gate: every registry push that writes tags is verified first, unless --skip-verify.
+  const bool gate = !f.registry.empty() && !f.dry_run && !f.skip_verify;
+  if (gate && f.verifier.empty())
+    return Fail(kExitUsage, "a registry push is verified before its tags are written: pass "
+                            "--verifier PATH (`bazel run //publish` does) or, in an "
+                            "emergency, --skip-verify (see --help)");
+  if (gate && access(f.verifier.c_str(), X_OK) != 0)
+    return Fail(kExitUsage, absl::StrCat("--verifier ", f.verifier, ": not an executable file"));
 
   // --layout may be an OCI layout archive (tar): unpack it into a temporary directory.
   std::string layout_dir = f.layout;
@@ -302,6 +419,13 @@ int Main(int argc, char** argv) {
     if (!absl::SimpleAtoi(ct, &epoch)) epoch = 0;
   }
   opts.annotations[std::string(oci::kAnnotationCreated)] = Rfc3339FromEpoch(epoch);
+  if (f.skip_verify) {
+    // Decided before the push: the annotation is part of the digest.
+    opts.annotations[std::string(kAnnotationVerification)] = "skipped";
+    std::cerr << "publish: WARNING: --skip-verify: this image will be tagged WITHOUT "
+                 "verification (no pull-back, no builder suite); recorded in the image as "
+              << kAnnotationVerification << "=skipped\n";
+  }
 
   const bool tty = isatty(STDERR_FILENO) && !f.json;
   absl::Time start = absl::Now();
@@ -319,6 +443,7 @@ int Main(int argc, char** argv) {
   }
 
   absl::StatusOr<PublishResult> result;
+  std::string pushed_digest;  // set when the gate ran: in the registry, untagged until it passes
   std::optional<CurlTransport> http;
   std::optional<RegistryClient> client;
   std::optional<RegistryTarget> rtarget;
@@ -365,6 +490,12 @@ int Main(int argc, char** argv) {
       return Fail(ExitCodeFor(s), absl::StrCat("registry ", ref->ToString(), ": ", s.message()));
     rtarget.emplace(&*client, *ref);
     target = &*rtarget;
+    if (gate) {
+      opts.verify = [&client, &f, &pushed_digest, name = ref->ToString()](const std::string& digest) {
+        pushed_digest = digest;
+        return VerifyPushed(&*client, name, digest, f);
+      };
+    }
   } else {
     std::string dir = f.oci_dir;
     if (dir.empty()) {
@@ -383,10 +514,12 @@ int Main(int argc, char** argv) {
 
   result = Publish(opts, target);
   if (!result.ok()) {
-    int code = ExitCodeFor(result.status());
+    int code = IsVerificationFailure(result.status()) ? kExitVerification
+                                                      : ExitCodeFor(result.status());
     if (f.json) {
       nlohmann::json j = {{"ok", false}, {"exit_code", code},
                           {"error", std::string(result.status().message())}};
+      if (!pushed_digest.empty()) j["digest"] = pushed_digest;
       std::cout << j.dump() << "\n";
     }
     return Fail(code, result.status().message());
@@ -413,6 +546,10 @@ int Main(int argc, char** argv) {
                         {"blobs_mounted", r.blobs_mounted},
                         {"blobs", blobs},
                         {"seconds", secs},
+                        {"verification", f.skip_verify ? "skipped"
+                                         : r.verified  ? "passed"
+                                                       : "none"},
+                        {"verify_seconds", r.verify_seconds},
                         {"note", r.note}};
     if (client) {
       j["retries"] = client->stats().retries;

@@ -14,7 +14,9 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
 
@@ -185,6 +187,19 @@ absl::Status WriteLockFile(const std::string& path, const VersionLock& lock) {
   return WriteAtomic(path, lock.Serialize());
 }
 
+namespace {
+constexpr absl::string_view kVerificationPayload = "type.kiln.dev/publish.verification-failed";
+}  // namespace
+
+absl::Status VerificationFailed(absl::Status status) {
+  if (!status.ok()) status.SetPayload(kVerificationPayload, absl::Cord("1"));
+  return status;
+}
+
+bool IsVerificationFailure(const absl::Status& status) {
+  return status.GetPayload(kVerificationPayload).has_value();
+}
+
 absl::StatusOr<PublishResult> Publish(const PublishOptions& opts, PublishTarget* target) {
   auto log = [&](absl::string_view s) {
     if (opts.log) opts.log(s);
@@ -276,6 +291,20 @@ absl::StatusOr<PublishResult> Publish(const PublishOptions& opts, PublishTarget*
     }
     res.bytes_uploaded = target->BytesSent() - sent_before;
     RETURN_IF_ERROR(target->PutManifest(res.digest, manifest, img.media_type));
+
+    // 4b. The verification gate: the digest is in the target, untagged, until it passes.
+    if (opts.verify) {
+      const absl::Time start = absl::Now();
+      absl::Status v = opts.verify(res.digest);
+      res.verify_seconds = absl::ToDoubleSeconds(absl::Now() - start);
+      if (!v.ok()) {
+        absl::Status out(v.code(), absl::StrCat(target->Name(), "@", res.digest,
+                                                " is in the target untagged: ", v.message()));
+        if (IsVerificationFailure(v)) out = VerificationFailed(out);
+        return out;
+      }
+      res.verified = true;
+    }
   } else if (opts.dry_run) {
     res.noop = decision.noop;
     return res;

@@ -10,6 +10,9 @@
 //      no-op here, before anything is written
 //   3. HEAD every blob; PlanBlobs(): skip / cross-repository mount / upload
 //   4. upload, then PUT the manifest by digest (the registry checks all blobs are present)
+//   4b. the verification gate (PublishOptions::verify): main.cc pulls that digest back into a
+//      clean directory (every digest verified, pull.h) and runs //harness:verify's builder
+//      suite on it; a failure stops here, leaving the digest in the target untagged
 //   5. only then PUT the tags (version first, then moving tags), then update the lock file
 //
 // The version's tag is SemVer::Tag(): "+" (build metadata) becomes "_", which the
@@ -130,6 +133,16 @@ class LayoutTarget : public PublishTarget {
   int64_t bytes_sent_ = 0;
 };
 
+// kAnnotationVerification: stamped on the manifest (so it is part of the digest) as
+// "skipped" when the publish was asked to skip the verification gate (--skip_verify).
+inline constexpr absl::string_view kAnnotationVerification = "dev.kiln.publish.verification";
+
+// VerificationFailed(status): `status` marked as "the image did not pass verification" (a
+// pulled-back blob or manifest not matching its digest, or a gate suite failing), which
+// publish exits 6 for; same code and message. IsVerificationFailure(status): so marked.
+absl::Status VerificationFailed(absl::Status status);
+bool IsVerificationFailure(const absl::Status& status);
+
 // PublishOptions: what to publish and how.
 struct PublishOptions {
   std::string layout_dir;                        // input OCI image layout
@@ -146,6 +159,12 @@ struct PublishOptions {
   std::function<void(const BlobStep&, int64_t)> on_blob;
   // log(line): human-readable progress lines (may be empty).
   std::function<void(absl::string_view)> log;
+  // verify(digest): the verification gate (may be empty: no gate). Called once the manifest
+  // is in the target by digest and before any tag is written, only when the version's tag is
+  // new there (not for a no-op, a dry run, or moving tags onto a version already published).
+  // A non-OK status stops the publish: no tag, no lock entry; Publish returns it with the
+  // digest prepended to the message (code and VerificationFailed mark kept).
+  std::function<absl::Status(const std::string& digest)> verify;
 };
 
 // PublishResult: the outcome (printed by --json).
@@ -160,6 +179,8 @@ struct PublishResult {
   int64_t bytes_skipped = 0;           // bytes of blobs the target already held
   int64_t blobs_mounted = 0;
   std::string note;                    // the policy decision in words
+  bool verified = false;               // opts.verify ran and passed
+  double verify_seconds = 0;           // time in opts.verify (s)
 };
 
 // ReadLockFile(path): the lock at `path`; an empty lock when the file does not exist.

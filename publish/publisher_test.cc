@@ -120,6 +120,52 @@ TEST_F(PublishTest, UploadsThenManifestByDigestThenTagsThenLock) {
   EXPECT_EQ(lock.versions["1.0.0"].targets.count("reg:5000/kiln/builder"), 1u);
 }
 
+TEST_F(PublishTest, VerificationRunsAfterTheManifestByDigestAndBeforeAnyTag) {
+  opts_.move_latest = true;
+  std::string verified;
+  opts_.verify = [&](const std::string& digest) {
+    target_.calls.push_back("verify");
+    verified = digest;
+    return absl::OkStatus();
+  };
+  ASSERT_OK_AND_ASSIGN(PublishResult r, Publish(opts_, &target_));
+  std::string l = layer_.substr(7, 6), c = config_.substr(7, 6);
+  EXPECT_THAT(target_.calls, ElementsAre("list", "head " + l, "head " + c, "upload " + l,
+                                         "upload " + c, "manifest by digest", "verify",
+                                         "tag 1.0.0", "tag latest"));
+  EXPECT_EQ(verified, r.digest);
+  EXPECT_TRUE(r.verified);
+  // The same version again is a no-op: nothing to tag, nothing to verify.
+  target_.calls.clear();
+  ASSERT_OK_AND_ASSIGN(PublishResult again, Publish(opts_, &target_));
+  EXPECT_TRUE(again.noop);
+  EXPECT_FALSE(again.verified);
+  EXPECT_THAT(target_.calls, ElementsAre("list", "resolve 1.0.0", "resolve latest"));
+}
+
+TEST_F(PublishTest, FailedVerificationLeavesTheDigestUntaggedAndNoLock) {
+  opts_.move_latest = true;
+  opts_.verify = [](const std::string&) {
+    return VerificationFailed(absl::AbortedError("builder suite: 1 check failed"));
+  };
+  absl::StatusOr<PublishResult> r = Publish(opts_, &target_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(IsVerificationFailure(r.status()));
+  EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kAborted,
+                                   HasSubstr("reg:5000/kiln/builder@sha256:")));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("untagged: builder suite: 1 check failed"));
+  EXPECT_EQ(target_.calls.back(), "manifest by digest");
+  EXPECT_TRUE(target_.tags.empty());
+  EXPECT_FALSE(fs::exists(opts_.lock_path));
+  // A failure that is not the image's (e.g. the registry went away mid pull-back) keeps its
+  // own code and is not marked.
+  opts_.verify = [](const std::string&) { return absl::UnavailableError("connection refused"); };
+  r = Publish(opts_, &target_);
+  EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("untagged")));
+  EXPECT_FALSE(IsVerificationFailure(r.status()));
+  EXPECT_TRUE(target_.tags.empty());
+}
+
 TEST_F(PublishTest, RefusalWritesNothing) {
   target_.tags["1.0.0"] = "sha256:" + std::string(64, 'f');
   EXPECT_THAT(Publish(opts_, &target_),

@@ -22,8 +22,27 @@ PUBLISH = os.path.join(RUNFILES, "publish/publish_bin")
 MAKE_LAYOUT = os.path.join(RUNFILES, "publish/testing/make_layout")
 TMP = os.environ.get("TEST_TMPDIR") or tempfile.mkdtemp()
 
-EXIT_OK, EXIT_USAGE, EXIT_POLICY, EXIT_AUTH, EXIT_REGISTRY = 0, 2, 3, 4, 5
+EXIT_OK, EXIT_USAGE, EXIT_POLICY, EXIT_AUTH, EXIT_REGISTRY, EXIT_VERIFY = 0, 2, 3, 4, 5, 6
 LAYER_BYTES = 48 * 1024
+VERIFIER = os.path.join(RUNFILES, "publish/builder_verifier.sh")
+
+# The verification gate's stand-in for registry pushes here (the real one boots VMs:
+# //publish:publish_vm_test): records its arguments and the manifest digest of the image it
+# was given (the pulled-back layout), prints a report line, exits $KILN_FAKE_VERIFY_EXIT.
+FAKE_VERIFIER = os.path.join(TMP, "fake-verifier.sh")
+with open(FAKE_VERIFIER, "w") as _f:
+    _f.write("""#!/bin/sh
+rec="${KILN_FAKE_VERIFY_RECORD:-/dev/null}"
+printf '%s\\n' "$@" > "$rec"
+img=
+for a; do case "$a" in --builder_image=*) img="${a#--builder_image=}";; esac; done
+python3 -c 'import json, sys; print(json.load(open(sys.argv[1] + "/index.json"))["manifests"][0]["digest"])' "$img" >> "$rec"
+code="${KILN_FAKE_VERIFY_EXIT:-0}"
+[ "$code" = 0 ] || echo "  FAIL  fake-check  the fake verifier was told to fail"
+echo "1 checks: done"
+exit "$code"
+""")
+os.chmod(FAKE_VERIFIER, 0o755)
 
 
 def make_layout(name, seed=1, change=-1, layers=3):
@@ -48,15 +67,17 @@ class Publisher:
         self.lock = os.path.join(TMP, "lock-%s.json" % test.id().split(".")[-1])
 
     def run(self, layout, version, repo=None, host=None, extra=(), stdin=None, lock=None,
-            expect=EXIT_OK, measure=False):
+            expect=EXIT_OK, measure=False, verifier=FAKE_VERIFIER, env_extra=None):
         cmd = [PUBLISH, "--layout", layout, "--version", version, "--json",
                "--lock", lock or self.lock, "--source-commit", "0123abcd",
                "--package-lock", os.path.join(RUNFILES, "publish/registry_integration_test.py"),
                "--retry-base-ms", "20"]
         if repo is not None:
             cmd += ["--registry", "%s/%s" % (host or self.registry.host, repo)]
+        if repo is not None and verifier is not None:
+            cmd += ["--verifier", verifier]
         cmd += list(extra)
-        env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000", HOME=TMP)
+        env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000", HOME=TMP, **(env_extra or {}))
         if measure:  # report the publisher's peak RSS (KiB) from a fresh parent process
             cmd = [sys.executable, "-c", MEASURE] + cmd
         start = time.monotonic()
@@ -122,6 +143,73 @@ class PlainRegistryTest(unittest.TestCase):
         with open(self.pub.lock) as f:
             lock = json.load(f)
         self.assertEqual(lock["versions"]["1.0.0"]["digest"], digest)
+
+    def test_verification_gates_the_tags(self):
+        layout = make_layout("gate", seed=61)
+        rec = os.path.join(TMP, "gate-record")
+        out = self.pub.run(layout, "1.0.0", "kiln/gate", expect=EXIT_VERIFY,
+                           extra=["--latest", "--verify-arg=--accel=tcg"],
+                           env_extra={"KILN_FAKE_VERIFY_RECORD": rec, "KILN_FAKE_VERIFY_EXIT": "1"})
+        digest = out["digest"]
+        self.assertFalse(out["ok"])
+        self.assertEqual(out["exit_code"], EXIT_VERIFY)
+        self.assertIn("%s/kiln/gate@%s is in the target untagged" % (self.reg.host, digest),
+                      out["error"])
+        self.assertIn("the verifier (suites builder) exited 1", out["error"])
+        self.assertIn("FAIL  fake-check", out["error"])
+        # Pushed by digest, not tagged, not in the lock.
+        self.assertEqual(self.reg.manifest("kiln/gate", digest)[0], 200)
+        self.assertEqual(self.reg.tags("kiln/gate"), [])
+        self.assertFalse(os.path.exists(self.pub.lock))
+        # The verifier got the image pulled back by that digest, the gate suites, the extras.
+        with open(rec) as f:
+            args = f.read().split("\n")
+        self.assertTrue(args[0].startswith("--builder_image=") and args[0].endswith("/image"))
+        self.assertEqual(args[1], "--suites=builder")
+        self.assertIn("--accel=tcg", args)
+        self.assertEqual(args[-2], digest)
+        # A rerun that passes verification tags it (nothing uploaded again).
+        os.remove(rec)
+        out = self.pub.run(layout, "1.0.0", "kiln/gate", extra=["--latest", "--verify-suites=cgroup,builder"],
+                           env_extra={"KILN_FAKE_VERIFY_RECORD": rec})
+        self.assertEqual(out["digest"], digest)
+        self.assertEqual(out["verification"], "passed")
+        self.assertEqual(out["bytes_uploaded"], 0)
+        self.assertEqual(sorted(self.reg.tags("kiln/gate")), ["1.0.0", "latest"])
+        with open(rec) as f:
+            self.assertIn("--suites=cgroup,builder", f.read())
+        # Published: the same command is a no-op and verifies nothing.
+        os.remove(rec)
+        out = self.pub.run(layout, "1.0.0", "kiln/gate", extra=["--latest"],
+                           env_extra={"KILN_FAKE_VERIFY_RECORD": rec})
+        self.assertTrue(out["noop"])
+        self.assertEqual(out["verification"], "none")
+        self.assertFalse(os.path.exists(rec))
+
+    def test_skip_verify_is_recorded_in_the_image(self):
+        layout = make_layout("skip", seed=62)
+        rec = os.path.join(TMP, "skip-record")
+        out = self.pub.run(layout, "1.0.0", "kiln/skip", extra=["--skip_verify"],
+                           env_extra={"KILN_FAKE_VERIFY_RECORD": rec})
+        self.assertEqual(out["verification"], "skipped")
+        self.assertIn("WARNING: --skip-verify", out["_stderr"])
+        self.assertFalse(os.path.exists(rec))  # the verifier never ran
+        _, _, body = self.reg.manifest("kiln/skip", "1.0.0")
+        self.assertEqual(json.loads(body)["annotations"]["dev.kiln.publish.verification"], "skipped")
+        # The same image verified is another digest, without the annotation.
+        other = self.pub.run(layout, "1.0.0", "kiln/skip-verified", lock=os.path.join(TMP, "lock-skip2.json"))
+        self.assertNotEqual(other["digest"], out["digest"])
+        _, _, body = self.reg.manifest("kiln/skip-verified", "1.0.0")
+        self.assertNotIn("dev.kiln.publish.verification", json.loads(body)["annotations"])
+
+    def test_registry_push_without_a_verifier_is_a_usage_error(self):
+        layout = make_layout("noverifier", seed=63)
+        out = self.pub.run(layout, "1.0.0", "kiln/noverifier", verifier=None, expect=EXIT_USAGE)
+        self.assertIn("pass --verifier PATH", out["_stderr"])
+        self.assertEqual(self.reg.tags("kiln/noverifier"), [])
+        out = self.pub.run(layout, "1.0.0", "kiln/noverifier", verifier="/nonexistent/verify",
+                           expect=EXIT_USAGE)
+        self.assertIn("not an executable file", out["_stderr"])
 
     def test_same_version_is_noop_other_content_refused_registry_unchanged(self):
         a, b = make_layout("same-a", seed=11), make_layout("same-b", seed=12)
@@ -312,6 +400,39 @@ class FaultInjectionTest(unittest.TestCase):
         self.assertFalse(out["ok"])
         self.assertEqual(self.reg.tags("kiln/fdead"), [])
         self.assertFalse(os.path.exists(self.pub.lock))
+
+    def test_tampered_blob_is_refused_by_digest_before_anything_boots(self):
+        # A registry that serves one layer with a byte flipped, or cut short: publish's
+        # pull-back refuses it by that digest (exit 6, untagged, the verifier never runs), and
+        # so does `verify --builder_image` (the real one: it exits 2 before choosing a VMM).
+        for i, mode in enumerate(("flip", "truncate")):
+            name = "tamper-" + mode
+            layout = make_layout(name, seed=110 + i)
+            with open(os.path.join(layout, "index.json")) as f:
+                md = json.load(f)["manifests"][0]["digest"]
+            with open(os.path.join(layout, "blobs/sha256", md[7:])) as f:
+                layer = json.load(f)["layers"][1]["digest"]
+            self.proxy.tamper("GET", "/blobs/" + layer, mode)
+            rec = os.path.join(TMP, name + "-record")
+            out = self.pub.run(layout, "1.0.0", "kiln/" + name, host=self.proxy.host,
+                               expect=EXIT_VERIFY, env_extra={"KILN_FAKE_VERIFY_RECORD": rec})
+            self.assertTrue(self.proxy.tampered, mode)
+            self.assertIn("pull-back", out["error"])
+            self.assertIn(layer, out["error"])
+            self.assertIn("nothing booted", out["error"])
+            self.assertFalse(os.path.exists(rec), "the verifier ran on a tampered image")
+            self.assertEqual(self.reg.tags("kiln/" + name), [])
+            # verify --builder_image through the same proxy.
+            logs = os.path.join(TMP, name + "-verify")
+            v = subprocess.run([VERIFIER, "--suites=builder", "--log_dir=" + logs,
+                                "--builder_image=%s/kiln/%s@%s" % (self.proxy.host, name, out["digest"])],
+                               capture_output=True, text=True, timeout=300)
+            self.assertEqual(v.returncode, 2, v.stdout + v.stderr)
+            self.assertIn(layer, v.stderr)
+            self.assertNotIn("choosing the VMM", v.stderr)
+            self.assertFalse(os.path.exists(os.path.join(logs, "logs")), "a VM was started")
+            self.assertFalse(os.path.exists(os.path.join(logs, "builder-vms")), "a VM was started")
+            self.proxy.rules.clear()
 
     def test_manifest_put_failure_leaves_no_tag(self):
         self.proxy.fail("PUT", times=None, path_contains="/manifests/")

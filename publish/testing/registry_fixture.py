@@ -20,6 +20,9 @@ registry's Location headers point back at the proxy), and injects faults selecte
                                             point the Location of matching replies elsewhere
   proxy.add_link("GET", "/tags/list", "<http://127.0.0.1:9/v2/x/tags/list?last=a>; rel=\"next\"")
   proxy.redirect("HEAD", "/blobs/", "http://127.0.0.1:9/blob")   answer with 307 + Location
+  proxy.tamper("GET", "/blobs/sha256:ab..", "flip")   serve the registry's reply with its middle
+                                            byte flipped ("flip") or only its first half
+                                            ("truncate", Content-Length saying so); times=None
 Counters: proxy.counts[(method)] and proxy.bytes_in[(method)].
 FaultProxy(port, tls=(cert, key)) serves HTTPS instead (forwarding plain HTTP to the registry,
 which then builds http:// Locations: a downgrade) unless forwarded_proto="https" tells the
@@ -223,6 +226,7 @@ class FaultProxy:
         self.rules = []
         self.header_rules = []
         self.plaintext = []
+        self.tampered = []
         self.counts = {}
         self.bytes_in = {}
         self.lock = threading.Lock()
@@ -272,6 +276,14 @@ class FaultProxy:
                 conn.request(self.command, self.path, body=body if n else None, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
+                if isinstance(rule, tuple) and rule[0] == "tamper" and data:
+                    with proxy.lock:
+                        proxy.tampered.append(self.path)
+                    if rule[1] == "flip":
+                        k = len(data) // 2
+                        data = data[:k] + bytes([data[k] ^ 0x01]) + data[k + 1:]
+                    else:
+                        data = data[:len(data) // 2]
                 self.send_response_only(resp.status, resp.reason)
                 rewrite = proxy._header_rules(self.command, self.path)
                 for k, v in resp.getheaders():
@@ -347,6 +359,11 @@ class FaultProxy:
 
     def redirect(self, method, path_contains, location, times=None):
         self.rules.append({"kind": ("redirect", location), "method": method, "times": times,
+                           "path": path_contains})
+
+    def tamper(self, method, path_contains, mode, times=None):
+        assert mode in ("flip", "truncate"), mode
+        self.rules.append({"kind": ("tamper", mode), "method": method, "times": times,
                            "path": path_contains})
 
     def _header_rules(self, method, path):
