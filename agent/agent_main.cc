@@ -203,7 +203,9 @@ int main(int argc, char** argv) {
     jr.secret_dir = absl::GetFlag(FLAGS_secret_dir);
     jr.mode = mode;
     Say(absl::StrCat("builder mode ", kiln::agent::runner::BuilderModeName(mode)));
-    options.runner = kiln::agent::MakeJobRunner(jr);
+    kiln::agent::BuildRunners runners = kiln::agent::MakeBuildRunners(jr);
+    options.runner = std::move(runners.build);
+    options.warm_up = std::move(runners.warm_up);  // WarmUp (capability "warm"): warm builders
     CheckWorkDir(options.work_dir);
     if (absl::GetFlag(FLAGS_prewarm)) {
       Prewarm({jr.tools.dockerd, jr.tools.docker, "/usr/sbin/runc"});

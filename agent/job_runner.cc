@@ -7,10 +7,14 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <algorithm>
 #include <filesystem>
+#include <memory>
+#include <mutex>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "agent/protocol/secure_wipe.h"
 #include "agent/runner/context_tar.h"
 #include "third_party/absl_ext/posix_error.h"
@@ -157,8 +161,18 @@ absl::Status PrepareContext(const BuildInputs& in, runner::BuildSpec* spec,
   return absl::OkStatus();
 }
 
-BuildRunner MakeJobRunner(JobRunnerOptions options) {
-  return [options](const BuildInputs& in) -> absl::StatusOr<BuildOutcome> {
+namespace {
+
+// WarmSlot: the agent's one warm daemon (at most one, ever) and whether a job already ran.
+struct WarmSlot {
+  std::mutex mu;
+  runner::WarmDaemon daemon;
+  bool warmed = false;   // a WarmUp succeeded in this agent
+  bool job_ran = false;  // a BuildJob reached the runner in this agent
+};
+
+BuildRunner MakeBuildRunner(JobRunnerOptions options, std::shared_ptr<WarmSlot> slot) {
+  return [options, slot](const BuildInputs& in) -> absl::StatusOr<BuildOutcome> {
     const std::string job_dir = Parent(in.context_tar);
     absl::StatusOr<runner::BuildSpec> spec = JobToSpec(in, job_dir, options);
     if (!spec.ok()) return spec.status();
@@ -170,15 +184,89 @@ BuildRunner MakeJobRunner(JobRunnerOptions options) {
     if (absl::Status s = PrepareContext(in, &*spec, job_dir); !s.ok()) return s;
     std::fprintf(stderr, "kiln-agent: job %s: building %s (%zu secrets, %zu preload images)\n",
                  in.job->job_id.c_str(), std::string(runner::BuilderModeName(spec->mode)).c_str(), spec->secrets.size(), spec->preload_images.size());
-    runner::BuildResult result = runner::RunBuild(*spec, [&in](absl::string_view line) {
-      if (in.log) in.log(LogStream::kStderr, line);
-    });
+    runner::WarmDaemon warm;
+    {
+      std::lock_guard<std::mutex> lock(slot->mu);
+      slot->job_ran = true;
+      warm = std::move(slot->daemon);  // the warm daemon serves this job only
+    }
+    runner::BuildResult result = runner::RunBuild(
+        *spec,
+        [&in](absl::string_view line) {
+          if (in.log) in.log(LogStream::kStderr, line);
+        },
+        std::move(warm));
     std::fprintf(stderr, "kiln-agent: job %s: %s exit=%d total_ms=%lld\n",
                  in.job->job_id.c_str(),
                  std::string(absl::StatusCodeToString(result.status.code())).c_str(),
                  result.build_exit_code, static_cast<long long>(result.durations_ms.total));
     return ResultToOutcome(result);
   };
+}
+
+}  // namespace
+
+BuildRunner MakeJobRunner(JobRunnerOptions options) {
+  return MakeBuildRunner(std::move(options), std::make_shared<WarmSlot>());
+}
+
+WarmUpRunner MakeWarmUpRunner(const JobRunnerOptions& options, std::shared_ptr<WarmSlot> slot) {
+  return [options, slot](const WarmUpInputs& in) -> absl::StatusOr<BuildOutcome> {
+    std::lock_guard<std::mutex> lock(slot->mu);
+    if (slot->warmed || slot->daemon) {
+      return absl::FailedPreconditionError(
+          "WarmUp: this agent already warmed up a daemon (one warm daemon per VM)");
+    }
+    if (slot->job_ran) {
+      return absl::FailedPreconditionError(
+          "WarmUp after a BuildJob: a warm daemon must hold no job's data (warm up a fresh VM)");
+    }
+    runner::WarmDaemonSpec spec;
+    spec.work_dir = options.warm_dir;
+    spec.preload_images = in.preload_paths;
+    spec.deadline_ms = in.deadline_ms == 0 ? kDefaultDeadlineMs
+                                           : static_cast<int64_t>(std::min<uint64_t>(
+                                                 in.deadline_ms, kDefaultDeadlineMs * 6));
+    spec.tools = options.tools;
+    spec.mode = options.mode;
+    std::error_code ec;
+    std::filesystem::remove_all(spec.work_dir, ec);
+    if (absl::Status s = MakeDir(spec.work_dir); !s.ok()) return s;
+    std::fprintf(stderr, "kiln-agent: warm-up: starting the %s daemon in %s (%zu base images)\n",
+                 std::string(runner::BuilderModeName(spec.mode)).c_str(), spec.work_dir.c_str(),
+                 spec.preload_images.size());
+    runner::WarmUpResult r = runner::StartWarmDaemon(spec, [&in](absl::string_view line) {
+      if (in.log) in.log(LogStream::kStderr, line);
+    });
+    std::fprintf(stderr, "kiln-agent: warm-up: %s dockerd_start_ms=%lld preload_ms=%lld\n",
+                 std::string(absl::StatusCodeToString(r.status.code())).c_str(),
+                 static_cast<long long>(r.durations_ms.dockerd_start),
+                 static_cast<long long>(r.durations_ms.preload));
+    BuildOutcome out;
+    out.phases = {{"dockerd_start", static_cast<uint64_t>(r.durations_ms.dockerd_start)},
+                  {"preload", static_cast<uint64_t>(r.durations_ms.preload)}};
+    if (!r.status.ok()) {
+      out.exit_status = 1;
+      out.error = absl::StrCat(absl::StatusCodeToString(r.status.code()), ": ",
+                               r.status.message());
+      if (!r.log_tail.empty()) {
+        absl::StrAppend(&out.error, "\n--- last ", r.log_tail.size(), " log lines ---\n",
+                        absl::StrJoin(r.log_tail, "\n"));
+      }
+      return out;
+    }
+    slot->daemon = std::move(r.daemon);
+    slot->warmed = true;
+    return out;
+  };
+}
+
+BuildRunners MakeBuildRunners(JobRunnerOptions options) {
+  auto slot = std::make_shared<WarmSlot>();
+  BuildRunners r;
+  r.warm_up = MakeWarmUpRunner(options, slot);
+  r.build = MakeBuildRunner(std::move(options), slot);
+  return r;
 }
 
 }  // namespace kiln::agent

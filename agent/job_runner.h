@@ -60,6 +60,9 @@ struct JobRunnerOptions {
   bool no_cache = false;    // pass --no-cache (every job has a fresh data root anyway)
   // mode: the agent's --builder_mode (rootless by default, as production).
   runner::BuilderMode mode = runner::BuilderMode::kRootless;
+  // warm_dir: where a WarmUp's daemon keeps its data root, sockets and logs (outside the
+  // agent's work dir, which is cleared before each job). Recreated empty by each WarmUp.
+  std::string warm_dir = "/run/kiln-warm";
 };
 
 // JobToSpec(in, job_dir, options): the BuildSpec of one job (see the file comment). Pure.
@@ -95,6 +98,20 @@ absl::Status PrepareContext(const BuildInputs& in, runner::BuildSpec* spec,
 // runner::RunBuild with every log line sent live to the host (already redacted by the
 // runner), ResultToOutcome. The job dir is the parent of in.context_tar.
 BuildRunner MakeJobRunner(JobRunnerOptions options);
+
+// BuildRunners: the agent's build runner and its WarmUp runner (AgentOptions::runner, warm_up).
+struct BuildRunners {
+  BuildRunner build;
+  WarmUpRunner warm_up;
+};
+
+// MakeBuildRunners(options): MakeJobRunner plus the WarmUp handler, sharing one warm slot:
+// warm_up starts the daemon (runner::StartWarmDaemon in options.warm_dir, the agent's mode)
+// and loads the received base images; the next build takes that daemon (RunBuild with it)
+// and it is stopped when that build ends, so a warm daemon serves one job. warm_up answers
+// FailedPrecondition once a WarmUp succeeded or a job ran in this agent; a failed start is an
+// outcome (exit_status 1, "<CODE>: <message + log tail>", phases dockerd_start, preload).
+BuildRunners MakeBuildRunners(JobRunnerOptions options);
 
 }  // namespace kiln::agent
 

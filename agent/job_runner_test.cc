@@ -9,6 +9,7 @@
 #include <sstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "agent/ustar.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -237,6 +238,55 @@ TEST_F(PrepareContextTest, InlineDockerfileWithDotDotIsRefused) {
   ASSERT_OK_AND_ASSIGN(runner::BuildSpec spec, JobToSpec(in, dir_, {}));
   EXPECT_THAT(PrepareContext(in, &spec, dir_),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("..")));
+}
+
+}  // namespace
+}  // namespace kiln::agent
+
+namespace kiln::agent {
+namespace {
+
+std::string WarmTestDir(const char* name) {
+  const char* tmp = getenv("TEST_TMPDIR");
+  return absl::StrCat(tmp ? tmp : "/tmp", "/", name);
+}
+
+// A daemon that cannot start is an outcome (exit 1, the error, both phases), not a refusal;
+// the daemon's dir is warm_dir, never the job work dir.
+TEST(BuildRunnersTest, AWarmUpWhoseDaemonCannotStartIsAFailedOutcome) {
+  JobRunnerOptions o;
+  o.mode = runner::BuilderMode::kRootful;
+  o.tools.containerd = "/nonexistent/containerd";
+  o.tools.dockerd = "/nonexistent/dockerd";
+  o.warm_dir = WarmTestDir("warm1");
+  BuildRunners r = MakeBuildRunners(o);
+  WarmUpInputs in;
+  in.deadline_ms = 20000;
+  ASSERT_OK_AND_ASSIGN(BuildOutcome out, r.warm_up(in));
+  EXPECT_EQ(out.exit_status, 1);
+  EXPECT_THAT(out.error, HasSubstr("/nonexistent/containerd"));
+  ASSERT_EQ(out.phases.size(), 2u);
+  EXPECT_EQ(out.phases[0].name, "dockerd_start");
+  EXPECT_EQ(out.phases[1].name, "preload");
+}
+
+// A warm daemon must hold no job's data: once a job reached the runner, WarmUp is refused.
+TEST(BuildRunnersTest, WarmUpAfterAJobIsRefused) {
+  JobRunnerOptions o;
+  o.mode = runner::BuilderMode::kRootful;
+  o.warm_dir = WarmTestDir("warm2");
+  BuildRunners r = MakeBuildRunners(o);
+  const std::string job_dir = WarmTestDir("job-a");
+  ASSERT_EQ(system(absl::StrCat("mkdir -p ", job_dir).c_str()), 0);
+  BuildJob job;
+  job.job_id = "a";
+  job.context_stream = 1;
+  BuildInputs bin;
+  bin.job = &job;
+  bin.context_tar = job_dir + "/context.tar";  // missing: the runner refuses the job
+  (void)r.build(bin);
+  EXPECT_THAT(r.warm_up(WarmUpInputs{}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("after a BuildJob")));
 }
 
 }  // namespace

@@ -183,6 +183,7 @@ absl::Status AgentSession::Handle(const Frame& frame) {
         if constexpr (std::is_same_v<T, Ping>) return OnPing(msg);
         if constexpr (std::is_same_v<T, Secret>) return OnSecret(msg);
         if constexpr (std::is_same_v<T, BuildJob>) return OnBuildJob(msg);
+        if constexpr (std::is_same_v<T, WarmUp>) return OnWarmUp(msg);
         if constexpr (std::is_same_v<T, Exec>) return OnExec(msg);
         if constexpr (std::is_same_v<T, ErrorMessage>) return absl::OkStatus();  // host's note
         return Reply(absl::InvalidArgumentError(
@@ -203,6 +204,7 @@ absl::Status AgentSession::OnHello(const Hello& m) {
   Ready ready{kProtocolMajor, kProtocolMinor, options_.agent_version, {kCapHealth}};
   if (options_.allow_exec) ready.capabilities.push_back(kCapExec);
   if (options_.runner) ready.capabilities.push_back(kCapBuild);
+  if (options_.runner && options_.warm_up) ready.capabilities.push_back(kCapWarm);
   return conn_->Send(ready, options_.io_timeout_ms);
 }
 
@@ -228,6 +230,75 @@ absl::Status AgentSession::OnSecret(const Secret& m) {
   SecureWipe(value);  // a resent id: the old value's bytes go before the buffer is reused
   value = m.value;  // no reply: a Secret is acknowledged by the BuildJob's outcome
   return absl::OkStatus();
+}
+
+absl::Status AgentSession::OnWarmUp(const WarmUp& m) {
+  auto refuse = [&](const absl::Status& s) {
+    for (const PreloadImage& p : m.preload_images) discard_.insert(p.stream_id);
+    return Reply(s);
+  };
+  if (!secrets_.empty()) {
+    // A warm daemon is started before any job so that a snapshot of the VM holds no job data:
+    // a secret sent before it is a host bug. Wipe it and refuse.
+    WipeAll(secrets_);
+    return refuse(absl::FailedPreconditionError(
+        "WarmUp with secrets pending: a warm-up comes before any job and its secrets (the "
+        "secrets were wiped)"));
+  }
+  if (!options_.runner || !options_.warm_up) {
+    return refuse(absl::UnimplementedError(
+        "this agent does not warm up a daemon (capability \"warm\" not offered)"));
+  }
+  const std::string dir = absl::StrCat(options_.work_dir, "/warm-up");
+  if (absl::Status s = PrepareWorkDir(options_.work_dir); !s.ok()) return refuse(s);
+  (void)RemoveTree(dir);
+  std::error_code ec;
+  std::filesystem::create_directory(dir, ec);
+  if (ec) return refuse(absl::InternalError(absl::StrCat("mkdir ", dir, ": ", ec.message())));
+  WarmUpInputs in;
+  in.deadline_ms = m.deadline_ms;
+  StreamReceiver rx;
+  std::vector<std::unique_ptr<FdSink>> sinks;
+  absl::Status setup = [&]() -> absl::Status {
+    for (size_t i = 0; i < m.preload_images.size(); ++i) {
+      in.preload_paths.push_back(absl::StrCat(dir, "/preload-", i, ".tar"));
+      int fd = ::open(in.preload_paths.back().c_str(),
+                      O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      if (fd < 0) return PosixError(errno, "create", in.preload_paths.back());
+      sinks.push_back(std::make_unique<FdSink>(fd, in.preload_paths.back()));
+      RETURN_IF_ERROR(rx.Expect(m.preload_images[i].stream_id, options_.max_context_bytes,
+                                sinks.back().get()));
+    }
+    return absl::OkStatus();
+  }();
+  if (!setup.ok()) {
+    (void)RemoveTree(dir);
+    return refuse(setup);
+  }
+  const int64_t t0 = NowMs();
+  absl::Status request_error;
+  absl::Status channel = ReceiveStreams(*conn_, rx, options_.io_timeout_ms, &request_error);
+  if (!channel.ok() || !request_error.ok()) {
+    (void)RemoveTree(dir);
+    if (!channel.ok()) return channel;
+    for (uint32_t id : rx.Unfinished()) discard_.insert(id);
+    return Reply(request_error);
+  }
+  sinks.clear();
+  const uint64_t receive_ms = static_cast<uint64_t>(NowMs() - t0);
+  JobLog job_log([this](const Log& l) { (void)conn_->Send(l, options_.io_timeout_ms); });
+  in.log = [&job_log, t0](LogStream stream, absl::string_view text) {
+    job_log.Line(Log{stream, static_cast<uint64_t>(NowMs() - t0),
+                     SanitizeUtf8(text.substr(0, kMaxLogLine / 3))});
+  };
+  absl::StatusOr<BuildOutcome> out = options_.warm_up(in);
+  job_log.Finish(static_cast<uint64_t>(NowMs() - t0));
+  (void)RemoveTree(dir);  // the images are in the daemon now
+  if (!out.ok()) return Reply(out.status());
+  BuildResult result{kWarmUpJobId, out->exit_status, "", 0, {}, out->error};
+  result.phases.push_back({"receive_images", receive_ms});
+  for (const Phase& p : out->phases) result.phases.push_back(p);
+  return conn_->Send(result, options_.io_timeout_ms);
 }
 
 absl::Status AgentSession::OnBuildJob(const BuildJob& job) {

@@ -67,6 +67,19 @@ struct BuildOutcome {
 // BuildRunner: runs a build (dockerd + BuildKit, in //agent's build runner; fakes in tests).
 using BuildRunner = std::function<absl::StatusOr<BuildOutcome>(const BuildInputs&)>;
 
+// WarmUpInputs: what a WarmUpRunner gets (a WarmUp request, PROTOCOL.md 1.1): the received
+// base image archives (request order), the budget (ms; 0: the runner's default) and the log.
+struct WarmUpInputs {
+  std::vector<std::string> preload_paths;
+  uint64_t deadline_ms = 0;
+  std::function<void(LogStream, absl::string_view)> log;
+};
+
+// WarmUpRunner: starts the build daemon before any job and loads the base images (job_runner.h
+// MakeBuildRunners). Returns the outcome (exit_status 0 + phases, or 1 + error) or a status
+// the host gets as an Error (FailedPrecondition: a daemon is already up or a job already ran).
+using WarmUpRunner = std::function<absl::StatusOr<BuildOutcome>(const WarmUpInputs&)>;
+
 // AgentOptions: the agent's configuration.
 struct AgentOptions {
   std::string agent_version = "kiln-agent 0.1";
@@ -78,6 +91,9 @@ struct AgentOptions {
   // default_exec_deadline_ms: the deadline of an Exec whose deadline_ms is 0 (PROTOCOL.md).
   uint64_t default_exec_deadline_ms = kDefaultExecDeadlineMs;
   BuildRunner runner;                     // empty: no "build" capability
+  // warm_up: answers WarmUp (capability "warm"); empty: WarmUp gets Error Unimplemented. The
+  // base images are received into <work_dir>/warm-up/ and removed after the call.
+  WarmUpRunner warm_up;
   // allow_exec: offer the "exec" capability. Off: an Exec gets Error Unimplemented (its
   // stdin stream is dropped) and nothing is run (the session fuzzer runs so).
   bool allow_exec = true;
@@ -109,6 +125,7 @@ class AgentSession {
   absl::Status OnPing(const Ping& m);
   absl::Status OnSecret(const Secret& m);
   absl::Status OnBuildJob(const BuildJob& m);
+  absl::Status OnWarmUp(const WarmUp& m);
   absl::Status OnExec(const Exec& m);
   // Replies with an Error for a request-level failure; returns only write errors.
   absl::Status Reply(const absl::Status& s);

@@ -865,3 +865,78 @@ TEST(Health, Parse) {
 
 }  // namespace
 }  // namespace kiln::agent
+
+namespace kiln::agent {
+namespace {
+
+// ---------------------------------------------------------------------------------------
+// WarmUp (protocol 1.1): the daemon started and base images loaded before any job.
+
+TEST_F(AgentTest, WarmUpReceivesTheBaseImagesAndAnswersABuildResult) {
+  std::vector<std::string> seen_images;
+  before_start_ = [&](AgentOptions& o) {
+    o.warm_up = [&](const WarmUpInputs& in) -> absl::StatusOr<BuildOutcome> {
+      for (const std::string& p : in.preload_paths) seen_images.push_back(file::ReadFileOrEmpty(p));
+      EXPECT_EQ(in.deadline_ms, 5000u);
+      in.log(LogStream::kStderr, "[kiln-runner] dockerd ready in 7 ms (warm: before any job)");
+      BuildOutcome out;
+      out.phases = {{"dockerd_start", 7}, {"preload", 3}};
+      return out;
+    };
+  };
+  Start([](const BuildInputs&) -> absl::StatusOr<BuildOutcome> { return BuildOutcome{}; });
+  Ready r = Handshake();
+  EXPECT_THAT(r.capabilities, ElementsAre("health", "exec", "build", "warm"));
+  ASSERT_OK(host_->Send(WarmUp{{{"kiln-busybox:1", 1}, {"base:2", 3}}, 5000}, kT));
+  ASSERT_OK(host_->SendBytes(1, "busybox archive", kT));
+  ASSERT_OK(host_->SendBytes(3, "second archive", kT));
+  Message m = Read();
+  ASSERT_TRUE(std::holds_alternative<Log>(m)) << MessageName(m);
+  m = Read();
+  ASSERT_TRUE(std::holds_alternative<BuildResult>(m)) << MessageName(m);
+  const BuildResult& res = std::get<BuildResult>(m);
+  EXPECT_EQ(res.job_id, kWarmUpJobId);
+  EXPECT_EQ(res.exit_status, 0);
+  ASSERT_EQ(res.phases.size(), 3u);
+  EXPECT_EQ(res.phases[0].name, "receive_images");
+  EXPECT_EQ(res.phases[1].name, "dockerd_start");
+  EXPECT_THAT(seen_images, ElementsAre("busybox archive", "second archive"));
+  // The received archives are gone: the images live in the daemon now.
+  struct stat st;
+  EXPECT_NE(stat((dir_ + "/work/warm-up").c_str(), &st), 0);
+  ExpectAlive();
+}
+
+TEST_F(AgentTest, WarmUpWithSecretsPendingIsRefusedAndTheSecretsWiped) {
+  bool called = false;
+  before_start_ = [&](AgentOptions& o) {
+    o.warm_up = [&](const WarmUpInputs&) -> absl::StatusOr<BuildOutcome> {
+      called = true;
+      return BuildOutcome{};
+    };
+  };
+  Start([](const BuildInputs&) -> absl::StatusOr<BuildOutcome> { return BuildOutcome{}; });
+  Handshake();
+  ASSERT_OK(host_->Send(Secret{"tok", "kiln-warm-secret"}, kT));
+  ASSERT_OK(host_->Send(WarmUp{{{"kiln-busybox:1", 1}}, 0}, kT));
+  ASSERT_OK(host_->SendBytes(1, "archive", kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                    HasSubstr("WarmUp with secrets pending")));
+  EXPECT_FALSE(called);
+  // The secret is gone: a job naming it is refused.
+  ASSERT_OK(host_->Send(Job({"tok"}), kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("[tok]")));
+}
+
+TEST_F(AgentTest, WarmUpWithoutTheCapabilityIsUnimplemented) {
+  Start([](const BuildInputs&) -> absl::StatusOr<BuildOutcome> { return BuildOutcome{}; });
+  Ready r = Handshake();
+  EXPECT_THAT(r.capabilities, ElementsAre("health", "exec", "build"));
+  ASSERT_OK(host_->Send(WarmUp{{{"kiln-busybox:1", 1}}, 0}, kT));
+  ASSERT_OK(host_->SendBytes(1, "archive", kT));
+  EXPECT_THAT(ReadError(), StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("\"warm\"")));
+  ExpectAlive();  // the dropped stream did not break the session
+}
+
+}  // namespace
+}  // namespace kiln::agent

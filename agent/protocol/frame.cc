@@ -40,6 +40,7 @@ bool IsKnownFrameType(uint8_t type) {
     case FrameType::kBuildJob:
     case FrameType::kLog:
     case FrameType::kBuildResult:
+    case FrameType::kWarmUp:
     case FrameType::kExec:
     case FrameType::kExecStarted:
     case FrameType::kExecResult:
@@ -61,6 +62,7 @@ std::string FrameTypeName(uint8_t type) {
     case FrameType::kBuildJob: return "BuildJob";
     case FrameType::kLog: return "Log";
     case FrameType::kBuildResult: return "BuildResult";
+    case FrameType::kWarmUp: return "WarmUp";
     case FrameType::kExec: return "Exec";
     case FrameType::kExecStarted: return "ExecStarted";
     case FrameType::kExecResult: return "ExecResult";

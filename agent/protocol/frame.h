@@ -56,6 +56,7 @@ enum class FrameType : uint8_t {
   kBuildJob = 0x11,     // host -> agent: the build request; announces its streams
   kLog = 0x12,          // agent -> host: one live log line
   kBuildResult = 0x13,  // agent -> host: exit status, digest, phases; announces image stream
+  kWarmUp = 0x14,       // host -> agent (1.1): start the daemon, load base images, before any job
   kExec = 0x20,         // host -> agent: run a command
   kExecStarted = 0x21,  // agent -> host: pid and the output stream ids
   kExecResult = 0x22,   // agent -> host: exit code / signal

@@ -170,6 +170,24 @@ absl::Status ValidateOne(const BuildJob& m) {
   return CheckBoundedText("BuildJob.tag", m.tag, kMaxShortText);
 }
 
+absl::Status ValidateOne(const WarmUp& m) {
+  if (m.preload_images.size() > kMaxPreloadImages) {
+    return Invalid("WarmUp.preload_images", "too many");
+  }
+  std::set<uint32_t> streams;
+  for (size_t i = 0; i < m.preload_images.size(); ++i) {
+    const std::string f = Idx("WarmUp.preload_images", i);
+    const PreloadImage& p = m.preload_images[i];
+    RETURN_IF_ERROR(CheckBoundedText(f + ".ref", p.ref, kMaxShortText));
+    if (p.ref.empty()) return Invalid(f + ".ref", "empty");
+    RETURN_IF_ERROR(CheckHostStream(f + ".stream_id", p.stream_id, false));
+    if (!streams.insert(p.stream_id).second) {
+      return Invalid(f + ".stream_id", absl::StrCat("stream ", p.stream_id, " used twice"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateOne(const Log& m) {
   const auto s = static_cast<uint8_t>(m.stream);
   if (s < 1 || s > 3) return Invalid("Log.stream", absl::StrCat("unknown stream ", s));
@@ -305,6 +323,14 @@ void Put(WireWriter& w, const BuildJob& m) {
   w.Bytes(m.tag);
   w.U64(m.deadline_ms);
 }
+void Put(WireWriter& w, const WarmUp& m) {
+  w.Count(m.preload_images.size());
+  for (const auto& p : m.preload_images) {
+    w.Bytes(p.ref);
+    w.U32(p.stream_id);
+  }
+  w.U64(m.deadline_ms);
+}
 void Put(WireWriter& w, const Log& m) {
   w.U8(static_cast<uint8_t>(m.stream));
   w.U64(m.time_ms);
@@ -418,6 +444,17 @@ absl::Status Get(WireReader& r, BuildJob* m) {
   RETURN_IF_ERROR(r.Text("tag", kMaxShortText, &m->tag));
   return r.U64("deadline_ms", &m->deadline_ms);
 }
+absl::Status Get(WireReader& r, WarmUp* m) {
+  uint32_t n;
+  RETURN_IF_ERROR(r.Count("preload_images", kMaxPreloadImages, 8, &n));
+  m->preload_images.resize(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    const std::string f = Idx("preload_images", i);
+    RETURN_IF_ERROR(r.Text(f + ".ref", kMaxShortText, &m->preload_images[i].ref));
+    RETURN_IF_ERROR(r.U32(f + ".stream_id", &m->preload_images[i].stream_id));
+  }
+  return r.U64("deadline_ms", &m->deadline_ms);
+}
 absl::Status Get(WireReader& r, Log* m) {
   uint8_t s;
   RETURN_IF_ERROR(r.U8("stream", &s));
@@ -490,7 +527,7 @@ constexpr FrameType kTypes[] = {
     FrameType::kPong,      FrameType::kError,       FrameType::kSecret,
     FrameType::kBuildJob,  FrameType::kLog,         FrameType::kBuildResult,
     FrameType::kExec,      FrameType::kExecStarted, FrameType::kExecResult,
-    FrameType::kStreamEnd,
+    FrameType::kStreamEnd, FrameType::kWarmUp,
 };
 static_assert(std::size(kTypes) == std::variant_size_v<Message>);
 
@@ -536,6 +573,7 @@ absl::StatusOr<Message> DecodeMessage(const Frame& frame) {
     case FrameType::kExecStarted: return DecodeOne<ExecStarted>(frame);
     case FrameType::kExecResult: return DecodeOne<ExecResult>(frame);
     case FrameType::kStreamEnd: return DecodeOne<StreamEnd>(frame);
+    case FrameType::kWarmUp: return DecodeOne<WarmUp>(frame);
     case FrameType::kChunk:
       return absl::InvalidArgumentError(absl::StrCat(
           "Chunk frame on stream ", frame.stream_id, " carries stream bytes, not a message"));

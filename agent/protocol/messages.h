@@ -39,7 +39,7 @@ namespace kiln::agent {
 // major version refuse each other (FailedPrecondition); minor versions only add optional
 // message types and capabilities (PROTOCOL.md "Versioning").
 inline constexpr uint16_t kProtocolMajor = 1;
-inline constexpr uint16_t kProtocolMinor = 0;
+inline constexpr uint16_t kProtocolMinor = 1;
 
 inline constexpr size_t kMaxVersionString = 128;      // Hello/Ready version strings, bytes
 inline constexpr size_t kMaxCapabilities = 64;        // Ready.capabilities entries
@@ -83,6 +83,8 @@ inline constexpr uint64_t kDefaultExecDeadlineMs = 30 * 60 * 1000;
 inline constexpr char kCapHealth[] = "health";
 inline constexpr char kCapExec[] = "exec";
 inline constexpr char kCapBuild[] = "build";
+// kCapWarm: the agent answers WarmUp (protocol 1.1).
+inline constexpr char kCapWarm[] = "warm";
 
 // ---------------------------------------------------------------------------------------
 // Messages. Field order in each struct is the wire order.
@@ -175,6 +177,23 @@ struct BuildJob {
   bool operator==(const BuildJob&) const = default;
 };
 
+// WarmUp (host -> agent, protocol 1.1, capability "warm"): start the BuildKit daemon now and
+// load these base images into it, before any job, so that a VM snapshot taken afterwards holds
+// a running daemon (warm builders). The preload streams follow the WarmUp frame as a BuildJob's
+// do. The agent answers a BuildResult with job_id "warm-up" (exit_status 0 and the phases
+// dockerd_start and preload, or exit_status 1 and the error), or Error FailedPrecondition when a
+// daemon is already up or a job has run in this agent, Unimplemented without the capability.
+// The daemon serves the next BuildJob only (and is stopped with it): one job per warm daemon.
+// No secret may be in the agent when it arrives (Secrets sent before it are refused with it).
+struct WarmUp {
+  std::vector<PreloadImage> preload_images;  // <= kMaxPreloadImages
+  uint64_t deadline_ms = 0;                  // budget of the daemon start + loads; 0: none
+  bool operator==(const WarmUp&) const = default;
+};
+
+// kWarmUpJobId: the job_id of the BuildResult that answers a WarmUp.
+inline constexpr char kWarmUpJobId[] = "warm-up";
+
 // LogStream: where a Log line came from.
 enum class LogStream : uint8_t { kStdout = 1, kStderr = 2, kSystem = 3 };
 
@@ -250,7 +269,7 @@ struct StreamEnd {
 
 // Message: any control message.
 using Message = std::variant<Hello, Ready, Ping, Pong, ErrorMessage, Secret, BuildJob, Log,
-                             BuildResult, Exec, ExecStarted, ExecResult, StreamEnd>;
+                             BuildResult, Exec, ExecStarted, ExecResult, StreamEnd, WarmUp>;
 
 // ---------------------------------------------------------------------------------------
 // Codec.
@@ -291,7 +310,7 @@ ErrorMessage FromStatus(const absl::Status& s);
 
 // CheckCompatible(peer_major, peer_minor): OK if the peer's major version equals
 // kProtocolMajor; else FailedPrecondition "protocol major version mismatch: peer speaks 2.0,
-// this side speaks 1.0".
+// this side speaks 1.1".
 absl::Status CheckCompatible(uint16_t peer_major, uint16_t peer_minor);
 
 // IsHostStream(id) / IsAgentStream(id): stream id parity. The host allocates odd ids, the

@@ -56,6 +56,7 @@ std::vector<Message> AllMessages() {
       ExecStarted{1234, 2, 4},
       ExecResult{-1, 9, 17, ""},
       StreamEnd{3, 1ull << 40, true, "disk full"},
+      WarmUp{{{"kiln-busybox:1", 3}, {"debian:13", 5}}, 60000},
   };
 }
 
@@ -253,6 +254,22 @@ TEST(Messages, BuildJobRules) {
   }
 }
 
+TEST(Messages, WarmUpRules) {
+  EXPECT_OK(EncodeMessage(WarmUp{}));  // no base image: the daemon alone
+  EXPECT_THAT(EncodeMessage(WarmUp{{{"", 3}}, 0}),
+              StatusIs(kInvalid, HasSubstr("WarmUp.preload_images[0].ref: empty")));
+  EXPECT_THAT(EncodeMessage(WarmUp{{{"a:1", 2}}, 0}),
+              StatusIs(kInvalid, HasSubstr("WarmUp.preload_images[0].stream_id")));
+  EXPECT_THAT(EncodeMessage(WarmUp{{{"a:1", 3}, {"b:1", 3}}, 0}),
+              StatusIs(kInvalid, HasSubstr("stream 3 used twice")));
+  WarmUp many;
+  for (uint32_t i = 0; i <= kMaxPreloadImages; ++i) many.preload_images.push_back({"a", 2 * i + 1});
+  EXPECT_THAT(EncodeMessage(many), StatusIs(kInvalid, HasSubstr("WarmUp.preload_images")));
+  // A WarmUp is a host -> agent message of its own frame type (protocol 1.1).
+  EXPECT_EQ(FrameTypeOf(WarmUp{}), FrameType::kWarmUp);
+  EXPECT_EQ(MessageName(WarmUp{}), "WarmUp");
+}
+
 TEST(Messages, BuildResultDigest) {
   BuildResult r{"j", 0, "sha256:ABC", 0, {}, ""};
   EXPECT_THAT(EncodeMessage(r), StatusIs(kInvalid, HasSubstr("is not sha256:<64 lowercase hex>")));
@@ -292,7 +309,7 @@ TEST(Messages, VersionCheck) {
   EXPECT_THAT(CheckCompatible(2, 0),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("protocol major version mismatch: peer speaks 2.0, this side "
-                                 "speaks 1.0")));
+                                 "speaks 1.1")));
 }
 
 TEST(Messages, DecodeAs) {

@@ -181,11 +181,96 @@ class SecretFiles {
   std::map<std::string, std::pair<std::string, size_t>> files_;
 };
 
+}  // namespace
+
+// DaemonState: the daemons of one build (or of a warm daemon waiting for its one job) and
+// where they live.
+struct DaemonState {
+  std::string temp_run_dir;
+  RunLayout layout;
+  std::optional<Subprocess> containerd;
+  std::optional<Subprocess> dockerd;
+  RootlessConfig rootless_config;
+  RealRootlessOps rootless_ops;
+  std::optional<RootlessDaemon> rootless;
+  BuilderMode mode = BuilderMode::kRootful;
+  absl::Time ready_at;  // when the daemon answered /_ping (warm daemons)
+};
+
+namespace {
+
+// StopDaemons(d): dockerd then containerd stopped (rootless: the daemon's cgroup killed), the
+// short run dir removed. Idempotent.
+void StopDaemons(DaemonState& d) {
+  if (d.dockerd.has_value()) d.dockerd->Stop(absl::Seconds(10));
+  if (d.containerd.has_value()) d.containerd->Stop(absl::Seconds(5));
+  d.dockerd.reset();
+  d.containerd.reset();
+  if (d.rootless.has_value()) d.rootless->Stop();
+  d.rootless.reset();
+  if (!d.temp_run_dir.empty()) RemoveTree(d.temp_run_dir);
+  d.temp_run_dir.clear();
+}
+
 // Runner: one RunBuild's state; every step returns Status and records into result_.
 class Runner {
  public:
   Runner(const BuildSpec& spec, const LogSink& on_log)
-      : spec_(spec), on_log_(on_log), redactor_(spec.secrets) {}
+      : spec_(spec), on_log_(on_log), redactor_(spec.secrets) {
+    d_->mode = spec.mode;
+  }
+  // Adopts a warm daemon (StartWarmDaemon): the build skips its daemon start and stops the
+  // daemon when it ends. A daemon of another mode than spec.mode is not adopted.
+  Runner(const BuildSpec& spec, const LogSink& on_log, WarmDaemon warm)
+      : Runner(spec, on_log) {
+    if (warm && warm->mode == spec.mode) {
+      d_.reset(warm.release());
+      warm_ = true;
+    }
+  }
+
+  // WarmUp(): the daemon start and the preloads of StartWarmDaemon (spec_ carries work_dir,
+  // mode, tools, preload_images, deadline_ms). On success the daemons are handed over.
+  WarmUpResult WarmUp() {
+    const absl::Time start = absl::Now();
+    deadline_ = start + absl::Milliseconds(spec_.deadline_ms);
+    WarmUpResult out;
+    absl::Status s = [&]() -> absl::Status {
+      struct stat st;
+      if (stat(spec_.work_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("work_dir ", spec_.work_dir, " is not an existing directory"));
+      }
+      if (spec_.deadline_ms <= 0) return absl::InvalidArgumentError("deadline_ms must be > 0");
+      if (spec_.mode == BuilderMode::kRootless) {
+        absl::Status pre = CheckRootlessPreconditions(d_->rootless_config,
+                                                      GatherRootlessFacts(d_->rootless_config));
+        if (!pre.ok()) return pre;
+      }
+      absl::Time t = absl::Now();
+      absl::Status started = StartDaemons();
+      result_.durations_ms.dockerd_start = MsSince(t);
+      if (!started.ok()) return started;
+      d_->ready_at = absl::Now();
+      Log(absl::StrCat("[kiln-runner] dockerd ready in ", result_.durations_ms.dockerd_start,
+                       " ms (warm: before any job)"));
+      t = absl::Now();
+      absl::Status loaded = Preload();
+      result_.durations_ms.preload = MsSince(t);
+      return loaded;
+    }();
+    result_.durations_ms.total = MsSince(start);
+    out.status = s;
+    out.durations_ms = result_.durations_ms;
+    out.log_tail = result_.log_tail;
+    if (s.ok()) {
+      out.daemon.reset(d_.release());
+      d_ = std::make_unique<DaemonState>();
+    } else {
+      StopDaemons(*d_);
+    }
+    return out;
+  }
 
   BuildResult Run() {
     const absl::Time start = absl::Now();
@@ -228,11 +313,13 @@ class Runner {
     if (!s.ok()) return s;
 
     t = absl::Now();
-    s = StartDaemons();
+    s = warm_ ? CheckWarmDaemon() : StartDaemons();
     result_.durations_ms.dockerd_start = MsSince(t);
     if (!s.ok()) return s;
-    Log(absl::StrCat("[kiln-runner] dockerd ready in ", result_.durations_ms.dockerd_start,
-                     " ms"));
+    if (!warm_) {
+      Log(absl::StrCat("[kiln-runner] dockerd ready in ", result_.durations_ms.dockerd_start,
+                       " ms"));
+    }
 
     t = absl::Now();
     s = Preload();
@@ -292,7 +379,7 @@ class Runner {
     }
     if (spec_.mode == BuilderMode::kRootless) {
       // Before any daemon starts (rootless.h): the stack, /dev/net/tun, the delegation.
-      return CheckRootlessPreconditions(rootless_config_, GatherRootlessFacts(rootless_config_));
+      return CheckRootlessPreconditions(d_->rootless_config, GatherRootlessFacts(d_->rootless_config));
     }
     return absl::OkStatus();
   }
@@ -303,50 +390,50 @@ class Runner {
       std::string tmpl = "/tmp/kiln-run-XXXXXX";
       if (mkdtemp(tmpl.data()) == nullptr) return PosixError(errno, "mkdtemp", tmpl);
       run_dir = tmpl;
-      temp_run_dir_ = run_dir;
+      d_->temp_run_dir = run_dir;
     } else if (mkdir(run_dir.c_str(), 0700) != 0 && errno != EEXIST) {
       return PosixError(errno, "mkdir", run_dir);
     }
-    layout_ = MakeRunLayout(spec_.work_dir, run_dir);
+    d_->layout = MakeRunLayout(spec_.work_dir, run_dir);
     if (spec_.mode == BuilderMode::kRootless) return StartRootless();
-    for (const std::string& d : {layout_.containerd_root, layout_.containerd_state,
-                                 layout_.docker_data_root, layout_.docker_exec_root,
-                                 layout_.docker_config_dir}) {
+    for (const std::string& d : {d_->layout.containerd_root, d_->layout.containerd_state,
+                                 d_->layout.docker_data_root, d_->layout.docker_exec_root,
+                                 d_->layout.docker_config_dir}) {
       if (absl::Status s = MkdirP(d, 0700); !s.ok()) return s;
     }
     {
-      std::ofstream toml(layout_.containerd_config);
-      toml << ContainerdConfigToml(layout_);
-      if (!toml) return absl::InternalError("writing " + layout_.containerd_config);
+      std::ofstream toml(d_->layout.containerd_config);
+      toml << ContainerdConfigToml(d_->layout);
+      if (!toml) return absl::InternalError("writing " + d_->layout.containerd_config);
     }
     absl::StatusOr<Subprocess> c = Subprocess::Spawn(
-        {ContainerdArgv(spec_.tools, layout_), DaemonEnv(), layout_.containerd_log, false});
+        {ContainerdArgv(spec_.tools, d_->layout), DaemonEnv(), d_->layout.containerd_log, false});
     if (!c.ok()) return c.status();
-    containerd_.emplace(std::move(*c));
+    d_->containerd.emplace(std::move(*c));
     // containerd is ready when its gRPC socket accepts connections.
-    UnixHttpClient probe(layout_.containerd_socket);
+    UnixHttpClient probe(d_->layout.containerd_socket);
     while (true) {
-      if (std::optional<int> st = containerd_->TryWait(); st.has_value()) {
-        result_.log_tail = FileTail(layout_.containerd_log, kLogTailLines);
+      if (std::optional<int> st = d_->containerd->TryWait(); st.has_value()) {
+        result_.log_tail = FileTail(d_->layout.containerd_log, kLogTailLines);
         return absl::FailedPreconditionError(
             absl::StrCat("containerd exited (", DescribeWaitStatus(*st),
                          ") before it was ready: ", DaemonReason(result_.log_tail)));
       }
-      if (access(layout_.containerd_socket.c_str(), F_OK) == 0) break;
+      if (access(d_->layout.containerd_socket.c_str(), F_OK) == 0) break;
       if (absl::Now() > deadline_) {
         return absl::DeadlineExceededError("containerd did not create its socket in time");
       }
       absl::SleepFor(absl::Milliseconds(10));
     }
     absl::StatusOr<Subprocess> d = Subprocess::Spawn(
-        {DockerdArgv(spec_.tools, layout_), DaemonEnv(), layout_.dockerd_log, false});
+        {DockerdArgv(spec_.tools, d_->layout), DaemonEnv(), d_->layout.dockerd_log, false});
     if (!d.ok()) return d.status();
-    dockerd_.emplace(std::move(*d));
-    UnixHttpClient docker(layout_.docker_socket);
+    d_->dockerd.emplace(std::move(*d));
+    UnixHttpClient docker(d_->layout.docker_socket);
     absl::Status last = absl::UnavailableError("no answer yet");
     while (true) {
-      if (std::optional<int> st = dockerd_->TryWait(); st.has_value()) {
-        result_.log_tail = FileTail(layout_.dockerd_log, kLogTailLines);
+      if (std::optional<int> st = d_->dockerd->TryWait(); st.has_value()) {
+        result_.log_tail = FileTail(d_->layout.dockerd_log, kLogTailLines);
         return absl::FailedPreconditionError(
             absl::StrCat("dockerd exited (", DescribeWaitStatus(*st),
                          ") before it was ready: ", DaemonReason(result_.log_tail)));
@@ -357,7 +444,7 @@ class Runner {
       last = r.ok() ? absl::UnavailableError(absl::StrCat("GET /_ping: HTTP ", r->status))
                     : r.status();
       if (absl::Now() > deadline_) {
-        result_.log_tail = FileTail(layout_.dockerd_log, kLogTailLines);
+        result_.log_tail = FileTail(d_->layout.dockerd_log, kLogTailLines);
         return absl::DeadlineExceededError(
             absl::StrCat("dockerd was not ready before the deadline: ", last.message()));
       }
@@ -365,20 +452,47 @@ class Runner {
     }
   }
 
+  // CheckWarmDaemon: the adopted daemon still runs and answers GET /_ping (a VM restored from
+  // a snapshot resumes it where it was paused).
+  absl::Status CheckWarmDaemon() {
+    Subprocess* p = d_->rootless.has_value() ? d_->rootless->daemon()
+                                             : (d_->dockerd ? &*d_->dockerd : nullptr);
+    if (p == nullptr) return absl::FailedPreconditionError("the warm daemon is gone");
+    if (std::optional<int> st = p->TryWait(); st.has_value()) {
+      result_.log_tail = FileTail(d_->layout.dockerd_log, kLogTailLines);
+      return absl::FailedPreconditionError(
+          absl::StrCat("the warm dockerd exited (", DescribeWaitStatus(*st),
+                       ") before the job: ", DaemonReason(result_.log_tail)));
+    }
+    UnixHttpClient docker(d_->layout.docker_socket);
+    absl::StatusOr<HttpResponse> r =
+        docker.Get("/_ping", std::min(deadline_, absl::Now() + absl::Seconds(10)));
+    if (!r.ok() || r->status != 200 || r->body != "OK") {
+      result_.log_tail = FileTail(d_->layout.dockerd_log, kLogTailLines);
+      return absl::UnavailableError(absl::StrCat(
+          "the warm dockerd does not answer GET /_ping: ",
+          r.ok() ? absl::StrCat("HTTP ", r->status) : std::string(r.status().message())));
+    }
+    Log(absl::StrCat("[kiln-runner] dockerd started before the job (warm, up ",
+                     absl::ToInt64Seconds(absl::Now() - d_->ready_at),
+                     " s by this machine's clock); it serves this job only"));
+    return absl::OkStatus();
+  }
+
   // StartRootless: dockerd-rootless.sh as uid 1000 (rootless.h); ready on GET /_ping = OK.
   absl::Status StartRootless() {
-    if (absl::Status s = MkdirP(layout_.docker_config_dir, 0700); !s.ok()) return s;
-    rootless_.emplace(rootless_config_, &rootless_ops_);
-    if (absl::Status s = rootless_->Prepare(); !s.ok()) return s;
-    layout_.docker_socket = rootless_->layout().socket;
-    if (absl::Status s = rootless_->Start(layout_.dockerd_log); !s.ok()) return s;
-    Log(absl::StrCat("[kiln-runner] rootless dockerd (uid ", rootless_config_.uid, ", cgroup parent ",
-                     rootless_->layout().cgroup_parent, ") starting"));
-    UnixHttpClient docker(layout_.docker_socket);
+    if (absl::Status s = MkdirP(d_->layout.docker_config_dir, 0700); !s.ok()) return s;
+    d_->rootless.emplace(d_->rootless_config, &d_->rootless_ops);
+    if (absl::Status s = d_->rootless->Prepare(); !s.ok()) return s;
+    d_->layout.docker_socket = d_->rootless->layout().socket;
+    if (absl::Status s = d_->rootless->Start(d_->layout.dockerd_log); !s.ok()) return s;
+    Log(absl::StrCat("[kiln-runner] rootless dockerd (uid ", d_->rootless_config.uid, ", cgroup parent ",
+                     d_->rootless->layout().cgroup_parent, ") starting"));
+    UnixHttpClient docker(d_->layout.docker_socket);
     absl::Status last = absl::UnavailableError("no answer yet");
     while (true) {
-      if (std::optional<int> st = rootless_->daemon()->TryWait(); st.has_value()) {
-        result_.log_tail = FileTail(layout_.dockerd_log, kLogTailLines);
+      if (std::optional<int> st = d_->rootless->daemon()->TryWait(); st.has_value()) {
+        result_.log_tail = FileTail(d_->layout.dockerd_log, kLogTailLines);
         return absl::FailedPreconditionError(
             absl::StrCat("rootless dockerd exited (", DescribeWaitStatus(*st),
                          ") before it was ready: ", DaemonReason(result_.log_tail)));
@@ -389,7 +503,7 @@ class Runner {
       last = r.ok() ? absl::UnavailableError(absl::StrCat("GET /_ping: HTTP ", r->status))
                     : r.status();
       if (absl::Now() > deadline_) {
-        result_.log_tail = FileTail(layout_.dockerd_log, kLogTailLines);
+        result_.log_tail = FileTail(d_->layout.dockerd_log, kLogTailLines);
         return absl::DeadlineExceededError(
             absl::StrCat("rootless dockerd was not ready before the deadline: ", last.message()));
       }
@@ -398,7 +512,7 @@ class Runner {
   }
 
   absl::Status Preload() {
-    UnixHttpClient docker(layout_.docker_socket);
+    UnixHttpClient docker(d_->layout.docker_socket);
     int n = 0;
     for (const std::string& original : spec_.preload_images) {
       std::string img = original;
@@ -444,16 +558,16 @@ class Runner {
 
   absl::Status Build(const std::string& context_dir) {
     SecretOwner owner;
-    if (spec_.mode == BuilderMode::kRootless) owner = {rootless_config_.uid, rootless_config_.gid};
+    if (spec_.mode == BuilderMode::kRootless) owner = {d_->rootless_config.uid, d_->rootless_config.gid};
     if (absl::Status s = secrets_.Write(secret_base_, spec_.secrets, owner); !s.ok()) return s;
     // The RUN steps' processes, seen from here (step_procs.h).
     StepWatcher steps = spec_.mode == BuilderMode::kRootless
-                            ? StepWatcher("/proc", {rootless_->layout().cgroup_prefix},
-                                          {rootless_->layout().daemon_cgroup})
+                            ? StepWatcher("/proc", {d_->rootless->layout().cgroup_prefix},
+                                          {d_->rootless->layout().daemon_cgroup})
                             : StepWatcher("/proc", {"/docker/"}, {});
     absl::Time last_scan = absl::InfinitePast();
     absl::StatusOr<Subprocess> p = Subprocess::Spawn(
-        {DockerBuildArgv(spec_, layout_, context_dir, secrets_.Paths()), DockerBuildEnv(layout_),
+        {DockerBuildArgv(spec_, d_->layout, context_dir, secrets_.Paths()), DockerBuildEnv(d_->layout),
          "", true});
     if (!p.ok()) return p.status();
     std::deque<std::string> tail;
@@ -505,15 +619,15 @@ class Runner {
   }
 
   absl::Status Export() {
-    UnixHttpClient docker(layout_.docker_socket);
-    int fd = open(layout_.image_tar.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return PosixError(errno, "create", layout_.image_tar);
+    UnixHttpClient docker(d_->layout.docker_socket);
+    int fd = open(d_->layout.image_tar.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return PosixError(errno, "create", d_->layout.image_tar);
     absl::StatusOr<HttpResponse> r =
         docker.GetToFile(absl::StrCat("/v1.41/images/", spec_.tag, "/get"), fd, deadline_);
     close(fd);
     absl::Cleanup rm = [&] {
-      unlink(layout_.image_tar.c_str());
-      RemoveTree(layout_.export_dir);
+      unlink(d_->layout.image_tar.c_str());
+      RemoveTree(d_->layout.export_dir);
     };
     if (!r.ok()) return r.status();
     if (r->status != 200) {
@@ -523,7 +637,7 @@ class Runner {
     std::string out = spec_.output_path.empty() ? spec_.work_dir + "/image.oci.tar"
                                                 : spec_.output_path;
     absl::StatusOr<OciImage> img =
-        ConvertDockerArchiveToOci(layout_.image_tar, layout_.export_dir, out, spec_.tag);
+        ConvertDockerArchiveToOci(d_->layout.image_tar, d_->layout.export_dir, out, spec_.tag);
     if (!img.ok()) return img.status();
     result_.manifest_digest = img->manifest_digest;
     result_.image_archive_path = out;
@@ -535,13 +649,7 @@ class Runner {
 
   void Teardown() {
     secrets_.Wipe();
-    if (dockerd_.has_value()) dockerd_->Stop(absl::Seconds(10));
-    if (containerd_.has_value()) containerd_->Stop(absl::Seconds(5));
-    dockerd_.reset();
-    containerd_.reset();
-    if (rootless_.has_value()) rootless_->Stop();
-    rootless_.reset();
-    if (!temp_run_dir_.empty()) RemoveTree(temp_run_dir_);
+    StopDaemons(*d_);
   }
 
   const BuildSpec& spec_;
@@ -550,14 +658,10 @@ class Runner {
   BuildResult result_;
   absl::Time deadline_;
   std::string secret_base_;
-  std::string temp_run_dir_;
-  RunLayout layout_;
   SecretFiles secrets_;
-  std::optional<Subprocess> containerd_;
-  std::optional<Subprocess> dockerd_;
-  RootlessConfig rootless_config_;
-  RealRootlessOps rootless_ops_;
-  std::optional<RootlessDaemon> rootless_;
+  // d_: the daemons; adopted from a WarmDaemon (warm_ true) or started by this build.
+  std::unique_ptr<DaemonState> d_ = std::make_unique<DaemonState>();
+  bool warm_ = false;
 };
 
 }  // namespace
@@ -576,6 +680,28 @@ std::string DefaultSecretDir() {
 
 BuildResult RunBuild(const BuildSpec& spec, const LogSink& on_log) {
   Runner runner(spec, on_log);
+  return runner.Run();
+}
+
+void DaemonStateDeleter::operator()(DaemonState* d) const {
+  if (d == nullptr) return;
+  StopDaemons(*d);
+  delete d;
+}
+
+WarmUpResult StartWarmDaemon(const WarmDaemonSpec& warm, const LogSink& on_log) {
+  BuildSpec spec;
+  spec.work_dir = warm.work_dir;
+  spec.preload_images = warm.preload_images;
+  spec.deadline_ms = warm.deadline_ms;
+  spec.tools = warm.tools;
+  spec.mode = warm.mode;
+  Runner runner(spec, on_log);
+  return runner.WarmUp();
+}
+
+BuildResult RunBuild(const BuildSpec& spec, const LogSink& on_log, WarmDaemon warm) {
+  Runner runner(spec, on_log, std::move(warm));
   return runner.Run();
 }
 

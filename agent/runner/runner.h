@@ -33,7 +33,9 @@
 #define KILN_AGENT_RUNNER_RUNNER_H_
 
 #include <functional>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -58,6 +60,47 @@ std::string DefaultSecretDir();
 // RunBuild(spec, on_log): runs the build (see the file comment). Never throws; always tears
 // down what it started. `on_log` may be empty.
 BuildResult RunBuild(const BuildSpec& spec, const LogSink& on_log);
+
+// Warm daemons (warm builders): the daemon started, and the base images loaded, before any
+// job, so that a VM snapshot taken afterwards holds a running daemon. Isolation: a warm daemon
+// serves exactly one build (RunBuild with it stops it at teardown, as its own daemons), and
+// its data root lives in WarmDaemonSpec::work_dir, not in a job's dir.
+struct DaemonState;  // opaque: the processes and paths of one daemon
+struct DaemonStateDeleter {
+  void operator()(DaemonState* d) const;  // stops the daemons, then frees
+};
+// WarmDaemon: a running daemon waiting for its one build; destroying it stops the daemon.
+using WarmDaemon = std::unique_ptr<DaemonState, DaemonStateDeleter>;
+
+// WarmDaemonSpec: what StartWarmDaemon starts.
+struct WarmDaemonSpec {
+  std::string work_dir;  // existing dir for the daemon's data root, sockets and logs
+  std::vector<std::string> preload_images;  // archives loaded into it (as BuildSpec's)
+  int64_t deadline_ms = 10 * 60 * 1000;      // budget of start + loads, ms (> 0)
+  ToolPaths tools;
+  BuilderMode mode = BuilderMode::kRootful;
+};
+
+// WarmUpResult: StartWarmDaemon's outcome: status OK and `daemon` set, or the error (the daemon
+// then stopped), the phase times (dockerd_start, preload, total; ms) and the log tail.
+struct WarmUpResult {
+  absl::Status status;
+  PhaseDurationsMs durations_ms;
+  std::vector<std::string> log_tail;
+  WarmDaemon daemon;
+};
+
+// StartWarmDaemon(spec, on_log): starts the daemon as RunBuild's dockerd_start phase does
+// (rootless preconditions first), ready on GET /_ping, then POST /images/load of each preload
+// image. Errors: FailedPrecondition (work_dir, rootless preconditions, a daemon exiting),
+// InvalidArgument (deadline, an archive that is neither docker nor OCI), DeadlineExceeded.
+WarmUpResult StartWarmDaemon(const WarmDaemonSpec& spec, const LogSink& on_log);
+
+// RunBuild(spec, on_log, warm): RunBuild with `warm`'s daemon instead of starting one: the
+// dockerd_start phase is a GET /_ping of it (Unavailable if it does not answer, e.g. after a
+// bad restore); the job's own preload images are still loaded. The daemon is stopped when the
+// build ends. A null `warm`, or one of another BuilderMode, is ignored (the build starts its own).
+BuildResult RunBuild(const BuildSpec& spec, const LogSink& on_log, WarmDaemon warm);
 
 }  // namespace kiln::agent::runner
 
