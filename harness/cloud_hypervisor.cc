@@ -24,7 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "harness/channel.h"
-#include "harness/process.h"
+#include "agent/process/process.h"
 #include "harness/vm_process.h"
 #include "publish/http.h"
 #include "third_party/absl_ext/posix_error.h"
@@ -84,7 +84,7 @@ void RemoveApiSocketFiles(const std::string& api_socket, const std::string& temp
 class CloudHypervisorVmImpl : public CloudHypervisorVm {
  public:
   CloudHypervisorVmImpl(VmConfig config, CloudHypervisorPaths paths, std::string temp_socket_dir,
-                        std::unique_ptr<Process> process, const CloudHypervisorOptions& options,
+                        process::Process process, const CloudHypervisorOptions& options,
                         absl::Time start)
       : config_(std::move(config)),
         paths_(std::move(paths)),
@@ -104,11 +104,11 @@ class CloudHypervisorVmImpl : public CloudHypervisorVm {
   // Kill: the orderly way first (vm.shutdown, vmm.shutdown: CH exits and removes its
   // sockets), then the process group: SIGTERM, grace, SIGKILL.
   void Kill() override {
-    vmm_.Kill([this](Process& p) -> std::optional<ProcessExit> {
+    vmm_.Kill([this](process::Process& p) -> std::optional<process::ProcessExit> {
       ChApiClient quick(paths_.api_socket, grace_);
       (void)quick.Call("PUT", "vm.shutdown");
       (void)quick.Call("PUT", "vmm.shutdown");
-      absl::StatusOr<ProcessExit> e = p.Wait(grace_);
+      absl::StatusOr<process::ProcessExit> e = p.Wait(absl::Now() + grace_);
       if (!e.ok()) return std::nullopt;
       return *e;
     });
@@ -396,9 +396,9 @@ absl::StatusOr<std::unique_ptr<Vm>> CloudHypervisorVmm::Boot(const VmConfig& req
   if (config.channel) unlink(config.channel->host_socket_path.c_str());
 
   const absl::Time start = absl::Now();
-  absl::StatusOr<std::unique_ptr<Process>> process =
-      Process::Spawn({{options_.binary, "--api-socket", paths.api_socket}, paths.vmm_log,
-                      /*die_with_parent=*/!config.detachable});
+  absl::StatusOr<process::Process> process = process::Process::Spawn(
+      VmmSpawnOptions({options_.binary, "--api-socket", paths.api_socket}, paths.vmm_log,
+                      /*die_with_parent=*/!config.detachable));
   if (!process.ok()) {
     if (!temp_socket_dir.empty()) rmdir(temp_socket_dir.c_str());
     return process.status();

@@ -35,7 +35,7 @@
 // CloudHypervisorKernelCmdline, CloudHypervisorPathsFor) and are unit-tested against the
 // documented schema; ChApiClient is the thin HTTP executor (kiln's one HTTP client, publish/http.h's
 // CurlTransport, over the unix socket);
-// CloudHypervisorVmm starts the process (harness/process.h: own process group,
+// CloudHypervisorVmm starts the process (agent/process/process.h: own process group,
 // PR_SET_PDEATHSIG) and tears it down on every path: vm.shutdown, vmm.shutdown, then SIGTERM /
 // SIGKILL to the group after a grace period.
 //

@@ -28,7 +28,8 @@
 #include "harness/cloud_hypervisor.h"
 #include "harness/keep_builder.h"
 #include "harness/keep_store.h"
-#include "harness/process.h"
+#include "agent/process/process.h"
+#include "harness/vm_process.h"
 #include "harness/runner.h"
 #include "third_party/absl_ext/status_matchers.h"
 
@@ -384,10 +385,10 @@ TEST_F(ChLifecycleTest, FakeBehavesAsTheRealCh) {
   const std::string dir = sock_dir_ + "/direct";
   ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
   const std::string api = dir + "/api.sock";
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Process> p,
-                       Process::Spawn({{Runfile("harness/ch_fake_cloud_hypervisor"),
-                                        "--api-socket", api},
-                                       dir + "/log", /*die_with_parent=*/true}));
+  ASSERT_OK_AND_ASSIGN(process::Process p,
+                       process::Process::Spawn(VmmSpawnOptions(
+                           {Runfile("harness/ch_fake_cloud_hypervisor"), "--api-socket", api},
+                           dir + "/log", /*die_with_parent=*/true)));
   ChApiClient client(api, absl::Seconds(2));
   absl::Status ping = absl::UnavailableError("not tried");
   for (int i = 0; i < 200 && !ping.ok(); ++i) {
@@ -426,7 +427,7 @@ TEST_F(ChLifecycleTest, FakeBehavesAsTheRealCh) {
   // socket and leaving the .lock.
   ASSERT_OK_AND_ASSIGN(ChApiResponse bye, client.Request("PUT", "vmm.shutdown"));
   EXPECT_EQ(bye.status, 200);
-  ASSERT_OK_AND_ASSIGN(ProcessExit e, p->Wait(absl::Seconds(5)));
+  ASSERT_OK_AND_ASSIGN(process::ProcessExit e, p.Wait(absl::Now() + absl::Seconds(5)));
   EXPECT_EQ(e.exit_code, 0);
   EXPECT_FALSE(Exists(api));
   EXPECT_TRUE(Exists(api + ".lock"));

@@ -20,7 +20,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "harness/process.h"
+#include "agent/process/process.h"
 #include "harness/vm_process.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
@@ -53,7 +53,7 @@ absl::Status MakeDirs(const std::string& path) {
 // QemuVm: one QEMU process (see Vm); the process handling is VmProcess's.
 class QemuVm : public Vm {
  public:
-  QemuVm(VmConfig config, QemuPaths paths, std::unique_ptr<Process> process, absl::Time start)
+  QemuVm(VmConfig config, QemuPaths paths, process::Process process, absl::Time start)
       : config_(std::move(config)),
         paths_(std::move(paths)),
         vmm_(&config_, std::move(process), start, /*kill_grace=*/absl::Seconds(2), [this] {
@@ -283,13 +283,13 @@ ProbeResult RunKvmProbe(const QemuOptions& options, const ProbeArtifacts& probe,
   ProbeResult result = ProbeResult::kFailed;
   if (!argv.ok()) {
     *detail = std::string(argv.status().message());
-  } else if (absl::StatusOr<std::unique_ptr<Process>> p =
-                 Process::Spawn({*argv, QemuPathsFor(config).vmm_log});
+  } else if (absl::StatusOr<process::Process> p =
+                 process::Process::Spawn(VmmSpawnOptions(*argv, QemuPathsFor(config).vmm_log));
              !p.ok()) {
     *detail = std::string(p.status().message());
   } else {
-    absl::StatusOr<ProcessExit> e = (*p)->Wait(config.deadline);
-    if (!e.ok()) (*p)->Kill(absl::Seconds(1));
+    absl::StatusOr<process::ProcessExit> e = p->Wait(absl::Now() + config.deadline);
+    if (!e.ok()) p->Kill(absl::Seconds(1));
     std::string log = ReadFileOrEmpty(QemuPathsFor(config).serial_log);
     if (absl::StrContains(log, "KILN-INIT: ready")) {
       result = ProbeResult::kPassed;
@@ -367,8 +367,9 @@ absl::StatusOr<std::unique_ptr<Vm>> QemuVmm::Boot(const VmConfig& requested) {
   unlink(paths.serial_log.c_str());
   if (config.channel) unlink(config.channel->host_socket_path.c_str());
   absl::Time start = absl::Now();
-  ASSIGN_OR_RETURN(std::unique_ptr<Process> process, Process::Spawn({argv, paths.vmm_log,
-                                                   /*die_with_parent=*/!config.detachable}));
+  ASSIGN_OR_RETURN(process::Process process,
+                   process::Process::Spawn(VmmSpawnOptions(std::move(argv), paths.vmm_log,
+                                                           /*die_with_parent=*/!config.detachable)));
   return std::unique_ptr<Vm>(new QemuVm(config, std::move(paths), std::move(process), start));
 }
 

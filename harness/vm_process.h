@@ -23,22 +23,32 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "harness/process.h"
+#include "agent/process/process.h"
 #include "harness/vmm.h"
 
 namespace kiln::harness {
+
+// VmmSpawnOptions(argv, log_path, die_with_parent): how every backend starts its VMM (and the
+// QEMU KVM probe): stdin /dev/null, stdout and stderr to `log_path` (truncated, 0644), its own
+// process group, SIGKILLed whole when the VMM exits (kill_group_on_exit), PR_SET_PDEATHSIG
+// unless `die_with_parent` is false (a detachable VM), a 2 s SIGTERM grace in the destructor.
+// Pure.
+process::SpawnOptions VmmSpawnOptions(std::vector<std::string> argv, const std::string& log_path,
+                                      bool die_with_parent = true);
 
 class VmProcess {
  public:
   // VmProcess(config, process, start, kill_grace, on_exit): `config` must outlive this object
   // (the owning Vm's); `start` is when the VMM was started (VmExit::wall, the deadline);
-  // kill_grace is Process::Kill's SIGTERM -> SIGKILL grace; on_exit (may be empty) runs once,
+  // kill_grace is process::Process::Kill's SIGTERM -> SIGKILL grace; on_exit (may be empty) runs once,
   // when the exit is recorded (remove sockets).
-  VmProcess(const VmConfig* config, std::unique_ptr<Process> process, absl::Time start,
+  VmProcess(const VmConfig* config, process::Process process, absl::Time start,
             absl::Duration kill_grace, std::function<void()> on_exit);
 
   // Exited(): Vm::Exited (never blocks; false once detached).
@@ -50,19 +60,20 @@ class VmProcess {
   // Kill(orderly): Vm::Kill. If the process runs: `orderly` first (if given; it may stop the
   // VMM and return its exit, or nullopt to fall through), then SIGTERM/SIGKILL to the group.
   // Idempotent; no-op once detached.
-  void Kill(const std::function<std::optional<ProcessExit>(Process&)>& orderly = nullptr);
+  void Kill(const std::function<std::optional<process::ProcessExit>(process::Process&)>& orderly =
+                nullptr);
   // Detach(): Vm::Detach (CheckDetachable, then the process is released).
   absl::Status Detach();
 
   bool detached() const { return detached_; }
   int64_t peak_rss_bytes() const { return exit_ ? exit_->peak_rss_bytes : 0; }
-  pid_t pid() const { return process_->pid(); }
+  pid_t pid() const { return process_.pid(); }
 
  private:
-  void Record(const ProcessExit& e, VmExit::Kind kind);
+  void Record(const process::ProcessExit& e, VmExit::Kind kind);
 
   const VmConfig* config_;
-  std::unique_ptr<Process> process_;
+  process::Process process_;
   absl::Time start_;
   absl::Duration kill_grace_;
   std::function<void()> on_exit_;
