@@ -80,16 +80,23 @@ oci::Descriptor WriteTar(const std::string& path, const std::vector<E>& entries,
 
 absl::StatusOr<oci::Manifest> WriteTestImage(const std::string& layout_dir,
                                              const std::string& scratch_dir,
-                                             const std::vector<std::vector<E>>& layers) {
+                                             const std::vector<std::vector<E>>& layers,
+                                             const std::vector<std::string>* diff_ids) {
   RETURN_IF_ERROR(oci::CreateLayoutDirs(layout_dir));
   oci::Manifest m;
-  ASSIGN_OR_RETURN(m.config, oci::WriteBlob(layout_dir, "{}", oci::kMediaTypeImageConfig));
+  oci::ImageConfig config;
   for (size_t i = 0; i < layers.size(); ++i) {
+    // diff_id: the digest of the same entries as an uncompressed tar.
+    const std::string raw = absl::StrCat(scratch_dir, "/image-layer", i, ".tar");
+    config.diff_ids.push_back(WriteTar(raw, layers[i], /*gzip=*/false).digest);
     const std::string tar = absl::StrCat(scratch_dir, "/image-layer", i, ".tar.gz");
     oci::Descriptor d = WriteTar(tar, layers[i], /*gzip=*/true);
     ASSIGN_OR_RETURN(oci::Descriptor blob, oci::WriteBlob(layout_dir, ReadAll(tar), d.media_type));
     m.layers.push_back(blob);
   }
+  if (diff_ids != nullptr) config.diff_ids = *diff_ids;
+  ASSIGN_OR_RETURN(m.config, oci::WriteBlob(layout_dir, oci::ImageConfigJson(config),
+                                            oci::kMediaTypeImageConfig));
   ASSIGN_OR_RETURN(oci::Descriptor md, oci::WriteBlob(layout_dir, oci::ManifestJson(m),
                                                       oci::kMediaTypeImageManifest));
   RETURN_IF_ERROR(oci::WriteLayoutFiles(layout_dir, {md}));

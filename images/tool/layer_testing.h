@@ -42,11 +42,14 @@ std::string ReadAll(const std::string& path);
 oci::Descriptor WriteTar(const std::string& path, const std::vector<E>& entries, bool gzip);
 
 // WriteTestImage(layout_dir, scratch_dir, layers): an OCI image layout at `layout_dir` whose
-// manifest lists one gzip layer per element of `layers` (in order) and a "{}" config; the
-// layer tars are first written to `scratch_dir`. Returns the manifest.
+// manifest lists one gzip layer per element of `layers` (in order) and a config whose
+// rootfs.diff_ids are the layers' uncompressed digests (or `*diff_ids`, when given: a config
+// that does not describe its layers); the layer tars are first written to `scratch_dir`.
+// Returns the manifest.
 absl::StatusOr<oci::Manifest> WriteTestImage(const std::string& layout_dir,
                                              const std::string& scratch_dir,
-                                             const std::vector<std::vector<E>>& layers);
+                                             const std::vector<std::vector<E>>& layers,
+                                             const std::vector<std::string>* diff_ids = nullptr);
 
 }  // namespace kiln::images::testing
 

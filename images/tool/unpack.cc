@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "agent/file/file.h"
 #include "images/oci/digest.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
@@ -69,6 +70,59 @@ absl::StatusOr<ArchivePtr> OpenReader(Source* src) {
   archive_read_support_filter_all(a.get());
   archive_read_support_format_tar(a.get());
   if (archive_read_open(a.get(), src, nullptr, ReadCallback, nullptr) != ARCHIVE_OK) {
+    return absl::DataLossError(absl::StrCat("not a tar layer: ", archive_error_string(a.get())));
+  }
+  return a;
+}
+
+// Decompressed: a layer's uncompressed tar stream (libarchive's raw format over the blob with
+// every filter: gzip, zstd, xz, or none), hashed as the tar reader of pass 1 consumes it: the
+// sha256 of exactly these bytes is the layer's diff_id (image-spec config.md, rootfs).
+struct Decompressed {
+  ArchivePtr raw{nullptr, archive_read_free};
+  oci::Sha256Hasher hasher;
+  int64_t bytes = 0;
+  std::string error;
+};
+
+la_ssize_t DecompressedRead(struct archive* a, void* user, const void** out) {
+  auto* d = static_cast<Decompressed*>(user);
+  const void* buf = nullptr;
+  size_t size = 0;
+  la_int64_t offset = 0;
+  int r = archive_read_data_block(d->raw.get(), &buf, &size, &offset);
+  if (r == ARCHIVE_EOF) return 0;
+  if (r < ARCHIVE_WARN) {
+    d->error = archive_error_string(d->raw.get()) ? archive_error_string(d->raw.get()) : "read";
+    archive_set_error(a, EIO, "%s", d->error.c_str());
+    return -1;
+  }
+  d->hasher.Update(static_cast<const char*>(buf), size);
+  d->bytes += static_cast<int64_t>(size);
+  *out = buf;
+  return static_cast<la_ssize_t>(size);
+}
+
+absl::Status OpenDecompressed(Source* src, Decompressed* d) {
+  d->raw.reset(archive_read_new());
+  if (d->raw == nullptr) return absl::ResourceExhaustedError("archive_read_new failed");
+  archive_read_support_filter_all(d->raw.get());
+  archive_read_support_format_raw(d->raw.get());
+  struct archive_entry* e;
+  if (archive_read_open(d->raw.get(), src, nullptr, ReadCallback, nullptr) != ARCHIVE_OK ||
+      archive_read_next_header(d->raw.get(), &e) != ARCHIVE_OK) {
+    return absl::DataLossError(
+        absl::StrCat("not a layer: ", archive_error_string(d->raw.get())));
+  }
+  return absl::OkStatus();
+}
+
+// OpenTarOver(d): a tar reader of the decompressed stream (no filters: d already decompressed).
+absl::StatusOr<ArchivePtr> OpenTarOver(Decompressed* d) {
+  ArchivePtr a(archive_read_new(), archive_read_free);
+  if (a == nullptr) return absl::ResourceExhaustedError("archive_read_new failed");
+  archive_read_support_format_tar(a.get());
+  if (archive_read_open(a.get(), d, nullptr, DecompressedRead, nullptr) != ARCHIVE_OK) {
     return absl::DataLossError(absl::StrCat("not a tar layer: ", archive_error_string(a.get())));
   }
   return a;
@@ -189,9 +243,13 @@ absl::Status CheckEntry(struct archive_entry* e, const std::string& path,
   }
 }
 
-// Pass 1: every header checked, whiteouts collected, the blob hashed.
-absl::StatusOr<std::vector<Whiteout>> ScanLayer(Source* src, const UnpackOptions& options) {
-  ASSIGN_OR_RETURN(ArchivePtr a, OpenReader(src));
+// Pass 1: every header checked, whiteouts collected, the blob hashed (src->hasher) and its
+// uncompressed stream hashed (*diff_id).
+absl::StatusOr<std::vector<Whiteout>> ScanLayer(Source* src, const UnpackOptions& options,
+                                                std::string* diff_id) {
+  Decompressed d;
+  RETURN_IF_ERROR(OpenDecompressed(src, &d));
+  ASSIGN_OR_RETURN(ArchivePtr a, OpenTarOver(&d));
   std::vector<Whiteout> whiteouts;
   for (;;) {
     struct archive_entry* e;
@@ -214,8 +272,15 @@ absl::StatusOr<std::vector<Whiteout>> ScanLayer(Source* src, const UnpackOptions
       return absl::DataLossError(absl::StrCat("corrupt layer: ", archive_error_string(a.get())));
     }
   }
-  // The digest covers the whole blob, also what follows the tar's end-of-archive blocks.
+  // The diff_id covers the whole uncompressed stream and the digest the whole blob, also
+  // what follows the tar's end-of-archive blocks.
   const void* ignored;
+  while (true) {
+    la_ssize_t n = DecompressedRead(a.get(), &d, &ignored);
+    if (n < 0) return absl::DataLossError(absl::StrCat("corrupt layer: ", d.error));
+    if (n == 0) break;
+  }
+  *diff_id = d.hasher.Digest();
   while (true) {
     la_ssize_t n = ReadCallback(a.get(), src, &ignored);
     if (n < 0) return PosixError(errno, "read", "layer");
@@ -398,7 +463,7 @@ absl::Status CheckSymlinkTarget(absl::string_view link_path, absl::string_view t
 
 absl::Status UnpackLayer(const std::string& blob_path, const oci::Descriptor& desc,
                          const std::string& root_dir, const UnpackOptions& options,
-                         UnpackStats* stats) {
+                         UnpackStats* stats, absl::string_view diff_id) {
   char* real = realpath(root_dir.c_str(), nullptr);
   if (real == nullptr) return PosixError(errno, "realpath", root_dir);
   const std::string root = real;
@@ -414,11 +479,17 @@ absl::Status UnpackLayer(const std::string& blob_path, const oci::Descriptor& de
 
   oci::Sha256Hasher hasher;
   Source scan{.fd = fd, .hasher = &hasher};
-  ASSIGN_OR_RETURN(std::vector<Whiteout> whiteouts, ScanLayer(&scan, options));
+  std::string got_diff_id;
+  ASSIGN_OR_RETURN(std::vector<Whiteout> whiteouts, ScanLayer(&scan, options, &got_diff_id));
   const std::string got = hasher.Digest();
   if (got != desc.digest) {
     return absl::DataLossError(absl::StrCat("blob ", blob_path, " hashes to ", got, " (", scan.bytes,
                                             " bytes), not its digest"));
+  }
+  if (!diff_id.empty() && got_diff_id != diff_id) {
+    return absl::DataLossError(absl::StrCat(
+        "its uncompressed tar hashes to ", got_diff_id, ", but the image config's "
+        "rootfs.diff_ids says ", diff_id, " (the config does not describe this layer)"));
   }
   stats->layer_bytes += scan.bytes;
   RETURN_IF_ERROR(ApplyWhiteouts(whiteouts, root, stats));
@@ -431,16 +502,29 @@ absl::Status UnpackLayer(const std::string& blob_path, const oci::Descriptor& de
 
 absl::StatusOr<UnpackStats> UnpackImage(const oci::LayoutImage& image, const std::string& root,
                                         const UnpackOptions& options) {
-  ASSIGN_OR_RETURN(std::string config_digest,
-                   oci::Sha256FileDigest(image.BlobPath(image.config.digest)));
+  // The config: its digest, then its rootfs.diff_ids (4 MiB: a config is small JSON).
+  ASSIGN_OR_RETURN(std::string config_bytes,
+                   file::ReadFile(image.BlobPath(image.config.digest), 4 << 20));
+  const std::string config_digest = oci::Sha256Digest(config_bytes);
   if (config_digest != image.config.digest) {
     return absl::DataLossError(absl::StrCat("config blob ", image.config.digest, " hashes to ",
                                             config_digest));
   }
+  absl::StatusOr<oci::ImageConfig> config = oci::ParseImageConfig(config_bytes);
+  if (!config.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("config blob ", image.config.digest, ": ",
+                                                   config.status().message()));
+  }
+  if (config->diff_ids.size() != image.layers.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config blob ", image.config.digest, " lists ", config->diff_ids.size(),
+        " rootfs.diff_ids for the manifest's ", image.layers.size(), " layers"));
+  }
   UnpackStats stats;
   for (size_t i = 0; i < image.layers.size(); ++i) {
     const oci::Descriptor& d = image.layers[i];
-    absl::Status s = UnpackLayer(image.BlobPath(d.digest), d, root, options, &stats);
+    absl::Status s =
+        UnpackLayer(image.BlobPath(d.digest), d, root, options, &stats, config->diff_ids[i]);
     if (!s.ok()) {
       return absl::Status(s.code(), absl::StrCat("layer ", i + 1, " of ", image.layers.size(),
                                                  " ", d.digest, ": ", s.message()));

@@ -100,16 +100,21 @@ absl::StatusOr<Whiteout> ClassifyWhiteout(absl::string_view path);
 // directory. PermissionDenied otherwise; InvalidArgument for an empty target.
 absl::Status CheckSymlinkTarget(absl::string_view link_path, absl::string_view target);
 
-// UnpackLayer(blob_path, desc, root, options, stats): applies one layer blob (its bytes must
-// hash to desc.digest; desc.media_type must be a tar layer type) onto `root`, an existing
-// directory. Codes as in the file comment; the errno-derived code of a failed file operation;
+// UnpackLayer(blob_path, desc, root, options, stats, diff_id): applies one layer blob (its
+// bytes must hash to desc.digest; desc.media_type must be a tar layer type) onto `root`, an
+// existing directory. When `diff_id` is not empty, the layer's uncompressed tar stream must
+// hash to it (DataLoss otherwise, checked in pass 1 with the digest, before anything is
+// written). Codes as in the file comment; the errno-derived code of a failed file operation;
 // DataLoss for a corrupt archive. `stats` is added to.
 absl::Status UnpackLayer(const std::string& blob_path, const oci::Descriptor& desc,
                          const std::string& root, const UnpackOptions& options,
-                         UnpackStats* stats);
+                         UnpackStats* stats, absl::string_view diff_id = "");
 
 // UnpackImage(image, root, options): UnpackLayer for each of image.layers in manifest order,
-// after checking the config blob's digest. Errors name the layer ("layer 2 of 3 sha256:...").
+// after checking the config blob's digest and reading its rootfs.diff_ids: one per layer
+// (InvalidArgument for an unparsable config or another count), each layer's uncompressed
+// stream checked against its diff_id (DataLoss). Errors name the layer ("layer 2 of 3
+// sha256:...").
 absl::StatusOr<UnpackStats> UnpackImage(const oci::LayoutImage& image, const std::string& root,
                                         const UnpackOptions& options);
 

@@ -265,6 +265,44 @@ TEST_F(UnpackTest, UnpackImageAppliesLayersInManifestOrder) {
                        HasSubstr(absl::StrCat("layer 2 of 2 ", m.layers[1].digest))));
 }
 
+// The config's rootfs.diff_ids must describe the layers: one per layer, each the sha256 of
+// that layer's uncompressed tar. A config naming another diff_id (its layers swapped, as a
+// mixed-up or tampered image would have), or too few, is refused before the layer writes.
+TEST_F(UnpackTest, ConfigDiffIdsMustMatchTheUncompressedLayers) {
+  const std::vector<std::vector<E>> layers = {{{"a", 'f', "first"}}, {{"b", 'f', "second"}}};
+  const std::string good = (dir_ / "good").string();
+  ASSERT_OK(testing::WriteTestImage(good, dir_.string(), layers).status());
+  ASSERT_OK_AND_ASSIGN(oci::LayoutImage img, oci::ReadImageLayout(good));
+  ASSERT_OK(UnpackImage(img, root_, {}).status());
+  EXPECT_EQ(ReadAll(root_ + "/b"), "second");
+
+  ASSERT_OK_AND_ASSIGN(oci::ImageConfig config,
+                       oci::ParseImageConfig(ReadAll(img.BlobPath(img.config.digest))));
+  ASSERT_EQ(config.diff_ids.size(), 2u);
+  std::vector<std::string> swapped = {config.diff_ids[1], config.diff_ids[0]};
+  const std::string bad = (dir_ / "bad").string();
+  ASSERT_OK(testing::WriteTestImage(bad, dir_.string(), layers, &swapped).status());
+  ASSERT_OK_AND_ASSIGN(oci::LayoutImage bad_img, oci::ReadImageLayout(bad));
+  fs::remove_all(root_);
+  fs::create_directories(root_);
+  absl::Status s = UnpackImage(bad_img, root_, {}).status();
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kDataLoss,
+                          HasSubstr(absl::StrCat("layer 1 of 2 ", bad_img.layers[0].digest))));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr(absl::StrCat("hashes to ", config.diff_ids[0], ", but the image config's "
+                                     "rootfs.diff_ids says ", config.diff_ids[1])));
+  EXPECT_TRUE(RootIsEmpty());
+
+  std::vector<std::string> one = {config.diff_ids[0]};
+  const std::string short_config = (dir_ / "short").string();
+  ASSERT_OK(testing::WriteTestImage(short_config, dir_.string(), layers, &one).status());
+  ASSERT_OK_AND_ASSIGN(oci::LayoutImage short_img, oci::ReadImageLayout(short_config));
+  EXPECT_THAT(UnpackImage(short_img, root_, {}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("lists 1 rootfs.diff_ids for the manifest's 2 layers")));
+  EXPECT_TRUE(RootIsEmpty());
+}
+
 TEST(UnpackPureTest, ClassifyWhiteoutAndSymlinkTargets) {
   ASSERT_OK_AND_ASSIGN(Whiteout w, ClassifyWhiteout("a/b/.wh.c"));
   EXPECT_EQ(w.kind, Whiteout::Kind::kFile);
