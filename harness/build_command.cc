@@ -540,7 +540,13 @@ absl::StatusOr<PreparedBuild> PrepareBuild(const BuildCommand& cmd, const EnvLoo
   ASSIGN_OR_RETURN(p.dockerfile_text,
                    ReadSmallFile(p.dockerfile_path,
                                  static_cast<int64_t>(agent::kMaxDockerfile), "Dockerfile"));
-  ASSIGN_OR_RETURN(p.dockerfile_info, agent::runner::ScanDockerfile(p.dockerfile_text));
+  if (absl::StatusOr<agent::runner::DockerfileInfo> info =
+          agent::runner::ScanDockerfile(p.dockerfile_text);
+      info.ok()) {
+    p.dockerfile_info = *std::move(info);
+  } else if (cmd.check_secret_use) {
+    return info.status();
+  }
   // 3. Secrets: unique ids, readable, within the limits.
   for (const SecretSource& s : cmd.secrets) {
     if (p.secrets.count(s.id) != 0) {
@@ -574,7 +580,9 @@ absl::StatusOr<PreparedBuild> PrepareBuild(const BuildCommand& cmd, const EnvLoo
     return absl::Status(s.code(), absl::StrCat("--secret: ", s.message()));
   }
   // 4. The Dockerfile's secrets: every non-optional one must be sent.
-  RETURN_IF_ERROR(agent::runner::CheckSecretsDelivered(p.dockerfile_info, p.secrets));
+  if (cmd.check_secret_use) {
+    RETURN_IF_ERROR(agent::runner::CheckSecretsDelivered(p.dockerfile_info, p.secrets));
+  }
   // 5. Other flags the guest would refuse.
   if (!cmd.tag.empty()) {
     if (absl::Status s = agent::runner::ValidateImageTag(cmd.tag); !s.ok()) {
@@ -688,6 +696,7 @@ BuildOutcome RunPreparedBuild(VmFactory& factory, const PreparedBuild& p,
   job.tag = p.command.tag;
   job.secrets = p.secrets;
   for (const auto& [id, v] : p.secrets) job.secret_ids.push_back(id);
+  for (const std::string& id : p.unsent_secret_ids) job.secret_ids.push_back(id);
   job.deadline_ms = options.job_deadline_ms;
   job.image_out = options.work_dir + "/image.oci.tar";
   job.on_log = options.on_log;
@@ -715,7 +724,12 @@ BuildOutcome RunPreparedBuild(VmFactory& factory, const PreparedBuild& p,
           : -1;
   o.tag = p.command.tag.empty() ? "kiln-build:latest" : p.command.tag;
   const BuildResponse* r = run.jobs.empty() ? nullptr : &run.jobs.front();
+  if (r != nullptr && !r->refused.ok()) {
+    o.refusal_code = absl::StatusCodeToString(r->refused.code());
+  }
+  if (r != nullptr) o.image_path = r->image_path;
   if (r != nullptr && r->result) {
+    o.build_exit_status = r->result->exit_status;
     o.digest = r->result->image_digest;
     o.image_bytes = r->image_bytes;
     for (const agent::Phase& ph : r->result->phases) {
@@ -850,6 +864,8 @@ std::string BuildOutcomeJson(const BuildOutcome& o) {
   j["exit_code"] = o.exit_code;
   j["result"] = o.result;
   j["error"] = o.error;
+  j["refusal_code"] = o.refusal_code;
+  j["build_exit_status"] = o.build_exit_status;
   j["digest"] = o.digest;
   j["image_bytes"] = o.image_bytes;
   j["tag"] = o.tag;

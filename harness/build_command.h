@@ -187,6 +187,10 @@ struct BuildCommand {
   std::vector<std::string> preload;  // docker-archive / OCI archive tars, OCI layout dirs
   bool no_cache = false;  // accepted: every job gets a fresh data root, so nothing is cached
   bool leak_scan = true;
+  // check_secret_use: PrepareBuild's check that every secret the Dockerfile needs is sent
+  // (and that its secret mounts parse). false leaves both to the builder, which refuses such
+  // a job itself before BuildKit runs: only the scenario tests of those refusals turn it off.
+  bool check_secret_use = true;
 };
 
 // PreloadInput: one --preload as it will be sent.
@@ -206,6 +210,9 @@ struct PreparedBuild {
   std::map<std::string, std::string> secrets;  // id -> value (memory only)
   std::vector<std::string> env_vars_used;      // variables secrets came from: unset them
   std::vector<PreloadInput> preload;
+  // unsent_secret_ids: ids the job names without sending a value (the builder must refuse it:
+  // the scenario test of that refusal; empty for the command).
+  std::vector<std::string> unsent_secret_ids;
 };
 
 // PrepareBuild(cmd, env): the checks listed in the file comment, in that order, before any VM.
@@ -235,6 +242,9 @@ struct BuildOutcome {
   int exit_code = kBuildExitVm;
   std::string result;           // "built", "failed", "refused", "vm-failed"
   std::string error;            // why it failed ("" when built)
+  std::string refusal_code;     // the builder's refusal: absl::StatusCodeToString ("" if none)
+  int build_exit_status = -1;   // the guest's BuildResult exit status (-1: no BuildResult)
+  std::string image_path;       // the OCI archive the builder returned ("" = none), in work_dir
   std::string digest;           // manifest digest, "sha256:..."
   uint64_t image_bytes = 0;
   std::string tag;

@@ -15,7 +15,15 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "agent/file/file.h"
+#include "harness/process.h"
+#include "images/oci/layout.h"
+#include "images/tool/unpack.h"
 #include "images/oci/digest.h"
 #include "nlohmann/json.hpp"
 #include "third_party/absl_ext/posix_error.h"
@@ -25,6 +33,16 @@ namespace kiln::harness {
 namespace {
 
 using nlohmann::json;
+
+int64_t CountOccurrences(absl::string_view hay, absl::string_view needle) {
+  if (needle.empty()) return 0;
+  int64_t n = 0;
+  for (size_t pos = hay.find(needle); pos != absl::string_view::npos;
+       pos = hay.find(needle, pos + 1)) {
+    ++n;
+  }
+  return n;
+}
 
 constexpr int64_t kMaxGeneratedBytes = 500 * 1024;  // BuildKit's limit for one secret
 
@@ -91,7 +109,18 @@ absl::StatusOr<ScenarioSpec> ParseScenarioSpec(absl::string_view name, const std
   if (!j.contains("title") || !j["title"].is_string()) return Bad("title", "want a string");
   s.title = j["title"].get<std::string>();
   if (j.contains("vm")) {
-    RETURN_IF_ERROR(OnlyKeys(j["vm"], "vm", {"builder_mode"}));
+    RETURN_IF_ERROR(OnlyKeys(j["vm"], "vm", {"builder_mode", "cgroup", "delegate"}));
+    if (j["vm"].contains("cgroup")) {
+      if (!j["vm"]["cgroup"].is_string()) return Bad("vm.cgroup", "want a string");
+      s.cgroup = j["vm"]["cgroup"].get<std::string>();
+      if (s.cgroup != "rw" && s.cgroup != "ro" && s.cgroup != "off") {
+        return Bad("vm.cgroup", "want rw, ro or off");
+      }
+    }
+    if (j["vm"].contains("delegate")) {
+      if (!j["vm"]["delegate"].is_boolean()) return Bad("vm.delegate", "want a boolean");
+      s.delegate = j["vm"]["delegate"].get<bool>();
+    }
     if (j["vm"].contains("builder_mode")) {
       if (!j["vm"]["builder_mode"].is_string()) return Bad("vm.builder_mode", "want a string");
       s.builder_mode = j["vm"]["builder_mode"].get<std::string>();
@@ -142,15 +171,23 @@ absl::StatusOr<ScenarioSpec> ParseScenarioSpec(absl::string_view name, const std
   for (const auto& [id, r] : s.secrets) s.send_secrets.push_back(id);
   if (j.contains("send")) {
     const json& send = j["send"];
-    RETURN_IF_ERROR(
-        OnlyKeys(send, "send", {"secrets", "build_args", "target", "tag", "preload_busybox"}));
-    if (send.contains("secrets")) {
-      ASSIGN_OR_RETURN(s.send_secrets, Strings(send["secrets"], "send.secrets"));
-      for (const std::string& id : s.send_secrets) {
+    RETURN_IF_ERROR(OnlyKeys(send, "send",
+                             {"secrets", "name_secrets", "host_checks", "build_args", "target",
+                              "tag", "preload_busybox"}));
+    for (const auto& [key, field] : std::vector<std::pair<const char*, std::vector<std::string>*>>{
+             {"secrets", &s.send_secrets}, {"name_secrets", &s.name_secrets}}) {
+      if (!send.contains(key)) continue;
+      const std::string where = absl::StrCat("send.", key);
+      ASSIGN_OR_RETURN(*field, Strings(send[key], where));
+      for (const std::string& id : *field) {
         if (s.secrets.count(id) == 0) {
-          return Bad("send.secrets", absl::StrCat("\"", id, "\" is not declared in secrets"));
+          return Bad(where, absl::StrCat("\"", id, "\" is not declared in secrets"));
         }
       }
+    }
+    if (send.contains("host_checks")) {
+      if (!send["host_checks"].is_boolean()) return Bad("send.host_checks", "want a boolean");
+      s.host_checks = send["host_checks"].get<bool>();
     }
     if (send.contains("build_args")) {
       if (!send["build_args"].is_object()) return Bad("send.build_args", "want an object");
@@ -169,25 +206,98 @@ absl::StatusOr<ScenarioSpec> ParseScenarioSpec(absl::string_view name, const std
       s.preload_busybox = send["preload_busybox"].get<bool>();
     }
   }
+  if (!j.contains("send") || !j["send"].contains("name_secrets")) s.name_secrets = s.send_secrets;
   if (!j.contains("expect")) return Bad("spec.json", "no expect");
   const json& e = j["expect"];
-  RETURN_IF_ERROR(OnlyKeys(e, "expect", {"result", "exit_code", "log_contains", "log_excludes",
-                                         "leak", "leak_where", "error_contains"}));
+  RETURN_IF_ERROR(OnlyKeys(
+      e, "expect",
+      {"result", "exit_code", "error_code", "build_exit_status", "build_ran", "step_uid",
+       "log_contains", "log_excludes", "log_count_min", "log_empty", "output_contains", "leak",
+       "leak_where", "error_contains", "image_files", "image_absent"}));
   if (!e.contains("result") || !e["result"].is_string()) return Bad("expect.result", "want a string");
   s.expect.result = e["result"].get<std::string>();
   if (s.expect.result != "built" && s.expect.result != "failed" && s.expect.result != "refused" &&
       s.expect.result != "vm-failed") {
     return Bad("expect.result", "want built, failed, refused or vm-failed");
   }
-  if (e.contains("exit_code")) {
-    if (!e["exit_code"].is_number_integer()) return Bad("expect.exit_code", "want an integer");
-    s.expect.exit_code = e["exit_code"].get<int>();
+  for (const auto& [key, field] : std::vector<std::pair<const char*, std::optional<int>*>>{
+           {"exit_code", &s.expect.exit_code}, {"build_exit_status", &s.expect.build_exit_status}}) {
+    if (!e.contains(key)) continue;
+    if (!e[key].is_number_integer()) return Bad(absl::StrCat("expect.", key), "want an integer");
+    *field = e[key].get<int>();
+  }
+  if (e.contains("error_code")) {
+    if (!e["error_code"].is_string()) return Bad("expect.error_code", "want a string");
+    s.expect.error_code = e["error_code"].get<std::string>();
+    bool known = false;
+    for (int c = 1; c <= 16; ++c) {
+      known = known || absl::StatusCodeToString(static_cast<absl::StatusCode>(c)) ==
+                           s.expect.error_code;
+    }
+    if (!known) return Bad("expect.error_code", "want an absl status code (e.g. FAILED_PRECONDITION)");
+  }
+  for (const auto& [key, field] : std::vector<std::pair<const char*, bool*>>{
+           {"log_empty", &s.expect.log_empty}, {"leak", &s.expect.leak}}) {
+    if (!e.contains(key)) continue;
+    if (!e[key].is_boolean()) return Bad(absl::StrCat("expect.", key), "want a boolean");
+    *field = e[key].get<bool>();
+  }
+  if (e.contains("build_ran")) {
+    if (!e["build_ran"].is_boolean()) return Bad("expect.build_ran", "want a boolean");
+    s.expect.build_ran = e["build_ran"].get<bool>();
+  }
+  if (e.contains("step_uid")) {
+    if (!e["step_uid"].is_string()) return Bad("expect.step_uid", "want a string");
+    s.expect.step_uid = e["step_uid"].get<std::string>();
+    const std::vector<absl::string_view> uids = absl::StrSplit(s.expect.step_uid, ' ');
+    if (uids.size() != 4) return Bad("expect.step_uid", "want four uids (real effective saved fs)");
+  }
+  if (e.contains("log_count_min")) {
+    if (!e["log_count_min"].is_object()) return Bad("expect.log_count_min", "want an object");
+    for (auto it = e["log_count_min"].begin(); it != e["log_count_min"].end(); ++it) {
+      if (!it.value().is_number_integer() || it.value().get<int64_t>() < 1) {
+        return Bad("expect.log_count_min", absl::StrCat("\"", it.key(), "\": want an integer >= 1"));
+      }
+      s.expect.log_count_min[it.key()] = it.value().get<int64_t>();
+    }
+  }
+  auto image_path = [](const std::string& path, absl::string_view where) -> absl::Status {
+    if (path.empty() || path[0] == '/') return Bad(where, absl::StrCat("\"", path, "\": want a root-relative path"));
+    for (absl::string_view part : absl::StrSplit(path, '/')) {
+      if (part == "..") return Bad(where, absl::StrCat("\"", path, "\": no \"..\" components"));
+    }
+    return absl::OkStatus();
+  };
+  if (e.contains("image_files")) {
+    if (!e["image_files"].is_object()) return Bad("expect.image_files", "want an object");
+    for (auto it = e["image_files"].begin(); it != e["image_files"].end(); ++it) {
+      RETURN_IF_ERROR(image_path(it.key(), "expect.image_files"));
+      if (!it.value().is_string()) return Bad("expect.image_files", "want string contents");
+      s.expect.image_files[it.key()] = it.value().get<std::string>();
+    }
+  }
+  if (e.contains("image_absent")) {
+    ASSIGN_OR_RETURN(s.expect.image_absent, Strings(e["image_absent"], "expect.image_absent"));
+    for (const std::string& p : s.expect.image_absent) {
+      RETURN_IF_ERROR(image_path(p, "expect.image_absent"));
+    }
+  }
+  std::vector<std::string> templated;
+  for (const auto& [k, v] : s.expect.log_count_min) templated.push_back(k);
+  for (const auto& [k, v] : s.expect.image_files) templated.push_back(v);
+  for (const std::string& t : templated) {
+    for (const std::string& id : Placeholders(t)) {
+      if (s.secrets.count(id) == 0) {
+        return Bad("expect", absl::StrCat("placeholder names undeclared secret \"", id, "\""));
+      }
+    }
   }
   for (const auto& [key, field] :
        std::vector<std::pair<const char*, std::vector<std::string>*>>{
            {"log_contains", &s.expect.log_contains},
            {"log_excludes", &s.expect.log_excludes},
            {"leak_where", &s.expect.leak_where},
+           {"output_contains", &s.expect.output_contains},
            {"error_contains", &s.expect.error_contains}}) {
     if (!e.contains(key)) continue;
     ASSIGN_OR_RETURN(*field, Strings(e[key], absl::StrCat("expect.", key)));
@@ -199,10 +309,6 @@ absl::StatusOr<ScenarioSpec> ParseScenarioSpec(absl::string_view name, const std
         }
       }
     }
-  }
-  if (e.contains("leak")) {
-    if (!e["leak"].is_boolean()) return Bad("expect.leak", "want a boolean");
-    s.expect.leak = e["leak"].get<bool>();
   }
   return s;
 }
@@ -326,12 +432,134 @@ std::vector<std::string> CheckScenario(const ScenarioSpec& spec, const ScenarioS
     if (!seen) f.push_back(absl::StrCat("expected a leak finding naming \"", w, "\""));
   }
   for (const std::string& t : e.error_contains) {
-    if (!absl::StrContains(o.error, t)) {
+    if (!absl::StrContains(o.error, ExpandPlaceholders(t, secrets))) {
       f.push_back(absl::StrCat("expected the error to contain \"", t, "\", got \"",
                                o.error.substr(0, 400), "\""));
     }
   }
+  const std::string output = absl::StrCat(o.error, "\n", o.log);
+  for (const std::string& t : e.output_contains) {
+    if (!absl::StrContains(output, ExpandPlaceholders(t, secrets))) {
+      f.push_back(absl::StrCat("expected the log or the error to contain \"", t, "\"", context()));
+    }
+  }
+  for (const auto& [t, min] : e.log_count_min) {
+    const int64_t n = CountOccurrences(o.log, ExpandPlaceholders(t, secrets));
+    if (n < min) {
+      f.push_back(absl::StrCat("expected \"", t, "\" at least ", min, " times in the log, got ", n));
+    }
+  }
+  if (e.log_empty && !o.log.empty()) {
+    f.push_back(absl::StrCat("expected no build log, got ", CountOccurrences(o.log, "\n"),
+                             " line(s)"));
+  }
+  if (!e.error_code.empty() && o.error_code != e.error_code) {
+    f.push_back(absl::StrCat("expected the builder's refusal to be ", e.error_code, ", got ",
+                             o.error_code.empty() ? "none" : o.error_code, context()));
+  }
+  if (e.build_exit_status && *e.build_exit_status != o.build_exit_status) {
+    f.push_back(absl::StrCat("expected the guest's build exit status ", *e.build_exit_status,
+                             ", got ", o.build_exit_status, context()));
+  }
+  if (e.build_ran && *e.build_ran != o.build_ran) {
+    f.push_back(*e.build_ran ? "expected the build to have run (the daemon came up), it never ran"
+                             : "expected the build never to run (the daemon fails), it ran");
+  }
+  if (!e.step_uid.empty()) {
+    absl::StatusOr<StepUidLine> uid = FindStepUidLine(output);
+    if (!uid.ok()) {
+      f.push_back(absl::StrCat("expected the RUN step's Uid ", e.step_uid, ": ",
+                               uid.status().message()));
+    } else if (uid->uids != e.step_uid) {
+      f.push_back(absl::StrCat("expected the RUN step's Uid ", e.step_uid, ", its process ",
+                               uid->comm, " has Uid ", uid->uids));
+    }
+  }
+  // Rules for every scenario.
+  if (o.result != "built" && o.has_image) {
+    f.push_back(absl::StrCat("a ", o.result, " job returned an image"));
+  }
+  if (o.result == "refused" && o.build_exit_status != -1) {
+    f.push_back("a refused job returned a BuildResult");
+  }
+  if (o.result == "built" && !spec.send_secrets.empty() && !o.leak_scanned) {
+    f.push_back("expected a complete leak scan of the image, it did not run or failed");
+  }
+  if (!e.image_files.empty() || !e.image_absent.empty()) {
+    if (!o.image_error.empty()) {
+      f.push_back(absl::StrCat("expected to read the image's files: ", o.image_error));
+    } else {
+      for (const auto& [path, want] : e.image_files) {
+        auto it = o.image_files.find(path);
+        const std::string expanded = ExpandPlaceholders(want, secrets);
+        if (it == o.image_files.end()) {
+          f.push_back(absl::StrCat("expected the image to hold the file ", path, ", it does not"));
+        } else if (it->second != expanded) {
+          f.push_back(absl::StrCat("expected the image's ", path, " to be \"", want, "\" (",
+                                   expanded.size(), " bytes), got ", it->second.size(),
+                                   " bytes: \"", absl::CHexEscape(it->second.substr(0, 120)), "\""));
+        }
+      }
+      for (const std::string& path : e.image_absent) {
+        if (o.image_files.count(path) != 0) {
+          f.push_back(absl::StrCat("expected the image not to hold ", path, ", it does"));
+        }
+      }
+    }
+  }
   return f;
+}
+
+absl::StatusOr<StepUidLine> FindStepUidLine(absl::string_view log) {
+  constexpr absl::string_view kPrefix = "kiln: RUN step process ";
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    const size_t at = line.find(kPrefix);
+    if (at == absl::string_view::npos) continue;
+    absl::string_view rest = line.substr(at + kPrefix.size());
+    const size_t open = rest.find(" (");
+    const size_t close = rest.find("): Uid ");
+    const size_t in = rest.find(" in cgroup ");
+    if (open == absl::string_view::npos || close == absl::string_view::npos ||
+        in == absl::string_view::npos || !(open < close && close < in)) {
+      continue;
+    }
+    StepUidLine l;
+    l.comm = std::string(rest.substr(open + 2, close - open - 2));
+    l.uids = std::string(rest.substr(close + 7, in - close - 7));
+    l.cgroup = std::string(absl::StripAsciiWhitespace(rest.substr(in + 11)));
+    return l;
+  }
+  return absl::NotFoundError("no \"kiln: RUN step process ... Uid ...\" line in the log");
+}
+
+absl::StatusOr<std::map<std::string, std::string>> ReadImageFiles(
+    const std::string& oci_archive, const std::vector<std::string>& paths,
+    const std::string& work_dir) {
+  const std::string layout = work_dir + "/layout";
+  const std::string root = work_dir + "/rootfs";
+  std::error_code ec;
+  std::filesystem::remove_all(work_dir, ec);
+  std::filesystem::create_directories(layout, ec);
+  std::filesystem::create_directories(root, ec);
+  if (ec) return PosixError(ec.value(), "mkdir", work_dir);
+  absl::StatusOr<std::unique_ptr<Process>> tar = Process::Spawn(
+      {.argv = {"tar", "-xf", oci_archive, "-C", layout}, .output_path = work_dir + "/tar.log"});
+  if (!tar.ok()) return tar.status();
+  ASSIGN_OR_RETURN(ProcessExit ex, (*tar)->Wait(absl::Minutes(2)));
+  if (ex.signaled || ex.exit_code != 0) {
+    return absl::DataLossError(absl::StrCat("tar -xf ", oci_archive, " failed (", work_dir,
+                                            "/tar.log)"));
+  }
+  ASSIGN_OR_RETURN(oci::LayoutImage image, oci::ReadImageLayout(layout));
+  RETURN_IF_ERROR(images::UnpackImage(image, root, {.same_owner = false}).status());
+  std::map<std::string, std::string> out;
+  for (const std::string& p : paths) {
+    const std::string full = absl::StrCat(root, "/", p);
+    struct stat st;
+    if (lstat(full.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    ASSIGN_OR_RETURN(out[p], file::ReadFile(full));
+  }
+  return out;
 }
 
 ScenarioObservation RunBuilderScenario(VmFactory& factory, const ScenarioSpec& spec,
@@ -358,6 +586,7 @@ ScenarioObservation RunBuilderScenario(VmFactory& factory, const ScenarioSpec& s
     cmd.secrets.push_back({id, SecretSource::Kind::kEnv, var});
     env[var] = secrets.at(id);
   }
+  cmd.check_secret_use = spec.host_checks;
   if (spec.preload_busybox) cmd.preload.push_back(busybox_image);
   absl::StatusOr<PreparedBuild> p =
       PrepareBuild(cmd, [&env](const std::string& n) -> std::optional<std::string> {
@@ -371,7 +600,15 @@ ScenarioObservation RunBuilderScenario(VmFactory& factory, const ScenarioSpec& s
     o.error = std::string(p.status().message());
     return o;
   }
+  for (const std::string& id : spec.name_secrets) {
+    if (std::find(spec.send_secrets.begin(), spec.send_secrets.end(), id) ==
+        spec.send_secrets.end()) {
+      p->unsent_secret_ids.push_back(id);
+    }
+  }
   run.vm.builder_mode = spec.builder_mode;
+  run.vm.cgroup = spec.cgroup;
+  run.vm.delegate_cgroup = spec.delegate;
   run.vm.id = absl::StrCat("scenario-", spec.name);
   std::function<void(const agent::Log&)> pass_on = run.on_log;
   run.on_log = [&o, pass_on](const agent::Log& l) {
@@ -382,8 +619,30 @@ ScenarioObservation RunBuilderScenario(VmFactory& factory, const ScenarioSpec& s
   o.result = out.result;
   o.exit_code = out.exit_code;
   o.error = out.error;
+  o.error_code = out.refusal_code;
+  o.build_exit_status = out.build_exit_status;
+  o.has_image = !out.image_path.empty();
+  o.leak_scanned = out.leak_scanned;
+  for (const auto& [phase, ms] : out.phases_ms) {
+    if (phase == "build" && ms > 0) o.build_ran = true;
+  }
   for (const LeakFinding& l : out.leaks) {
     o.leaks.push_back(absl::StrCat("secret ", l.secret_id, " in ", l.artifact, ": ", l.where));
+  }
+  if (!spec.expect.image_files.empty() || !spec.expect.image_absent.empty()) {
+    if (out.image_path.empty()) {
+      o.image_error = "no image came back";
+    } else {
+      std::vector<std::string> paths = spec.expect.image_absent;
+      for (const auto& [path, contents] : spec.expect.image_files) paths.push_back(path);
+      absl::StatusOr<std::map<std::string, std::string>> files =
+          ReadImageFiles(out.image_path, paths, run.work_dir + "/image-files");
+      if (files.ok()) {
+        o.image_files = *std::move(files);
+      } else {
+        o.image_error = files.status().ToString();
+      }
+    }
   }
   return o;
 }

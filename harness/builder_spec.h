@@ -11,28 +11,54 @@
 //
 //   {
 //     "title": "a RUN step reads the secret (default mount)",
-//     "vm": {"builder_mode": "rootless"},                   // optional; rootless | rootful
+//     "vm": {                                                // optional
+//       "builder_mode": "rootless",                          // rootless | rootful
+//       "cgroup": "rw",                                      // kiln.cgroup: rw | ro | off
+//       "delegate": true                                     // rw delegated to uid 1000
+//     },
 //     "secrets": {                                           // id -> how its value is made
 //       "build_token": {"generate": {"bytes": 120, "alphabet": "alnum", "prefix": "ghp_"}},
 //       "cert": {"file": "cert.pem"}                         // a file of the scenario folder
 //     },
 //     "send": {                                              // optional
 //       "secrets": ["build_token"],                          // default: every secret above
+//       "name_secrets": ["build_token"],  // ids the job names (default: the sent ones); a
+//                                         // named id that is not sent tests the agent's refusal
+//       "host_checks": true,              // false: PrepareBuild leaves the Dockerfile's secret
+//                                         // use to the builder (tests of the guest's refusals)
 //       "build_args": {"V": "1"}, "target": "", "tag": "", "preload_busybox": true
 //     },
 //     "expect": {
-//       "result": "built",              // built | failed | refused (before a VM) | vm-failed
-//       "exit_code": 0,                 // //harness:build's exit code (build_command.h)
+//       "result": "built",              // built | failed | refused | vm-failed
+//       "exit_code": 0,                 // //harness:build's exit code (build_command.h): a
+//                                       // refusal before a VM is 2, the builder's refusal 1
+//       "error_code": "FAILED_PRECONDITION",  // the builder's refusal's absl code
+//                                       // (absl::StatusCodeToString)
+//       "build_exit_status": 1,         // the guest's BuildResult exit status
+//       "build_ran": true,              // the guest's build phase ran (false: the daemon failed)
+//       "step_uid": "1000 1000 1000 1000",  // Uid of the agent's `kiln: RUN step process`
+//                                       // line (the first one; log or error)
 //       "log_contains": ["{{sha256:build_token}}"],   // substrings of the live log
 //       "log_excludes": ["{{value:build_token}}"],
+//       "log_count_min": {"[REDACTED:build_token]": 33},  // at least N occurrences in the log
+//       "log_empty": false,             // true: the host received no log line
+//       "output_contains": ["runc run failed"],       // in the log or the error
 //       "leak": false,                  // true: the leak scan must find a secret
 //       "leak_where": ["leaked-token.txt"],            // substrings of some leak finding
-//       "error_contains": ["not preloaded"]            // substrings of the error / refusal
+//       "error_contains": ["not preloaded"],           // substrings of the error / refusal
+//       "image_files": {"etc/motd": "hello\n"},        // files of the built image (layers
+//                                       // applied in order, whiteouts honoured): exact bytes
+//       "image_absent": ["run/secrets/build_token"]    // paths the built image must not have
 //     }
 //   }
 //
-// Placeholders in expected strings: {{sha256:ID}} (lowercase hex SHA-256 of the secret's value,
-// what `sha256sum` prints) and {{value:ID}} (the value itself: only sensible in log_excludes).
+// Rules the checker applies to every scenario: a result other than built returns no image and
+// a refused job has no BuildResult; a built scenario that sends secrets must have been leak-
+// scanned (image, log, serial log) completely.
+//
+// Placeholders in expected strings (log_*, output_contains, error_contains, image_files
+// values): {{sha256:ID}} (lowercase hex SHA-256 of the secret's value, what `sha256sum`
+// prints) and {{value:ID}} (the value itself: only sensible in log_excludes).
 //
 // Example:
 //
@@ -70,11 +96,20 @@ struct SecretRecipe {
 struct ScenarioExpect {
   std::string result;  // built | failed | refused | vm-failed
   std::optional<int> exit_code;
+  std::string error_code;  // "" = not checked
+  std::optional<int> build_exit_status;
+  std::optional<bool> build_ran;
+  std::string step_uid;  // "" = not checked
   std::vector<std::string> log_contains;
   std::vector<std::string> log_excludes;
+  std::map<std::string, int64_t> log_count_min;
+  bool log_empty = false;
+  std::vector<std::string> output_contains;
   bool leak = false;
   std::vector<std::string> leak_where;
   std::vector<std::string> error_contains;
+  std::map<std::string, std::string> image_files;  // root-relative path -> exact contents
+  std::vector<std::string> image_absent;           // root-relative paths
 };
 
 // ScenarioSpec: one folder, parsed.
@@ -83,8 +118,12 @@ struct ScenarioSpec {
   std::string dir;   // the folder (the build context)
   std::string title;
   std::string builder_mode = "rootless";
+  std::string cgroup = "rw";  // kiln.cgroup of the VM
+  bool delegate = true;       // BuilderVmOptions::delegate_cgroup
   std::map<std::string, SecretRecipe> secrets;
   std::vector<std::string> send_secrets;  // ids sent with the job
+  std::vector<std::string> name_secrets;  // ids the job names (default: send_secrets)
+  bool host_checks = true;                // BuildCommand::check_secret_use
   std::map<std::string, std::string> build_args;
   std::string target;
   std::string tag;
@@ -95,7 +134,9 @@ struct ScenarioSpec {
 // ParseScenarioSpec(name, dir, json): the spec (pure). InvalidArgument naming the key for
 // malformed JSON, an unknown key, a wrong type, a result word not in the list, a secret with
 // neither or both of generate/file, bytes outside 1..512000, an unknown alphabet, a sent
-// secret that is not declared, or a placeholder naming an undeclared secret.
+// secret that is not declared, or a placeholder naming an undeclared secret, a cgroup word
+// other than rw/ro/off, an error_code that is not an absl code (StatusCodeToString's words), a log_count_min below 1,
+// an image path that is absolute or has a ".." component.
 absl::StatusOr<ScenarioSpec> ParseScenarioSpec(absl::string_view name, const std::string& dir,
                                                absl::string_view json);
 
@@ -120,7 +161,35 @@ struct ScenarioObservation {
   std::string log;         // every live log line, '\n'-joined
   std::string error;       // BuildOutcome::error or PrepareBuild's message
   std::vector<std::string> leaks;  // "secret <id> in <artifact>: <where>"
+  std::string error_code;  // the builder's refusal's code, absl::StatusCodeToString ("" if none)
+  int build_exit_status = -1;  // the guest's BuildResult exit status; -1: no BuildResult
+  bool build_ran = false;      // the guest's "build" phase took > 0 ms
+  bool has_image = false;      // an image came back
+  bool leak_scanned = false;   // BuildOutcome::leak_scanned
+  // image_files: each path of the spec's image_files and image_absent, read from the built
+  // image (ReadImageFiles); a path the image does not hold is absent from the map.
+  std::map<std::string, std::string> image_files;
+  std::string image_error;     // why the image could not be read ("" = read)
 };
+
+// StepUidLine: the agent's `kiln: RUN step process <pid> (<comm>): Uid a b c d in cgroup
+// <path>` line parsed (/proc/<pid>/status of the RUN step's process, from the guest's root).
+struct StepUidLine {
+  std::string uids;    // "1000 1000 1000 1000"
+  std::string cgroup;  // "/kiln-builder/..."
+  std::string comm;
+};
+// FindStepUidLine(log): the first such line in `log`; NotFound if none. Pure.
+absl::StatusOr<StepUidLine> FindStepUidLine(absl::string_view log);
+
+// ReadImageFiles(oci_archive, paths, work_dir): the built image's file system as a container
+// would see it (the OCI archive unpacked into work_dir: layers in manifest order, whiteouts
+// applied, images/tool/unpack.h), and of it the regular files among `paths` (root-relative)
+// with their contents; a path that is missing or not a regular file is left out. Errors: the
+// archive cannot be extracted or read as an OCI layout (the unpacker's codes).
+absl::StatusOr<std::map<std::string, std::string>> ReadImageFiles(
+    const std::string& oci_archive, const std::vector<std::string>& paths,
+    const std::string& work_dir);
 
 // CheckScenario(spec, secrets, observed): every expectation that does not hold, as one line
 // each ("expected result built, got failed (error: ...)"); empty when all hold. Pure.

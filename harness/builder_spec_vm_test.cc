@@ -1,9 +1,10 @@
 // File: harness/builder_spec_vm_test.cc
-// VM test (tag `vm`): every builder scenario folder under harness/scenarios/builder/ (spec.json
-// + Dockerfile; harness/builder_spec.h), one gtest case per folder, run the way
-// //harness:build runs a command (Debian 13 builder, rootless unless the spec says, QEMU) and
-// checked by the one generic checker (CheckScenario). A refused scenario boots no VM. Adding a
-// scenario is adding a folder: no C++.
+// VM test (tag `vm`): builder scenario folders under harness/scenarios/builder/ (spec.json +
+// Dockerfile; harness/builder_spec.h), one gtest case per folder, run the way //harness:build
+// runs a command (Debian 13 builder, the spec's builder mode and cgroup) and checked by the one
+// generic checker (CheckScenario). A refused scenario boots no VM. Adding a scenario is adding
+// a folder: no C++. harness/builder_scenarios.bzl makes one test target per folder and VMM
+// from this file (--scenario=DIR, --vmm); without --scenario it runs every folder.
 #include <iostream>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "harness/build_command.h"
@@ -24,15 +26,20 @@ ABSL_FLAG(std::string, builder_disk, "", "ext4 builder root disk with the agent"
 ABSL_FLAG(std::string, busybox_image, "", "docker-archive of kiln-busybox:1");
 ABSL_FLAG(std::string, examples_readme, "", "unused here (shared args)");
 ABSL_FLAG(std::string, accel, "auto", "QEMU accel: auto, kvm or tcg");
+ABSL_FLAG(std::string, scenario, "", "one scenario folder (default: every folder)");
+ABSL_FLAG(std::string, vmm, "qemu", "VMM backend: qemu, cloud-hypervisor or auto");
+ABSL_FLAG(std::string, ch_binary, "cloud-hypervisor", "Cloud Hypervisor executable");
 
 namespace kiln::harness {
 namespace {
 
 constexpr char kScenarioRoot[] = "harness/scenarios/builder";
 
-std::vector<std::string> ScenarioDirs() {
-  absl::StatusOr<std::vector<std::string>> d = ListScenarioDirs(kScenarioRoot);
-  return d.ok() ? *d : std::vector<std::string>{};
+// Dirs(): the folders to run: --scenario's, or every folder (main fills it from argv before
+// gtest expands the instantiation; absl flags are parsed later, in VmTestMain).
+std::vector<std::string>& Dirs() {
+  static auto* dirs = new std::vector<std::string>;
+  return *dirs;
 }
 
 std::string NameOf(const ::testing::TestParamInfo<std::string>& info) {
@@ -48,7 +55,9 @@ TEST_P(BuilderSpecVmTest, Scenario) {
   ASSERT_TRUE(secrets.ok()) << secrets.status();
   std::cerr << "scenario " << spec->name << ": " << spec->title << "\n";
   absl::StatusOr<SelectedVmm> vmm =
-      MakeTestVmm({.vmm = "qemu", .accel = absl::GetFlag(FLAGS_accel)},
+      MakeTestVmm({.vmm = absl::GetFlag(FLAGS_vmm),
+                   .ch_binary = absl::GetFlag(FLAGS_ch_binary),
+                   .accel = absl::GetFlag(FLAGS_accel)},
                   ProbeArtifacts{absl::GetFlag(FLAGS_kernel), absl::GetFlag(FLAGS_initrd)});
   ASSERT_TRUE(vmm.ok()) << vmm.status();
   const std::string work = absl::StrCat(TestTmpRoot(), "/", spec->name);
@@ -70,9 +79,25 @@ TEST_P(BuilderSpecVmTest, Scenario) {
   for (const std::string& f : failures) ADD_FAILURE() << spec->name << ": " << f;
 }
 
-INSTANTIATE_TEST_SUITE_P(Folders, BuilderSpecVmTest, ::testing::ValuesIn(ScenarioDirs()), NameOf);
+INSTANTIATE_TEST_SUITE_P(Folders, BuilderSpecVmTest, ::testing::ValuesIn(Dirs()), NameOf);
 
 }  // namespace
 }  // namespace kiln::harness
 
-int main(int argc, char** argv) { return kiln::harness::VmTestMain(argc, argv); }
+int main(int argc, char** argv) {
+  // The cases are the folders: fill them before gtest expands the instantiation (at
+  // InitGoogleTest, inside VmTestMain).
+  std::string one;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view a = argv[i];
+    if (absl::ConsumePrefix(&a, "--scenario=")) one = std::string(a);
+  }
+  if (!one.empty()) {
+    kiln::harness::Dirs().push_back(one);
+  } else if (absl::StatusOr<std::vector<std::string>> d =
+                 kiln::harness::ListScenarioDirs(kiln::harness::kScenarioRoot);
+             d.ok()) {
+    kiln::harness::Dirs() = *d;
+  }
+  return kiln::harness::VmTestMain(argc, argv);
+}
