@@ -25,9 +25,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "agent/connection.h"
 #include "agent/fresh_machine.h"
 #include "agent/job_runner.h"
+#include "agent/process/process.h"
 #include "agent/server.h"
 #include "agent/transport.h"
 #include "agent/work_dir.h"
@@ -87,20 +89,10 @@ void Prewarm(std::vector<std::string> binaries) {
   std::thread([binaries = std::move(binaries)] {
     const int64_t t0 = NowMsForLog();
     for (const std::string& b : binaries) {
-      const pid_t pid = fork();
-      if (pid == 0) {
-        const int null = open("/dev/null", O_RDWR);
-        if (null >= 0) {
-          dup2(null, 0);
-          dup2(null, 1);
-          dup2(null, 2);
-        }
-        execl(b.c_str(), b.c_str(), "--version", static_cast<char*>(nullptr));
-        _exit(127);
-      }
-      if (pid > 0) {
-        while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-        }
+      kiln::process::SpawnOptions o;  // stdio /dev/null
+      o.argv = {b, "--version"};
+      if (absl::StatusOr<kiln::process::Process> p = kiln::process::Process::Spawn(o); p.ok()) {
+        (void)p->Wait(absl::InfiniteFuture());
       }
     }
     Say(absl::StrCat("prewarmed ", binaries.size(), " binaries in ", NowMsForLog() - t0, " ms"));

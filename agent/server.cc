@@ -21,7 +21,7 @@
 #include "agent/protocol/secure_wipe.h"
 #include "agent/protocol/stream.h"
 #include "agent/protocol/text.h"
-#include "agent/runner/process.h"
+#include "agent/process/process.h"
 #include "agent/work_dir.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
@@ -502,63 +502,31 @@ absl::Status RunExec(Connection& conn, const Exec& exec, const std::string& stdi
     return conn.Send(ExecResult{127, 0, static_cast<uint64_t>(NowMs() - t0), std::string(what)},
                      timeout_ms);
   };
-  int in[2], out[2], err[2], st[2];
-  if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) ||
-      pipe2(st, O_CLOEXEC)) {
-    return fail(absl::StrCat("pipe: ", std::strerror(errno)));
-  }
-  std::vector<char*> argv, envp;
-  for (const std::string& a : exec.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  for (const std::string& e : exec.env) envp.push_back(const_cast<char*>(e.c_str()));
-  envp.push_back(nullptr);
   const std::string cwd = exec.cwd.empty() ? "/" : exec.cwd;
-  pid_t pid = fork();
-  if (pid == 0) {
-    setsid();
-    dup2(in[0], 0);
-    dup2(out[1], 1);
-    dup2(err[1], 2);
-    int e = 0;
-    if (chdir(cwd.c_str()) != 0) {
-      e = errno;
-    } else {
-      runner::ResetSignalsInChild();
-      execvpe(argv[0], argv.data(), exec.env.empty() ? environ : envp.data());
-      e = errno;
-    }
-    (void)!write(st[1], &e, sizeof(e));
-    _exit(127);
-  }
-  ::close(in[0]);
-  ::close(out[1]);
-  ::close(err[1]);
-  ::close(st[1]);
-  if (pid < 0) {
-    for (int fd : {in[1], out[0], err[0], st[0]}) ::close(fd);
-    return fail(absl::StrCat("fork: ", std::strerror(errno)));
-  }
-  int child_errno = 0;
-  ssize_t got = read(st[0], &child_errno, sizeof(child_errno));
-  ::close(st[0]);
-  if (got == sizeof(child_errno)) {
-    for (int fd : {in[1], out[0], err[0]}) ::close(fd);
-    waitpid(pid, nullptr, 0);
-    return fail(absl::StrCat(child_errno == ENOENT || child_errno == EACCES ? "exec " : "chdir/exec ",
-                             exec.argv[0], " (cwd ", cwd, "): ", std::strerror(child_errno)));
-  }
+  process::SpawnOptions o;
+  o.argv = exec.argv;
+  if (!exec.env.empty()) o.env = exec.env;
+  o.cwd = cwd;
+  o.in = process::Stdio::Pipe();
+  o.out = process::Stdio::Pipe();
+  o.err = process::Stdio::Pipe();
+  o.new_session = true;
+  o.die_with_parent = false;
+  absl::StatusOr<process::Process> child = process::Process::Spawn(o);
+  if (!child.ok()) return fail(child.status().message());
+  const pid_t pid = child->pid();
   const uint32_t out_sid = first_stream, err_sid = first_stream + 2;
   absl::Status s = conn.Send(ExecStarted{static_cast<uint32_t>(pid), out_sid, err_sid}, timeout_ms);
   // Pump: stdin from memory, stdout/stderr to Chunk frames, until both outputs end.
   size_t in_off = 0;
-  int in_fd = in[1];
+  int in_fd = child->TakePipe(0);
   if (stdin_data.empty()) {
     ::close(in_fd);
     in_fd = -1;
   } else {
     fcntl(in_fd, F_SETFL, O_NONBLOCK);
   }
-  int fds[2] = {out[0], err[0]};
+  int fds[2] = {child->TakePipe(1), child->TakePipe(2)};
   uint64_t totals[2] = {0, 0};
   const uint64_t deadline_ms = exec.deadline_ms ? exec.deadline_ms : default_deadline_ms;
   const int64_t deadline = t0 + static_cast<int64_t>(deadline_ms);
@@ -571,11 +539,10 @@ absl::Status RunExec(Connection& conn, const Exec& exec, const std::string& stdi
   int wstatus = 0;
   auto reap = [&]() {
     if (exited) return;
-    pid_t r;
-    do {
-      r = waitpid(pid, &wstatus, WNOHANG);
-    } while (r < 0 && errno == EINTR);
-    if (r == pid) exited = true;
+    if (std::optional<process::ProcessExit> e = child->Poll()) {
+      exited = true;
+      wstatus = e->wait_status;
+    }
   };
   std::string buf(64 << 10, '\0');
   auto pump = [&](int i) {  // one read of output i; false at its end
@@ -608,7 +575,7 @@ absl::Status RunExec(Connection& conn, const Exec& exec, const std::string& stdi
     int r = poll(p, n, wait);
     if (r < 0 && errno == EINTR) continue;
     if (!killed && NowMs() >= deadline) {
-      kill(-pid, SIGKILL);
+      child->SignalGroup(SIGKILL);
       killed = true;
     }
     if (pidfd < 0 || (p[3].revents & (POLLIN | POLLHUP | POLLERR))) reap();
@@ -641,9 +608,9 @@ absl::Status RunExec(Connection& conn, const Exec& exec, const std::string& stdi
     if (fd >= 0) ::close(fd);
   }
   if (!exited) {
-    if (!s.ok()) kill(-pid, SIGKILL);
-    while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
-    }
+    if (!s.ok()) child->SignalGroup(SIGKILL);
+    absl::StatusOr<process::ProcessExit> e = child->Wait(absl::InfiniteFuture());
+    if (e.ok()) wstatus = e->wait_status;
   }
   RETURN_IF_ERROR(s);
   RETURN_IF_ERROR(conn.Send(StreamEnd{out_sid, totals[0], false, ""}, timeout_ms));

@@ -19,8 +19,6 @@
 //                         [--timeout_ms=30000]
 // Exit: 0 when every step passed, 1 otherwise, 2 on a usage error.
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,7 +32,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "agent/connection.h"
+#include "agent/process/process.h"
 #include "agent/protocol/messages.h"
 #include "agent/transport.h"
 
@@ -56,26 +56,16 @@ int64_t NowMs() {
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
-int Fail(pid_t agent, const absl::Status& s) {
+// Fail(agent, s): reports `s`, kills the agent (if given and still running), status 1.
+int Fail(kiln::process::Process* agent, const absl::Status& s) {
   Check("error", std::string(s.message()));
-  if (agent > 0) {
-    kill(agent, SIGKILL);
-    waitpid(agent, nullptr, 0);
-  }
+  if (agent != nullptr) agent->Kill(absl::ZeroDuration());
   Check("done", "status=1");
   return 1;
 }
 
-// WaitExit(pid, timeout_ms): the child's wait status, or -1 if it did not exit in time.
-int WaitExit(pid_t pid, int timeout_ms) {
-  const int64_t end = NowMs() + timeout_ms;
-  while (NowMs() < end) {
-    int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid) return status;
-    usleep(20 * 1000);
-  }
-  return -1;
-}
+// ExitCode(e): the exit code, or 128 + the signal.
+int ExitCode(const kiln::process::ProcessExit& e) { return e.signaled ? 128 + e.signal : e.exit_code; }
 
 }  // namespace
 
@@ -98,15 +88,14 @@ int main(int argc, char** argv) {
   }
   const std::string channel = absl::StrCat("--channel=vsock:", port);
 
-  const pid_t pid = fork();
-  if (pid < 0) return Fail(0, absl::InternalError("fork failed"));
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the check (it would hold the port)
-    execl(agent.c_str(), agent.c_str(), channel.c_str(), "--once", "--build=false",
-          static_cast<char*>(nullptr));
-    std::fprintf(stderr, "kiln-vsock-check: exec %s failed\n", agent.c_str());
-    _exit(127);
-  }
+  // The agent dies with the check (it would hold the port) and writes to the check's output.
+  kiln::process::SpawnOptions o;
+  o.argv = {agent, channel, "--once", "--build=false"};
+  o.in = kiln::process::Stdio::Inherit();
+  o.out = kiln::process::Stdio::Inherit();
+  o.err = kiln::process::Stdio::Inherit();
+  absl::StatusOr<kiln::process::Process> child = kiln::process::Process::Spawn(o);
+  if (!child.ok()) return Fail(nullptr, child.status());
 
   // Connect in short attempts, watching the agent: if it exits first (cannot exec, port in
   // use, ...), say so instead of waiting out the timeout.
@@ -115,14 +104,12 @@ int main(int argc, char** argv) {
   while (true) {
     stream = kiln::agent::ConnectVsock(cid, port, 200);
     if (stream.ok()) break;
-    int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      return Fail(0, absl::FailedPreconditionError(absl::StrCat(
-                         "the agent exited ", code, " before it listened (", agent, ")")));
+    if (std::optional<kiln::process::ProcessExit> e = child->Poll()) {
+      return Fail(nullptr, absl::FailedPreconditionError(absl::StrCat(
+                               "the agent exited ", ExitCode(*e), " before it listened (", agent, ")")));
     }
     if (!absl::IsDeadlineExceeded(stream.status()) || NowMs() - t0 >= timeout_ms) {
-      return Fail(pid, stream.status());
+      return Fail(&*child, stream.status());
     }
   }
   Check("vsock.connect", absl::StrCat("ok cid=", cid, " port=", port, " ms=", NowMs() - t0));
@@ -130,31 +117,32 @@ int main(int argc, char** argv) {
   kiln::agent::Connection conn(stream->get());
   absl::StatusOr<kiln::agent::Ready> ready =
       kiln::agent::HostHandshake(conn, "kiln-vsock-check 0.1", timeout_ms);
-  if (!ready.ok()) return Fail(pid, ready.status());
+  if (!ready.ok()) return Fail(&*child, ready.status());
   Check("vsock.ready", absl::StrCat(ready->agent_version, " caps=",
                                     absl::StrJoin(ready->capabilities, ",")));
 
   constexpr uint64_t kNonce = 0x6b696c6e;  // "kiln"
   if (absl::Status s = conn.Send(kiln::agent::Ping{kNonce}, timeout_ms); !s.ok()) {
-    return Fail(pid, s);
+    return Fail(&*child, s);
   }
   absl::StatusOr<kiln::agent::Frame> f = conn.ReadFrame(timeout_ms);
-  if (!f.ok()) return Fail(pid, f.status());
+  if (!f.ok()) return Fail(&*child, f.status());
   absl::StatusOr<kiln::agent::Pong> pong = kiln::agent::DecodeAs<kiln::agent::Pong>(*f);
-  if (!pong.ok()) return Fail(pid, pong.status());
+  if (!pong.ok()) return Fail(&*child, pong.status());
   if (pong->nonce != kNonce) {
-    return Fail(pid, absl::DataLossError(absl::StrCat("Pong nonce ", pong->nonce, " != ", kNonce)));
+    return Fail(&*child, absl::DataLossError(absl::StrCat("Pong nonce ", pong->nonce, " != ", kNonce)));
   }
   Check("vsock.pong", absl::StrCat("nonce=", pong->nonce, " uptime_ms=", pong->uptime_ms));
 
   (void)(*stream)->Close();  // end of session: the agent (--once) exits
-  const int status = WaitExit(pid, timeout_ms);
-  if (status < 0) {
-    return Fail(pid, absl::DeadlineExceededError("the agent did not exit after the session"));
+  absl::StatusOr<kiln::process::ProcessExit> exit =
+      child->Wait(absl::Now() + absl::Milliseconds(timeout_ms));
+  if (!exit.ok()) {
+    return Fail(&*child, absl::DeadlineExceededError("the agent did not exit after the session"));
   }
-  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  const int code = ExitCode(*exit);
   Check("vsock.agent-exit", absl::StrCat(code));
-  if (code != 0) return Fail(0, absl::InternalError(absl::StrCat("the agent exited ", code)));
+  if (code != 0) return Fail(nullptr, absl::InternalError(absl::StrCat("the agent exited ", code)));
   Check("done", "status=0");
   return 0;
 }

@@ -37,6 +37,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "agent/file/file.h"
+#include "agent/process/process.h"
 #include "benchmarks/results.h"
 #include "benchmarks/stats.h"
 
@@ -73,25 +74,18 @@ std::string Resolve(const std::string& path) {
 int Run(const std::vector<std::string>& argv, const std::string& stdout_path) {
   std::fflush(stdout);
   std::fprintf(stderr, "+ %s\n", absl::StrJoin(argv, " ").c_str());
-  pid_t pid = fork();
-  if (pid < 0) return 127;
-  if (pid == 0) {
-    int in = open("/dev/null", O_RDONLY);
-    dup2(in, 0);
-    int out = stdout_path.empty() ? dup(2) : open(stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(out, 1);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    std::fprintf(stderr, "exec %s: %s\n", args[0], strerror(errno));
-    _exit(127);
+  process::SpawnOptions o;
+  o.argv = argv;
+  o.out = stdout_path.empty() ? process::Stdio::ParentFd(2) : process::Stdio::File(stdout_path);
+  o.err = process::Stdio::Inherit();
+  absl::StatusOr<process::Process> p = process::Process::Spawn(o);
+  if (!p.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(p.status().message()).c_str());
+    return 127;
   }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return 128 + WTERMSIG(status);
+  absl::StatusOr<process::ProcessExit> e = p->Wait(absl::InfiniteFuture());
+  if (!e.ok()) return 127;
+  return e->signaled ? 128 + e->signal : e->exit_code;
 }
 
 // Capture(cmd): first line of a shell command's output ("" on failure).

@@ -262,8 +262,8 @@ bool RealRootlessOps::IsDir(const std::string& path) {
   return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-absl::StatusOr<Subprocess> RealRootlessOps::Spawn(const SpawnOptions& options) {
-  return Subprocess::Spawn(options);
+absl::StatusOr<process::Process> RealRootlessOps::Spawn(const process::SpawnOptions& options) {
+  return process::Process::Spawn(options);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -307,20 +307,23 @@ absl::Status RootlessDaemon::Prepare() {
 }
 
 absl::Status RootlessDaemon::Start(const std::string& log_path) {
-  SpawnOptions o;
+  process::SpawnOptions o;
   o.argv = RootlessDockerdArgv(config_, layout_);
+  o.search_path = false;
   o.env = RootlessDaemonEnv(config_);
-  o.log_path = log_path;
+  o.out = process::Stdio::File(log_path, /*append=*/true, 0600);
+  o.err = process::Stdio::SameAsStdout();
+  o.die_with_parent = false;  // the daemon may outlive the thread that started it (warm)
   o.cgroup_procs = leaf_procs_;
-  o.credentials = SpawnOptions::Credentials{config_.uid, config_.gid};
-  absl::StatusOr<Subprocess> p = ops_->Spawn(o);
+  o.credentials = process::Credentials{config_.uid, config_.gid};
+  absl::StatusOr<process::Process> p = ops_->Spawn(o);
   if (!p.ok()) return p.status();
   daemon_.emplace(std::move(*p));
   return absl::OkStatus();
 }
 
 void RootlessDaemon::Stop() {
-  if (daemon_.has_value()) daemon_->Stop(config_.stop_grace);
+  if (daemon_.has_value()) daemon_->Kill(config_.stop_grace);
   daemon_.reset();
   // What left the process group (rootlesskit's children, runc's step processes): kill every
   // cgroup under the delegated one, then remove them (children first).

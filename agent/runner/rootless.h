@@ -52,7 +52,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "agent/runner/process.h"
+#include "agent/process/process.h"
 
 namespace kiln::agent::runner {
 
@@ -148,13 +148,13 @@ struct CgroupWrite {
 //   mkdir <daemon_leaf>; chown it and its cgroup.procs, cgroup.subtree_control,
 //   cgroup.threads to uid:gid; write "+cpu +cpuset +io +memory +pids" (those the delegated
 //   cgroup offers) to <delegated>/cgroup.subtree_control. The daemon's child then writes its
-//   own pid to <daemon_leaf>/cgroup.procs before it drops to uid (SpawnOptions::cgroup_procs):
+//   own pid to <daemon_leaf>/cgroup.procs before it drops to uid (process::SpawnOptions::cgroup_procs):
 //   a process in the root cgroup can only be moved by root.
 struct RootlessCgroupPlan {
   std::string leaf;                       // directory to create
   std::vector<std::string> chown_paths;   // leaf + its delegated files
   std::vector<CgroupWrite> writes;        // subtree_control of the delegated cgroup
-  std::string leaf_procs;                 // <leaf>/cgroup.procs (SpawnOptions::cgroup_procs)
+  std::string leaf_procs;                 // <leaf>/cgroup.procs (process::SpawnOptions::cgroup_procs)
 };
 
 // MakeRootlessCgroupPlan(layout, available_controllers): the plan; the controllers enabled
@@ -190,8 +190,8 @@ class RootlessOps {
   virtual std::vector<std::string> ListDirs(const std::string& path) = 0;
   // IsDir(path): `path` is a directory.
   virtual bool IsDir(const std::string& path) = 0;
-  // Spawn(options): Subprocess::Spawn.
-  virtual absl::StatusOr<Subprocess> Spawn(const SpawnOptions& options) = 0;
+  // Spawn(options): process::Process::Spawn.
+  virtual absl::StatusOr<process::Process> Spawn(const process::SpawnOptions& options) = 0;
 };
 
 // RealRootlessOps: the syscalls.
@@ -207,7 +207,7 @@ class RealRootlessOps : public RootlessOps {
   absl::Status RemoveCgroup(const std::string& path) override;
   std::vector<std::string> ListDirs(const std::string& path) override;
   bool IsDir(const std::string& path) override;
-  absl::StatusOr<Subprocess> Spawn(const SpawnOptions& options) override;
+  absl::StatusOr<process::Process> Spawn(const process::SpawnOptions& options) override;
 };
 
 // RootlessDaemon: one job's rootless daemon. Not thread-safe.
@@ -229,11 +229,11 @@ class RootlessDaemon {
 
   // Start(log_path): spawns RootlessDockerdArgv with RootlessDaemonEnv as uid:gid
   // (supplementary groups cleared), stdout+stderr appended to `log_path`, moved into the
-  // daemon leaf first when Prepare made one. The Subprocess errors of Spawn.
+  // daemon leaf first when Prepare made one. The process::Process::Spawn errors.
   absl::Status Start(const std::string& log_path);
 
   // daemon(): the started script/rootlesskit process (nullptr before Start).
-  Subprocess* daemon() { return daemon_ ? &*daemon_ : nullptr; }
+  process::Process* daemon() { return daemon_ ? &*daemon_ : nullptr; }
 
   // Stop(): SIGTERM to the daemon's process group, up to config.stop_grace, then SIGKILL;
   // then `cgroup.kill` on every cgroup under the delegated one (the daemon leaf and the
@@ -248,7 +248,7 @@ class RootlessDaemon {
   bool home_mounted_ = false;
   bool runtime_made_ = false;
   std::string leaf_procs_;  // "" when no cgroup leaf was made
-  std::optional<Subprocess> daemon_;
+  std::optional<process::Process> daemon_;
 };
 
 }  // namespace kiln::agent::runner

@@ -36,7 +36,7 @@ class FakeOps : public RootlessOps {
   std::vector<std::string> calls;
   bool delegated = true;
   std::string fail_on;  // a call line prefix that fails with PermissionDenied
-  SpawnOptions spawned;
+  process::SpawnOptions spawned;
   std::vector<std::string> step_cgroups;  // under kiln-builder, besides the daemon leaf
 
   absl::Status Record(std::string line) {
@@ -76,10 +76,12 @@ class FakeOps : public RootlessOps {
   bool IsDir(const std::string& p) override {
     return delegated && p == "/sys/fs/cgroup/kiln-builder";
   }
-  absl::StatusOr<Subprocess> Spawn(const SpawnOptions& o) override {
+  absl::StatusOr<process::Process> Spawn(const process::SpawnOptions& o) override {
     if (absl::Status s = Record("spawn " + o.argv[0]); !s.ok()) return s;
     spawned = o;
-    return Subprocess::Spawn({{"/bin/true"}, {}, "", false});
+    process::SpawnOptions t;
+    t.argv = {"/bin/true"};
+    return process::Process::Spawn(t);
   }
 };
 
@@ -117,9 +119,13 @@ TEST(RootlessDaemonTest, PrepareStartStopInOrder) {
   EXPECT_EQ(ops.spawned.credentials->uid, 1000u);
   EXPECT_EQ(ops.spawned.credentials->gid, 1000u);
   EXPECT_EQ(ops.spawned.cgroup_procs, absl::StrCat(kLeaf, "/cgroup.procs"));
-  EXPECT_EQ(ops.spawned.log_path, "/w/dockerd.log");
+  EXPECT_EQ(ops.spawned.out.path, "/w/dockerd.log");
+  EXPECT_TRUE(ops.spawned.out.append);
+  EXPECT_EQ(ops.spawned.err.kind, process::Stdio::Kind::kSameAsStdout);
+  EXPECT_FALSE(ops.spawned.die_with_parent);
   EXPECT_THAT(ops.spawned.argv, ::testing::Contains("--cgroup-parent=/kiln-builder/buildkit"));
-  EXPECT_THAT(ops.spawned.env, ::testing::Contains("XDG_RUNTIME_DIR=/run/user/1000"));
+  ASSERT_TRUE(ops.spawned.env.has_value());
+  EXPECT_THAT(*ops.spawned.env, ::testing::Contains("XDG_RUNTIME_DIR=/run/user/1000"));
 }
 
 TEST(RootlessDaemonTest, WithoutDelegationNoLeafAndNoCgroupMove) {
@@ -155,11 +161,11 @@ TEST(RootlessDaemonTest, FailingStepIsReportedAndUndone) {
 // runs as uid/gid 65534 with no supplementary groups; without them (not root, or root of the
 // sandbox's user namespace) setgroups fails and Spawn names the step.
 TEST(SpawnCredentialsTest, ChildDropsToTheIds) {
-  SpawnOptions o;
+  process::SpawnOptions o;
   o.argv = {"/bin/grep", "-E", "^(Uid|Gid|Groups):", "/proc/self/status"};
-  o.pipe_output = true;
-  o.credentials = SpawnOptions::Credentials{65534, 65534};
-  absl::StatusOr<Subprocess> p = Subprocess::Spawn(o);
+  o.out = process::Stdio::Pipe();
+  o.credentials = process::Credentials{65534, 65534};
+  absl::StatusOr<process::Process> p = process::Process::Spawn(o);
   if (!p.ok() && p.status().code() == absl::StatusCode::kPermissionDenied) {
     std::cerr << "no CAP_SETGID here: checking the error path only\n";
     EXPECT_THAT(p, StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("setgroups")));
@@ -169,17 +175,17 @@ TEST(SpawnCredentialsTest, ChildDropsToTheIds) {
   std::string out;
   char buf[512];
   ssize_t n;
-  while ((n = read(p->output_fd(), buf, sizeof(buf))) > 0) out.append(buf, n);
+  while ((n = read(p->pipe_fd(1), buf, sizeof(buf))) > 0) out.append(buf, n);
   EXPECT_THAT(out, HasSubstr("Uid:\t65534\t65534\t65534\t65534"));
   EXPECT_THAT(out, HasSubstr("Gid:\t65534\t65534\t65534\t65534"));
   EXPECT_THAT(out, ::testing::ContainsRegex("Groups:[ \t]*\n"));
 }
 
 TEST(SpawnCredentialsTest, UnwritableCgroupIsNamed) {
-  SpawnOptions o;
+  process::SpawnOptions o;
   o.argv = {"/bin/true"};
   o.cgroup_procs = "/nonexistent/cgroup.procs";
-  EXPECT_THAT(Subprocess::Spawn(o),
+  EXPECT_THAT(process::Process::Spawn(o),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("write /nonexistent/cgroup.procs")));
 }
 

@@ -28,7 +28,8 @@
 #include "agent/runner/daemon_plan.h"
 #include "agent/runner/dockerfile.h"
 #include "agent/runner/oci_archive.h"
-#include "agent/runner/process.h"
+#include "agent/process/process.h"
+#include "agent/runner/oom.h"
 #include "agent/runner/redact.h"
 #include "agent/runner/rootless.h"
 #include "agent/runner/step_procs.h"
@@ -37,6 +38,24 @@
 
 namespace kiln::agent::runner {
 namespace {
+
+// RunnerSpawnOptions(argv, env, log_path): how the runner starts containerd, dockerd and the
+// docker CLI: argv[0] absolute (PATH never searched), exactly `env`, stdin /dev/null, stdout
+// and stderr appended to `log_path` (0600), or to one pipe (pipe_fd(1)) when it is empty; no
+// PR_SET_PDEATHSIG (a warm daemon outlives the thread that started it).
+process::SpawnOptions RunnerSpawnOptions(std::vector<std::string> argv,
+                                         std::vector<std::string> env,
+                                         const std::string& log_path) {
+  process::SpawnOptions o;
+  o.argv = std::move(argv);
+  o.search_path = false;
+  o.env = std::move(env);
+  o.out = log_path.empty() ? process::Stdio::Pipe()
+                           : process::Stdio::File(log_path, /*append=*/true, 0600);
+  o.err = process::Stdio::SameAsStdout();
+  o.die_with_parent = false;
+  return o;
+}
 
 int64_t MsSince(absl::Time t) { return absl::ToInt64Milliseconds(absl::Now() - t); }
 
@@ -188,8 +207,8 @@ class SecretFiles {
 struct DaemonState {
   std::string temp_run_dir;
   RunLayout layout;
-  std::optional<Subprocess> containerd;
-  std::optional<Subprocess> dockerd;
+  std::optional<process::Process> containerd;
+  std::optional<process::Process> dockerd;
   RootlessConfig rootless_config;
   RealRootlessOps rootless_ops;
   std::optional<RootlessDaemon> rootless;
@@ -202,8 +221,8 @@ namespace {
 // StopDaemons(d): dockerd then containerd stopped (rootless: the daemon's cgroup killed), the
 // short run dir removed. Idempotent.
 void StopDaemons(DaemonState& d) {
-  if (d.dockerd.has_value()) d.dockerd->Stop(absl::Seconds(10));
-  if (d.containerd.has_value()) d.containerd->Stop(absl::Seconds(5));
+  if (d.dockerd.has_value()) d.dockerd->Kill(absl::Seconds(10));
+  if (d.containerd.has_value()) d.containerd->Kill(absl::Seconds(5));
   d.dockerd.reset();
   d.containerd.reset();
   if (d.rootless.has_value()) d.rootless->Stop();
@@ -406,17 +425,18 @@ class Runner {
       toml << ContainerdConfigToml(d_->layout);
       if (!toml) return absl::InternalError("writing " + d_->layout.containerd_config);
     }
-    absl::StatusOr<Subprocess> c = Subprocess::Spawn(
-        {ContainerdArgv(spec_.tools, d_->layout), DaemonEnv(), d_->layout.containerd_log, false});
+    absl::StatusOr<process::Process> c = process::Process::Spawn(
+        RunnerSpawnOptions(ContainerdArgv(spec_.tools, d_->layout), DaemonEnv(),
+                           d_->layout.containerd_log));
     if (!c.ok()) return c.status();
     d_->containerd.emplace(std::move(*c));
     // containerd is ready when its gRPC socket accepts connections.
     UnixHttpClient probe(d_->layout.containerd_socket);
     while (true) {
-      if (std::optional<int> st = d_->containerd->TryWait(); st.has_value()) {
+      if (std::optional<process::ProcessExit> st = d_->containerd->Poll(); st.has_value()) {
         result_.log_tail = FileTail(d_->layout.containerd_log, kLogTailLines);
         return absl::FailedPreconditionError(
-            absl::StrCat("containerd exited (", DescribeWaitStatus(*st),
+            absl::StrCat("containerd exited (", st->Describe(),
                          ") before it was ready: ", DaemonReason(result_.log_tail)));
       }
       if (access(d_->layout.containerd_socket.c_str(), F_OK) == 0) break;
@@ -425,17 +445,17 @@ class Runner {
       }
       absl::SleepFor(absl::Milliseconds(10));
     }
-    absl::StatusOr<Subprocess> d = Subprocess::Spawn(
-        {DockerdArgv(spec_.tools, d_->layout), DaemonEnv(), d_->layout.dockerd_log, false});
+    absl::StatusOr<process::Process> d = process::Process::Spawn(RunnerSpawnOptions(
+        DockerdArgv(spec_.tools, d_->layout), DaemonEnv(), d_->layout.dockerd_log));
     if (!d.ok()) return d.status();
     d_->dockerd.emplace(std::move(*d));
     UnixHttpClient docker(d_->layout.docker_socket);
     absl::Status last = absl::UnavailableError("no answer yet");
     while (true) {
-      if (std::optional<int> st = d_->dockerd->TryWait(); st.has_value()) {
+      if (std::optional<process::ProcessExit> st = d_->dockerd->Poll(); st.has_value()) {
         result_.log_tail = FileTail(d_->layout.dockerd_log, kLogTailLines);
         return absl::FailedPreconditionError(
-            absl::StrCat("dockerd exited (", DescribeWaitStatus(*st),
+            absl::StrCat("dockerd exited (", st->Describe(),
                          ") before it was ready: ", DaemonReason(result_.log_tail)));
       }
       absl::StatusOr<HttpResponse> r = docker.Get("/_ping", std::min(deadline_,
@@ -455,13 +475,13 @@ class Runner {
   // CheckWarmDaemon: the adopted daemon still runs and answers GET /_ping (a VM restored from
   // a snapshot resumes it where it was paused).
   absl::Status CheckWarmDaemon() {
-    Subprocess* p = d_->rootless.has_value() ? d_->rootless->daemon()
-                                             : (d_->dockerd ? &*d_->dockerd : nullptr);
+    process::Process* p = d_->rootless.has_value() ? d_->rootless->daemon()
+                                                   : (d_->dockerd ? &*d_->dockerd : nullptr);
     if (p == nullptr) return absl::FailedPreconditionError("the warm daemon is gone");
-    if (std::optional<int> st = p->TryWait(); st.has_value()) {
+    if (std::optional<process::ProcessExit> st = p->Poll(); st.has_value()) {
       result_.log_tail = FileTail(d_->layout.dockerd_log, kLogTailLines);
       return absl::FailedPreconditionError(
-          absl::StrCat("the warm dockerd exited (", DescribeWaitStatus(*st),
+          absl::StrCat("the warm dockerd exited (", st->Describe(),
                        ") before the job: ", DaemonReason(result_.log_tail)));
     }
     UnixHttpClient docker(d_->layout.docker_socket);
@@ -491,10 +511,11 @@ class Runner {
     UnixHttpClient docker(d_->layout.docker_socket);
     absl::Status last = absl::UnavailableError("no answer yet");
     while (true) {
-      if (std::optional<int> st = d_->rootless->daemon()->TryWait(); st.has_value()) {
+      if (std::optional<process::ProcessExit> st = d_->rootless->daemon()->Poll();
+          st.has_value()) {
         result_.log_tail = FileTail(d_->layout.dockerd_log, kLogTailLines);
         return absl::FailedPreconditionError(
-            absl::StrCat("rootless dockerd exited (", DescribeWaitStatus(*st),
+            absl::StrCat("rootless dockerd exited (", st->Describe(),
                          ") before it was ready: ", DaemonReason(result_.log_tail)));
       }
       absl::StatusOr<HttpResponse> r =
@@ -566,9 +587,9 @@ class Runner {
                                           {d_->rootless->layout().daemon_cgroup})
                             : StepWatcher("/proc", {"/docker/"}, {});
     absl::Time last_scan = absl::InfinitePast();
-    absl::StatusOr<Subprocess> p = Subprocess::Spawn(
-        {DockerBuildArgv(spec_, d_->layout, context_dir, secrets_.Paths()), DockerBuildEnv(d_->layout),
-         "", true});
+    absl::StatusOr<process::Process> p = process::Process::Spawn(RunnerSpawnOptions(
+        DockerBuildArgv(spec_, d_->layout, context_dir, secrets_.Paths()),
+        DockerBuildEnv(d_->layout), /*log_path=*/""));
     if (!p.ok()) return p.status();
     std::deque<std::string> tail;
     LineRedactor lines(&redactor_, [&](absl::string_view line) {
@@ -588,12 +609,12 @@ class Runner {
         for (const std::string& line : steps.Poll()) Log(line);
         last_scan = absl::Now();
       }
-      struct pollfd pfd = {p->output_fd(), POLLIN, 0};
+      struct pollfd pfd = {p->pipe_fd(1), POLLIN, 0};
       int r = poll(&pfd, 1, static_cast<int>(std::min<int64_t>(ms, 100)));
       if (r < 0 && errno == EINTR) continue;
       if (r < 0) return PosixError(errno, "poll", "docker build output");
       if (r == 0) continue;
-      ssize_t n = read(p->output_fd(), buf.data(), buf.size());
+      ssize_t n = read(p->pipe_fd(1), buf.data(), buf.size());
       if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       if (n <= 0) break;  // EOF: the CLI closed its output
       lines.Feed(absl::string_view(buf.data(), static_cast<size_t>(n)));
@@ -601,19 +622,19 @@ class Runner {
     lines.Flush();
     result_.log_tail.assign(tail.begin(), tail.end());
     if (timed_out) {
-      p->Stop(absl::Seconds(1));
+      p->Kill(absl::Seconds(1));
       return absl::DeadlineExceededError(absl::StrCat(
           "build exceeded the deadline of ", spec_.deadline_ms, " ms; docker build was killed"));
     }
-    absl::StatusOr<int> st = p->Wait(deadline_);
+    absl::StatusOr<process::ProcessExit> st = p->Wait(deadline_);
     if (!st.ok()) {
-      p->Stop(absl::Seconds(1));
+      p->Kill(absl::Seconds(1));
       return absl::DeadlineExceededError("docker build did not exit before the deadline");
     }
-    result_.build_exit_code = WIFEXITED(*st) ? WEXITSTATUS(*st) : -1;
+    result_.build_exit_code = st->signaled ? -1 : st->exit_code;
     if (result_.build_exit_code != 0) {
       return absl::AbortedError(
-          absl::StrCat("docker build failed (", DescribeWaitStatus(*st), ")"));
+          absl::StrCat("docker build failed (", st->Describe(), ")"));
     }
     return absl::OkStatus();
   }
