@@ -28,7 +28,7 @@
 #include "agent/runner/context_tar.h"
 #include "agent/runner/spec.h"
 #include "harness/leak_scan.h"
-#include "harness/process.h"
+#include "agent/process/process.h"
 #include "images/oci/image.h"
 #include "nlohmann/json.hpp"
 #include "third_party/absl_ext/posix_error.h"
@@ -802,11 +802,13 @@ BuildOutcome RunPreparedBuild(VmFactory& factory, const PreparedBuild& p,
         continue;
       }
       // type=docker without dest: load into the host's dockerd.
-      absl::StatusOr<std::unique_ptr<Process>> load = Process::Spawn(
+      absl::StatusOr<process::Process> load = process::Process::Spawn(
           {.argv = {"/usr/bin/docker", "load", "-i", r->image_path},
-           .output_path = options.work_dir + "/docker-load.log"});
-      absl::StatusOr<ProcessExit> ex =
-          load.ok() ? (*load)->Wait(absl::Minutes(5)) : absl::StatusOr<ProcessExit>(load.status());
+           .out = process::Stdio::File(options.work_dir + "/docker-load.log"),
+           .err = process::Stdio::SameAsStdout()});
+      absl::StatusOr<process::ProcessExit> ex =
+          load.ok() ? load->Wait(absl::Now() + absl::Minutes(5))
+                    : absl::StatusOr<process::ProcessExit>(load.status());
       if (!ex.ok() || ex->signaled || ex->exit_code != 0) {
         return fail(kBuildExitFailed, "output-failed",
                     absl::InternalError(absl::StrCat(

@@ -15,13 +15,14 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "agent/file/file.h"
-#include "harness/process.h"
+#include "agent/process/process.h"
 #include "images/oci/layout.h"
 #include "images/tool/unpack.h"
 #include "images/oci/digest.h"
@@ -542,10 +543,12 @@ absl::StatusOr<std::map<std::string, std::string>> ReadImageFiles(
   std::filesystem::create_directories(layout, ec);
   std::filesystem::create_directories(root, ec);
   if (ec) return PosixError(ec.value(), "mkdir", work_dir);
-  absl::StatusOr<std::unique_ptr<Process>> tar = Process::Spawn(
-      {.argv = {"tar", "-xf", oci_archive, "-C", layout}, .output_path = work_dir + "/tar.log"});
+  absl::StatusOr<process::Process> tar = process::Process::Spawn(
+      {.argv = {"tar", "-xf", oci_archive, "-C", layout},
+       .out = process::Stdio::File(work_dir + "/tar.log"),
+       .err = process::Stdio::SameAsStdout()});
   if (!tar.ok()) return tar.status();
-  ASSIGN_OR_RETURN(ProcessExit ex, (*tar)->Wait(absl::Minutes(2)));
+  ASSIGN_OR_RETURN(process::ProcessExit ex, tar->Wait(absl::Now() + absl::Minutes(2)));
   if (ex.signaled || ex.exit_code != 0) {
     return absl::DataLossError(absl::StrCat("tar -xf ", oci_archive, " failed (", work_dir,
                                             "/tar.log)"));
