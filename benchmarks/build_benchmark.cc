@@ -29,6 +29,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -62,6 +63,10 @@ ABSL_FLAG(std::string, busybox_image, "", "docker-archive of kiln-busybox:1");
 ABSL_FLAG(std::string, context, "", "build context dir (agent/runner/examples/reference)");
 ABSL_FLAG(std::string, kiln_build, "", "//agent/runner:kiln-build");
 ABSL_FLAG(int, runs, 2, "builds per side (>= 1)");
+ABSL_FLAG(std::string, jobs, "",
+          "after the rounds, for each N of this comma-separated list (e.g. 1,2,4): N builds of the "
+          "first warm variant at once, in N VMs restored from its one snapshot (total wall time, "
+          "per-build VMM start to result, ratio to N x the single build)");
 ABSL_FLAG(int, memory_mib, 1024, "builder VM memory, MiB");
 ABSL_FLAG(std::string, accel, "auto", "auto, kvm or tcg");
 ABSL_FLAG(std::string, json_out, "", "write the results document here");
@@ -273,12 +278,17 @@ int Main() {
     opt.builder_mode = v.mode;
     opt.warm = v.warm;
     opt.snapshot_dir = work + "/snapshots";
+    // The declared base image: loaded into the warm daemon inside the snapshot (the rounds'
+    // jobs preload the same one, so they restore this snapshot).
+    opt.warm_preload = {{"kiln-busybox:1", absl::GetFlag(FLAGS_busybox_image)}};
     harness::BuilderRun run = harness::RunBuilderJobs(
         factory, harness::BuilderArtifacts{kernel, initrd, v.disk}, opt, {});
     snapshot_make_ms[v.name] = absl::ToDoubleMilliseconds(run.snapshot_make);
-    std::printf("  %-18s snapshot: %s, made in %.0f ms (%s)\n", v.name.c_str(),
+    std::printf("  %-18s snapshot: %s, made in %.0f ms (%s; daemon %s, up + base images in "
+                "%.0f ms)\n", v.name.c_str(),
                 run.snapshot_key.substr(0, 12).c_str(), snapshot_make_ms[v.name],
-                run.warm.c_str());
+                run.warm.c_str(), run.warm_daemon.empty() ? "not in it" : run.warm_daemon.c_str(),
+                absl::ToDoubleMilliseconds(run.warm_up));
     std::fflush(stdout);
   }
   const size_t nv = variants->size();
@@ -428,6 +438,88 @@ int Main() {
                    .note = a.size() == b.size() ? "per round; not gated (shared TCG host)"
                                                 : "ratio of medians (a run failed); not gated"});
     }
+  }
+
+  // --jobs: N concurrent warm builds from one snapshot (each VM its own factory and thread;
+  // the snapshot cache's per-key lock makes the snapshot once).
+  const Variant* warm_variant = nullptr;
+  for (const Variant& v : *variants) {
+    if (v.warm != harness::WarmMode::kOff && warm_variant == nullptr) warm_variant = &v;
+  }
+  double single_ms = 0;
+  for (absl::string_view nv_text : absl::StrSplit(absl::GetFlag(FLAGS_jobs), ',', absl::SkipEmpty())) {
+    int n = 0;
+    if (!absl::SimpleAtoi(nv_text, &n) || n < 1 || n > 16 || warm_variant == nullptr) {
+      std::fprintf(stderr, "build_benchmark: --jobs: \"%s\" is not 1..16, or no warm variant\n",
+                   std::string(nv_text).c_str());
+      ++failures;
+      continue;
+    }
+    std::vector<harness::BuilderRun> runs_n(n);
+    std::vector<std::unique_ptr<harness::VmFactory>> factories;
+    for (int j = 0; j < n; ++j) {
+      factories.push_back(std::make_unique<harness::VmFactory>(
+          **vmm, absl::StrCat(work, "/vms-n", n, "-", j), absl::StrCat(work, "/logs-n", n, "-", j)));
+    }
+    const absl::Time t0 = absl::Now();
+    std::vector<std::thread> threads;
+    for (int j = 0; j < n; ++j) {
+      threads.emplace_back([&, j] {
+        harness::BuildRequest job;
+        job.job_id = absl::StrCat("par-", n, "-", j);
+        job.context_tar = context_tar;
+        job.secrets["build_token"] = secret;
+        job.secret_ids = {"build_token"};
+        job.preload = {{"kiln-busybox:1", absl::GetFlag(FLAGS_busybox_image)}};
+        job.tag = "kiln-bench/ref:1";
+        job.image_out = absl::StrCat(work, "/par-", n, "-", j, ".oci.tar");
+        harness::BuilderVmOptions opt;
+        opt.id = absl::StrCat("bench-par", n, "-", j);
+        opt.memory_mib = absl::GetFlag(FLAGS_memory_mib);
+        opt.builder_mode = warm_variant->mode;
+        opt.deadline = absl::Seconds(600);
+        opt.stall_timeout = absl::Seconds(240);
+        opt.warm = warm_variant->warm;
+        opt.snapshot_dir = work + "/snapshots";
+        runs_n[j] = harness::RunBuilderJobs(
+            *factories[j], harness::BuilderArtifacts{kernel, initrd, warm_variant->disk}, opt, {job});
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    const double wall_ms = absl::ToDoubleMilliseconds(absl::Now() - t0);
+    Samples lat, ready, rss;
+    int ok = 0;
+    for (const harness::BuilderRun& r : runs_n) {
+      const bool built = r.status.ok() && r.jobs.size() == 1 && r.jobs[0].result &&
+                         r.jobs[0].result->exit_status == 0;
+      if (!built) {
+        std::fprintf(stderr, "build_benchmark: --jobs %d: %s failed: %s (%s)\n", n,
+                     r.vm_id.c_str(), r.status.ToString().c_str(), r.warm.c_str());
+        ++failures;
+        continue;
+      }
+      ++ok;
+      lat.push_back(absl::ToDoubleMilliseconds(r.vmm_start_to_first_result));
+      ready.push_back(absl::ToDoubleMilliseconds(r.vmm_start_to_ready));
+      rss.push_back(static_cast<double>(r.vmm_peak_rss_bytes));
+    }
+    if (n == 1 && ok == 1) single_ms = wall_ms;
+    const Summary sl = Summarize(lat), sr = Summarize(ready);
+    std::printf("  jobs %d (%s): %d/%d built, all done in %.0f ms (%.2f builds/min), per build "
+                "VMM start->result p50 %.0f ms (%.0f-%.0f), restore->ready p50 %.0f ms, "
+                "peak RSS p50 %.0f MiB%s\n",
+                n, warm_variant->name.c_str(), ok, n, wall_ms, ok * 60000.0 / wall_ms, sl.median,
+                sl.min, sl.max, sr.median, Summarize(rss).median / 1048576,
+                single_ms > 0 ? absl::StrCat(", total / (N x single) ",
+                                             absl::SixDigits(wall_ms / (n * single_ms))).c_str()
+                              : "");
+    std::fflush(stdout);
+    f.push_back({.name = absl::StrCat("build/", warm_variant->name, "/jobs", n, "/wall"),
+                 .suite = "build", .kind = "time", .unit = "ms", .samples = {wall_ms},
+                 .note = absl::StrCat(n, " concurrent builds from one snapshot, all done")});
+    f.push_back({.name = absl::StrCat("build/", warm_variant->name, "/jobs", n, "/vmm_start_to_result"),
+                 .suite = "build", .kind = "time", .unit = "ms", .samples = lat,
+                 .note = "per build, concurrent"});
   }
 
   std::printf("\n%s", FormatFigures(f).c_str());

@@ -453,7 +453,14 @@ absl::StatusOr<BuildResponse> BuilderVm::Build(const BuildRequest& r) {
   job.target = r.target;
   job.network = r.network;
   job.secret_ids = r.secret_ids;
-  for (const auto& [ref, path] : r.preload) {
+  // The first job on a restored warm VM: the base images its daemon already holds are not
+  // sent again (that daemon serves this job only, so later jobs send everything).
+  std::vector<std::pair<std::string, std::string>> preload;
+  for (const auto& p : r.preload) {
+    if (!warm_preloaded_.count(absl::StrCat(p.first, "\n", p.second))) preload.push_back(p);
+  }
+  warm_preloaded_.clear();
+  for (const auto& [ref, path] : preload) {
     job.preload_images.push_back({ref, next_stream_});
     next_stream_ += 2;
   }
@@ -468,8 +475,8 @@ absl::StatusOr<BuildResponse> BuilderVm::Build(const BuildRequest& r) {
     return n;
   };
   ASSIGN_OR_RETURN(resp.context_bytes, send_file(job.context_stream, r.context_tar));
-  for (size_t i = 0; i < r.preload.size(); ++i) {
-    ASSIGN_OR_RETURN(uint64_t n, send_file(job.preload_images[i].stream_id, r.preload[i].second));
+  for (size_t i = 0; i < preload.size(); ++i) {
+    ASSIGN_OR_RETURN(uint64_t n, send_file(job.preload_images[i].stream_id, preload[i].second));
     resp.preload_bytes += n;
   }
   // Read Log lines until the BuildResult or an Error.
@@ -610,6 +617,9 @@ BuilderRun RunBuilderJobs(VmFactory& factory, const BuilderArtifacts& artifacts,
   for (int attempt = 1; attempt <= 2; ++attempt) {
     BuilderVmOptions o = options;
     if (attempt > 1) o.id = absl::StrCat(options.id, "-retry1");
+    if (o.warm != WarmMode::kOff && o.warm_daemon && o.warm_preload.empty() && !jobs.empty()) {
+      o.warm_preload = jobs.front().preload;  // the declared base images: the first job's
+    }
     run.attempts = attempt;
     run.vm_id = o.id;
     run.jobs.clear();

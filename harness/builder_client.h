@@ -62,6 +62,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -200,6 +201,17 @@ struct BuilderVmOptions {
   // session that made the snapshot), and a warm VM is killed at Shutdown (its guest RAM dies
   // with QEMU; the snapshot file is never written after it was made).
   WarmMode warm = WarmMode::kOff;
+  // warm_daemon: with warm on, the snapshot also holds the BuildKit daemon running (the agent's
+  // WarmUp, agent/PROTOCOL.md 1.1) with warm_preload loaded into it, so the first job on a
+  // restored VM skips the daemon start and those loads. The daemon serves that one job only
+  // (later jobs in the same VM start their own, as cold ones do). Part of the snapshot key.
+  // An agent without the "warm" capability fails the snapshot (FailedPrecondition), so the
+  // run falls back to a cold boot and says why.
+  bool warm_daemon = true;
+  // warm_preload: the base images loaded into the warm daemon, (ref, host path) as
+  // BuildRequest::preload. Empty: RunBuilderJobs uses its first job's preload. A job's preload
+  // that is the same (ref, path) is not sent again to the first job of a restored VM.
+  std::vector<std::pair<std::string, std::string>> warm_preload;
   // snapshot_dir: the snapshot cache (harness/snapshot.h); "": DefaultSnapshotDir().
   std::string snapshot_dir;
   uint64_t snapshot_max_bytes = kDefaultSnapshotMaxBytes;
@@ -434,6 +446,12 @@ class BuilderVm {
                                                                const std::string& restore_from);
   // FreshMachine(): the --fresh_machine Exec on the open channel (see BootWarm).
   absl::Status FreshMachine();
+  // WarmUpDaemon(preload): the WarmUp request (agent/PROTOCOL.md 1.1) with `preload`'s
+  // archives as its streams; reads Log lines until the BuildResult "warm-up". Returns the
+  // agent's daemon start + load time (its phases). Errors: FailedPrecondition with the agent's
+  // error when exit_status != 0; the agent's Error; the channel's.
+  absl::StatusOr<absl::Duration> WarmUpDaemon(
+      const std::vector<std::pair<std::string, std::string>>& preload);
   std::string control_socket() const;
   // Waits for one frame in slices, checking the VM (exit, lockup, deadlines) between them.
   absl::StatusOr<agent::Frame> ReadFrameWatched(absl::Time stall_deadline, absl::string_view what);
@@ -458,6 +476,9 @@ class BuilderVm {
   std::unique_ptr<agent::Connection> conn_;
   agent::Ready ready_;
   uint32_t next_stream_ = 1;
+  // warm_preloaded_: "<ref>\n<path>" of the base images the restored VM's warm daemon holds;
+  // the first Build does not send them again (and clears this: the daemon serves one job).
+  std::set<std::string> warm_preloaded_;
   int connect_attempts_ = 0;
   std::string stuck_reason_;
   bool shut_down_ = false;
@@ -501,6 +522,11 @@ struct BuilderRun {
   absl::Duration snapshot_make;       // making the snapshot (boot + save), if made
   absl::Duration restore_to_ready;    // restored VMM start -> agent Ready
   absl::Duration fresh_machine;       // the --fresh_machine Exec (clock + entropy)
+  // warm_daemon: "up" when the restored VM's snapshot holds a running daemon with the base
+  // images loaded (BuilderVmOptions::warm_daemon), "" otherwise; warm_up: the agent's daemon
+  // start + loads while the snapshot was made (only when made now).
+  std::string warm_daemon;
+  absl::Duration warm_up;
 };
 
 // RunBuilderJobs(factory, artifacts, options, jobs): boots a builder VM, runs `jobs` in order

@@ -145,6 +145,7 @@ std::string SnapshotKeyText(const SnapshotKeyInputs& in) {
   absl::StrAppend(&s, "devices=", in.devices, "\n", "cmdline=", in.cmdline, "\n");
   absl::StrAppend(&s, "cgroup=", in.cgroup, "\n", "builder_mode=", in.builder_mode, "\n");
   for (const std::string& p : in.preloaded_images) absl::StrAppend(&s, "preload=", p, "\n");
+  if (!in.daemon.empty()) absl::StrAppend(&s, "daemon=", in.daemon, "\n");
   return s;
 }
 
@@ -166,7 +167,7 @@ absl::Status ValidateSnapshotKeyInputs(const SnapshotKeyInputs& in) {
   }
   std::vector<const std::string*> all = {&in.vmm, &in.vmm_version, &in.kernel_digest,
                                          &in.initrd_digest, &in.devices, &in.cmdline,
-                                         &in.cgroup, &in.builder_mode};
+                                         &in.cgroup, &in.builder_mode, &in.daemon};
   for (const std::string& d : in.disk_digests) all.push_back(&d);
   for (const std::string& p : in.preloaded_images) all.push_back(&p);
   for (const std::string* v : all) {

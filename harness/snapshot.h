@@ -73,11 +73,14 @@ struct SnapshotKeyInputs {
   std::string builder_mode;  // rootless | rootful
   // preloaded_images: "<ref> <digest>" of each image loaded before the snapshot, in order.
   std::vector<std::string> preloaded_images;
+  // daemon: "" when the snapshot holds an agent at Ready only; "up" when the agent also started
+  // its BuildKit daemon and loaded preloaded_images into it (WarmUp, agent/PROTOCOL.md 1.1).
+  std::string daemon;
 };
 
 // SnapshotKeyText(in): the canonical text the key is computed over: one "name=value" line per
 // field in a fixed order (lists one line per element), starting with
-// "format=<kSnapshotFormatVersion>". Pure.
+// "format=<kSnapshotFormatVersion>"; "daemon=<daemon>" only when daemon is set. Pure.
 std::string SnapshotKeyText(const SnapshotKeyInputs& in);
 
 // SnapshotKey(in): 64 lowercase hex characters, SHA-256 of SnapshotKeyText(in). Pure.

@@ -90,6 +90,7 @@ TEST(SnapshotKeyTest, EveryInputChangesTheKey) {
       {"cgroup", [](SnapshotKeyInputs& in) { in.cgroup = "ro"; }},
       {"mode", [](SnapshotKeyInputs& in) { in.builder_mode = "rootful"; }},
       {"preload", [](SnapshotKeyInputs& in) { in.preloaded_images = {"busybox:1 sha256:1"}; }},
+      {"daemon up", [](SnapshotKeyInputs& in) { in.daemon = "up"; }},
   };
   for (const auto& [name, change] : changes) {
     SCOPED_TRACE(name);

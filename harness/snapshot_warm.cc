@@ -20,6 +20,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
@@ -41,6 +42,9 @@ constexpr int kWarmWriteTimeoutMs = 60000;
 constexpr absl::Duration kSaveTimeout = absl::Seconds(120);
 constexpr absl::Duration kResumeTimeout = absl::Seconds(60);
 constexpr absl::Duration kFreshMachineTimeout = absl::Seconds(30);
+// kWarmUpTimeout: the agent's budget for the daemon start + base image loads (rootless under
+// TCG on a loaded host: 20-60 s).
+constexpr absl::Duration kWarmUpTimeout = absl::Seconds(180);
 
 // WarmKeyInputs: the snapshot key inputs of `options` booted by `qemu`.
 absl::StatusOr<SnapshotKeyInputs> WarmKeyInputs(SnapshotCache& cache, const QemuVmm& qemu,
@@ -69,6 +73,13 @@ absl::StatusOr<SnapshotKeyInputs> WarmKeyInputs(SnapshotCache& cache, const Qemu
   in.cmdline = BuilderCmdline(o);
   in.cgroup = o.cgroup;
   in.builder_mode = o.builder_mode;
+  if (o.warm_daemon) {
+    in.daemon = "up";
+    for (const auto& [ref, path] : o.warm_preload) {
+      ASSIGN_OR_RETURN(std::string digest, cache.FileDigest(path));
+      in.preloaded_images.push_back(absl::StrCat(ref, " ", digest));
+    }
+  }
   RETURN_IF_ERROR(ValidateSnapshotKeyInputs(in));
   return in;
 }
@@ -167,6 +178,61 @@ absl::Status BuilderVm::FreshMachine() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<absl::Duration> BuilderVm::WarmUpDaemon(
+    const std::vector<std::pair<std::string, std::string>>& preload) {
+  if (!conn_ || shut_down_) {
+    return absl::FailedPreconditionError("the builder VM is not ready or shut down");
+  }
+  if (std::find(ready_.capabilities.begin(), ready_.capabilities.end(),
+                std::string(agent::kCapWarm)) == ready_.capabilities.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "agent ", ready_.agent_version, " does not offer \"warm\" (capabilities: ",
+        absl::StrJoin(ready_.capabilities, ","), "): rebuild the builder disk"));
+  }
+  agent::WarmUp w;
+  w.deadline_ms = absl::ToInt64Milliseconds(kWarmUpTimeout);
+  for (const auto& [ref, path] : preload) {
+    w.preload_images.push_back({ref, next_stream_});
+    next_stream_ += 2;
+  }
+  RETURN_IF_ERROR(agent::Validate(agent::Message(w)));
+  RETURN_IF_ERROR(conn_->Send(w, kWarmWriteTimeoutMs));
+  for (size_t i = 0; i < preload.size(); ++i) {
+    const int fd = ::open(preload[i].second.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return PosixError(errno, "open", preload[i].second);
+    absl::StatusOr<uint64_t> n = conn_->SendFd(w.preload_images[i].stream_id, fd,
+                                               kWarmWriteTimeoutMs);
+    ::close(fd);
+    RETURN_IF_ERROR(n.status());
+  }
+  const absl::Time deadline = absl::Now() + kWarmUpTimeout + absl::Seconds(30);
+  std::vector<std::string> tail;
+  while (true) {
+    ASSIGN_OR_RETURN(agent::Frame f, ReadFrameWatched(deadline, "warming up the daemon"));
+    ASSIGN_OR_RETURN(agent::Message m, agent::DecodeMessage(f));
+    if (auto* l = std::get_if<agent::Log>(&m)) {
+      tail.push_back(l->text);
+      if (tail.size() > 20) tail.erase(tail.begin());
+      continue;
+    }
+    if (auto* em = std::get_if<agent::ErrorMessage>(&m)) return agent::ToStatus(*em);
+    auto* r = std::get_if<agent::BuildResult>(&m);
+    if (r == nullptr || r->job_id != agent::kWarmUpJobId) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("warming up the daemon: unexpected ", agent::MessageName(m)));
+    }
+    if (r->exit_status != 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the agent's WarmUp failed: ", r->error));
+    }
+    uint64_t ms = 0;
+    for (const agent::Phase& p : r->phases) {
+      if (p.name == "dockerd_start" || p.name == "preload") ms += p.duration_ms;
+    }
+    return absl::Milliseconds(ms);
+  }
+}
+
 absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::BootWarm(VmFactory& factory,
                                                                const BuilderArtifacts& artifacts,
                                                                const BuilderVmOptions& options,
@@ -198,8 +264,15 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::BootWarm(VmFactory& factor
         ASSIGN_OR_RETURN(std::unique_ptr<BuilderVm> maker,
                          BootConfig(factory, artifacts, so, /*control=*/true, ""));
         RETURN_IF_ERROR(maker->WaitReady());
-        // Nothing but Hello/Ready went over the channel. Close it: the agent reads end of
-        // stream and waits for the next host on its open port.
+        if (o.warm_daemon) {
+          // The daemon up and the base images loaded before any job: no secret, no job data.
+          ASSIGN_OR_RETURN(absl::Duration up, maker->WarmUpDaemon(o.warm_preload));
+          run->warm_up = up;
+          progress(absl::StrCat("warm daemon up with ", o.warm_preload.size(),
+                                " base images in ", absl::ToInt64Milliseconds(up), " ms"));
+        }
+        // Only Hello/Ready (and the WarmUp with its base images) went over the channel. Close
+        // it: the agent reads end of stream and waits for the next host on its open port.
         maker->conn_.reset();
         if (maker->stream_) (void)maker->stream_->Close();
         maker->stream_.reset();
@@ -233,6 +306,12 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::BootWarm(VmFactory& factor
   RETURN_IF_ERROR(vm->FreshMachine());
   run->fresh_machine = absl::Now() - f0;
   run->warm = lease.made() ? "made+restored" : "restored";
+  if (o.warm_daemon) {
+    run->warm_daemon = "up";
+    for (const auto& [ref, path] : o.warm_preload) {
+      vm->warm_preloaded_.insert(absl::StrCat(ref, "\n", path));
+    }
+  }
   progress(absl::StrCat("VM ", o.id, " ", run->warm, " from snapshot ", key.substr(0, 12),
                         ": agent ready ", absl::ToInt64Milliseconds(run->restore_to_ready),
                         " ms after QEMU start; clock and entropy fresh in ",
