@@ -15,9 +15,19 @@
 //   WarmBuild.ABrokenSnapshotFallsBackToAColdBoot
 //       a truncated state file: the restore fails, the snapshot is removed, the VM boots cold
 //       (BuilderRun::warm "cold (fallback: ...)") and its agent answers.
+//   WarmBuild.TheSnapshotsDaemonRunsASecretBuild
+//       the snapshot holds the BuildKit daemon up with kiln-busybox:1 loaded (the agent's
+//       WarmUp); the reference secret build on a restored VM uses that daemon (its log says so,
+//       no base image is sent again), reads the secret (its sha256 is in the log) and exports
+//       the image; then 0 hits of the secret in the snapshot files.
+//   WarmBuild.AFailedBuildOnARestoredVmIsKept
+//       keep mode (keep_failed_builders) on a restored VM: the failing example fails, the VM is
+//       kept and recorded, its QEMU outlives the factory, and removing it ends it.
 //
 // Artifacts come from flags, as for builder_vm_test (harness/BUILD _BUILDER_VM_ARGS).
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -25,9 +35,11 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -36,6 +48,7 @@
 #include "gtest/gtest.h"
 #include "harness/builder_client.h"
 #include "harness/builder_scenarios.h"
+#include "harness/keep_store.h"
 #include "harness/qemu.h"
 #include "harness/runner.h"
 #include "harness/snapshot.h"
@@ -217,6 +230,89 @@ TEST_F(WarmBuild, ABrokenSnapshotFallsBackToAColdBoot) {
   ASSERT_TRUE((*vm)->WaitReady().ok());  // the cold VM serves
   EXPECT_EQ((*vm)->vm().config().restore_from, "");
   (*vm)->Shutdown();
+}
+
+// ExampleJob(name, example): the example context as a job, kiln-busybox:1 preloaded.
+BuildRequest ExampleJob(const BuilderScenarioInputs& in, const std::string& name,
+                        const std::string& example) {
+  BuildRequest r;
+  r.job_id = name;
+  r.context_tar = absl::StrCat(in.work_dir, "/", name, ".context.tar");
+  r.image_out = absl::StrCat(in.work_dir, "/", name, ".oci.tar");
+  absl::StatusOr<uint64_t> n = WriteDirectoryTar(absl::StrCat(in.examples_dir, "/", example),
+                                                 r.context_tar, SymlinkMode::kFollow);
+  EXPECT_TRUE(n.ok()) << n.status();
+  r.preload = {{"kiln-busybox:1", in.busybox_image}};
+  r.tag = absl::StrCat("kiln-test/", name, ":1");
+  r.deadline_ms = 300000;
+  return r;
+}
+
+TEST_F(WarmBuild, TheSnapshotsDaemonRunsASecretBuild) {
+  const std::string secret = absl::StrCat(
+      "kiln-warm-daemon-", oci::Sha256Hex(absl::StrCat(absl::ToUnixNanos(absl::Now()), getpid())));
+  BuildRequest job = ExampleJob(in_, "warm-daemon", "reference");
+  job.secrets["build_token"] = secret;
+  job.secret_ids = {"build_token"};
+  BuilderVmOptions o = in_.vm;
+  o.id = "warm-daemon";
+  BuilderRun run = RunBuilderJobs(*factory_, in_.artifacts, o, {job});
+  ASSERT_TRUE(run.status.ok()) << run.status;
+  std::cerr << "  warm: " << run.warm << ", daemon " << run.warm_daemon << " (up in "
+            << absl::ToInt64Milliseconds(run.warm_up) << " ms when made), restore to ready "
+            << absl::ToInt64Milliseconds(run.restore_to_ready) << " ms, VMM start to result "
+            << absl::ToInt64Milliseconds(run.vmm_start_to_first_result) << " ms\n";
+  // Restored (made now, or by an earlier case with the same base image: the same key).
+  EXPECT_EQ(run.warm.rfind("cold", 0), std::string::npos) << run.warm;
+  EXPECT_EQ(run.warm_daemon, "up");
+  ASSERT_EQ(run.jobs.size(), 1u);
+  const BuildResponse& r = run.jobs[0];
+  ASSERT_TRUE(r.result.has_value()) << r.refused;
+  const std::string log = r.LogText();
+  EXPECT_EQ(r.result->exit_status, 0) << r.result->error << "\n" << log;
+  EXPECT_EQ(r.preload_bytes, 0u) << "the base image was sent again";
+  EXPECT_TRUE(absl::StrContains(log, "dockerd started before the job (warm")) << log;
+  EXPECT_TRUE(absl::StrContains(log, oci::Sha256Hex(secret))) << log;
+  EXPECT_FALSE(r.image_path.empty());
+  EXPECT_LT(r.PhaseMs("dockerd_start"), 15000) << "the daemon was started again";
+  const std::string dir = absl::StrCat(in_.vm.snapshot_dir, "/", run.snapshot_key);
+  for (const char* file : {"state", "key.txt"}) {
+    const std::string path = absl::StrCat(dir, "/", file);
+    EXPECT_EQ(SecretHitsInFile(path, secret), 0) << path;
+  }
+  std::stringstream key;
+  key << std::ifstream(dir + "/key.txt").rdbuf();
+  EXPECT_TRUE(absl::StrContains(key.str(), "daemon=up\n")) << key.str();
+  EXPECT_TRUE(absl::StrContains(key.str(), "preload=kiln-busybox:1 sha256:")) << key.str();
+}
+
+TEST_F(WarmBuild, AFailedBuildOnARestoredVmIsKept) {
+  const std::string state_dir = root_ + "/keep-state";
+  BuilderVmOptions o = in_.vm;
+  o.id = "warm-keep";
+  o.keep.keep_failed_builders = true;
+  o.keep.state_dir = state_dir;
+  BuilderRun run = RunBuilderJobs(*factory_, in_.artifacts, o,
+                                  {ExampleJob(in_, "warm-keep", "failing")});
+  ASSERT_TRUE(run.status.ok()) << run.status;
+  std::cerr << "  warm: " << run.warm << ", kept " << run.kept_id << "\n";
+  EXPECT_EQ(run.warm.rfind("cold", 0), std::string::npos) << run.warm;
+  ASSERT_EQ(run.jobs.size(), 1u);
+  ASSERT_TRUE(run.jobs[0].result.has_value()) << run.jobs[0].refused;
+  EXPECT_NE(run.jobs[0].result->exit_status, 0);
+  ASSERT_TRUE(run.keep_status.ok()) << run.keep_status;
+  ASSERT_EQ(run.kept_id, run.vm_id);
+  factory_.reset();  // the factory's teardown must leave the kept VM running
+  KeepStore store(state_dir);
+  absl::StatusOr<KeepListing> listing = store.List(absl::Now());
+  ASSERT_TRUE(listing.ok()) << listing.status();
+  ASSERT_EQ(listing->records.size(), 1u);
+  const KeepRecord rec = listing->records[0];
+  EXPECT_EQ(rec.state, KeepState::kKept);
+  EXPECT_EQ(kill(rec.vmm_process.pid, 0), 0) << "the kept restored VM is gone";
+  ASSERT_TRUE(store.Remove(rec.id, TeardownOptions{}).ok());
+  int status = 0;
+  EXPECT_EQ(waitpid(rec.vmm_process.pid, &status, 0), rec.vmm_process.pid);  // our child, ended
 }
 
 }  // namespace
