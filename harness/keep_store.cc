@@ -21,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "agent/file/file.h"
 #include "nlohmann/json.hpp"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
@@ -99,46 +100,6 @@ class DirLock {
   explicit DirLock(int fd) : fd_(fd) {}
   int fd_;
 };
-
-absl::Status WriteFileAtomically(const std::string& dir, const std::string& name,
-                                 const std::string& data) {
-  std::string tmp = absl::StrCat(dir, "/.", name, ".tmp.", ::getpid());
-  std::string dst = absl::StrCat(dir, "/", name);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return PosixError(errno, "create", tmp);
-  absl::Cleanup close_fd = [&] {
-    if (fd >= 0) ::close(fd);
-  };
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      ::unlink(tmp.c_str());
-      return PosixError(e, "write", tmp);
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    return PosixError(e, "fsync", tmp);
-  }
-  ::close(fd);
-  fd = -1;
-  if (::rename(tmp.c_str(), dst.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    return PosixError(e, "rename", dst);
-  }
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return absl::OkStatus();
-}
 
 // Waits until `p` is no longer alive or `timeout` passes; returns whether it is gone.
 bool WaitGone(const ProcessIdentity& p, absl::Duration timeout) {
@@ -465,11 +426,7 @@ std::vector<ReapDecision> PlanReap(const std::vector<KeepRecord>& records,
 absl::Status WriteKeepMarker(const KeepRecord& r) {
   if (r.work_dir.empty()) return absl::InvalidArgumentError("record.work_dir is empty");
   const std::string path = absl::StrCat(r.work_dir, "/", kKeepMarkerName);
-  std::ofstream out(path, std::ios::trunc);
-  out << r.id << "\n";
-  out.close();
-  if (!out) return PosixError(errno, "write", path);
-  return absl::OkStatus();
+  return file::WriteFileAtomically(path, absl::StrCat(r.id, "\n"));
 }
 
 absl::Status TeardownVmm(const KeepRecord& r, const TeardownOptions& options) {
@@ -509,7 +466,8 @@ std::string KeepStore::DefaultDir() {
 
 absl::Status KeepStore::PutLocked(const KeepRecord& r) {
   RETURN_IF_ERROR(ValidateKeepRecord(r));
-  return WriteFileAtomically(dir_, r.id + ".json", KeepRecordToJson(r));
+  return file::WriteFileAtomically(absl::StrCat(dir_, "/", r.id, ".json"), KeepRecordToJson(r),
+                                   0600);
 }
 
 absl::Status KeepStore::Put(const KeepRecord& r) {
