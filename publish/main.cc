@@ -27,7 +27,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "agent/file/file.h"
-#include "harness/process.h"
+#include "agent/process/process.h"
 #include "publish/http.h"
 #include "publish/oci.h"
 #include "publish/publisher.h"
@@ -298,15 +298,16 @@ absl::Status VerifyPushed(RegistryClient* client, const std::string& target,
                                    absl::StrCat("--log_dir=", dir, "/verify")};
   argv.insert(argv.end(), f.verify_args.begin(), f.verify_args.end());
   const std::string log = dir + "/verify.log";
-  absl::StatusOr<std::unique_ptr<harness::Process>> p =
-      harness::Process::Spawn({.argv = argv, .output_path = log});
+  absl::StatusOr<process::Process> p = process::Process::Spawn(
+      {.argv = argv, .out = process::Stdio::File(log), .err = process::Stdio::SameAsStdout()});
   if (!p.ok()) {
     return absl::Status(p.status().code(), absl::StrCat("cannot run the verifier ", f.verifier,
                                                         ": ", p.status().message()));
   }
-  absl::StatusOr<harness::ProcessExit> exit = (*p)->Wait(absl::Seconds(f.verify_timeout_s));
+  absl::StatusOr<process::ProcessExit> exit =
+      p->Wait(absl::Now() + absl::Seconds(f.verify_timeout_s));
   if (!exit.ok()) {
-    (*p)->Kill(absl::Seconds(10));
+    p->Kill(absl::Seconds(10));
     return VerificationFailed(absl::DeadlineExceededError(absl::StrCat(
         "the verifier did not finish in --verify-timeout-s=", f.verify_timeout_s,
         " s (killed); its log: ", log)));
@@ -316,12 +317,13 @@ absl::Status VerifyPushed(RegistryClient* client, const std::string& target,
     std::string why;
     std::string text = file::ReadFileOrEmpty(log);
     std::vector<absl::string_view> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
+    bool last_included = false;
     for (absl::string_view l : lines) {
       absl::string_view t = absl::StripLeadingAsciiWhitespace(l);
-      if (absl::StartsWith(t, "FAIL") || absl::StartsWith(t, "verify:"))
-        absl::StrAppend(&why, "\n  ", l);
+      last_included = absl::StartsWith(t, "FAIL") || absl::StartsWith(t, "verify:");
+      if (last_included) absl::StrAppend(&why, "\n  ", l);
     }
-    if (!lines.empty()) absl::StrAppend(&why, "\n  ", lines.back());
+    if (!lines.empty() && !last_included) absl::StrAppend(&why, "\n  ", lines.back());
     return VerificationFailed(absl::AbortedError(absl::StrCat(
         "verification failed: the verifier (suites ", f.verify_suites, ") ",
         exit->signaled ? absl::StrCat("was killed by signal ", exit->signal)

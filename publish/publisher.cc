@@ -17,6 +17,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "agent/file/file.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
 
@@ -24,43 +25,6 @@ namespace kiln::publish {
 namespace {
 
 using json = nlohmann::json;
-
-absl::StatusOr<std::string> ReadWhole(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return PosixError(errno ? errno : ENOENT, "open", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// WriteAtomic: write `data` to path.tmp.<pid>, fsync, rename over `path`.
-absl::Status WriteAtomic(const std::string& path, absl::string_view data) {
-  std::string tmp = absl::StrCat(path, ".tmp.", getpid());
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return PosixError(errno, "open", tmp);
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t w = write(fd, data.data() + off, data.size() - off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) {
-      int e = errno;
-      close(fd);
-      unlink(tmp.c_str());
-      return PosixError(e, "write", tmp);
-    }
-    off += static_cast<size_t>(w);
-  }
-  if (fsync(fd) != 0 || close(fd) != 0) {
-    unlink(tmp.c_str());
-    return PosixError(errno, "fsync/close", tmp);
-  }
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    unlink(tmp.c_str());
-    return PosixError(e, "rename", path);
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -74,9 +38,9 @@ absl::Status LayoutTarget::Init() {
   RETURN_IF_ERROR(oci::CreateLayoutDirs(dir_));
   struct stat st;
   if (stat((dir_ + "/oci-layout").c_str(), &st) != 0)
-    RETURN_IF_ERROR(WriteAtomic(dir_ + "/oci-layout", oci::kLayoutMarkerJson));
+    RETURN_IF_ERROR(file::WriteFileAtomically(dir_ + "/oci-layout", oci::kLayoutMarkerJson));
   if (stat((dir_ + "/index.json").c_str(), &st) != 0)
-    RETURN_IF_ERROR(WriteAtomic(dir_ + "/index.json", oci::IndexJson({})));
+    RETURN_IF_ERROR(file::WriteFileAtomically(dir_ + "/index.json", oci::IndexJson({})));
   return absl::OkStatus();
 }
 
@@ -152,9 +116,9 @@ absl::Status LayoutTarget::PutBlob(const Descriptor& d, const std::string& path,
 absl::Status LayoutTarget::PutManifest(absl::string_view reference, absl::string_view bytes,
                                        absl::string_view media_type) {
   std::string digest = Sha256Digest(bytes);
-  RETURN_IF_ERROR(WriteAtomic(oci::BlobPath(dir_, digest), bytes));
+  RETURN_IF_ERROR(file::WriteFileAtomically(oci::BlobPath(dir_, digest), bytes));
   if (absl::StartsWith(reference, oci::kSha256Prefix)) return absl::OkStatus();
-  ASSIGN_OR_RETURN(std::string text, ReadWhole(dir_ + "/index.json"));
+  ASSIGN_OR_RETURN(std::string text, file::ReadFile(dir_ + "/index.json"));
   json index = json::parse(text, nullptr, false);
   if (!index.is_object() || !index["manifests"].is_array())
     return absl::InvalidArgumentError(absl::StrCat(dir_, "/index.json: no manifests array"));
@@ -168,7 +132,7 @@ absl::Status LayoutTarget::PutManifest(absl::string_view reference, absl::string
                  {{std::string(oci::kAnnotationRefName), std::string(reference)}}}));
   index["manifests"] = kept;
   index["schemaVersion"] = 2;
-  return WriteAtomic(dir_ + "/index.json", index.dump());
+  return file::WriteFileAtomically(dir_ + "/index.json", index.dump());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -176,7 +140,7 @@ absl::Status LayoutTarget::PutManifest(absl::string_view reference, absl::string
 absl::StatusOr<VersionLock> ReadLockFile(const std::string& path) {
   struct stat st;
   if (stat(path.c_str(), &st) != 0 && errno == ENOENT) return VersionLock{};
-  ASSIGN_OR_RETURN(std::string text, ReadWhole(path));
+  ASSIGN_OR_RETURN(std::string text, file::ReadFile(path));
   absl::StatusOr<VersionLock> lock = VersionLock::Parse(text);
   if (!lock.ok())
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", lock.status().message()));
@@ -184,7 +148,7 @@ absl::StatusOr<VersionLock> ReadLockFile(const std::string& path) {
 }
 
 absl::Status WriteLockFile(const std::string& path, const VersionLock& lock) {
-  return WriteAtomic(path, lock.Serialize());
+  return file::WriteFileAtomically(path, lock.Serialize());
 }
 
 namespace {
