@@ -2,8 +2,9 @@
 // -----------------------------------------------------------------------------
 //
 // kiln's builder VM scenarios: real builds with dockerd's built-in BuildKit in builder VMs,
-// driven by the builder client (builder_client.h), with their checks. Shared by the VM test
-// (harness/builder_vm_test.cc) and //harness:verify. The default builder is production's:
+// driven by the builder client (builder_client.h), with their checks: the one group that VM
+// tests drive with their own VM options (snapshot_vm_test, build_vm_test). The default builder
+// is production's:
 // the Debian 13 disk (dockerd 26.1, BuildKit 0.13, runc 1.1.15) with the daemon rootless as
 // uid 1000 in a delegated cgroup v2 subtree (BuilderVmOptions::builder_mode,
 // delegate_cgroup); the Debian 12 disk (dockerd 20.10) runs rootful only.
@@ -26,37 +27,18 @@
 //     leak-scan           0 occurrences of the secret in the OCI archive (raw, every blob,
 //                         every layer decompressed entry by entry, config, history) and in
 //                         every log line the host received
-//   group builder-secrets    (the inputs' builder_mode)
-//     secret-modes        default mount, target=, required=true each print the sha256; the
-//                         RUN that prints it raw/base64/hex leaks nothing
-//     secret-redaction    examples/secret-redaction: the token printed raw, with `base64`,
-//                         `base64 -w 0`, `od -An -tx1`, `xxd`, `xxd -p`, `hexdump -C`, and
-//                         the 16 KiB blob with base64/od/xxd -p/hexdump -C (busybox 1.35 of
-//                         kiln-busybox:1 has every one of these): at least
-//                         kMinTokenRedactions [REDACTED:build_token] and kMinBlobRedactions
-//                         [REDACTED:build_blob] markers (one per printed line), and 0 leaks
-//                         (no 16-character window of any form) in the log or the image
-//     secret-env-refused  env= (refused by the built-in Dockerfile frontend of dockerd 20.10
-//                         and of 26.1: "unexpected key 'env'") refused by kiln before
-//                         BuildKit runs, naming env
-//     missing-secret      a job naming a secret the host did not send: refused
-//                         (FailedPrecondition "did not deliver"), no BuildResult
-//     undeclared-secret   a Dockerfile using a secret the job does not list: refused by the
-//                         runner's Dockerfile check before any daemon starts
-//     failing-step        RUN exiting 3: BuildResult with exit != 0, error with the log tail
-//                         naming the failed step, no image
-//   the matrix (BuilderMatrix): one group per {rootless, rootful} x {cgroup rw, ro, off}, on
-//   the Debian 13 disk, each with two jobs, a RUN without a secret and a RUN with one; every
-//   cell's outcome is asserted exactly as measured (the table is in BuilderMatrix()):
-//     builder-rootless-rw builder-rootless-ro builder-rootless-off
-//     builder-rootful-rw  builder-rootful-ro  builder-rootful-off
-//   group builder-rootless-undelegated (rootless, cgroup rw, delegate_cgroup = false)
-//     rootless-undelegated-refused  the agent refuses the job naming the missing delegation
 //
-// Example (verify):
+// Every other builder scenario is a folder under harness/scenarios/builder/ (Dockerfile +
+// spec.json, checked by the one generic checker of harness/builder_spec.h): secret mount forms,
+// redaction, refusals, a failing step, the {rootless, rootful} x {cgroup rw, ro, off} x {RUN,
+// RUN with a secret} matrix and the undelegated rootless builder. builder-reference stays a
+// group here because the warm-snapshot and build-command VM tests drive it with their own VM
+// options (snapshot_vm_test.cc, build_vm_test.cc); its folder twin is scenarios/builder/reference.
+//
+// Example (build_vm_test):
 //
 //   BuilderScenarioInputs in = ...;
-//   for (const BuilderGroupOutcome& g : RunAllBuilderGroups(factory, in)) PrintBuilderGroup(g, std::cout);
+//   for (const BuilderGroupOutcome& g : RunAllBuilderGroups(factory, in)) PrintBuilderGroup(g, std::cerr);
 #ifndef KILN_HARNESS_BUILDER_SCENARIOS_H_
 #define KILN_HARNESS_BUILDER_SCENARIOS_H_
 
@@ -79,22 +61,16 @@ namespace kiln::harness {
 // kTokenSecretBytes, kBlobSecretBytes: the sizes of the scenario secrets.
 inline constexpr size_t kTokenSecretBytes = 120;
 inline constexpr size_t kBlobSecretBytes = 16 << 10;
-// kMinTokenRedactions: the lines of examples/secret-redaction's output that hold a form of the
-// 120-byte token, each of which must carry a marker: raw 1, base64 3 (76 columns), base64 -w 0
-// 1, od -An -tx1 8 (16 bytes a line), xxd 8, xxd -p 4 (30 bytes a line), hexdump -C 8.
-inline constexpr int64_t kMinTokenRedactions = 33;
-// kMinBlobRedactions: the same for build_blob: base64, od, xxd -p, hexdump -C lines (8+8+4+4).
-inline constexpr int64_t kMinBlobRedactions = 24;
 
-// ScenarioSecrets: the secrets of one group's jobs.
-struct ScenarioSecrets {
+// GroupSecrets: the secrets of one group's jobs.
+struct GroupSecrets {
   std::string token;  // build_token
   std::string blob;   // build_blob
 };
 
 // NewScenarioSecrets(token): `token` (or, if empty, "ghp_" + base64 of 87 random bytes:
 // kTokenSecretBytes) and kBlobSecretBytes random bytes.
-ScenarioSecrets NewScenarioSecrets(absl::string_view token = "");
+GroupSecrets NewScenarioSecrets(absl::string_view token = "");
 
 // BuilderScenarioInputs: what the builder scenarios need on the host.
 struct BuilderScenarioInputs {
@@ -154,7 +130,7 @@ struct BuilderGroup {
   std::string cgroup;  // kiln.cgroup of the VM
   // jobs(in, secrets): the requests (context tars/images are made below in.work_dir).
   std::function<absl::StatusOr<std::vector<BuildRequest>>(const BuilderScenarioInputs& in,
-                                                          const ScenarioSecrets& secrets)>
+                                                          const GroupSecrets& secrets)>
       jobs;
   BuilderGroupChecks checks;
   std::vector<std::string> scenario_names;  // what checks() reports, in order
@@ -167,94 +143,8 @@ struct BuilderGroup {
 // PrintTo(group, os): gtest printer (prints the name).
 void PrintTo(const BuilderGroup& group, std::ostream* os);
 
-// BuilderGroups(): builder-reference, builder-secrets, the six matrix rows and
-// builder-rootless-undelegated (file comment), in that order.
+// BuilderGroups(): builder-reference (file comment).
 const std::vector<BuilderGroup>& BuilderGroups();
-
-// ---------------------------------------------------------------------------------------
-// The rootless/rootful matrix (issue 11)
-
-// MatrixRun: the two builds of a matrix row.
-enum class MatrixRun {
-  kPlain,   // RUN sleep 2; echo kiln-matrix-run; id -u
-  kSecret,  // RUN --mount=type=secret,id=build_token,required=true: prints its sha256 and
-            // probes the guest's paths (MatrixCell file comment)
-};
-
-// MatrixOutcome: what a cell's job does.
-enum class MatrixOutcome {
-  kBuilt,         // BuildResult exit 0 with an image
-  kStepFailed,    // BuildResult exit `exit_status`, the build ran, `text` in error or log
-  kDaemonFailed,  // BuildResult exit `exit_status`, the daemon never came up (build phase
-                  // 0), `text` in the error
-  kRefused,       // the agent's Error reply (FailedPrecondition) containing `text`; no result
-};
-
-// MatrixCell: one cell, as measured in real VMs (QEMU TCG, Debian 13 disk: dockerd 26.1.5,
-// BuildKit 0.13, runc 1.1.15, rootlesskit 2.0.2; images/rootfs/ROOTLESS.md). A kBuilt cell
-// also pins the agent's `kiln: RUN step process <pid> (<comm>): Uid <r> <e> <s> <f> in cgroup
-// <path>` log line (/proc/<pid>/status of the step's process, read from the guest's root
-// side): `step_uid` is its four uids. A kBuilt kSecret cell also requires the step to have
-// read its secret (the sha256 printed) and, from inside the step, that none of the guest's
-// own secret and agent paths (kMatrixGuestPaths) exist and that the only file named
-// build_token in the step's whole file system is its own mount, /run/secrets/build_token.
-struct MatrixCell {
-  const char* mode;    // kBuilderModeRootless | kBuilderModeRootful
-  const char* cgroup;  // rw | ro | off (kiln.cgroup; rw is delegated to uid 1000)
-  MatrixRun run;
-  MatrixOutcome outcome;
-  int exit_status;       // kStepFailed, kDaemonFailed (kBuilt: 0)
-  const char* text;      // kStepFailed, kDaemonFailed, kRefused: the exact text to find
-  const char* step_uid;  // kBuilt: "1000 1000 1000 1000" or "0 0 0 0"
-};
-
-// kMatrixGuestPaths: the guest paths a RUN step must not see (secret dirs of both modes, the
-// agent's job dirs, the build user's home with the rootless daemon's data root).
-inline constexpr const char* kMatrixGuestPaths[] = {
-    "/run/kiln-secrets", "/dev/shm/kiln-secrets", "/run/user/1000", "/run/kiln-agent",
-    "/home/builder"};
-
-// BuilderMatrix(): the 12 cells, rows rootless rw/ro/off then rootful rw/ro/off, plain then
-// secret in each row.
-const std::vector<MatrixCell>& BuilderMatrix();
-
-// MatrixCellName(cell): "<mode>-<cgroup>-run" or "<mode>-<cgroup>-run-secret" (the scenario
-// name). MatrixOutcomeName(outcome): "built", "step fails", "daemon fails", "refused".
-std::string MatrixCellName(const MatrixCell& cell);
-const char* MatrixOutcomeName(MatrixOutcome outcome);
-
-// StepUidLine: the agent's RUN-step line parsed.
-struct StepUidLine {
-  std::string uids;    // "1000 1000 1000 1000"
-  std::string cgroup;  // "/kiln-builder/..."
-  std::string comm;
-};
-// FindStepUidLine(log): the first `kiln: RUN step process <pid> (<comm>): Uid a b c d in
-// cgroup <path>` line in `log`; NotFound if none. Pure.
-absl::StatusOr<StepUidLine> FindStepUidLine(absl::string_view log);
-
-// CheckMatrixCell(cell, r, secret_sha256): OkStatus with a one-line summary of what was seen
-// if `r` is exactly the cell's outcome; FailedPrecondition "expected <...>, got <...>" (with
-// the log tail) otherwise. Pure.
-absl::StatusOr<std::string> CheckMatrixCell(const MatrixCell& cell, const BuildResponse& r,
-                                            absl::string_view secret_sha256);
-
-// MatrixCellResult: one checked cell of a run.
-struct MatrixCellResult {
-  MatrixCell cell;
-  absl::Status status;   // OK: as expected
-  std::string observed;  // the summary (OK) or the failure detail
-  int64_t ms = -1;       // host: job sent -> result (or refusal); -1: the job never ran
-};
-
-// MatrixResults(groups): the cells found in these outcomes (matrix groups only, in
-// BuilderMatrix() order; a row whose VM failed gives failed cells with the run error).
-std::vector<MatrixCellResult> MatrixResults(const std::vector<BuilderGroupOutcome>& groups);
-
-// FormatBuilderMatrix(results): the table verify prints: one line per cell with mode,
-// cgroup, RUN kind, PASS/FAIL, the outcome seen (exit, step uid, or the error text) and the
-// job's time. Pure.
-std::string FormatBuilderMatrix(const std::vector<MatrixCellResult>& results);
 
 // RunBuilderGroup(factory, group, in): makes the secrets and the jobs, runs them in one
 // builder VM (RunBuilderJobs; a stuck VM is retried once, one out of memory is not), scans

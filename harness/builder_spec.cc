@@ -125,6 +125,7 @@ absl::StatusOr<ScenarioSpec> ParseScenarioSpec(absl::string_view name, const std
     if (j["vm"].contains("builder_mode")) {
       if (!j["vm"]["builder_mode"].is_string()) return Bad("vm.builder_mode", "want a string");
       s.builder_mode = j["vm"]["builder_mode"].get<std::string>();
+      s.builder_mode_set = true;
       if (s.builder_mode != "rootless" && s.builder_mode != "rootful") {
         return Bad("vm.builder_mode", "want rootless or rootful");
       }

@@ -118,6 +118,7 @@ struct ScenarioSpec {
   std::string dir;   // the folder (the build context)
   std::string title;
   std::string builder_mode = "rootless";
+  bool builder_mode_set = false;  // vm.builder_mode given (else a runner may pick the mode)
   std::string cgroup = "rw";  // kiln.cgroup of the VM
   bool delegate = true;       // BuilderVmOptions::delegate_cgroup
   std::map<std::string, SecretRecipe> secrets;

@@ -3,13 +3,15 @@
 //
 //   suite cgroup   the cgroup scenarios (harness/scenarios.h): cgroup2 rw / ro / off (negative
 //                  control) / a bad kiln.* value, in VMs booted from the cgroup test root;
-//   suite builder  the builder scenarios (harness/builder_scenarios.h): builder VMs booted from
-//                  the builder disk (Debian 13, the daemon rootless as uid 1000 by default)
-//                  run real BuildKit builds with secrets sent by the host over the agent's
-//                  channel; leak scans of the image and logs; refusals; and the matrix
-//                  {rootless, rootful} x {cgroup rw, ro, off} x {RUN, RUN with a secret},
-//                  printed as a table. --builder_root=debian12 runs the reference and secrets
-//                  groups rootful on the Debian 12 disk instead (no matrix: it is Debian 13's).
+//   suite builder  agent-vsock, then every builder scenario folder found under --scenario_dir
+//                  (harness/scenarios/builder/<name>/: Dockerfile + spec.json, checked by the
+//                  one generic checker of harness/builder_spec.h), each in its own builder VM
+//                  booted from the builder disk (Debian 13, the daemon rootless as uid 1000
+//                  unless the spec says), run as //harness:build runs a command: real BuildKit
+//                  builds with secrets, leak scans, refusals, the {rootless, rootful} x {cgroup
+//                  rw, ro, off} x {RUN, RUN with a secret} matrix. --builder_root=debian12 runs
+//                  the folders that do not pin a builder mode, rootful, on the Debian 12 disk
+//                  (the ones that do were measured on Debian 13).
 //
 // Prints a report: kernel, VMM (and why it was chosen), machine/accel, each check PASS/FAIL
 // with its duration, the builder phase timings. Exit status 0 if every check passed, 1 if any
@@ -41,7 +43,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "harness/build_command.h"
 #include "harness/builder_scenarios.h"
+#include "harness/builder_spec.h"
 #include "images/tool/image_disk.h"
 #include "publish/http.h"
 #include "publish/pull.h"
@@ -89,8 +93,12 @@ ABSL_FLAG(std::string, accel, "auto",
           "QEMU accel: auto (KVM only where vmx/svm, /dev/kvm and a probe boot work), kvm or tcg");
 ABSL_FLAG(std::string, scenarios, "", "comma-separated cgroup scenario names (default: all)");
 ABSL_FLAG(std::string, builder_groups, "",
-          "comma-separated builder suite VMs to run: agent-vsock and builder group names such "
-          "as builder-reference (default: all; e.g. a reduced publish gate in a test)");
+          "comma-separated builder suite VMs to run: agent-vsock, scenario folder names such as "
+          "reference, or the C++ group builder-reference (default: agent-vsock and every "
+          "folder; e.g. a reduced publish gate in a test)");
+ABSL_FLAG(std::string, scenario_dir, "harness/scenarios/builder",
+          "the builder scenario folders (each <name>/Dockerfile + spec.json) the builder suite "
+          "runs");
 ABSL_FLAG(std::string, log_dir, "",
           "where VM work dirs and serial logs go (default: $TEST_UNDECLARED_OUTPUTS_DIR, else "
           "a new /tmp/kiln-verify-XXXXXX)");
@@ -219,6 +227,9 @@ int Main() {
        absl::StrSplit(absl::GetFlag(FLAGS_builder_groups), ',', absl::SkipEmpty())) {
     bool known = g == "agent-vsock";
     for (const BuilderGroup& b : BuilderGroups()) known = known || b.name == g;
+    struct stat st;
+    known = known || stat(absl::StrCat(absl::GetFlag(FLAGS_scenario_dir), "/", g, "/spec.json")
+                              .c_str(), &st) == 0;
     if (!known) {
       std::cerr << "verify: --builder_groups: unknown builder group \"" << g << "\"\n";
       return 2;
@@ -398,6 +409,14 @@ int Main() {
 
   // --- the builder suite ---
   std::vector<BuilderGroupOutcome> groups;
+  // FolderResult: one scenario folder's run, as the report prints it.
+  struct FolderResult {
+    std::string name, title, observed, skipped;
+    std::vector<std::string> failures;
+    int64_t ms = 0;
+  };
+  std::vector<FolderResult> folders;
+  std::string folder_setup_error;
   std::optional<ScenarioOutcome> vsock;
   if (run_builder) {
     VmFactory factory(*vmm->vmm, dir + "/builder-vms", dir + "/logs");
@@ -417,8 +436,8 @@ int Main() {
     }
     std::vector<BuilderGroup> all;
     for (const BuilderGroup& g : BuilderGroups()) {
-      // The matrix groups (their own builder_mode) are measured on the Debian 13 disk.
-      if ((debian13 || g.builder_mode.empty()) && group_selected(g.name)) all.push_back(g);
+      // The C++ group (the folder "reference" is its twin): only when named.
+      if (only_groups.count(g.name) > 0) all.push_back(g);
     }
     for (size_t i = 0; i < all.size(); ++i) {
       std::cerr << absl::StrFormat("verify: builder [%d/%d] booting builder VM %s ...\n", i + 1,
@@ -426,6 +445,49 @@ int Main() {
       groups.push_back(RunBuilderGroup(factory, all[i], builder_in));
       std::cerr << absl::StrFormat("verify: builder [%d/%d] %s %s\n", i + 1, all.size(),
                                    all[i].name, groups.back().AllPassed() ? "passed" : "FAILED");
+    }
+    // Every scenario folder, one builder VM each (none for a scenario refused before boot).
+    absl::StatusOr<std::vector<std::string>> dirs =
+        ListScenarioDirs(absl::GetFlag(FLAGS_scenario_dir));
+    if (!dirs.ok()) {
+      folder_setup_error = std::string(dirs.status().message());
+      dirs = std::vector<std::string>{};
+    }
+    for (size_t i = 0; i < dirs->size(); ++i) {
+      FolderResult f;
+      f.name = (*dirs)[i].substr((*dirs)[i].rfind('/') + 1);
+      if (!group_selected(f.name)) continue;
+      const absl::Time t0 = absl::Now();
+      absl::StatusOr<ScenarioSpec> spec = LoadScenario((*dirs)[i]);
+      absl::StatusOr<ScenarioSecrets> secrets =
+          spec.ok() ? MakeScenarioSecrets(*spec) : absl::StatusOr<ScenarioSecrets>(spec.status());
+      if (!secrets.ok()) {
+        f.failures = {std::string(secrets.status().message())};
+        folders.push_back(std::move(f));
+        continue;
+      }
+      f.title = spec->title;
+      if (spec->builder_mode_set && !debian13) {
+        f.skipped = "pins a builder mode measured on the Debian 13 builder";
+        folders.push_back(std::move(f));
+        continue;
+      }
+      if (!spec->builder_mode_set) spec->builder_mode = builder_in.vm.builder_mode;
+      std::cerr << absl::StrFormat("verify: builder scenario [%d/%d] %s ...\n", i + 1,
+                                   dirs->size(), f.name);
+      BuildRunOptions run;
+      run.artifacts = builder_in.artifacts;
+      run.vm = builder_in.vm;
+      run.work_dir = absl::StrCat(builder_in.work_dir, "/scenario-", f.name);
+      const ScenarioObservation o =
+          RunBuilderScenario(factory, *spec, *secrets, run, builder_in.busybox_image);
+      f.failures = CheckScenario(*spec, *secrets, o);
+      f.observed = absl::StrCat(o.result, ", exit ", o.exit_code,
+                                o.leaks.empty() ? "" : absl::StrCat(", ", o.leaks.size(), " leak finding(s)"));
+      f.ms = absl::ToInt64Milliseconds(absl::Now() - t0);
+      std::cerr << absl::StrFormat("verify: builder scenario [%d/%d] %s %s\n", i + 1,
+                                   dirs->size(), f.name, f.failures.empty() ? "passed" : "FAILED");
+      folders.push_back(std::move(f));
     }
     factory.KillAll();
   }
@@ -490,10 +552,25 @@ int Main() {
       }
     }
   }
-  if (run_builder && debian13 && only_groups.empty()) {
-    std::cout << "\n  builder matrix (Debian 13: dockerd 26.1, BuildKit 0.13, runc 1.1.15; one VM "
-                 "per row, expected outcomes in harness/builder_scenarios.cc BuilderMatrix)\n"
-              << FormatBuilderMatrix(MatrixResults(groups));
+  if (run_builder) {
+    std::cout << "\n  builder scenario folders (" << absl::GetFlag(FLAGS_scenario_dir)
+              << "; one builder VM each, none for a refusal before boot)\n";
+    if (!folder_setup_error.empty()) {
+      ++checks;
+      ++failed;
+      std::cout << "  FAIL  scenario folders: " << folder_setup_error << "\n";
+    }
+    for (const FolderResult& f : folders) {
+      if (!f.skipped.empty()) {
+        std::cout << absl::StrFormat("  SKIP  %-34s %s\n", f.name, f.skipped);
+        continue;
+      }
+      ++checks;
+      if (!f.failures.empty()) ++failed;
+      std::cout << absl::StrFormat("  %-4s  %-34s %7d ms  %s\n", f.failures.empty() ? "PASS" : "FAIL",
+                                   f.name, f.ms, f.failures.empty() ? f.observed : f.title);
+      for (const std::string& why : f.failures) std::cout << "        | " << why << "\n";
+    }
   }
   std::cout << absl::StrFormat("\n%d checks: %d passed, %d failed\n", checks, checks - failed,
                                failed);
