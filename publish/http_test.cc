@@ -141,6 +141,26 @@ TEST(CurlTransportTest, StallAfterHeadersIsDeadlineExceeded) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
 }
 
+// TransportOptions::timeout bounds the whole request, even one whose bytes trickle in.
+TEST(CurlTransportTest, TotalTimeoutIsDeadlineExceeded) {
+  CannedServer server("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{", /*hold=*/true);
+  CurlTransport http({.stall_timeout_ms = 0, .timeout = absl::Milliseconds(300)});
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_THAT(http.Do({.method = "GET", .url = server.Url()}),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("timeout 300ms")));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+}
+
+// Over a unix socket (Cloud Hypervisor's API): a missing socket is Unavailable, naming it.
+TEST(CurlTransportTest, MissingUnixSocketIsUnavailableAndNamed) {
+  CurlTransport http({.unix_socket_path = "/nonexistent/kiln-api.sock",
+                      .timeout = absl::Seconds(2)});
+  EXPECT_THAT(http.Do({.method = "GET", .url = "http://localhost/api/v1/vmm.ping"}),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("GET http://localhost/api/v1/vmm.ping on "
+                                 "/nonexistent/kiln-api.sock")));
+}
+
 TEST(CurlTransportTest, OversizedHeadersAreResourceExhausted) {
   std::string headers = "HTTP/1.1 200 OK\r\n";
   while (headers.size() < static_cast<size_t>(kMaxResponseHeaderBytes) + 1000)
