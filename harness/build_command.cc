@@ -27,6 +27,8 @@
 #include "absl/time/clock.h"
 #include "agent/runner/context_tar.h"
 #include "agent/runner/spec.h"
+#include "agent/ustar.h"
+#include "harness/dockerignore.h"
 #include "harness/leak_scan.h"
 #include "agent/process/process.h"
 #include "images/oci/image.h"
@@ -41,8 +43,8 @@ const char kBuildExitCodesHelp[] =
     "  0  built, and the leak scan found no secret (\"clean\")\n"
     "  1  the build failed (a step failed, or the builder refused the job before BuildKit ran)\n"
     "  2  usage or input error: nothing was booted (missing context or Dockerfile, unreadable\n"
-    "     or oversized secret, duplicate secret id, context path escaping the context, FROM of\n"
-    "     an image that was not preloaded, ...)\n"
+    "     or oversized secret, duplicate secret id, bad .dockerignore pattern, context path\n"
+    "     escaping the context, FROM of an image that was not preloaded, bad --warm, ...)\n"
     "  3  built (or failed) but a secret was found in the image (layer entry, config, history)\n"
     "     or in a log the host received\n"
     "  4  the VM or VMM failed (after the one retry of a stuck guest)\n";
@@ -407,17 +409,18 @@ absl::StatusOr<std::vector<std::string>> ArchiveImageRefs(const std::string& pat
   return refs;
 }
 
-absl::Status CheckContextTree(const std::string& dir) {
-  struct stat st;
-  if (stat(dir.c_str(), &st) != 0) return PosixError(errno, "context", dir);
-  if (!S_ISDIR(st.st_mode)) {
-    return absl::FailedPreconditionError(absl::StrCat("context ", dir, " is not a directory"));
-  }
-  std::map<std::string, std::string> links;  // relative path -> target
-  std::vector<std::string> todo = {""};
-  while (!todo.empty()) {
-    const std::string rel = todo.back();
-    todo.pop_back();
+namespace {
+
+// ContextWalk: ListContext's recursive walk over one directory.
+struct ContextWalk {
+  const std::string& dir;
+  const Dockerignore& ignore;
+  const std::set<std::string>& keep;  // always sent
+  std::map<std::string, std::string>* links;  // sent symlinks: relative path -> target
+
+  // Walk(rel, out, excluded): appends what is sent below `rel` ("" = the root).
+  absl::Status Walk(const std::string& rel, std::vector<ContextListing::Entry>* out,
+                    int* excluded) {
     const std::string path = rel.empty() ? dir : absl::StrCat(dir, "/", rel);
     DIR* d = opendir(path.c_str());
     if (d == nullptr) return PosixError(errno, "read context directory", path);
@@ -426,25 +429,97 @@ absl::Status CheckContextTree(const std::string& dir) {
       if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) names.push_back(e->d_name);
     }
     closedir(d);
+    std::sort(names.begin(), names.end());
     for (const std::string& n : names) {
       const std::string r = rel.empty() ? n : absl::StrCat(rel, "/", n);
       const std::string full = absl::StrCat(dir, "/", r);
+      const bool kept = keep.count(r) != 0;
+      const bool is_excluded = !kept && ignore.Excluded(r);
       struct stat est;
-      if (lstat(full.c_str(), &est) != 0) return PosixError(errno, "stat", full);
+      if (lstat(full.c_str(), &est) != 0) {
+        if (is_excluded) {
+          ++*excluded;
+          continue;
+        }
+        return PosixError(errno, "stat", full);
+      }
+      if (is_excluded) {
+        // An excluded directory is still looked into when an exception or a kept file may
+        // re-include something below it (BuildKit does the same); else it is skipped whole.
+        bool look_inside = S_ISDIR(est.st_mode) && ignore.HasExceptions();
+        for (const std::string& k : keep) look_inside = look_inside || absl::StartsWith(k, r + "/");
+        if (!S_ISDIR(est.st_mode) || !look_inside) {
+          ++*excluded;
+          continue;
+        }
+        std::vector<ContextListing::Entry> below;
+        int below_excluded = 0;
+        absl::Status s = Walk(r, &below, &below_excluded);
+        if (!s.ok() || below.empty()) {  // nothing below is sent: the directory counts once
+          ++*excluded;
+          continue;
+        }
+        out->push_back({r, ContextListing::Entry::Kind::kDir});
+        out->insert(out->end(), below.begin(), below.end());
+        *excluded += below_excluded;
+        continue;
+      }
+      if (r.size() > 99) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "context entry name too long (", r.size(), " bytes; the context tar holds 99): ", r,
+            " (leave it out with .dockerignore)"));
+      }
       if (S_ISDIR(est.st_mode)) {
-        todo.push_back(r);
+        out->push_back({r, ContextListing::Entry::Kind::kDir});
+        RETURN_IF_ERROR(Walk(r, out, excluded));
       } else if (S_ISLNK(est.st_mode)) {
         char buf[PATH_MAX];
         const ssize_t len = readlink(full.c_str(), buf, sizeof(buf) - 1);
         if (len < 0) return PosixError(errno, "readlink", full);
-        links[r] = std::string(buf, static_cast<size_t>(len));
-      } else if (!S_ISREG(est.st_mode)) {
+        (*links)[r] = std::string(buf, static_cast<size_t>(len));
+        out->push_back({r, ContextListing::Entry::Kind::kSymlink});
+      } else if (S_ISREG(est.st_mode)) {
+        out->push_back({r, ContextListing::Entry::Kind::kFile});
+      } else {
         return absl::InvalidArgumentError(absl::StrCat(
             "context entry ", r, " is not a file, directory or symlink (a device, FIFO or "
-            "socket cannot be sent)"));
+            "socket cannot be sent; leave it out with .dockerignore)"));
       }
     }
+    return absl::OkStatus();
   }
+};
+
+}  // namespace
+
+absl::StatusOr<ContextListing> ListContext(const std::string& dir,
+                                           const std::string& dockerfile_path) {
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0) return PosixError(errno, "context", dir);
+  if (!S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat("context ", dir, " is not a directory"));
+  }
+  ContextListing listing;
+  Dockerignore ignore;
+  const std::string ignore_path = absl::StrCat(dir, "/.dockerignore");
+  if (lstat(ignore_path.c_str(), &st) == 0) {
+    listing.has_dockerignore = true;
+    ASSIGN_OR_RETURN(std::string text, ReadSmallFile(ignore_path, 1 << 20, ".dockerignore"));
+    absl::StatusOr<Dockerignore> parsed = ParseDockerignore(text);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(  // "CONTEXT/.dockerignore line N: ..."
+          absl::StrCat(ignore_path, absl::StripPrefix(parsed.status().message(), ".dockerignore")));
+    }
+    ignore = *std::move(parsed);
+    listing.patterns = static_cast<int>(ignore.patterns().size());
+  }
+  std::set<std::string> keep = {".dockerignore"};
+  const std::string root = absl::StrCat(absl::StripSuffix(Absolute(dir), "/"), "/");
+  const std::string df = dockerfile_path.empty() ? "" : Absolute(dockerfile_path);
+  if (absl::StartsWith(df, root)) keep.insert(CleanSlashPath(df.substr(root.size())));
+  std::map<std::string, std::string> links;
+  ContextWalk walk{dir, ignore, keep, &links};
+  RETURN_IF_ERROR(walk.Walk("", &listing.entries, &listing.excluded));
   for (const auto& [path, target] : links) {
     if (absl::StartsWith(target, "/")) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -459,6 +534,46 @@ absl::Status CheckContextTree(const std::string& dir) {
                                                      resolved.status().message()));
     }
   }
+  return listing;
+}
+
+absl::StatusOr<uint64_t> WriteContextTar(const std::string& dir, const ContextListing& listing,
+                                         const std::string& out_path) {
+  agent::UstarWriter w;
+  RETURN_IF_ERROR(w.Open(out_path));
+  for (const ContextListing::Entry& e : listing.entries) {
+    const std::string full = absl::StrCat(dir, "/", e.path);
+    switch (e.kind) {
+      case ContextListing::Entry::Kind::kDir:
+        RETURN_IF_ERROR(w.Dir(e.path + "/"));
+        break;
+      case ContextListing::Entry::Kind::kSymlink: {
+        char buf[PATH_MAX];
+        const ssize_t n = readlink(full.c_str(), buf, sizeof(buf) - 1);
+        if (n < 0) return PosixError(errno, "readlink", full);
+        RETURN_IF_ERROR(w.Symlink(e.path, std::string(buf, static_cast<size_t>(n))));
+        break;
+      }
+      case ContextListing::Entry::Kind::kFile: {
+        struct stat st;
+        if (lstat(full.c_str(), &st) != 0) return PosixError(errno, "stat", full);
+        RETURN_IF_ERROR(w.File(e.path, full, st.st_size));
+        break;
+      }
+    }
+  }
+  RETURN_IF_ERROR(w.Finish());
+  struct stat st;
+  if (stat(out_path.c_str(), &st) != 0) return PosixError(errno, "stat", out_path);
+  return static_cast<uint64_t>(st.st_size);
+}
+
+absl::Status ApplyWarmFlags(absl::string_view warm, const std::string& snapshot_dir,
+                            BuilderVmOptions* vm) {
+  absl::StatusOr<WarmMode> mode = ParseWarmMode(warm);
+  if (!mode.ok()) return absl::InvalidArgumentError(absl::StrCat("--warm: ", mode.status().message()));
+  vm->warm = *mode;
+  vm->snapshot_dir = snapshot_dir;
   return absl::OkStatus();
 }
 
@@ -524,11 +639,12 @@ absl::StatusOr<PreparedBuild> PrepareBuild(const BuildCommand& cmd, const EnvLoo
       return absl::NotFoundError(absl::StrCat("context ", cmd.context, ": ", std::strerror(errno)));
     }
   }
-  RETURN_IF_ERROR(CheckContextTree(cmd.context));
   p.context_dir = Absolute(cmd.context);
-  // 2. The Dockerfile.
   p.dockerfile_path = cmd.dockerfile.empty() ? absl::StrCat(p.context_dir, "/Dockerfile")
                                              : cmd.dockerfile;
+  // What is sent (after .dockerignore), and only that, is checked.
+  ASSIGN_OR_RETURN(p.context, ListContext(p.context_dir, p.dockerfile_path));
+  // 2. The Dockerfile.
   {
     struct stat st;
     if (stat(p.dockerfile_path.c_str(), &st) != 0) {
@@ -682,11 +798,17 @@ BuildOutcome RunPreparedBuild(VmFactory& factory, const PreparedBuild& p,
                   absl::InternalError(absl::StrCat("mkdir -p ", options.work_dir, ": ", ec.message())));
     }
   }
-  // The context as a tar (the host's own files; symlinks kept, as docker sends them).
+  // The context as a tar: what ListContext listed (.dockerignore applied; symlinks kept, as
+  // docker sends them).
   const std::string context_tar = options.work_dir + "/context.tar";
-  absl::StatusOr<uint64_t> ctx_bytes = WriteDirectoryTar(p.context_dir, context_tar);
+  absl::StatusOr<uint64_t> ctx_bytes = WriteContextTar(p.context_dir, p.context, context_tar);
   if (!ctx_bytes.ok()) return fail(kBuildExitUsage, "input-error", ctx_bytes.status());
-  progress(absl::StrCat("context ", p.context_dir, ": ", *ctx_bytes, " bytes (tar)"));
+  progress(absl::StrCat("context ", p.context_dir, ": ", *ctx_bytes, " bytes (tar), ",
+                        p.context.entries.size(), " entries"));
+  if (p.context.has_dockerignore) {
+    progress(absl::StrCat(".dockerignore: ", p.context.patterns, " patterns, ",
+                          p.context.excluded, " entries excluded (not sent)"));
+  }
   BuildRequest job;
   job.job_id = "build";
   job.context_tar = context_tar;

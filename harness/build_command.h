@@ -14,7 +14,7 @@
 //   2. PrepareBuild: everything the host can check before a VM boots, reading the context,
 //      the Dockerfile, the secret files/variables and the preload archives: a missing context
 //      or Dockerfile, an unreadable secret file, a secret over BuildKit's 500 KiB limit, a
-//      duplicate secret id, a context symlink that escapes the context (or is absolute: the
+//      duplicate secret id, a bad .dockerignore pattern, a sent context symlink that escapes the context (or is absolute: the
 //      builder refuses those), a `# syntax=` line, a secret the Dockerfile needs but the
 //      command does not send (no `required=false`), and a FROM of an image that no --preload
 //      archive holds (the guest has no network). Each is InvalidArgument / NotFound /
@@ -147,11 +147,44 @@ absl::Status CheckBasesPreloaded(const agent::runner::DockerfileInfo& info,
 // DataLoss for an unreadable tar or JSON.
 absl::StatusOr<std::vector<std::string>> ArchiveImageRefs(const std::string& path);
 
-// CheckContextTree(dir): walks the context: OK, or InvalidArgument naming the first symlink
-// whose target is absolute or resolves outside `dir` (agent/runner/context_tar.h refuses both
-// in the guest), or the first entry that is not a file, directory or symlink. NotFound /
-// FailedPrecondition (not a directory) for `dir` itself.
-absl::Status CheckContextTree(const std::string& dir);
+// ContextListing: what of a context directory is sent to the builder (ListContext).
+struct ContextListing {
+  struct Entry {
+    std::string path;  // relative to the context, `/` separated, e.g. "src/main.go"
+    enum class Kind { kFile, kDir, kSymlink } kind = Kind::kFile;
+  };
+  std::vector<Entry> entries;  // sorted per directory, each directory before what it holds
+  bool has_dockerignore = false;
+  int patterns = 0;  // patterns in .dockerignore
+  // excluded: entries .dockerignore left out, counted where the walk stopped (an excluded
+  // directory whose contents are all left out counts once).
+  int excluded = 0;
+};
+
+// ListContext(dir, dockerfile_path): walks the context directory `dir` as BuildKit sends it:
+// CONTEXT/.dockerignore (harness/dockerignore.h; docker's rules) leaves paths out; the
+// .dockerignore itself and the Dockerfile (`dockerfile_path`, when it lies inside `dir`) are
+// always sent, as BuildKit sends the frontend's files. Only what is sent is checked: OK, or
+// InvalidArgument naming the first sent symlink whose target is absolute or resolves outside
+// `dir` (agent/runner/context_tar.h refuses both in the guest), the first sent entry that is
+// not a file, directory or symlink, a sent name over 99 bytes (ustar), or a bad .dockerignore
+// pattern (".dockerignore line N: ..."). NotFound / FailedPrecondition (not a directory) for
+// `dir` itself; errno-derived codes for unreadable entries that would be sent.
+absl::StatusOr<ContextListing> ListContext(const std::string& dir,
+                                           const std::string& dockerfile_path);
+
+// WriteContextTar(dir, listing, out_path): the deterministic ustar of exactly listing's entries
+// (mtime 0, root-owned, symlinks kept as docker sends them), the context the builder receives.
+// Returns the bytes written; errno-derived codes for file errors, DataLoss for a file that
+// shrank while being read.
+absl::StatusOr<uint64_t> WriteContextTar(const std::string& dir, const ContextListing& listing,
+                                         const std::string& out_path);
+
+// ApplyWarmFlags(warm, snapshot_dir, vm): --warm=auto|on|off and --snapshot_dir as
+// //harness:verify passes them: vm->warm (harness/builder_client.h WarmMode) and
+// vm->snapshot_dir. InvalidArgument naming the value for another mode.
+absl::Status ApplyWarmFlags(absl::string_view warm, const std::string& snapshot_dir,
+                            BuilderVmOptions* vm);
 
 // SplitArgv: the command line with the repeatable docker-style flags taken out.
 struct SplitArgv {
@@ -210,6 +243,7 @@ struct PreparedBuild {
   std::map<std::string, std::string> secrets;  // id -> value (memory only)
   std::vector<std::string> env_vars_used;      // variables secrets came from: unset them
   std::vector<PreloadInput> preload;
+  ContextListing context;  // ListContext: what RunPreparedBuild tars and sends
   // unsent_secret_ids: ids the job names without sending a value (the builder must refuse it:
   // the scenario test of that refusal; empty for the command).
   std::vector<std::string> unsent_secret_ids;

@@ -9,6 +9,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -392,6 +393,101 @@ TEST_F(PrepareBuildTest, OciLayoutDirectoryPreload) {
   ASSERT_OK_AND_ASSIGN(PreparedBuild p, PrepareBuild(c, FakeEnv({})));
   EXPECT_TRUE(p.preload[0].is_directory);
   EXPECT_THAT(p.preload[0].refs, ElementsAre("docker.io/library/kiln-busybox:1"));
+}
+
+// .dockerignore (harness/dockerignore.h) where the context tar is made: an excluded file is
+// never in the tar the builder receives; the Dockerfile and .dockerignore always are.
+std::vector<std::string> TarNames(const std::string& tar) {
+  std::vector<std::string> names;
+  FILE* f = popen(("tar -tf " + tar).c_str(), "r");
+  if (f == nullptr) return names;
+  char line[4096];
+  while (fgets(line, sizeof(line), f) != nullptr) {
+    std::string n = line;
+    while (!n.empty() && n.back() == '\n') n.pop_back();
+    names.push_back(n);
+  }
+  pclose(f);
+  return names;
+}
+
+TEST_F(PrepareBuildTest, DockerignoreExcludedSecretsNeverReachTheContextTar) {
+  Write(ctx_ + "/.env", "API_KEY=dotenv-secret-value-4242\n");
+  ASSERT_EQ(mkdir((ctx_ + "/secrets").c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((ctx_ + "/secrets/db").c_str(), 0755), 0);
+  Write(ctx_ + "/secrets/db/password", "dir-secret-value-777\n");
+  Write(ctx_ + "/NOTES.md", "notes\n");
+  Write(ctx_ + "/README.md", "readme\n");
+  ASSERT_EQ(mkdir((ctx_ + "/vendor").c_str(), 0755), 0);
+  Write(ctx_ + "/vendor/keep.txt", "kept\n");
+  Write(ctx_ + "/vendor/other.txt", "other\n");
+  // Excluded, so not checked: an escaping link and a FIFO the builder would refuse.
+  ASSERT_EQ(mkdir((ctx_ + "/tmp").c_str(), 0755), 0);
+  ASSERT_EQ(symlink("/etc/passwd", (ctx_ + "/tmp/abs").c_str()), 0);
+  ASSERT_EQ(mkfifo((ctx_ + "/tmp/fifo").c_str(), 0644), 0);
+  Write(ctx_ + "/.dockerignore",
+        "# secrets stay home\n.env\n/secrets/\n*.md\n!README*.md\ntmp\nvendor\n"
+        "!vendor/keep.txt\nDockerfile\n.dockerignore\n");
+  ASSERT_OK_AND_ASSIGN(PreparedBuild p, PrepareBuild(Good(), FakeEnv({})));
+  std::vector<std::string> listed;
+  for (const ContextListing::Entry& e : p.context.entries) listed.push_back(e.path);
+  EXPECT_THAT(listed, ElementsAre(".dockerignore", "Dockerfile", "README.md", "app.txt",
+                                  "vendor", "vendor/keep.txt"));
+  EXPECT_TRUE(p.context.has_dockerignore);
+  EXPECT_EQ(p.context.patterns, 9);
+  // .env, NOTES.md, secrets, tmp, vendor/other.txt
+  EXPECT_EQ(p.context.excluded, 5);
+  const std::string tar = root_ + "/context.tar";
+  ASSERT_OK_AND_ASSIGN(uint64_t bytes, WriteContextTar(p.context_dir, p.context, tar));
+  EXPECT_GT(bytes, 0u);
+  EXPECT_THAT(TarNames(tar), ElementsAre(".dockerignore", "Dockerfile", "README.md", "app.txt",
+                                         "vendor/", "vendor/keep.txt"));
+  std::ifstream in(tar, std::ios::binary);
+  const std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(raw.find("dotenv-secret-value-4242"), std::string::npos);
+  EXPECT_EQ(raw.find("dir-secret-value-777"), std::string::npos);
+  EXPECT_NE(raw.find("readme\n"), std::string::npos);
+  // Without the .dockerignore everything is sent, so the FIFO is refused again.
+  unlink((ctx_ + "/.dockerignore").c_str());
+  EXPECT_THAT(PrepareBuild(Good(), FakeEnv({})),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context entry tmp/fifo")));
+}
+
+TEST_F(PrepareBuildTest, DockerfileInAnExcludedDirectoryIsStillSent) {
+  ASSERT_EQ(mkdir((ctx_ + "/build").c_str(), 0755), 0);
+  Write(ctx_ + "/build/Dockerfile", "FROM kiln-busybox:1\n");
+  Write(ctx_ + "/build/cache.bin", "x");
+  Write(ctx_ + "/.dockerignore", "build\n**/*.txt\n");
+  BuildCommand c = Good();
+  c.secrets.clear();
+  c.dockerfile = ctx_ + "/build/Dockerfile";
+  ASSERT_OK_AND_ASSIGN(PreparedBuild p, PrepareBuild(c, FakeEnv({})));
+  std::vector<std::string> listed;
+  for (const ContextListing::Entry& e : p.context.entries) listed.push_back(e.path);
+  EXPECT_THAT(listed, ElementsAre(".dockerignore", "Dockerfile", "build", "build/Dockerfile"));
+  EXPECT_EQ(p.context.excluded, 2);  // app.txt, build/cache.bin
+}
+
+TEST_F(PrepareBuildTest, BadDockerignorePatternIsRefusedNamingTheLine) {
+  Write(ctx_ + "/.dockerignore", "# ok\n[\n");
+  EXPECT_THAT(PrepareBuild(Good(), FakeEnv({})),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("/.dockerignore line 2: bad pattern \"[\": unclosed '['")));
+}
+
+TEST(ApplyWarmFlagsTest, WarmModeAndSnapshotDirReachTheVmOptions) {
+  BuilderVmOptions vm;
+  EXPECT_EQ(vm.warm, WarmMode::kOff);  // //harness:build's default is verify's: off
+  ASSERT_THAT(ApplyWarmFlags("auto", "/var/tmp/snaps", &vm), IsOk());
+  EXPECT_EQ(vm.warm, WarmMode::kAuto);
+  EXPECT_EQ(vm.snapshot_dir, "/var/tmp/snaps");
+  ASSERT_THAT(ApplyWarmFlags("on", "", &vm), IsOk());
+  EXPECT_EQ(vm.warm, WarmMode::kOn);
+  EXPECT_EQ(vm.snapshot_dir, "");
+  ASSERT_THAT(ApplyWarmFlags("off", "", &vm), IsOk());
+  EXPECT_EQ(vm.warm, WarmMode::kOff);
+  EXPECT_THAT(ApplyWarmFlags("hot", "", &vm),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--warm")));
 }
 
 }  // namespace

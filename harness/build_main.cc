@@ -48,6 +48,13 @@ ABSL_FLAG(std::string, accel, "auto", "QEMU accel: auto, kvm or tcg");
 ABSL_FLAG(int, memory, 1024, "guest memory, MiB");
 ABSL_FLAG(int, vcpus, 2, "guest vCPUs");
 ABSL_FLAG(std::string, builder_mode, "rootless", "the daemon: rootless (production's) or rootful");
+ABSL_FLAG(std::string, warm, "off",
+          "the builder VM from a warm snapshot (QEMU), as //harness:verify --warm: off (boot "
+          "it), auto (restore it from the snapshot of this builder config, made on first use; "
+          "cold on a VMM without snapshots) or on (the same; an error on such a VMM); a failed "
+          "restore boots cold and says so");
+ABSL_FLAG(std::string, snapshot_dir, "",
+          "warm snapshot cache (default: $KILN_SNAPSHOT_DIR, else /var/lib/kiln/snapshots)");
 ABSL_FLAG(bool, keep_failed_builders, false,
           "keep the builder VM running when the build fails, for `kilnctl builders`");
 ABSL_FLAG(absl::Duration, keep_ttl, absl::Minutes(30), "time to live of a kept builder");
@@ -149,6 +156,13 @@ int Main(const SplitArgv& split, const std::vector<char*>& positional) {
   run.vm.keep.ttl = absl::GetFlag(FLAGS_keep_ttl);
   run.vm.keep.state_dir =
       absl::GetFlag(FLAGS_state_dir).empty() ? "" : user_path(absl::GetFlag(FLAGS_state_dir));
+  if (absl::Status s = ApplyWarmFlags(
+          absl::GetFlag(FLAGS_warm),
+          absl::GetFlag(FLAGS_snapshot_dir).empty() ? "" : user_path(absl::GetFlag(FLAGS_snapshot_dir)),
+          &run.vm);
+      !s.ok()) {
+    return Usage(std::string(s.message()));
+  }
   if (run.vm.vcpus < 1 || run.vm.memory_mib < 256) {
     return Usage("--vcpus must be >= 1 and --memory >= 256 (MiB)");
   }
@@ -212,7 +226,10 @@ int main(int argc, char** argv) {
       "  bazel run //harness:build -- [flags] CONTEXT\n"
       "  e.g. --secret id=tok,src=FILE --preload base.tar -t app:1 --output type=oci,dest=app.tar\n"
       "Bad input is refused before a VM boots. Flags as docker buildx build where they mean\n"
-      "the same (-f, --secret, --build-arg, --target, -t, --output, --no-cache).\n",
+      "the same (-f, --secret, --build-arg, --target, -t, --output, --no-cache).\n"
+      "CONTEXT/.dockerignore is honoured as docker does (excluded files are never sent; the\n"
+      "Dockerfile and .dockerignore always are). --warm=auto|on restores the builder from a\n"
+      "warm snapshot (--snapshot_dir), as verify --warm does.\n",
       kiln::harness::kBuildExitCodesHelp));
   std::vector<std::string> args(argv, argv + argc);
   absl::StatusOr<kiln::harness::SplitArgv> split = kiln::harness::SplitBuildArgv(args);
