@@ -475,6 +475,18 @@ TEST_F(PrepareBuildTest, BadDockerignorePatternIsRefusedNamingTheLine) {
                        HasSubstr("/.dockerignore line 2: bad pattern \"[\": unclosed '['")));
 }
 
+TEST_F(PrepareBuildTest, LongNameIsRefusedUnlessExcluded) {
+  ASSERT_EQ(mkdir((ctx_ + "/cache").c_str(), 0755), 0);
+  const std::string name = "cache/" + std::string(120, 'n');
+  Write(ctx_ + "/" + name, "x");
+  EXPECT_THAT(PrepareBuild(Good(), FakeEnv({})),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("context entry name too long (126 bytes")));
+  Write(ctx_ + "/.dockerignore", "cache/\n");
+  ASSERT_OK_AND_ASSIGN(PreparedBuild p, PrepareBuild(Good(), FakeEnv({})));
+  EXPECT_EQ(p.context.excluded, 1);
+}
+
 TEST(ApplyWarmFlagsTest, WarmModeAndSnapshotDirReachTheVmOptions) {
   BuilderVmOptions vm;
   EXPECT_EQ(vm.warm, WarmMode::kOff);  // //harness:build's default is verify's: off

@@ -218,6 +218,22 @@ absl::StatusOr<Dockerignore> ParseDockerignore(absl::string_view text) {
   return Dockerignore(std::move(out));
 }
 
+struct Dockerignore::Compiled {
+  std::vector<std::vector<Token>> tokens;  // per pattern
+  std::vector<bool> ok;                    // false: malformed, matches nothing
+};
+
+Dockerignore::Dockerignore(std::vector<DockerignorePattern> patterns)
+    : patterns_(std::move(patterns)) {
+  auto c = std::make_shared<Compiled>();
+  for (const DockerignorePattern& p : patterns_) {
+    absl::StatusOr<std::vector<Token>> t = Compile(p.pattern);
+    c->ok.push_back(t.ok());
+    c->tokens.push_back(t.ok() ? *std::move(t) : std::vector<Token>{});
+  }
+  compiled_ = std::move(c);
+}
+
 bool Dockerignore::HasExceptions() const {
   for (const DockerignorePattern& p : patterns_) {
     if (p.exception) return true;
@@ -226,26 +242,21 @@ bool Dockerignore::HasExceptions() const {
 }
 
 bool Dockerignore::Excluded(absl::string_view path) const {
+  if (patterns_.empty()) return false;
   const std::string file = CleanSlashPath(path);
-  const size_t slash = file.rfind('/');
-  std::vector<std::string> parents;  // "a", "a/b" for "a/b/c"
-  if (slash != std::string::npos) {
-    size_t at = 0;
-    while ((at = file.find('/', at)) != std::string::npos && at <= slash) {
-      parents.push_back(file.substr(0, at));
-      ++at;
-    }
+  // The parent directories as prefixes of `file`: "a", "a/b" for "a/b/c".
+  std::vector<absl::string_view> parents;
+  for (size_t at = file.find('/'); at != std::string::npos; at = file.find('/', at + 1)) {
+    parents.push_back(absl::string_view(file).substr(0, at));
   }
-  auto matches = [](const std::string& pattern, absl::string_view p) {
-    absl::StatusOr<bool> m = MatchDockerignorePattern(pattern, p);
-    return m.ok() && *m;  // patterns were checked by ParseDockerignore
-  };
   bool excluded = false;
-  for (const DockerignorePattern& p : patterns_) {
-    if (p.exception != excluded) continue;  // it could not change the answer
-    bool m = matches(p.pattern, file);
-    for (size_t i = 0; !m && i < parents.size(); ++i) m = matches(p.pattern, parents[i]);
-    if (m) excluded = !p.exception;
+  for (size_t i = 0; i < patterns_.size(); ++i) {
+    if (patterns_[i].exception != excluded) continue;  // it could not change the answer
+    if (!compiled_->ok[i]) continue;
+    const std::vector<Token>& tokens = compiled_->tokens[i];
+    bool m = Matcher(tokens, file).Match(0, 0);
+    for (size_t j = 0; !m && j < parents.size(); ++j) m = Matcher(tokens, parents[j]).Match(0, 0);
+    if (m) excluded = !patterns_[i].exception;
   }
   return excluded;
 }

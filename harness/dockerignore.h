@@ -31,7 +31,9 @@
 #ifndef KILN_HARNESS_DOCKERIGNORE_H_
 #define KILN_HARNESS_DOCKERIGNORE_H_
 
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -49,8 +51,9 @@ struct DockerignorePattern {
 class Dockerignore {
  public:
   Dockerignore() = default;
-  explicit Dockerignore(std::vector<DockerignorePattern> patterns)
-      : patterns_(std::move(patterns)) {}
+  // Compiles each pattern once (a malformed one, which ParseDockerignore refuses, matches
+  // nothing).
+  explicit Dockerignore(std::vector<DockerignorePattern> patterns);
 
   // Excluded(path): whether the context path `path` (relative to the context root, `/`
   // separated; cleaned first, so "./a/" is "a") is left out: the last pattern that matches
@@ -65,7 +68,9 @@ class Dockerignore {
   const std::vector<DockerignorePattern>& patterns() const { return patterns_; }
 
  private:
+  struct Compiled;  // the patterns as matchers (dockerignore.cc)
   std::vector<DockerignorePattern> patterns_;
+  std::shared_ptr<const Compiled> compiled_;
 };
 
 // ParseDockerignore(text): the file's patterns (rules above). InvalidArgument naming the line
