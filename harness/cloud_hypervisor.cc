@@ -3,6 +3,8 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -372,11 +374,18 @@ std::string CloudHypervisorVmm::Describe() const {
   return absl::StrCat("Cloud Hypervisor ", version_, " (", options_.binary, "), KVM");
 }
 
-absl::StatusOr<std::unique_ptr<Vm>> CloudHypervisorVmm::Boot(const VmConfig& requested) {
-  RETURN_IF_ERROR(ValidateVmConfig(requested));
-  ASSIGN_OR_RETURN(const VmConfig config, ResolveArtifacts(requested));
-  RETURN_IF_ERROR(MakeDirs(config.work_dir));
+namespace {
 
+// StartCh(options, config, prepare, restore_dir): Boot's and Restore's common part. Chooses
+// the API socket (work_dir, or a short temp dir), calls prepare(paths) (Boot: the vm.create
+// JSON; Restore: the restore dir), removes stale sockets, spawns CH (plain, or ChRestoreArgv
+// when restore_dir is set) and waits for vmm.ping. Failures after the spawn kill CH and carry
+// its log tail.
+absl::StatusOr<std::unique_ptr<CloudHypervisorVmImpl>> StartCh(
+    const CloudHypervisorOptions& options, const VmConfig& config,
+    const std::function<absl::Status(const CloudHypervisorPaths&)>& prepare,
+    const std::string& restore_dir) {
+  RETURN_IF_ERROR(MakeDirs(config.work_dir));
   // The API socket lives in work_dir unless that path is too long for sun_path.
   std::string socket_dir = config.work_dir;
   std::string temp_socket_dir;
@@ -386,10 +395,20 @@ absl::StatusOr<std::unique_ptr<Vm>> CloudHypervisorVmm::Boot(const VmConfig& req
     temp_socket_dir = socket_dir = tmpl;
   }
   CloudHypervisorPaths paths = CloudHypervisorPathsFor(config, socket_dir);
-  absl::StatusOr<nlohmann::json> vm_json = CloudHypervisorVmConfigJson(config, paths);
-  if (!vm_json.ok()) {
+  std::vector<std::string> argv = {options.binary, "--api-socket", paths.api_socket};
+  absl::Status prepared = prepare(paths);
+  if (prepared.ok() && !restore_dir.empty()) {
+    absl::StatusOr<std::vector<std::string>> r =
+        ChRestoreArgv(options.binary, paths.api_socket, restore_dir);
+    if (r.ok()) {
+      argv = *std::move(r);
+    } else {
+      prepared = r.status();
+    }
+  }
+  if (!prepared.ok()) {
     if (!temp_socket_dir.empty()) rmdir(temp_socket_dir.c_str());
-    return vm_json.status();
+    return prepared;
   }
   unlink(paths.serial_log.c_str());
   unlink(paths.api_socket.c_str());
@@ -397,25 +416,24 @@ absl::StatusOr<std::unique_ptr<Vm>> CloudHypervisorVmm::Boot(const VmConfig& req
 
   const absl::Time start = absl::Now();
   absl::StatusOr<process::Process> process = process::Process::Spawn(
-      VmmSpawnOptions({options_.binary, "--api-socket", paths.api_socket}, paths.vmm_log,
-                      /*die_with_parent=*/!config.detachable));
+      VmmSpawnOptions(argv, paths.vmm_log, /*die_with_parent=*/!config.detachable));
   if (!process.ok()) {
     if (!temp_socket_dir.empty()) rmdir(temp_socket_dir.c_str());
     return process.status();
   }
   // From here on the Vm owns the process: its destructor tears everything down on error.
   auto vm = std::make_unique<CloudHypervisorVmImpl>(config, paths, temp_socket_dir,
-                                                    std::move(*process), options_, start);
+                                                    std::move(*process), options, start);
   auto fail = [&](const absl::Status& s) {
     vm->Kill();
     return WithLogTail(s, paths.vmm_log);
   };
 
   // Wait for the API to answer vmm.ping, with backoff, while the process lives.
-  const absl::Time socket_deadline = absl::Now() + options_.socket_timeout;
+  const absl::Time socket_deadline = absl::Now() + options.socket_timeout;
   absl::Duration pause = absl::Milliseconds(5);
   absl::Status last = absl::UnavailableError("not tried");
-  ChApiClient ping(paths.api_socket, std::min(options_.api_timeout, options_.socket_timeout));
+  ChApiClient ping(paths.api_socket, std::min(options.api_timeout, options.socket_timeout));
   while (true) {
     if (vm->Exited()) {
       return fail(absl::FailedPreconditionError(absl::StrCat(
@@ -428,14 +446,39 @@ absl::StatusOr<std::unique_ptr<Vm>> CloudHypervisorVmm::Boot(const VmConfig& req
     if (absl::Now() >= socket_deadline) {
       return fail(absl::DeadlineExceededError(
           absl::StrCat("cloud-hypervisor API socket ", paths.api_socket, " did not answer within ",
-                       absl::FormatDuration(options_.socket_timeout), " (last: ",
+                       absl::FormatDuration(options.socket_timeout), " (last: ",
                        last.message(), ")")));
     }
     absl::SleepFor(std::min(pause, socket_deadline - absl::Now()));
     pause = std::min(pause * 2, absl::Milliseconds(100));
   }
+  return vm;
+}
 
-  if (absl::StatusOr<std::string> r = vm->api().Call("PUT", "vm.create", vm_json->dump());
+bool IsRegularFile(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Vm>> CloudHypervisorVmm::Boot(const VmConfig& requested) {
+  RETURN_IF_ERROR(ValidateVmConfig(requested));
+  ASSIGN_OR_RETURN(const VmConfig config, ResolveArtifacts(requested));
+  nlohmann::json vm_json;
+  ASSIGN_OR_RETURN(std::unique_ptr<CloudHypervisorVmImpl> vm,
+                   StartCh(
+                       options_, config,
+                       [&](const CloudHypervisorPaths& paths) -> absl::Status {
+                         ASSIGN_OR_RETURN(vm_json, CloudHypervisorVmConfigJson(config, paths));
+                         return absl::OkStatus();
+                       },
+                       /*restore_dir=*/""));
+  auto fail = [&](const absl::Status& s) {
+    vm->Kill();
+    return WithLogTail(s, vm->vmm_log_path());
+  };
+  if (absl::StatusOr<std::string> r = vm->api().Call("PUT", "vm.create", vm_json.dump());
       !r.ok()) {
     return fail(r.status());
   }
@@ -443,6 +486,195 @@ absl::StatusOr<std::unique_ptr<Vm>> CloudHypervisorVmm::Boot(const VmConfig& req
     return fail(r.status());
   }
   return std::unique_ptr<Vm>(std::move(vm));
+}
+
+absl::StatusOr<std::unique_ptr<Vm>> CloudHypervisorVmm::Restore(const VmConfig& requested,
+                                                                const std::string& snapshot_dir) {
+  RETURN_IF_ERROR(ValidateVmConfig(requested));
+  ASSIGN_OR_RETURN(const VmConfig config, ResolveArtifacts(requested));
+  ASSIGN_OR_RETURN(std::string url, ChFileUrl(snapshot_dir));
+  (void)url;
+  struct stat st;
+  if (stat(snapshot_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return absl::NotFoundError(
+        absl::StrCat("cloud-hypervisor snapshot dir ", snapshot_dir, ": missing"));
+  }
+  const std::string restore_dir = absl::StrCat(config.work_dir, "/restore");
+  ASSIGN_OR_RETURN(std::unique_ptr<CloudHypervisorVmImpl> vm,
+                   StartCh(
+                       options_, config,
+                       [&](const CloudHypervisorPaths& paths) {
+                         return PrepareChRestoreDir(snapshot_dir, restore_dir, config, paths);
+                       },
+                       restore_dir));
+  auto fail = [&](const absl::Status& s) {
+    vm->Kill();
+    return WithLogTail(s, vm->vmm_log_path());
+  };
+  absl::StatusOr<ChVmState> state = vm->State();
+  if (!state.ok()) return fail(state.status());
+  if (*state != ChVmState::kPaused) {
+    return fail(absl::FailedPreconditionError(
+        absl::StrCat("cloud-hypervisor restored from ", snapshot_dir, ": VM state ",
+                     ChVmStateName(*state), ", expected Paused")));
+  }
+  if (absl::StatusOr<std::string> r = vm->api().Call("PUT", "vm.resume"); !r.ok()) {
+    return fail(r.status());
+  }
+  return std::unique_ptr<Vm>(std::move(vm));
+}
+
+// ----------------------------------------------------------------------------
+// Snapshot and restore
+// ----------------------------------------------------------------------------
+
+absl::StatusOr<std::string> ChFileUrl(absl::string_view dir) {
+  if (dir.empty() || dir[0] != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cloud-hypervisor snapshot dir \"", absl::CEscape(dir),
+                     "\": not an absolute path"));
+  }
+  for (char c : dir) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (c == ',' || u < 0x20 || u == 0x7f) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cloud-hypervisor snapshot dir \"", absl::CEscape(dir),
+                       "\": ',' or a control character (CH's --restore option syntax)"));
+    }
+  }
+  return absl::StrCat("file://", dir);
+}
+
+absl::StatusOr<std::string> ChSnapshotRequestBody(absl::string_view dir) {
+  ASSIGN_OR_RETURN(std::string url, ChFileUrl(dir));
+  return nlohmann::json{{"destination_url", url}}.dump();
+}
+
+absl::StatusOr<std::vector<std::string>> ChRestoreArgv(absl::string_view binary,
+                                                       absl::string_view api_socket,
+                                                       absl::string_view dir) {
+  ASSIGN_OR_RETURN(std::string url, ChFileUrl(dir));
+  return std::vector<std::string>{std::string(binary), "--api-socket", std::string(api_socket),
+                                  "--restore", absl::StrCat("source_url=", url)};
+}
+
+absl::StatusOr<nlohmann::json> RewriteChSnapshotConfig(const nlohmann::json& snapshot_config,
+                                                       const VmConfig& config,
+                                                       const CloudHypervisorPaths& paths) {
+  if (!snapshot_config.is_object()) {
+    return absl::InvalidArgumentError("snapshot config.json: not a JSON object");
+  }
+  nlohmann::json j = snapshot_config;
+  const int64_t want_mem = static_cast<int64_t>(config.memory_mib) << 20;
+  const nlohmann::json cpus = j.value("cpus", nlohmann::json::object());
+  const nlohmann::json mem = j.value("memory", nlohmann::json::object());
+  const int64_t have_vcpus = cpus.is_object() ? cpus.value("boot_vcpus", int64_t{-1}) : -1;
+  const int64_t have_mem = mem.is_object() ? mem.value("size", int64_t{-1}) : -1;
+  if (have_vcpus != config.vcpus || have_mem != want_mem) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "snapshot config.json has boot_vcpus ", have_vcpus, ", memory ", have_mem,
+        " bytes; the VM asks for ", config.vcpus, " vCPUs, ", want_mem,
+        " bytes (a restore cannot change them)"));
+  }
+  const bool has_vsock = j.contains("vsock") && j["vsock"].is_object();
+  if (has_vsock != config.channel.has_value()) {
+    return absl::FailedPreconditionError(
+        has_vsock ? "snapshot has a vsock device, the VM config no channel"
+                  : "the VM config has a channel, the snapshot no vsock device");
+  }
+  if (has_vsock) {
+    j["vsock"]["socket"] = config.channel->host_socket_path;
+    j["vsock"]["cid"] = config.channel->vsock_cid;
+  }
+  if (j.contains("serial") && j["serial"].is_object()) j["serial"]["file"] = paths.serial_log;
+  return j;
+}
+
+absl::StatusOr<ChSaveStats> SaveChSnapshot(CloudHypervisorVm& vm, const std::string& dir) {
+  ASSIGN_OR_RETURN(std::string body, ChSnapshotRequestBody(dir));
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return absl::NotFoundError(
+        absl::StrCat("cloud-hypervisor snapshot dir ", dir, ": missing (CH does not create it)"));
+  }
+  if (vm.Exited()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("VM ", vm.config().id, ": cloud-hypervisor has exited"));
+  }
+  ChSaveStats stats;
+  absl::Time t0 = absl::Now();
+  RETURN_IF_ERROR(vm.api().Call("PUT", "vm.pause").status());
+  stats.pause = absl::Now() - t0;
+  t0 = absl::Now();
+  RETURN_IF_ERROR(vm.api().Call("PUT", "vm.snapshot", body).status());
+  stats.snapshot = absl::Now() - t0;
+  int found = 0;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return PosixError(errno, "opendir", dir);
+  absl::Status chmod_status;
+  while (dirent* e = readdir(d)) {
+    const std::string path = absl::StrCat(dir, "/", e->d_name);
+    if (lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (chmod(path.c_str(), 0600) != 0 && chmod_status.ok()) {
+      chmod_status = PosixError(errno, "chmod", path);
+    }
+    stats.state_bytes += static_cast<uint64_t>(st.st_size);
+    for (const char* f : kChSnapshotFiles) found += (std::string(e->d_name) == f);
+  }
+  closedir(d);
+  RETURN_IF_ERROR(chmod_status);
+  if (found == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cloud-hypervisor answered vm.snapshot but wrote none of config.json, state.json, "
+        "memory-ranges into ", dir));
+  }
+  return stats;
+}
+
+absl::Status PrepareChRestoreDir(const std::string& snapshot_dir, const std::string& restore_dir,
+                                 const VmConfig& config, const CloudHypervisorPaths& paths) {
+  for (const char* f : kChSnapshotFiles) {
+    const std::string path = absl::StrCat(snapshot_dir, "/", f);
+    if (!IsRegularFile(path)) {
+      return absl::NotFoundError(absl::StrCat("cloud-hypervisor snapshot ", snapshot_dir,
+                                              ": no ", f, " (not a complete CH snapshot)"));
+    }
+  }
+  std::ifstream in(absl::StrCat(snapshot_dir, "/config.json"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cloud-hypervisor snapshot ", snapshot_dir, "/config.json: not JSON"));
+  }
+  ASSIGN_OR_RETURN(nlohmann::json rewritten, RewriteChSnapshotConfig(j, config, paths));
+  RETURN_IF_ERROR(MakeDirs(restore_dir));
+  if (chmod(restore_dir.c_str(), 0700) != 0) return PosixError(errno, "chmod", restore_dir);
+  for (const char* f : kChSnapshotFiles) {
+    const std::string dst = absl::StrCat(restore_dir, "/", f);
+    unlink(dst.c_str());
+    if (std::string(f) == "config.json") continue;
+    const std::string src = absl::StrCat(snapshot_dir, "/", f);
+    if (symlink(src.c_str(), dst.c_str()) != 0) return PosixError(errno, "symlink", dst);
+  }
+  const std::string cfg = absl::StrCat(restore_dir, "/config.json");
+  int fd = open(cfg.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return PosixError(errno, "open", cfg);
+  const std::string text = rewritten.dump();
+  size_t off = 0;
+  while (off < text.size()) {
+    ssize_t n = write(fd, text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = errno;
+      close(fd);
+      return PosixError(err, "write", cfg);
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (close(fd) != 0) return PosixError(errno, "close", cfg);
+  return absl::OkStatus();
 }
 
 // ----------------------------------------------------------------------------

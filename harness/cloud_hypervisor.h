@@ -237,6 +237,17 @@ class CloudHypervisorVmm : public Vmm {
   // ChApiClient::Call's errors.
   absl::StatusOr<std::unique_ptr<Vm>> Boot(const VmConfig& config) override;
 
+  // Restore(config, snapshot_dir): a new VM `config` from a snapshot SaveChSnapshot made:
+  // PrepareChRestoreDir(snapshot_dir, <work_dir>/restore), starts ChRestoreArgv (the old vsock
+  // socket file is removed first: CH binds it again), waits for vmm.ping, checks vm.info says
+  // Paused, PUT vm.resume. The host then connects to the vsock socket anew (ConnectChannel).
+  // Socket and teardown as Boot. Errors: as Boot; NotFound if snapshot_dir or one of its files
+  // is missing (checked before CH starts); FailedPrecondition if CH exited (e.g. its restore
+  // failed: the log tail says why), the restored VM is not Paused, or config does not match
+  // the snapshot (RewriteChSnapshotConfig).
+  absl::StatusOr<std::unique_ptr<Vm>> Restore(const VmConfig& config,
+                                              const std::string& snapshot_dir);
+
   const CloudHypervisorOptions& options() const { return options_; }
   // version(): e.g. "v38.0.0" (the text after "cloud-hypervisor " of --version).
   const std::string& version() const { return version_; }
@@ -247,6 +258,80 @@ class CloudHypervisorVmm : public Vmm {
   CloudHypervisorOptions options_;
   std::string version_;
 };
+
+// ----------------------------------------------------------------------------
+// Snapshot and restore (warm builders, issue 12 item 3)
+// ----------------------------------------------------------------------------
+//
+// Follows CH's docs/snapshot_restore.md and its API document (cloud-hypervisor.yaml:
+// VmSnapshotConfig {destination_url}, RestoreConfig {source_url}):
+//
+//   save:     PUT /api/v1/vm.pause                                   (204; VM Running -> Paused)
+//             PUT /api/v1/vm.snapshot {"destination_url":"file:///<dir>"}
+//                       CH writes config.json (the VmConfig), state.json (vCPU and device
+//                       state) and memory-ranges (guest RAM) into the existing <dir>; only a
+//                       paused VM can be snapshotted. Disks are not in it.
+//   restore:  cloud-hypervisor --api-socket <sock> --restore source_url=file:///<dir>
+//                       a new CH process builds the VM from <dir> in state Paused;
+//             PUT /api/v1/vm.resume                                  (204; Paused -> Running)
+//
+// Hybrid vsock across a restore (docs/vsock.md, snapshot_restore.md): connections do not
+// survive; the restored CH creates the vsock unix socket again at the path in config.json, and
+// the host connects anew (ConnectChannel). kiln restores each VM from its own restore dir
+// (PrepareChRestoreDir): config.json rewritten for the new VM's serial log and vsock socket,
+// state.json and memory-ranges symlinked to the snapshot, so restored VMs do not share a socket.
+
+// kChSnapshotFiles: the files CH writes into a snapshot directory (and a restore reads).
+inline constexpr const char* kChSnapshotFiles[] = {"config.json", "state.json", "memory-ranges"};
+
+// ChFileUrl(dir): "file://" + dir, the URL form of CH's destination_url / source_url. Pure.
+// InvalidArgument if dir is not absolute or has a character that would end the CLI value
+// (',' separates --restore options) or a control character.
+absl::StatusOr<std::string> ChFileUrl(absl::string_view dir);
+
+// ChSnapshotRequestBody(dir): the body of PUT vm.snapshot, {"destination_url":"file://<dir>"}.
+// Pure. ChFileUrl's errors.
+absl::StatusOr<std::string> ChSnapshotRequestBody(absl::string_view dir);
+
+// ChRestoreArgv(binary, api_socket, dir): {binary, "--api-socket", api_socket, "--restore",
+// "source_url=file://<dir>"} (CH's --restore is exclusive with the VM config flags: the config
+// comes from <dir>/config.json). Pure. ChFileUrl's errors.
+absl::StatusOr<std::vector<std::string>> ChRestoreArgv(absl::string_view binary,
+                                                       absl::string_view api_socket,
+                                                       absl::string_view dir);
+
+// RewriteChSnapshotConfig(snapshot_config, config, paths): the config.json of a snapshot
+// (CH's VmConfig) made for the VM `config`: serial.file = paths.serial_log, vsock.socket =
+// config.channel->host_socket_path (and vsock.cid), everything else kept. Pure.
+// FailedPrecondition if the snapshot's cpus.boot_vcpus or memory.size differ from
+// config.vcpus / memory_mib (a restore cannot change them), or the snapshot has a vsock device
+// and config no channel (or the reverse); InvalidArgument if snapshot_config is not an object.
+absl::StatusOr<nlohmann::json> RewriteChSnapshotConfig(const nlohmann::json& snapshot_config,
+                                                       const VmConfig& config,
+                                                       const CloudHypervisorPaths& paths);
+
+// ChSaveStats: how a save went.
+struct ChSaveStats {
+  uint64_t state_bytes = 0;  // all files CH wrote (memory-ranges dominates), bytes
+  absl::Duration pause;      // vm.pause answered
+  absl::Duration snapshot;   // vm.snapshot answered
+};
+
+// SaveChSnapshot(vm, dir): pauses `vm` (PUT vm.pause), snapshots it into `dir` (PUT
+// vm.snapshot, ChSnapshotRequestBody(dir)), then makes every file in `dir` mode 0600. `dir`
+// must exist (CH does not create it; the snapshot cache's temp dir, 0700). The VM is left
+// paused: the caller kills it (a snapshot VM never runs a job). Errors: InvalidArgument (dir);
+// NotFound if dir is missing; FailedPrecondition if the VMM has exited or CH wrote none of
+// kChSnapshotFiles; ChApiClient::Call's errors (CH answers 500 — Internal — to a pause of a VM
+// that is not running and to a snapshot of one that is not paused).
+absl::StatusOr<ChSaveStats> SaveChSnapshot(CloudHypervisorVm& vm, const std::string& dir);
+
+// PrepareChRestoreDir(snapshot_dir, restore_dir, config, paths): makes `restore_dir` (0700)
+// with config.json = RewriteChSnapshotConfig(<snapshot_dir>/config.json) (0600), and
+// state.json, memory-ranges symlinked to the snapshot's. Errors: NotFound naming the missing
+// snapshot file; RewriteChSnapshotConfig's; errno-derived codes for file errors.
+absl::Status PrepareChRestoreDir(const std::string& snapshot_dir, const std::string& restore_dir,
+                                 const VmConfig& config, const CloudHypervisorPaths& paths);
 
 // ReadCloudHypervisorVersion(binary): the text after "cloud-hypervisor " on the first line
 // of `<binary> --version`; NotFound if it does not run or prints no such line.

@@ -841,5 +841,68 @@ TEST(HybridVsockRetry, StopsWhenTheVmExits) {
   EXPECT_EQ(calls, 3);
 }
 
+// Snapshot/restore request shapes (CH docs/snapshot_restore.md, VmSnapshotConfig).
+TEST(ChSnapshotTest, RequestBodyAndRestoreArgv) {
+  ASSERT_OK_AND_ASSIGN(std::string body, ChSnapshotRequestBody("/var/snap/k1"));
+  EXPECT_EQ(nlohmann::json::parse(body),
+            nlohmann::json({{"destination_url", "file:///var/snap/k1"}}));
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> argv,
+                       ChRestoreArgv("/bin/ch", "/w/ch-api.sock", "/var/snap/k1"));
+  EXPECT_THAT(argv, ::testing::ElementsAre("/bin/ch", "--api-socket", "/w/ch-api.sock",
+                                           "--restore", "source_url=file:///var/snap/k1"));
+}
+
+TEST(ChSnapshotTest, BadDirIsInvalidArgument) {
+  EXPECT_THAT(ChSnapshotRequestBody("relative/dir"),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  EXPECT_THAT(ChSnapshotRequestBody(""), StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  EXPECT_THAT(ChRestoreArgv("ch", "/s", "/a,prefault=on"),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  EXPECT_THAT(ChFileUrl(std::string("/a") + char(10) + "b"),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  EXPECT_THAT(ChFileUrl("/a/b"), IsOk());
+}
+
+TEST(ChSnapshotTest, RewriteConfigForTheNewVm) {
+  VmConfig c;
+  c.id = "r1";
+  c.vcpus = 2;
+  c.memory_mib = 512;
+  c.work_dir = "/w/r1";
+  c.channel = Channel{.host_socket_path = "/w/r1/vsock.sock", .vsock_cid = 7};
+  CloudHypervisorPaths paths = CloudHypervisorPathsFor(c, "/w/r1");
+  nlohmann::json snap = {{"cpus", {{"boot_vcpus", 2}, {"max_vcpus", 2}}},
+                         {"memory", {{"size", int64_t{512} << 20}}},
+                         {"serial", {{"mode", "File"}, {"file", "/old/serial.log"}}},
+                         {"vsock", {{"cid", 3}, {"socket", "/old/vsock.sock"}}}};
+  ASSERT_OK_AND_ASSIGN(nlohmann::json j, RewriteChSnapshotConfig(snap, c, paths));
+  EXPECT_EQ(j["serial"]["file"], "/w/r1/serial.log");
+  EXPECT_EQ(j["vsock"]["socket"], "/w/r1/vsock.sock");
+  EXPECT_EQ(j["vsock"]["cid"], 7);
+  EXPECT_EQ(j["serial"]["mode"], "File");
+
+  VmConfig more = c;
+  more.memory_mib = 1024;
+  EXPECT_THAT(RewriteChSnapshotConfig(snap, more, paths),
+              StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::HasSubstr("cannot change")));
+  VmConfig no_channel = c;
+  no_channel.channel.reset();
+  EXPECT_THAT(RewriteChSnapshotConfig(snap, no_channel, paths),
+              StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::HasSubstr("vsock")));
+  EXPECT_THAT(RewriteChSnapshotConfig(nlohmann::json::array(), c, paths),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+}
+
+TEST(ChSnapshotTest, PrepareRestoreDirMissingSnapshotIsNotFound) {
+  const std::string tmp = absl::StrCat(getenv("TEST_TMPDIR"), "/prep");
+  VmConfig c;
+  c.vcpus = 1;
+  c.memory_mib = 64;
+  c.work_dir = tmp;
+  EXPECT_THAT(PrepareChRestoreDir(tmp + "/no-such-snapshot", tmp + "/restore", c,
+                                  CloudHypervisorPathsFor(c, tmp)),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::HasSubstr("no config.json")));
+}
+
 }  // namespace
 }  // namespace kiln::harness

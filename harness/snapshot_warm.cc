@@ -329,7 +329,10 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::BootForRun(VmFactory& fact
   const bool qemu = dynamic_cast<QemuVmm*>(&factory.vmm()) != nullptr;
   if (!qemu && options.warm == WarmMode::kOn) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "--warm=on: the ", factory.vmm().Name(), " backend has no snapshots (QEMU only)"));
+        "--warm=on: the ", factory.vmm().Name(),
+        " backend is not wired into the warm flow (QEMU only): Cloud Hypervisor's save/restore "
+        "exists (SaveChSnapshot, CloudHypervisorVmm::Restore in harness/cloud_hypervisor.h) but "
+        "BootWarm's snapshot key, WarmUp save and hybrid-vsock reconnect are QEMU's"));
   }
   BuilderVmOptions cold = options;
   cold.warm = WarmMode::kOff;
