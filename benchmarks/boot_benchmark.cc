@@ -28,9 +28,9 @@
 #include "absl/time/time.h"
 #include "agent/file/file.h"
 #include "benchmarks/stats.h"
-#include "harness/console.h"
-#include "harness/qemu.h"
-#include "harness/vmm.h"
+#include "harness/vmm/console.h"
+#include "harness/vmm/qemu.h"
+#include "harness/vmm/vmm.h"
 
 ABSL_FLAG(std::string, kernel, "", "guest kernel (PVH vmlinux)");
 ABSL_FLAG(std::string, initrd, "", "kiln initrd (//images:initrd)");

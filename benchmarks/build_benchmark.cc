@@ -44,8 +44,8 @@
 #include "benchmarks/results.h"
 #include "benchmarks/stats.h"
 #include "harness/builder_client.h"
-#include "harness/qemu.h"
-#include "harness/runner.h"
+#include "harness/vmm/qemu.h"
+#include "harness/vmm/runner.h"
 
 ABSL_FLAG(std::string, kernel, "", "guest kernel (PVH vmlinux)");
 ABSL_FLAG(std::string, initrd, "", "kiln initrd");

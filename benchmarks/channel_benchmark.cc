@@ -1,4 +1,4 @@
-// channel_benchmark: the host side of the agent channel (harness/channel.h), Cloud Hypervisor's
+// channel_benchmark: the host side of the agent channel (harness/vmm/channel.h), Cloud Hypervisor's
 // hybrid vsock against its peer, the plain unix socket of QEMU's virtio-serial chardev, in the
 // same run (issue 5). Both are served on loopback unix sockets by threads of this process:
 //
@@ -24,7 +24,7 @@
 #include "agent/server.h"
 #include "agent/transport.h"
 #include "benchmark/benchmark.h"
-#include "harness/channel.h"
+#include "harness/vmm/channel.h"
 
 namespace kiln::harness {
 namespace {

@@ -14,9 +14,9 @@
 
 #include "absl/flags/flag.h"
 #include "gtest/gtest.h"
-#include "harness/runner.h"
+#include "harness/vmm/runner.h"
 #include "harness/scenarios.h"
-#include "harness/vm_test_support.h"
+#include "harness/vmm/vm_test_support.h"
 
 ABSL_FLAG(std::string, kernel, "", "guest kernel (PVH vmlinux)");
 ABSL_FLAG(std::string, initrd, "", "kiln initrd");

@@ -58,7 +58,7 @@
 #include "agent/protocol/messages.h"
 #include "agent/runner/dockerfile.h"
 #include "harness/builder_client.h"
-#include "harness/runner.h"
+#include "harness/vmm/runner.h"
 
 namespace kiln::harness {
 

@@ -19,9 +19,9 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "harness/build_command.h"
-#include "harness/qemu.h"
-#include "harness/runner.h"
-#include "harness/vmm_select.h"
+#include "harness/vmm/qemu.h"
+#include "harness/vmm/runner.h"
+#include "harness/vmm/vmm_select.h"
 
 // docker buildx build's flags (repeatable ones are taken out of argv by SplitBuildArgv; they
 // are declared here for --help).

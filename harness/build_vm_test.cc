@@ -34,8 +34,8 @@
 #include "gtest/gtest.h"
 #include "harness/build_command.h"
 #include "harness/builder_scenarios.h"
-#include "harness/runner.h"
-#include "harness/vm_test_support.h"
+#include "harness/vmm/runner.h"
+#include "harness/vmm/vm_test_support.h"
 
 ABSL_FLAG(std::string, kernel, "", "guest kernel (PVH vmlinux)");
 ABSL_FLAG(std::string, initrd, "", "kiln initrd");

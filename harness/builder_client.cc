@@ -19,7 +19,7 @@
 #include "absl/time/clock.h"
 #include "agent/protocol/stream.h"
 #include "agent/ustar.h"
-#include "harness/keep_builder.h"
+#include "harness/keep/keep_builder.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
 

@@ -5,7 +5,7 @@
 // builder VM from the builder disk (VmFactory + a Vmm; the agent runs as init's kiln.exec and
 // serves the channel the backend offers: a virtio-serial port under QEMU, AF_VSOCK under Cloud
 // Hypervisor, see Vmm::channel_transport()), connects to the channel's unix socket (for CH with
-// the hybrid vsock CONNECT/OK handshake, harness/channel.h), handshakes, sends the
+// the hybrid vsock CONNECT/OK handshake, harness/vmm/channel.h), handshakes, sends the
 // secrets and build jobs (context tar, Dockerfile, build args, target, base images to preload),
 // collects the live log lines, the BuildResult and the image archive (OCI archive), and tears
 // the VM down: the host closes the channel, the agent (--once) exits, init powers off; if the VM
@@ -74,12 +74,12 @@
 #include "agent/connection.h"
 #include "agent/protocol/messages.h"
 #include "agent/transport.h"
-#include "harness/channel.h"
-#include "harness/console.h"
-#include "harness/keep_store.h"
-#include "harness/runner.h"
-#include "harness/snapshot.h"
-#include "harness/vmm.h"
+#include "harness/vmm/channel.h"
+#include "harness/vmm/console.h"
+#include "harness/keep/keep_store.h"
+#include "harness/vmm/runner.h"
+#include "harness/vmm/snapshot.h"
+#include "harness/vmm/vmm.h"
 
 namespace kiln::harness {
 
@@ -122,7 +122,7 @@ inline constexpr uint64_t kLogLineOverheadBytes = 64;
 inline constexpr uint64_t kDefaultMaxImageBytes = uint64_t{8} << 30;
 
 // WarmMode: whether a builder VM is booted or restored from a warm snapshot (issue 12;
-// harness/snapshot.h, docs in harness/README.md "Warm builders"). QEMU only.
+// harness/vmm/snapshot.h, docs in harness/README.md "Warm builders"). QEMU only.
 //   kOff   boot it (cold).
 //   kAuto  restore it from the snapshot of this exact configuration, making the snapshot first
 //          if the cache has none; a backend without snapshots (Cloud Hypervisor) boots cold.
@@ -212,7 +212,7 @@ struct BuilderVmOptions {
   // BuildRequest::preload. Empty: RunBuilderJobs uses its first job's preload. A job's preload
   // that is the same (ref, path) is not sent again to the first job of a restored VM.
   std::vector<std::pair<std::string, std::string>> warm_preload;
-  // snapshot_dir: the snapshot cache (harness/snapshot.h); "": DefaultSnapshotDir().
+  // snapshot_dir: the snapshot cache (harness/vmm/snapshot.h); "": DefaultSnapshotDir().
   std::string snapshot_dir;
   uint64_t snapshot_max_bytes = kDefaultSnapshotMaxBytes;
 };
@@ -534,7 +534,7 @@ struct BuilderRun {
 // job's secrets after it), shuts the VM down, saves its logs. A stuck guest (lockup, panic,
 // stall) is cut off, counted, and the whole VM is retried once with the same jobs; a guest
 // out of memory is not (BuilderRun::oom). With
-// options.keep.keep_failed_builders: the VM is registered (harness/keep_builder.h) after
+// options.keep.keep_failed_builders: the VM is registered (harness/keep/keep_builder.h) after
 // Ready; if every job got an answer and one failed (refused, or exit_status != 0), it is kept
 // (KeepFailedBuilder + Detach) instead of shut down, else its record is released. Never
 // fails: BuilderRun::status says what went wrong.

@@ -88,7 +88,7 @@ struct FloodScript {
 
 std::string TestdataText(const std::string& name) {
   return ReadFile(absl::StrCat(getenv("TEST_SRCDIR"), "/", getenv("TEST_WORKSPACE"),
-                               "/harness/testdata/", name));
+                               "/harness/vmm/testdata/", name));
 }
 
 // PlayFloodingAgent(conn, flood): the kFlood guest's side of the session.

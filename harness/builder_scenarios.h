@@ -53,7 +53,7 @@
 #include "absl/strings/string_view.h"
 #include "harness/builder_client.h"
 #include "harness/leak_scan.h"
-#include "harness/runner.h"
+#include "harness/vmm/runner.h"
 #include "images/oci/digest.h"
 
 namespace kiln::harness {

@@ -78,7 +78,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "harness/build_command.h"
-#include "harness/runner.h"
+#include "harness/vmm/runner.h"
 
 namespace kiln::harness {
 

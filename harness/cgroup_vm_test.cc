@@ -1,6 +1,6 @@
 // File: harness/cgroup_vm_test.cc
 // VM tests (tag `vm`): each case boots the real kernel + initrd + test root and runs one
-// cgroup scenario of harness/scenarios.h, on the backend --vmm chooses (harness/vmm_select.h):
+// cgroup scenario of harness/scenarios.h, on the backend --vmm chooses (harness/vmm/vmm_select.h):
 // //harness:cgroup_vm_test runs QEMU (TCG here, KVM where usable); //harness:cgroup_ch_vm_test
 // runs Cloud Hypervisor, and is target_compatible_with the host's cloud-hypervisor binary and
 // usable KVM (@kiln_host), so elsewhere `bazel test //...` reports it SKIPPED with the reason.
@@ -17,9 +17,9 @@
 #include "absl/flags/flag.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "harness/runner.h"
+#include "harness/vmm/runner.h"
 #include "harness/scenarios.h"
-#include "harness/vm_test_support.h"
+#include "harness/vmm/vm_test_support.h"
 
 ABSL_FLAG(std::string, kernel, "", "guest kernel (PVH vmlinux)");
 ABSL_FLAG(std::string, initrd, "", "kiln initrd");

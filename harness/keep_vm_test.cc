@@ -43,10 +43,10 @@
 #include "gtest/gtest.h"
 #include "harness/builder_client.h"
 #include "harness/builder_scenarios.h"
-#include "harness/keep_store.h"
-#include "harness/runner.h"
-#include "harness/vm_test_support.h"
-#include "harness/agent_exec.h"
+#include "harness/keep/keep_store.h"
+#include "harness/vmm/runner.h"
+#include "harness/vmm/vm_test_support.h"
+#include "harness/keep/agent_exec.h"
 
 ABSL_FLAG(std::string, kernel, "", "guest kernel (PVH vmlinux)");
 ABSL_FLAG(std::string, initrd, "", "kiln initrd");

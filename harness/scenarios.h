@@ -53,8 +53,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "harness/runner.h"
-#include "harness/vmm.h"
+#include "harness/vmm/runner.h"
+#include "harness/vmm/vmm.h"
 
 namespace kiln::harness {
 

@@ -21,7 +21,7 @@ using ::testing::HasSubstr;
 
 std::string Testdata(const std::string& name) {
   std::string path = std::string(std::getenv("TEST_SRCDIR")) + "/" +
-                     std::getenv("TEST_WORKSPACE") + "/harness/testdata/" + name;
+                     std::getenv("TEST_WORKSPACE") + "/harness/vmm/testdata/" + name;
   std::ifstream in(path, std::ios::binary);
   EXPECT_TRUE(in.good()) << path;
   std::stringstream ss;

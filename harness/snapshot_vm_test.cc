@@ -1,6 +1,6 @@
 // File: harness/snapshot_vm_test.cc
 // VM tests of the warm builders (issue 12, QEMU; tag `vm`): real builder VMs saved to and
-// restored from a snapshot (harness/snapshot.h, harness/snapshot_qmp.h, BuilderVmOptions::warm).
+// restored from a snapshot (harness/vmm/snapshot.h, harness/vmm/snapshot_qmp.h, BuilderVmOptions::warm).
 //
 //   WarmBuild.ReferenceGroupPassesWarmAndLeavesNoSecretInTheSnapshot
 //       the builder-reference group (a secret build; its checks: image, logs, leak scans) with
@@ -48,11 +48,11 @@
 #include "gtest/gtest.h"
 #include "harness/builder_client.h"
 #include "harness/builder_scenarios.h"
-#include "harness/keep_store.h"
-#include "harness/qemu.h"
-#include "harness/runner.h"
-#include "harness/snapshot.h"
-#include "harness/vm_test_support.h"
+#include "harness/keep/keep_store.h"
+#include "harness/vmm/qemu.h"
+#include "harness/vmm/runner.h"
+#include "harness/vmm/snapshot.h"
+#include "harness/vmm/vm_test_support.h"
 #include "images/oci/digest.h"
 
 ABSL_FLAG(std::string, kernel, "", "guest kernel (PVH vmlinux)");

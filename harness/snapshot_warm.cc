@@ -3,7 +3,7 @@
 // BuilderVm::BootForRun; issue 12). Part of //harness:builder_client.
 //
 // The flow of a warm start (QEMU):
-//   1. the snapshot key (harness/snapshot.h) of this builder config: file digests (memoized),
+//   1. the snapshot key (harness/vmm/snapshot.h) of this builder config: file digests (memoized),
 //      the QEMU argv with the per-VM names blanked, the kernel command line, the VMM version;
 //   2. SnapshotCache::GetOrMake: if missing (made once, under the key's flock), boot a VM
 //      "<id>-snapshot" with a QMP socket, wait for the agent's Ready (no job, no secret has been
@@ -29,9 +29,9 @@
 #include "agent/fresh_machine.h"
 #include "agent/protocol/stream.h"
 #include "harness/builder_client.h"
-#include "harness/qemu.h"
-#include "harness/snapshot.h"
-#include "harness/snapshot_qmp.h"
+#include "harness/vmm/qemu.h"
+#include "harness/vmm/snapshot.h"
+#include "harness/vmm/snapshot_qmp.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
 
@@ -331,7 +331,7 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::BootForRun(VmFactory& fact
     return absl::FailedPreconditionError(absl::StrCat(
         "--warm=on: the ", factory.vmm().Name(),
         " backend is not wired into the warm flow (QEMU only): Cloud Hypervisor's save/restore "
-        "exists (SaveChSnapshot, CloudHypervisorVmm::Restore in harness/cloud_hypervisor.h) but "
+        "exists (SaveChSnapshot, CloudHypervisorVmm::Restore in harness/vmm/cloud_hypervisor.h) but "
         "BootWarm's snapshot key, WarmUp save and hybrid-vsock reconnect are QEMU's"));
   }
   BuilderVmOptions cold = options;

@@ -8,7 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/builder_client.h"
-#include "harness/runner.h"
+#include "harness/vmm/runner.h"
 #include "third_party/absl_ext/status_matchers.h"
 
 namespace kiln::harness {

@@ -50,10 +50,10 @@
 #include "publish/http.h"
 #include "publish/pull.h"
 #include "publish/registry.h"
-#include "harness/qemu.h"
-#include "harness/runner.h"
+#include "harness/vmm/qemu.h"
+#include "harness/vmm/runner.h"
 #include "harness/scenarios.h"
-#include "harness/vmm_select.h"
+#include "harness/vmm/vmm_select.h"
 
 ABSL_FLAG(std::string, kernel, "", "guest kernel, a PVH vmlinux (default: //images:vmlinux)");
 ABSL_FLAG(std::string, initrd, "", "kiln initrd (default: //images:initrd)");

@@ -6,7 +6,7 @@
 // registry.h). CurlTransport implements it with libcurl, reusing connections (keep-alive) and
 // streaming request bodies from a file range so that large blobs are never held in memory.
 // Users: the OCI distribution client (publish/registry.h) over TCP/TLS, and the Cloud
-// Hypervisor API client (harness/cloud_hypervisor.h) over CH's API unix socket
+// Hypervisor API client (harness/vmm/cloud_hypervisor.h) over CH's API unix socket
 // (TransportOptions::unix_socket_path). Tests substitute a fake transport.
 //
 // What CurlTransport bounds (so that a hostile or broken server cannot hold it forever or

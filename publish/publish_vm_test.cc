@@ -31,7 +31,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "agent/process/process.h"
-#include "harness/vm_test_support.h"
+#include "harness/vmm/vm_test_support.h"
 #include "publish/http.h"
 #include "publish/registry.h"
 #include "third_party/absl_ext/status_matchers.h"

@@ -1,6 +1,6 @@
 // File: tools/kilnctl/kilnctl.cc
 // kilnctl: the operator CLI of kiln. `kilnctl builders list|logs|exec|rm|gc` works on the
-// builders kept by `keep_failed_builders` (harness/keep_store.h). Exit codes: see kUsage.
+// builders kept by `keep_failed_builders` (harness/keep/keep_store.h). Exit codes: see kUsage.
 #include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -19,9 +19,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "harness/keep_store.h"
+#include "harness/keep/keep_store.h"
 #include "nlohmann/json.hpp"
-#include "harness/agent_exec.h"
+#include "harness/keep/agent_exec.h"
 
 ABSL_FLAG(std::string, state_dir, "",
           "keep state directory (default: $KILN_STATE_DIR, else /var/lib/kiln/builders)");

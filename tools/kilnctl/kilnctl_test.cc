@@ -25,8 +25,8 @@
 #include "agent/transport.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "harness/keep_store.h"
-#include "harness/agent_exec.h"
+#include "harness/keep/keep_store.h"
+#include "harness/keep/agent_exec.h"
 #include "third_party/absl_ext/status_matchers.h"
 
 namespace {

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 
-VM_MARKERS = (":vm_kernel", "//harness:vm_kernel", "//images:vmlinux", "_BUILDER_VM_DATA", "_VM_DATA")
+VM_MARKERS = (":vm_kernel", "//harness/vmm:vm_kernel", "//images:vmlinux", "_BUILDER_VM_DATA", "_VM_DATA")
 _CALL = re.compile(r"^(\w+)\(\n(.*?)^\)", re.S | re.M)
 _NAME = re.compile(r'^    name = "([^"]+)"', re.M)
 _REQUIRES = re.compile(r'^    requires = "([^"]*)"', re.M)
