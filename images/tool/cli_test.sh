@@ -33,6 +33,13 @@ grep -qP '^chardev\t0600\t0:0\t0\tdev/console 5:1$' "$t/list" || fail "no dev/co
 grep -qP '^file\t0644\t0:0\t0\tlib/sub/m.ko 4$' "$t/list" || fail "tree file: $(cat "$t/list")"
 SOURCE_DATE_EPOCH=1700000000 "$tool" cpio --manifest "$t/manifest.json" --out "$t/sde.cpio"
 "$tool" list --archive "$t/sde.cpio" | grep -qP '\t1700000000\tinit ' || fail "SOURCE_DATE_EPOCH ignored"
+# Flag spellings (absl's, plus kiln-image's `--gzip true|false`): the same archive.
+"$tool" cpio --manifest="$t/manifest.json" --out="$t/eq.cpio.gz" --gzip
+"$tool" cpio -manifest "$t/manifest.json" -out "$t/sp.cpio.gz" --gzip true
+cmp -s "$t/eq.cpio.gz" "$t/sp.cpio.gz" && cmp -s "$t/eq.cpio.gz" "$t/two.cpio.gz" || fail "--gzip spellings differ"
+"$tool" cpio --manifest "$t/manifest.json" --out "$t/f1.cpio" --gzip false
+"$tool" cpio --manifest "$t/manifest.json" --out "$t/f2.cpio" --nogzip
+cmp -s "$t/f1.cpio" "$t/f2.cpio" && ! cmp -s "$t/f1.cpio" "$t/eq.cpio.gz" || fail "--gzip false"
 "$tool" tar --manifest "$t/manifest.json" --out "$t/x.tar" --format=ustar
 "$tool" list --archive "$t/x.tar" | grep -q 'bin/sh -> /init' || fail "tar symlink"
 
@@ -52,4 +59,19 @@ set +e; "$tool" cpio --manifest "$t/manifest.json" 2>"$t/err"; rc=$?; set -e
 [[ $rc -eq 2 ]] && grep -q "missing --out" "$t/err" || fail "missing --out: exit $rc $(cat "$t/err")"
 set +e; "$tool" extract-vmlinux --bzimage "$t/src/init" --out "$t/vmlinux" 2>"$t/err"; rc=$?; set -e
 [[ $rc -eq 1 ]] && grep -q "too short" "$t/err" || fail "extract-vmlinux on junk: exit $rc $(cat "$t/err")"
+# Usage errors exit 2 naming the problem: another subcommand's flag, an absl built-in, a bad
+# value, a stray argument; `<command> --help` wins over them and exits 0.
+usage_error() {  # usage_error <message> <args...>
+  local want=$1; shift
+  set +e; "$tool" "$@" >/dev/null 2>"$t/err"; rc=$?; set -e
+  [[ $rc -eq 2 ]] && grep -qF -- "$want" "$t/err" || fail "$*: exit $rc, want 2 and '$want': $(cat "$t/err")"
+}
+usage_error 'unknown argument "--archive" (kiln-image cpio takes --manifest, --out, --gzip' \
+  cpio --archive "$t/x.tar" --out "$t/o"
+usage_error 'unknown argument "--format=pax"' cpio --manifest "$t/manifest.json" --out "$t/o" --format=pax
+usage_error 'unknown argument "--flagfile=/dev/null"' list --archive "$t/x.tar" --flagfile=/dev/null
+usage_error "Illegal value 'maybe'" cpio --manifest "$t/manifest.json" --out "$t/o" --gzip=maybe
+usage_error 'unexpected argument "extra"' list --archive "$t/x.tar" extra
+usage_error 'flag --out needs a value' cpio --manifest "$t/manifest.json" --out
+"$tool" image-to-disk --bogus --help | grep -q -- '--device_dir=VALUE' || fail "image-to-disk --help"
 echo "PASS"

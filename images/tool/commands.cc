@@ -4,13 +4,12 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "images/tool/archive.h"
-#include "images/tool/args.h"
 #include "images/tool/bzimage.h"
 #include "images/tool/file_io.h"
 #include "images/tool/image_disk.h"
@@ -20,13 +19,46 @@
 #include "images/tool/modules_kmod.h"
 #include "third_party/absl_ext/status_macros.h"
 
+// The flags of every subcommand (each subcommand's row in Commands() lists the ones it takes).
+ABSL_FLAG(std::string, manifest, "", "the JSON manifest (images/tool/manifest.h)");
+ABSL_FLAG(std::string, out, "", "the file to write");
+ABSL_FLAG(bool, gzip, false, "gzip the archive (no timestamp in the gzip header)");
+ABSL_FLAG(std::string, format, "pax", "tar format: pax or ustar");
+ABSL_FLAG(std::string, archive, "", "the archive to list (cpio or tar, raw or gzip)");
+ABSL_FLAG(std::string, bzimage, "", "the x86 bzImage");
+ABSL_FLAG(std::string, module_dir, "", "/lib/modules/KVER of the kernel, after depmod");
+ABSL_FLAG(std::string, kernel_release, "", "the kernel release KVER (no \"/\")");
+ABSL_FLAG(std::vector<std::string>, module, {}, "a module name or alias to load");
+ABSL_FLAG(std::string, out_dir, "", "root of the tree to write lib/modules/KVER/ into");
+ABSL_FLAG(std::string, load_out, "", "the modules.load file to write (paths in load order)");
+ABSL_FLAG(std::string, layout, "", "the OCI image layout directory");
+ABSL_FLAG(std::string, ref, "",
+          "the manifest's org.opencontainers.image.ref.name (default: the layout's only one)");
+ABSL_FLAG(std::string, mkext4, "", "images/rootfs/mkext4.sh");
+ABSL_FLAG(std::string, mke2fs_conf, "", "images/rootfs/mke2fs.conf");
+ABSL_FLAG(int64_t, epoch, kiln::images::DiskOptions().epoch,
+          "SOURCE_DATE_EPOCH of the disk's times, in seconds (>= 0)");
+ABSL_FLAG(std::string, uuid, "", "file system UUID, lower-case 8-4-4-4-12");
+ABSL_FLAG(std::string, hash_seed, "", "directory hash seed UUID (default: --uuid)");
+ABSL_FLAG(std::string, label, kiln::images::DiskOptions().label,
+          "volume label, at most 16 bytes");
+ABSL_FLAG(int64_t, headroom_percent, kiln::images::DiskOptions().headroom_percent,
+          "free space over the tree's size, in percent (>= 0)");
+ABSL_FLAG(int64_t, extra_mib, kiln::images::DiskOptions().extra_mib,
+          "more free space, in MiB (>= 0)");
+ABSL_FLAG(std::vector<std::string>, device_dir, {},
+          "a directory (image path) below which layers may create device nodes");
+ABSL_FLAG(std::string, work_dir, "",
+          "where the tree is unpacked (default: $TMPDIR, else /tmp); removed after");
+
 namespace kiln::images {
 namespace {
 
-absl::Status RunExtractVmlinux(const std::vector<std::string>& argv) {
-  ASSIGN_OR_RETURN(Args args, ParseArgs(argv, {"bzimage", "out"}));
-  ASSIGN_OR_RETURN(std::string bzimage_path, args.Require("bzimage"));
-  ASSIGN_OR_RETURN(std::string out_path, args.Require("out"));
+absl::Status RunExtractVmlinux(const ParsedCommandFlags& args) {
+  RETURN_IF_ERROR(args.Require("bzimage"));
+  RETURN_IF_ERROR(args.Require("out"));
+  const std::string bzimage_path = absl::GetFlag(FLAGS_bzimage);
+  const std::string out_path = absl::GetFlag(FLAGS_out);
   ASSIGN_OR_RETURN(std::string image, ReadFile(bzimage_path));
   absl::StatusOr<std::string> elf = ExtractVmlinux(image);
   if (!elf.ok()) {
@@ -36,18 +68,14 @@ absl::Status RunExtractVmlinux(const std::vector<std::string>& argv) {
   return WriteFile(out_path, *elf, 0644);
 }
 
-absl::Status WriteArchiveCommand(const std::vector<std::string>& argv, bool cpio) {
-  ASSIGN_OR_RETURN(Args args, ParseArgs(argv, {"manifest", "out", "gzip", "format"}));
-  ASSIGN_OR_RETURN(std::string manifest_path, args.Require("manifest"));
-  ASSIGN_OR_RETURN(std::string out_path, args.Require("out"));
+absl::Status WriteArchiveCommand(const ParsedCommandFlags& args, bool cpio) {
+  RETURN_IF_ERROR(args.Require("manifest"));
+  RETURN_IF_ERROR(args.Require("out"));
+  const std::string manifest_path = absl::GetFlag(FLAGS_manifest);
+  const std::string out_path = absl::GetFlag(FLAGS_out);
   ArchiveOptions opt;
-  ASSIGN_OR_RETURN(opt.format, ParseArchiveFormat(cpio ? "cpio" : args.Get("format", "pax")));
-  if (cpio && args.Has("format")) return absl::InvalidArgumentError("cpio takes no --format");
-  std::string gzip = args.Get("gzip", "false");
-  if (gzip != "true" && gzip != "false") {
-    return absl::InvalidArgumentError("--gzip wants true or false");
-  }
-  opt.gzip = gzip == "true";
+  ASSIGN_OR_RETURN(opt.format, ParseArchiveFormat(cpio ? "cpio" : absl::GetFlag(FLAGS_format)));
+  opt.gzip = absl::GetFlag(FLAGS_gzip);
   const char* sde = std::getenv("SOURCE_DATE_EPOCH");
   ASSIGN_OR_RETURN(opt.mtime, MtimeFromEnv(sde ? sde : ""));
   ASSIGN_OR_RETURN(std::string text, ReadFile(manifest_path));
@@ -61,12 +89,12 @@ absl::Status WriteArchiveCommand(const std::vector<std::string>& argv, bool cpio
   return WriteFile(out_path, bytes, 0644);
 }
 
-absl::Status RunCpio(const std::vector<std::string>& argv) { return WriteArchiveCommand(argv, true); }
-absl::Status RunTar(const std::vector<std::string>& argv) { return WriteArchiveCommand(argv, false); }
+absl::Status RunCpio(const ParsedCommandFlags& args) { return WriteArchiveCommand(args, true); }
+absl::Status RunTar(const ParsedCommandFlags& args) { return WriteArchiveCommand(args, false); }
 
-absl::Status RunList(const std::vector<std::string>& argv) {
-  ASSIGN_OR_RETURN(Args args, ParseArgs(argv, {"archive"}));
-  ASSIGN_OR_RETURN(std::string path, args.Require("archive"));
+absl::Status RunList(const ParsedCommandFlags& args) {
+  RETURN_IF_ERROR(args.Require("archive"));
+  const std::string path = absl::GetFlag(FLAGS_archive);
   ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
   ASSIGN_OR_RETURN(std::vector<ListedEntry> entries, ListArchive(bytes));
   for (const ListedEntry& e : entries) {
@@ -81,14 +109,15 @@ absl::Status RunList(const std::vector<std::string>& argv) {
   return absl::OkStatus();
 }
 
-absl::Status RunModules(const std::vector<std::string>& argv) {
-  ASSIGN_OR_RETURN(Args args, ParseArgs(argv, {"module_dir", "kernel_release", "module",
-                                               "out_dir", "load_out"}));
-  ASSIGN_OR_RETURN(std::string module_dir, args.Require("module_dir"));
-  ASSIGN_OR_RETURN(std::string kver, args.Require("kernel_release"));
-  ASSIGN_OR_RETURN(std::string out_dir, args.Require("out_dir"));
-  ASSIGN_OR_RETURN(std::string load_out, args.Require("load_out"));
-  std::vector<std::string> names = args.GetAll("module");
+absl::Status RunModules(const ParsedCommandFlags& args) {
+  for (const char* required : {"module_dir", "kernel_release", "out_dir", "load_out"}) {
+    RETURN_IF_ERROR(args.Require(required));
+  }
+  const std::string module_dir = absl::GetFlag(FLAGS_module_dir);
+  const std::string kver = absl::GetFlag(FLAGS_kernel_release);
+  const std::string out_dir = absl::GetFlag(FLAGS_out_dir);
+  const std::string load_out = absl::GetFlag(FLAGS_load_out);
+  const std::vector<std::string> names = absl::GetFlag(FLAGS_module);
   if (names.empty()) return absl::InvalidArgumentError("no --module given");
   if (kver.find('/') != std::string::npos || kver.empty() || kver == "." || kver == "..") {
     return absl::InvalidArgumentError(absl::StrCat("bad --kernel_release \"", kver, "\""));
@@ -115,35 +144,36 @@ absl::Status RunModules(const std::vector<std::string>& argv) {
   return WriteFile(load_out, ModulesLoadText(kver, set), 0644);
 }
 
-absl::Status RunImageToDisk(const std::vector<std::string>& argv) {
-  ASSIGN_OR_RETURN(Args args, ParseArgs(argv, {"layout", "ref", "out", "mkext4", "mke2fs_conf",
-                                               "epoch", "uuid", "hash_seed", "label",
-                                               "headroom_percent", "extra_mib", "device_dir",
-                                               "work_dir"}));
-  ASSIGN_OR_RETURN(std::string layout, args.Require("layout"));
-  ASSIGN_OR_RETURN(std::string out, args.Require("out"));
+absl::Status RunImageToDisk(const ParsedCommandFlags& args) {
+  for (const char* required : {"layout", "out", "mkext4", "mke2fs_conf", "uuid"}) {
+    RETURN_IF_ERROR(args.Require(required));
+  }
+  const std::string layout = absl::GetFlag(FLAGS_layout);
+  const std::string out = absl::GetFlag(FLAGS_out);
   DiskOptions o;
-  ASSIGN_OR_RETURN(o.mkext4, args.Require("mkext4"));
-  ASSIGN_OR_RETURN(o.mke2fs_conf, args.Require("mke2fs_conf"));
-  ASSIGN_OR_RETURN(o.uuid, args.Require("uuid"));
-  o.hash_seed = args.Get("hash_seed");
-  o.label = args.Get("label", o.label);
-  o.work_dir = args.Get("work_dir");
-  for (auto [name, dst] : {std::pair<const char*, int64_t*>{"epoch", &o.epoch},
-                           {"headroom_percent", &o.headroom_percent},
-                           {"extra_mib", &o.extra_mib}}) {
-    if (!args.Has(name)) continue;
-    if (!absl::SimpleAtoi(args.Get(name), dst) || *dst < 0) {
+  o.mkext4 = absl::GetFlag(FLAGS_mkext4);
+  o.mke2fs_conf = absl::GetFlag(FLAGS_mke2fs_conf);
+  o.uuid = absl::GetFlag(FLAGS_uuid);
+  o.hash_seed = absl::GetFlag(FLAGS_hash_seed);
+  o.label = absl::GetFlag(FLAGS_label);
+  o.work_dir = absl::GetFlag(FLAGS_work_dir);
+  for (auto [name, flag, dst] :
+       {std::tuple<const char*, const absl::Flag<int64_t>*, int64_t*>{"epoch", &FLAGS_epoch,
+                                                                     &o.epoch},
+        {"headroom_percent", &FLAGS_headroom_percent, &o.headroom_percent},
+        {"extra_mib", &FLAGS_extra_mib, &o.extra_mib}}) {
+    *dst = absl::GetFlag(*flag);
+    if (*dst < 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--", name, " wants a number >= 0, got \"", args.Get(name), "\""));
+          absl::StrCat("--", name, " wants a number >= 0, got ", *dst));
     }
   }
-  for (const std::string& d : args.GetAll("device_dir")) {
+  for (const std::string& d : absl::GetFlag(FLAGS_device_dir)) {
     ASSIGN_OR_RETURN(std::string norm, NormalizeLayerPath(d));
     if (norm.empty()) return absl::InvalidArgumentError("--device_dir must not be the root");
     o.unpack.device_dirs.push_back(norm);
   }
-  ASSIGN_OR_RETURN(DiskStats s, ImageToDisk(layout, args.Get("ref"), out, o));
+  ASSIGN_OR_RETURN(DiskStats s, ImageToDisk(layout, absl::GetFlag(FLAGS_ref), out, o));
   std::fprintf(stderr,
                "kiln-image image-to-disk: %s: %lld layers (%lld bytes), %lld entries, %lld "
                "whiteouts, %lld opaque dirs; verify+unpack %lld ms, mkext4 %lld ms\n",
@@ -166,22 +196,26 @@ const std::vector<Command>& Commands() {
        "entries), adds parent directories, sorts entries by path and writes a newc cpio with\n"
        "fixed mtime (SOURCE_DATE_EPOCH or 0), uid/gid 0 and fixed inode numbers. --gzip=true\n"
        "compresses it with no timestamp in the gzip header.",
+       {.command = "kiln-image cpio", .flags = {"manifest", "out", "gzip"}},
        RunCpio},
       {"tar", "write a deterministic tar archive (ustar or pax) from a manifest",
        "--manifest FILE.json --out FILE [--format=pax|ustar] [--gzip=true|false]",
        "Like cpio, as a tar archive: uid/gid 0, empty uname/gname, fixed mtime, sorted.\n"
        "pax (default) adds extended headers only where ustar cannot hold a value.",
+       {.command = "kiln-image tar", .flags = {"manifest", "out", "format", "gzip"}},
        RunTar},
       {"list", "list the members of an archive (cpio or tar, raw or gzip)",
        "--archive FILE",
        "Prints one line per member: type, mode, uid:gid, mtime, path, then the link target,\n"
        "device numbers or size.",
+       {.command = "kiln-image list", .flags = {"archive"}},
        RunList},
       {"extract-vmlinux", "extract the ELF vmlinux from an x86 bzImage (lz4 or xz payload)",
        "--bzimage FILE --out FILE",
        "Reads the boot protocol header of the bzImage (setup_sects, payload_offset,\n"
        "payload_length), decompresses the payload (lz4 legacy frame or xz) and writes the\n"
        "ELF kernel, which QEMU and Cloud Hypervisor boot through its PVH entry note.",
+       {.command = "kiln-image extract-vmlinux", .flags = {"bzimage", "out"}},
        RunExtractVmlinux},
       {"modules", "select kernel modules and their load order (libkmod, at build time)",
        "--module_dir DIR --kernel_release KVER --module NAME... --out_dir DIR --load_out FILE",
@@ -189,6 +223,9 @@ const std::vector<Command>& Commands() {
        "`modprobe --show-depends` (softdeps and dependencies first; no host configuration),\n"
        "copies the needed .ko files to OUT_DIR/lib/modules/KVER/ with a modules.dep of just\n"
        "those, and writes the guest's modules.load (absolute paths in load order).",
+       {.command = "kiln-image modules",
+        .flags = {"module_dir", "kernel_release", "module", "out_dir", "load_out"},
+        .repeated = {&FLAGS_module}},
        RunModules},
       {"image-to-disk", "make an ext4 root disk from an OCI image layout (layers + whiteouts)",
        "--layout DIR [--ref NAME] --out FILE --mkext4 mkext4.sh --mke2fs_conf FILE --uuid UUID\n"
@@ -201,9 +238,29 @@ const std::vector<Command>& Commands() {
        "device nodes outside --device_dir), then runs mkext4.sh on the tree (fixed UUID,\n"
        "hash seed, label, times: the same image gives the same disk). Needs root.\n"
        "Prints the manifest digest, counts and times (ms) on stderr.",
+       {.command = "kiln-image image-to-disk",
+        .flags = {"layout", "ref", "out", "mkext4", "mke2fs_conf", "uuid", "hash_seed", "label",
+                  "epoch", "headroom_percent", "extra_mib", "device_dir", "work_dir"},
+        .repeated = {&FLAGS_device_dir}},
        RunImageToDisk},
   };
   return *commands;
+}
+
+std::string CommandHelp(const Command& c) {
+  return absl::StrCat("usage: kiln-image ", c.name, " ", c.usage, "\n\n", c.help, "\n\nflags:\n",
+                      CommandFlagsHelp(c.flags));
+}
+
+absl::Status RunCommand(const Command& c, const std::vector<std::string>& args, bool* help) {
+  ASSIGN_OR_RETURN(ParsedCommandFlags parsed, ParseCommandFlags(args, c.flags));
+  *help = parsed.help;
+  if (parsed.help) return absl::OkStatus();
+  if (!parsed.positional.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("unexpected argument \"", parsed.positional[0],
+                                                   "\" (", c.name, " takes flags only; see --help)"));
+  }
+  return c.run(parsed);
 }
 
 }  // namespace kiln::images

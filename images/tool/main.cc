@@ -2,8 +2,10 @@
 // -----------------------------------------------------------------------------
 //
 // kiln-image: kiln's image tool, called by the Starlark rules of images/defs.bzl (one action
-// per target) and usable by hand. Each subcommand is a row of kCommands; `kiln-image --help`
-// lists them, `kiln-image <command> --help` describes one.
+// per target) and usable by hand. Each subcommand is a row of Commands() with the absl flags
+// it takes (parsed by RunCommand; a flag of another subcommand is an error); `kiln-image
+// --help` lists them, `kiln-image <command> --help` describes one (exit 0). Usage errors
+// (unknown command or flag, missing or bad value: INVALID_ARGUMENT) exit 2, other errors 1.
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -41,13 +43,12 @@ int main(int argc, char** argv) {
   std::vector<std::string> rest(argv + 2, argv + argc);
   for (const Command& c : kiln::images::Commands()) {
     if (name != c.name) continue;
-    for (const std::string& a : rest) {
-      if (a == "--help" || a == "-h") {
-        std::printf("usage: kiln-image %s %s\n\n%s\n", c.name, c.usage, c.help);
-        return 0;
-      }
+    bool help = false;
+    absl::Status s = kiln::images::RunCommand(c, rest, &help);
+    if (help) {
+      std::printf("%s", kiln::images::CommandHelp(c).c_str());
+      return 0;
     }
-    absl::Status s = c.run(rest);
     if (!s.ok()) {
       std::fprintf(stderr, "kiln-image %s: %s\n", c.name, s.ToString().c_str());
       return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
