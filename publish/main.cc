@@ -2,8 +2,6 @@
 // strict semver version. See publish/README.md (usage, policy, lock file, exit codes).
 #include <unistd.h>
 
-#include <algorithm>
-
 #include <cstdio>
 #include <filesystem>
 #include <cstdlib>
@@ -19,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -34,6 +33,38 @@
 #include "publish/pull.h"
 #include "publish/registry.h"
 #include "publish/semver.h"
+#include "third_party/absl_ext/command_flags.h"
+
+// The flags (see kUsage and publish/README.md; parsed by ParseFlags with the spellings there).
+ABSL_FLAG(std::string, publish_version, "", "--version X.Y.Z: strict semver (required)");
+ABSL_FLAG(std::string, registry, "", "HOST[:PORT]/REPO to push to (default: a local OCI layout)");
+ABSL_FLAG(std::string, oci_dir, "", "local OCI image layout to publish into without --registry");
+ABSL_FLAG(std::string, layout, "", "the image: an OCI image layout directory or a tar of one");
+ABSL_FLAG(std::string, ref, "", "the manifest in --layout with this ref name");
+ABSL_FLAG(std::string, lock, "", "version lock file");
+ABSL_FLAG(bool, latest, false, "also point the tag latest at the image");
+ABSL_FLAG(bool, minor, false, "also point the tag MAJOR.MINOR at the image");
+ABSL_FLAG(bool, force, false, "allow a version not newer than the newest published");
+ABSL_FLAG(bool, dry_run, false, "decide and plan (HEAD requests only); write nothing");
+ABSL_FLAG(bool, json, false, "print the outcome as JSON on stdout");
+ABSL_FLAG(std::string, username, "", "registry user; the password is read from stdin");
+ABSL_FLAG(std::string, docker_config, "", "Docker config.json for credentials");
+ABSL_FLAG(bool, tls, false, "force HTTPS");
+ABSL_FLAG(bool, plain_http, false, "force plain HTTP");
+ABSL_FLAG(std::string, ca_cert, "", "PEM CA certificate(s) to trust for HTTPS");
+ABSL_FLAG(std::vector<std::string>, mount_from, {}, "try cross-repository mounts from REPO");
+ABSL_FLAG(std::string, source_commit, "", "org.opencontainers.image.revision");
+ABSL_FLAG(std::string, package_lock, "", "file whose digest goes in dev.kiln.package-lock.digest");
+ABSL_FLAG(int64_t, retries, 5, "attempts per request (1..100)");
+ABSL_FLAG(int64_t, retry_base_ms, 200, "first backoff delay in ms (doubling, max 5000)");
+ABSL_FLAG(int64_t, chunk_bytes, 16 << 20, "PATCH chunk size in bytes");
+ABSL_FLAG(int64_t, stall_timeout_s, 60, "seconds without progress that fail a request (1..3600)");
+ABSL_FLAG(std::string, verifier, "", "the verify program that gates a registry push's tags");
+ABSL_FLAG(std::string, verify_suites, "builder", "the suites that gate the tags");
+ABSL_FLAG(std::vector<std::string>, verify_arg, {}, "one more argument for the verifier");
+ABSL_FLAG(std::string, verify_dir, "", "where the pulled image and the verifier's logs go");
+ABSL_FLAG(int64_t, verify_timeout_s, 3600, "the verifier's deadline in seconds (>= 1)");
+ABSL_FLAG(bool, skip_verify, false, "emergencies only: tag without verification");
 
 namespace kiln::publish {
 namespace {
@@ -102,7 +133,8 @@ booted in real VMs), and only then writes the tags. A failure leaves the digest 
                          image as the annotation dev.kiln.publish.verification=skipped
                          (so it is another digest than a verified push of the same image)
   --help                 this text
-Flag names may be written with "_" for "-" (--skip_verify, --dry_run, --oci_dir, ...).
+Flag names may be written with "_" for "-" (--skip_verify, --dry_run, --oci_dir, ...);
+values as --flag=VALUE or --flag VALUE; switches also as --flag=false or --noflag.
 
 Exit codes: 0 published or already published (no-op), 1 internal error, 2 usage or bad
 version or bad input image, 3 refused by the version policy, 4 authentication failed,
@@ -113,15 +145,17 @@ failing): the digest is in the registry untagged, and the message names it.
 SOURCE_DATE_EPOCH sets org.opencontainers.image.created (default: the commit time, else 0).
 )";
 
+// The parsed command line. Spans are absl::Duration; the flags spell them in the units the
+// README documents (--verify-timeout-s, --retry-base-ms, --stall-timeout-s).
 struct Flags {
   std::string version, registry, oci_dir, layout, ref, lock, username, docker_config, ca_cert,
-      source_commit, package_lock, verifier, verify_suites = "builder", verify_dir;
+      source_commit, package_lock, verifier, verify_suites, verify_dir;
   bool latest = false, minor = false, force = false, dry_run = false, json = false, tls = false,
        plain_http = false, help = false, skip_verify = false;
   std::vector<std::string> mount_from, verify_args;
-  int64_t verify_timeout_s = 3600;
+  absl::Duration verify_timeout, retry_base, stall_timeout;
   int retries = 5;
-  int64_t retry_base_ms = 200, chunk_bytes = 16 << 20, stall_timeout_s = 60;
+  int64_t chunk_bytes = 16 << 20;
 };
 
 int Fail(int code, absl::string_view msg) {
@@ -129,87 +163,71 @@ int Fail(int code, absl::string_view msg) {
   return code;
 }
 
+// The flags' spec: absl names (dashes accepted for "_": --dry-run), and `--version` spelling
+// publish_version (abseil's usage library owns the global FLAGS_version).
+const CommandFlagSpec& Spec() {
+  static const auto* spec = new CommandFlagSpec{
+      .command = "publish",
+      .flags = {"publish_version", "registry", "oci_dir", "layout", "ref", "lock", "latest",
+                "minor", "force", "dry_run", "json", "username", "docker_config", "tls",
+                "plain_http", "ca_cert", "mount_from", "source_commit", "package_lock",
+                "retries", "retry_base_ms", "chunk_bytes", "stall_timeout_s", "verifier",
+                "verify_suites", "verify_arg", "verify_dir", "verify_timeout_s", "skip_verify"},
+      .repeated = {&FLAGS_mount_from, &FLAGS_verify_arg},
+      .aliases = {{"version", "publish_version"}},
+      .dashes = true};
+  return *spec;
+}
+
+// ParseFlags: the command line into *f (usage errors as the message to print, exit 2).
 std::optional<std::string> ParseFlags(int argc, char** argv, Flags* f) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string a = args[i];
-    std::string value;
-    bool has_inline = false;
-    if (size_t eq = a.find('='); eq != std::string::npos && absl::StartsWith(a, "--")) {
-      value = a.substr(eq + 1);
-      a = a.substr(0, eq);
-      has_inline = true;
-    }
-    if (absl::StartsWith(a, "--")) std::replace(a.begin() + 2, a.end(), '_', '-');
-    auto take = [&](std::string* out) -> std::optional<std::string> {
-      if (has_inline) {
-        *out = value;
-      } else {
-        if (i + 1 >= args.size()) return absl::StrCat(a, " needs a value");
-        *out = args[++i];
-      }
-      return std::nullopt;
-    };
-    auto take_int = [&](int64_t* out) -> std::optional<std::string> {
-      std::string s;
-      if (auto e = take(&s)) return e;
-      if (!absl::SimpleAtoi(s, out) || *out < 0) return absl::StrCat(a, ": bad number \"", s, "\"");
-      return std::nullopt;
-    };
-    struct BoolFlag { const char* name; bool* dst; };
-    const BoolFlag bools[] = {{"--latest", &f->latest},   {"--minor", &f->minor},
-                              {"--force", &f->force},     {"--dry-run", &f->dry_run},
-                              {"--json", &f->json},       {"--tls", &f->tls},
-                              {"--plain-http", &f->plain_http}, {"--help", &f->help},
-                              {"-h", &f->help},           {"--skip-verify", &f->skip_verify}};
-    bool matched = false;
-    for (const BoolFlag& b : bools)
-      if (a == b.name) {
-        if (has_inline) return absl::StrCat(a, " takes no value");
-        *b.dst = true;
-        matched = true;
-      }
-    if (matched) continue;
-    struct StrFlag { const char* name; std::string* dst; };
-    const StrFlag strs[] = {{"--version", &f->version},       {"--registry", &f->registry},
-                            {"--oci-dir", &f->oci_dir},       {"--layout", &f->layout},
-                            {"--ref", &f->ref},               {"--lock", &f->lock},
-                            {"--username", &f->username},     {"--docker-config", &f->docker_config},
-                            {"--ca-cert", &f->ca_cert},       {"--source-commit", &f->source_commit},
-                            {"--package-lock", &f->package_lock},
-                            {"--verifier", &f->verifier},     {"--verify-suites", &f->verify_suites},
-                            {"--verify-dir", &f->verify_dir}};
-    for (const StrFlag& s : strs)
-      if (a == s.name) {
-        if (auto e = take(s.dst)) return e;
-        matched = true;
-      }
-    if (matched) continue;
-    if (a == "--mount-from" || a == "--verify-arg") {
-      std::string v;
-      if (auto e = take(&v)) return e;
-      (a == "--mount-from" ? f->mount_from : f->verify_args).push_back(v);
-    } else if (a == "--verify-timeout-s") {
-      if (auto e = take_int(&f->verify_timeout_s)) return e;
-      if (f->verify_timeout_s < 1) return "--verify-timeout-s must be >= 1";
-    } else if (a == "--retries") {
-      int64_t n;
-      if (auto e = take_int(&n)) return e;
-      if (n < 1 || n > 100) return "--retries must be 1..100";
-      f->retries = static_cast<int>(n);
-    } else if (a == "--retry-base-ms") {
-      if (auto e = take_int(&f->retry_base_ms)) return e;
-    } else if (a == "--chunk-bytes") {
-      if (auto e = take_int(&f->chunk_bytes)) return e;
-      if (f->chunk_bytes < 1) return "--chunk-bytes must be >= 1";
-    } else if (a == "--stall-timeout-s") {
-      if (auto e = take_int(&f->stall_timeout_s)) return e;
-      if (f->stall_timeout_s < 1 || f->stall_timeout_s > 3600)
-        return "--stall-timeout-s must be 1..3600";
-    } else {
-      return absl::StrCat("unknown argument \"", args[i], "\" (see --help)");
-    }
+  absl::StatusOr<ParsedCommandFlags> parsed =
+      ParseCommandFlags(std::vector<std::string>(argv + 1, argv + argc), Spec());
+  if (!parsed.ok()) return std::string(parsed.status().message());
+  if (parsed->help) {
+    f->help = true;
+    return std::nullopt;
   }
+  if (!parsed->positional.empty())
+    return absl::StrCat("unknown argument \"", parsed->positional[0], "\" (see --help)");
+  f->version = absl::GetFlag(FLAGS_publish_version);
+  f->registry = absl::GetFlag(FLAGS_registry);
+  f->oci_dir = absl::GetFlag(FLAGS_oci_dir);
+  f->layout = absl::GetFlag(FLAGS_layout);
+  f->ref = absl::GetFlag(FLAGS_ref);
+  f->lock = absl::GetFlag(FLAGS_lock);
+  f->username = absl::GetFlag(FLAGS_username);
+  f->docker_config = absl::GetFlag(FLAGS_docker_config);
+  f->ca_cert = absl::GetFlag(FLAGS_ca_cert);
+  f->source_commit = absl::GetFlag(FLAGS_source_commit);
+  f->package_lock = absl::GetFlag(FLAGS_package_lock);
+  f->verifier = absl::GetFlag(FLAGS_verifier);
+  f->verify_suites = absl::GetFlag(FLAGS_verify_suites);
+  f->verify_dir = absl::GetFlag(FLAGS_verify_dir);
+  f->latest = absl::GetFlag(FLAGS_latest);
+  f->minor = absl::GetFlag(FLAGS_minor);
+  f->force = absl::GetFlag(FLAGS_force);
+  f->dry_run = absl::GetFlag(FLAGS_dry_run);
+  f->json = absl::GetFlag(FLAGS_json);
+  f->tls = absl::GetFlag(FLAGS_tls);
+  f->plain_http = absl::GetFlag(FLAGS_plain_http);
+  f->skip_verify = absl::GetFlag(FLAGS_skip_verify);
+  f->mount_from = absl::GetFlag(FLAGS_mount_from);
+  f->verify_args = absl::GetFlag(FLAGS_verify_arg);
+  const int64_t verify_timeout_s = absl::GetFlag(FLAGS_verify_timeout_s);
+  if (verify_timeout_s < 1) return "--verify-timeout-s must be >= 1";
+  f->verify_timeout = absl::Seconds(verify_timeout_s);
+  const int64_t retries = absl::GetFlag(FLAGS_retries);
+  if (retries < 1 || retries > 100) return "--retries must be 1..100";
+  f->retries = static_cast<int>(retries);
+  const int64_t retry_base_ms = absl::GetFlag(FLAGS_retry_base_ms);
+  if (retry_base_ms < 0) return "--retry-base-ms must be >= 0";
+  f->retry_base = absl::Milliseconds(retry_base_ms);
+  f->chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
+  if (f->chunk_bytes < 1) return "--chunk-bytes must be >= 1";
+  const int64_t stall_timeout_s = absl::GetFlag(FLAGS_stall_timeout_s);
+  if (stall_timeout_s < 1 || stall_timeout_s > 3600) return "--stall-timeout-s must be 1..3600";
+  f->stall_timeout = absl::Seconds(stall_timeout_s);
   return std::nullopt;
 }
 
@@ -304,12 +322,11 @@ absl::Status VerifyPushed(RegistryClient* client, const std::string& target,
     return absl::Status(p.status().code(), absl::StrCat("cannot run the verifier ", f.verifier,
                                                         ": ", p.status().message()));
   }
-  absl::StatusOr<process::ProcessExit> exit =
-      p->Wait(absl::Now() + absl::Seconds(f.verify_timeout_s));
+  absl::StatusOr<process::ProcessExit> exit = p->Wait(absl::Now() + f.verify_timeout);
   if (!exit.ok()) {
     p->Kill(absl::Seconds(10));
     return VerificationFailed(absl::DeadlineExceededError(absl::StrCat(
-        "the verifier did not finish in --verify-timeout-s=", f.verify_timeout_s,
+        "the verifier did not finish in --verify-timeout-s=", absl::ToInt64Seconds(f.verify_timeout),
         " s (killed); its log: ", log)));
   }
   if (exit->signaled || exit->exit_code != 0) {
@@ -457,7 +474,7 @@ int Main(int argc, char** argv) {
     RegistryOptions ro;
     ro.use_tls = f.tls || (!f.plain_http && !ref->IsLoopback());
     ro.max_attempts = f.retries;
-    ro.backoff_base = absl::Milliseconds(f.retry_base_ms);
+    ro.backoff_base = f.retry_base;
     ro.chunk_bytes = f.chunk_bytes;
     if (!f.username.empty()) {
       std::string password;
@@ -486,7 +503,7 @@ int Main(int argc, char** argv) {
       }
     }
     http.emplace(TransportOptions{.ca_file = f.ca_cert,
-                                  .stall_timeout_ms = f.stall_timeout_s * 1000});
+                                  .stall_timeout_ms = absl::ToInt64Milliseconds(f.stall_timeout)});
     client.emplace(*ref, ro, &*http);
     if (absl::Status s = client->Ping(); !s.ok())
       return Fail(ExitCodeFor(s), absl::StrCat("registry ", ref->ToString(), ": ", s.message()));

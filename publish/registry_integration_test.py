@@ -332,11 +332,29 @@ class PlainRegistryTest(unittest.TestCase):
         h = subprocess.run([PUBLISH, "--help"], capture_output=True, text=True)
         self.assertEqual(h.returncode, 0)
         self.assertIn("Exit codes", h.stdout)
+        # absl flags (third_party/absl_ext/command_flags.h): -h, --flag=value and "_" spellings,
+        # switches as --flag=false / --noflag; every usage error is exit 2 naming the flag.
+        h = subprocess.run([PUBLISH, "-h"], capture_output=True, text=True)
+        self.assertEqual(h.returncode, 0)
+        self.assertIn("Exit codes", h.stdout)
+        spelled = self.pub.run(layout, "1.0.0", "kiln/archive",
+                               extra=["--version=1.0.0", "--dry_run", "--latest=false", "--nominor"])
+        self.assertEqual(spelled["digest"], from_dir["digest"])
+        self.assertTrue(spelled["dry_run"])
         for args, why in [(["--bogus"], "unknown argument"), ([], "--version is required"),
                           (["--version", "1.0.0", "--layout", layout, "--tls", "--plain-http"],
                            "exclude each other"),
                           (["--version", "1.0.0", "--layout", layout, "--registry", "http://x/y"],
-                           "no scheme")]:
+                           "no scheme"),
+                          (["--version"], "flag --version needs a value"),
+                          (["--version", "1.0.0", "--layout", layout, "--retries", "many"],
+                           "--retries=many: Illegal value"),
+                          (["--version", "1.0.0", "--layout", layout, "--retries", "0"],
+                           "--retries must be 1..100"),
+                          (["--version", "1.0.0", "--layout", layout, "--flagfile=/dev/null"],
+                           'unknown argument "--flagfile=/dev/null"'),
+                          (["--version", "1.0.0", "--layout", layout, "stray"],
+                           'unknown argument "stray"')]:
             with self.subTest(args):
                 p = subprocess.run([PUBLISH] + args, capture_output=True, text=True)
                 self.assertEqual(p.returncode, EXIT_USAGE, p.stderr)
