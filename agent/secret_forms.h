@@ -3,7 +3,7 @@
 //
 // Where does a secret appear in a byte stream, and in which form. One library for both ends:
 // the guest's log redactor (agent/runner/redact.h) masks what it finds, the host's leak scan
-// (harness/leak_scan.h) reports it. Pure: no I/O, no globals; linkable into the static agent.
+// (harness/builder/leak_scan.h) reports it. Pure: no I/O, no globals; linkable into the static agent.
 //
 // Forms of a secret value V (each one a string of "form characters"):
 //   raw      V itself; also each line of a multi-line V (4..15 bytes: matched whole), and V

@@ -5,7 +5,7 @@
 // no VMM vsock device is needed: QEMU under TCG here has none), and runs a protocol session:
 // Hello -> Ready, Ping -> Pong, close; then the agent (--once) must exit 0.
 //
-// It is the program (kiln.exec) of the `agent-vsock` VM scenario (harness/scenarios.h) and
+// It is the program (kiln.exec) of the `agent-vsock` VM scenario (harness/scenarios/scenarios.h) and
 // prints KILN-CHECK lines (docs/interfaces.md):
 //
 //   KILN-CHECK vsock.connect ok cid=1 port=<port> ms=<connect time>

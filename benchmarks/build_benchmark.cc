@@ -1,5 +1,5 @@
 // build_benchmark: the secret build of agent/runner/examples/reference (FROM kiln-busybox:1,
-// two RUN steps, one reading a build secret) in builder VMs (harness/builder_client.h:
+// two RUN steps, one reading a build secret) in builder VMs (harness/builder/builder_client.h:
 // RunBuilderJobs, fresh VM per build) against the same build by dockerd on the host
 // (//agent/runner:kiln-build). The VM side runs every builder variant of --variants in the
 // same run (issue 11):
@@ -43,7 +43,7 @@
 #include "absl/time/time.h"
 #include "benchmarks/results.h"
 #include "benchmarks/stats.h"
-#include "harness/builder_client.h"
+#include "harness/builder/builder_client.h"
 #include "harness/vmm/qemu.h"
 #include "harness/vmm/runner.h"
 

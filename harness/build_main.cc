@@ -1,6 +1,6 @@
 // File: harness/build_main.cc
 // //harness:build: run your own context + Dockerfile with secrets in a real builder VM (issue
-// 18). The logic is harness/build_command.h; this file reads flags and prints.
+// 18). The logic is harness/builder/build_command.h; this file reads flags and prints.
 //
 //   bazel run //harness:build -- --secret id=tok,src=$HOME/tok --preload base.tar DIR
 #include <stdlib.h>
@@ -18,7 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "harness/build_command.h"
+#include "harness/builder/build_command.h"
 #include "harness/vmm/qemu.h"
 #include "harness/vmm/runner.h"
 #include "harness/vmm/vmm_select.h"

@@ -32,8 +32,8 @@
 #include "agent/runner/dockerfile.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "harness/build_command.h"
-#include "harness/builder_scenarios.h"
+#include "harness/builder/build_command.h"
+#include "harness/builder/builder_scenarios.h"
 #include "harness/vmm/runner.h"
 #include "harness/vmm/vm_test_support.h"
 

@@ -1,11 +1,11 @@
 // File: harness/verify.cc
 // //harness:verify, kiln's main job: boots real VMs and proves the builder works.
 //
-//   suite cgroup   the cgroup scenarios (harness/scenarios.h): cgroup2 rw / ro / off (negative
+//   suite cgroup   the cgroup scenarios (harness/scenarios/scenarios.h): cgroup2 rw / ro / off (negative
 //                  control) / a bad kiln.* value, in VMs booted from the cgroup test root;
 //   suite builder  agent-vsock, then every builder scenario folder found under --scenario_dir
-//                  (harness/scenarios/builder/<name>/: Dockerfile + spec.json, checked by the
-//                  one generic checker of harness/builder_spec.h), each in its own builder VM
+//                  (harness/builder/scenarios/<name>/: Dockerfile + spec.json, checked by the
+//                  one generic checker of harness/builder/builder_spec.h), each in its own builder VM
 //                  booted from the builder disk (Debian 13, the daemon rootless as uid 1000
 //                  unless the spec says), run as //harness:build runs a command: real BuildKit
 //                  builds with secrets, leak scans, refusals, the {rootless, rootful} x {cgroup
@@ -43,16 +43,16 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "harness/build_command.h"
-#include "harness/builder_scenarios.h"
-#include "harness/builder_spec.h"
+#include "harness/builder/build_command.h"
+#include "harness/builder/builder_scenarios.h"
+#include "harness/builder/builder_spec.h"
 #include "images/tool/image_disk.h"
 #include "publish/http.h"
 #include "publish/pull.h"
 #include "publish/registry.h"
 #include "harness/vmm/qemu.h"
 #include "harness/vmm/runner.h"
-#include "harness/scenarios.h"
+#include "harness/scenarios/scenarios.h"
 #include "harness/vmm/vmm_select.h"
 
 ABSL_FLAG(std::string, kernel, "", "guest kernel, a PVH vmlinux (default: //images:vmlinux)");
@@ -80,7 +80,7 @@ ABSL_FLAG(std::string, builder_mode, "",
           "the agent's --builder_mode for the reference and secrets groups: rootless or "
           "rootful (default: rootless on debian13, rootful on debian12)");
 ABSL_FLAG(std::string, busybox_image, "",
-          "docker-archive base image the builds preload (default: //harness:busybox_image)");
+          "docker-archive base image the builds preload (default: //harness/builder:busybox_image)");
 ABSL_FLAG(std::string, examples_readme, "",
           "agent/runner/examples/README.md; locates the example Dockerfiles");
 ABSL_FLAG(std::string, suites, "cgroup,builder", "comma-separated suites: cgroup, builder");
@@ -96,7 +96,7 @@ ABSL_FLAG(std::string, builder_groups, "",
           "comma-separated builder suite VMs to run: agent-vsock, scenario folder names such as "
           "reference, or the C++ group builder-reference (default: agent-vsock and every "
           "folder; e.g. a reduced publish gate in a test)");
-ABSL_FLAG(std::string, scenario_dir, "harness/scenarios/builder",
+ABSL_FLAG(std::string, scenario_dir, "harness/builder/scenarios",
           "the builder scenario folders (each <name>/Dockerfile + spec.json) the builder suite "
           "runs");
 ABSL_FLAG(std::string, log_dir, "",

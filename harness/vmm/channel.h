@@ -12,7 +12,7 @@
 //   virtio-serial  QEMU's chardev socket       nothing: the stream is the guest's port
 //   hybrid-vsock   CH's vsock socket           "CONNECT <vsock_port>\n" -> "OK <n>\n"
 //
-// One piece of code serves every caller: the builder client (harness/builder_client.h,
+// One piece of code serves every caller: the builder client (harness/builder/builder_client.h,
 // WaitReady), Cloud Hypervisor's ConnectHybridVsockWithRetry/ConnectChannel
 // (harness/vmm/cloud_hypervisor.h) and kilnctl's exec/rm into kept builders
 // (tools/kilnctl/agent_exec.h).

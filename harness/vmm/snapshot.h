@@ -4,7 +4,7 @@
 // Warm builder snapshots (issue 12): what identifies a saved builder VM (the snapshot key) and
 // where saved VMs live on the host (the snapshot cache). Pure data and plain files; the saving
 // and restoring itself is the VMM's (harness/vmm/snapshot_qmp.h for QEMU), the flow is the builder
-// client's (harness/builder_client.h, BuilderVmOptions::warm).
+// client's (harness/builder/builder_client.h, BuilderVmOptions::warm).
 //
 // The key: SHA-256 over SnapshotKeyText, one "name=value" line per input: the digests of the
 // kernel, the initrd and every disk, the VM config (memory, vCPUs, the device/argv shape, the

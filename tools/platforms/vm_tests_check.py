@@ -1,7 +1,8 @@
 """Every test that boots a VM is declared with vm_test (tools/platforms/defs.bzl).
 
 A test boots a VM when its declaration names the VM kernel (`:vm_kernel`, `//images:vmlinux`)
-or harness/BUILD's VM data lists (`_VM_DATA`, `_BUILDER_VM_DATA`). Such a test declared with
+or the harness's VM data lists (`_VM_DATA`, `_BUILDER_VM_DATA`, harness/builder/builder_vm.bzl's
+`BUILDER_VM_DATA`). Such a test declared with
 cc_test/sh_test/... would carry no execution requirement: remotely it could land on a worker
 without QEMU or KVM, and its result would be cached without the host facts vm_test adds. Each
 vm_test must name a requirement that VM_REQUIREMENTS defines.
@@ -14,7 +15,8 @@ import os
 import re
 import sys
 
-VM_MARKERS = (":vm_kernel", "//harness/vmm:vm_kernel", "//images:vmlinux", "_BUILDER_VM_DATA", "_VM_DATA")
+VM_MARKERS = (":vm_kernel", "//harness/vmm:vm_kernel", "//images:vmlinux", "_BUILDER_VM_DATA", "_VM_DATA",
+              "BUILDER_VM_DATA")
 _CALL = re.compile(r"^(\w+)\(\n(.*?)^\)", re.S | re.M)
 _NAME = re.compile(r'^    name = "([^"]+)"', re.M)
 _REQUIRES = re.compile(r'^    requires = "([^"]*)"', re.M)

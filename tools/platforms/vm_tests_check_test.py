@@ -91,11 +91,11 @@ class SourceTreeTest(unittest.TestCase):
             print("%-45s requires %s" % (label, req))
         self.assertEqual(problems, [])
         labels = dict(tests)
-        self.assertEqual(labels.get("//harness:cgroup_vm_test"), "qemu")
-        self.assertEqual(labels.get("//harness:cgroup_ch_vm_test"), "cloud-hypervisor")
+        self.assertEqual(labels.get("//harness/scenarios:cgroup_vm_test"), "qemu")
+        self.assertEqual(labels.get("//harness/scenarios:cgroup_ch_vm_test"), "cloud-hypervisor")
         # The builder scenario tests are made per folder by a macro (the text check cannot see
         # them): it must declare them with vm_test, for QEMU and for Cloud Hypervisor.
-        with open(os.path.join(root, "harness", "builder_scenarios.bzl")) as f:
+        with open(os.path.join(root, "harness", "builder", "builder_scenarios.bzl")) as f:
             macro = f.read()
         self.assertIn('vm_test(name = target + "_test", requires = "qemu"', macro)
         self.assertIn('requires = "cloud-hypervisor"', macro)

@@ -3,7 +3,7 @@
 # matrix-guest.sh (see ../ROOTLESS.md). Inputs, by hand: /tmp/rootless-exp/art/{vmlinux,
 # initrd.cpio.gz,DISK} (copies of //images:vmlinux, //images:initrd, a builder disk) and
 # /tmp/rootless-exp/exp.ext4 = `mkfs.ext4 -d DIR` of a DIR holding run.sh (matrix-guest.sh),
-# bb.tar (//harness:busybox_image), secret, ctx-{plain,secret,env}/Dockerfile (Dockerfile.*
+# bb.tar (//harness/builder:busybox_image), secret, ctx-{plain,secret,env}/Dockerfile (Dockerfile.*
 # here) and, for NET=slirp only, slirp/{bin,lib,tun.ko}. CGROUP rw|ro|off, MODE rootless|rootful,
 # DELEG none|parent; env NET=auto|slirp|host, PORT (rootlesskit port driver with NET=host).
 # Output: /tmp/rootless-exp/logs/NAME.log (serial), a line in logs/summary.txt.
