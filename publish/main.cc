@@ -568,7 +568,7 @@ int Main(int argc, char** argv) {
                         {"verification", f.skip_verify ? "skipped"
                                          : r.verified  ? "passed"
                                                        : "none"},
-                        {"verify_seconds", r.verify_seconds},
+                        {"verify_seconds", absl::ToDoubleSeconds(r.verify_time)},
                         {"note", r.note}};
     if (client) {
       j["retries"] = client->stats().retries;

@@ -260,7 +260,7 @@ absl::StatusOr<PublishResult> Publish(const PublishOptions& opts, PublishTarget*
     if (opts.verify) {
       const absl::Time start = absl::Now();
       absl::Status v = opts.verify(res.digest);
-      res.verify_seconds = absl::ToDoubleSeconds(absl::Now() - start);
+      res.verify_time = absl::Now() - start;
       if (!v.ok()) {
         absl::Status out(v.code(), absl::StrCat(target->Name(), "@", res.digest,
                                                 " is in the target untagged: ", v.message()));

@@ -40,6 +40,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "publish/oci.h"
 #include "publish/plan.h"
 #include "publish/registry.h"
@@ -180,7 +181,7 @@ struct PublishResult {
   int64_t blobs_mounted = 0;
   std::string note;                    // the policy decision in words
   bool verified = false;               // opts.verify ran and passed
-  double verify_seconds = 0;           // time in opts.verify (s)
+  absl::Duration verify_time;          // wall time spent in opts.verify
 };
 
 // ReadLockFile(path): the lock at `path`; an empty lock when the file does not exist.
