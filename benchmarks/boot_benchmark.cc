@@ -1,5 +1,5 @@
 // boot_benchmark: boot to init-done of kiln's cgroup VM against a bare init, same kernel, same
-// VMM, same accel (kiln issue 2).
+// VMM, same accel.
 //
 //   cgroup VM: //images:initrd (kiln init: mounts incl. cgroup2, modules, ext4 root disk
 //              read-only + tmpfs overlay, root switch) + //images/rootfs:testroot_disk; no

@@ -1,6 +1,6 @@
 // channel_benchmark: the host side of the agent channel (harness/vmm/channel.h), Cloud Hypervisor's
 // hybrid vsock against its peer, the plain unix socket of QEMU's virtio-serial chardev, in the
-// same run (issue 5). Both are served on loopback unix sockets by threads of this process:
+// same run. Both are served on loopback unix sockets by threads of this process:
 //
 //   connect/<transport>     ConnectChannelOnce + close: connect(2), and for hybrid vsock the
 //                           "CONNECT <port>\n" / "OK <n>\n" exchange (read byte by byte)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # image_disk_benchmark: how long the builder image -> disk path takes against the plain tools,
-# in the same run on the same machine (issue 17's closing measurement). Needs root.
+# in the same run on the same machine. Needs root.
 #   bazel run //images/tool:image_disk_benchmark [-- ROUNDS]
 # Per round: (a) kiln-image image-to-disk on //images:builder (verify digests + unpack with
 # whiteouts, then mkext4.sh: mkfs.ext4 -d, debugfs time normalization, e2fsck), and (b) the
