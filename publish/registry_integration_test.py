@@ -148,7 +148,8 @@ class PlainRegistryTest(unittest.TestCase):
         layout = make_layout("gate", seed=61)
         rec = os.path.join(TMP, "gate-record")
         out = self.pub.run(layout, "1.0.0", "kiln/gate", expect=EXIT_VERIFY,
-                           extra=["--latest", "--verify-arg=--accel=tcg"],
+                           extra=["--latest", "--verify-arg=--accel=tcg",
+                                  "--verify-arg", "--builder_groups=a,b"],
                            env_extra={"KILN_FAKE_VERIFY_RECORD": rec, "KILN_FAKE_VERIFY_EXIT": "1"})
         digest = out["digest"]
         self.assertFalse(out["ok"])
@@ -167,6 +168,8 @@ class PlainRegistryTest(unittest.TestCase):
         self.assertTrue(args[0].startswith("--builder_image=") and args[0].endswith("/image"))
         self.assertEqual(args[1], "--suites=builder")
         self.assertIn("--accel=tcg", args)
+        # Repeated, in order, each as written (a value may begin with "-" and hold commas).
+        self.assertEqual(args[args.index("--accel=tcg") + 1], "--builder_groups=a,b")
         self.assertEqual(args[-2], digest)
         # A rerun that passes verification tags it (nothing uploaded again).
         os.remove(rec)
