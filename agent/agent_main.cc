@@ -60,7 +60,10 @@ ABSL_FLAG(std::string, builder_mode, "rootless",
           "its own containerd)");
 ABSL_FLAG(std::string, containerd, "/usr/bin/containerd", "containerd binary");
 ABSL_FLAG(std::string, dockerd, "/usr/sbin/dockerd", "dockerd binary");
-ABSL_FLAG(std::string, docker, "/usr/bin/docker", "docker CLI binary (Debian's; no buildx)");
+ABSL_FLAG(std::string, docker, "/usr/bin/docker", "docker CLI binary (Debian's)");
+ABSL_FLAG(std::string, buildx, "/usr/libexec/docker/cli-plugins/docker-buildx",
+          "buildx plugin binary: when executable, builds run it directly (`docker-buildx build`, "
+          "two Go process starts fewer than `docker build`); empty or missing: `docker build`");
 ABSL_FLAG(bool, fresh_machine, false,
           "do not serve: read the host's clock and seed bytes from stdin (agent/fresh_machine.h), "
           "set the wall clock, add the seed to the kernel's entropy pool, reseed the CRNG, print "
@@ -192,6 +195,7 @@ int main(int argc, char** argv) {
     jr.tools.containerd = absl::GetFlag(FLAGS_containerd);
     jr.tools.dockerd = absl::GetFlag(FLAGS_dockerd);
     jr.tools.docker = absl::GetFlag(FLAGS_docker);
+    jr.tools.buildx = absl::GetFlag(FLAGS_buildx);
     jr.secret_dir = absl::GetFlag(FLAGS_secret_dir);
     jr.mode = mode;
     Say(absl::StrCat("builder mode ", kiln::agent::runner::BuilderModeName(mode)));

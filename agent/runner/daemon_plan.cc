@@ -64,19 +64,30 @@ std::vector<std::string> DaemonEnv() {
   return {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"};
 }
 
+BuildClient BuildClientFor(const ToolPaths& tools, bool buildx_executable) {
+  return !tools.buildx.empty() && buildx_executable ? BuildClient::kBuildx
+                                                    : BuildClient::kDockerCli;
+}
+
+absl::string_view BuildClientName(BuildClient client) {
+  return client == BuildClient::kBuildx ? "docker-buildx build" : "docker build";
+}
+
 std::vector<std::string> DockerBuildArgv(const BuildSpec& spec, const RunLayout& l,
                                          const std::string& context_dir,
-                                         const std::map<std::string, std::string>& secret_files) {
-  std::vector<std::string> argv = {spec.tools.docker,
-                                   "-H",
-                                   absl::StrCat("unix://", l.docker_socket),
-                                   "build",
-                                   absl::StrCat("--network=", NetworkModeName(spec.network)),
-                                   "--progress=plain",
-                                   "-t",
-                                   spec.tag,
-                                   "-f",
-                                   absl::StrCat(context_dir, "/", spec.dockerfile)};
+                                         const std::map<std::string, std::string>& secret_files,
+                                         BuildClient client) {
+  std::vector<std::string> argv;
+  if (client == BuildClient::kBuildx) {
+    argv = {spec.tools.buildx, "build"};
+  } else {
+    argv = {spec.tools.docker, "-H", absl::StrCat("unix://", l.docker_socket), "build"};
+  }
+  for (std::string flag : {absl::StrCat("--network=", NetworkModeName(spec.network)),
+                           std::string("--progress=plain"), std::string("-t"), spec.tag,
+                           std::string("-f"), absl::StrCat(context_dir, "/", spec.dockerfile)}) {
+    argv.push_back(std::move(flag));
+  }
   if (!spec.target.empty()) {
     argv.push_back("--target");
     argv.push_back(spec.target);
@@ -95,7 +106,8 @@ std::vector<std::string> DockerBuildArgv(const BuildSpec& spec, const RunLayout&
 }
 
 std::vector<std::string> DockerBuildEnv(const RunLayout& l) {
-  return {"DOCKER_BUILDKIT=1", absl::StrCat("DOCKER_CONFIG=", l.docker_config_dir),
+  return {"DOCKER_BUILDKIT=1", absl::StrCat("DOCKER_HOST=unix://", l.docker_socket),
+          absl::StrCat("DOCKER_CONFIG=", l.docker_config_dir),
           absl::StrCat("HOME=", l.run_dir), "PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
 }
 

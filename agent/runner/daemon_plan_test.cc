@@ -58,6 +58,32 @@ TEST(DaemonPlanTest, DockerBuildArgv) {
   EXPECT_THAT(argv, Contains("--no-cache"));
   EXPECT_THAT(argv, Not(Contains("--secret")));
   EXPECT_THAT(DockerBuildEnv(l), Contains("DOCKER_BUILDKIT=1"));
+  EXPECT_THAT(DockerBuildEnv(l), Contains("DOCKER_HOST=unix:///w/run/docker.sock"));
+}
+
+// buildx direct (Debian 13): the same flags after `docker-buildx build`; the daemon comes from
+// DOCKER_HOST (DockerBuildEnv), since buildx's standalone mode has no -H.
+TEST(DaemonPlanTest, DockerBuildArgvWithBuildxDirect) {
+  BuildSpec spec;
+  spec.tag = "app:1";
+  RunLayout l = MakeRunLayout("/w", "/w/run");
+  std::vector<std::string> argv = DockerBuildArgv(
+      spec, l, "/ctx", {{"tok", "/run/kiln-secrets/job-x/tok"}}, BuildClient::kBuildx);
+  EXPECT_THAT(argv, ElementsAre("/usr/libexec/docker/cli-plugins/docker-buildx", "build",
+                                "--network=none", "--progress=plain", "-t", "app:1", "-f",
+                                "/ctx/Dockerfile", "--secret",
+                                "id=tok,src=/run/kiln-secrets/job-x/tok", "/ctx"));
+  EXPECT_THAT(argv, Not(Contains("-H")));
+}
+
+TEST(DaemonPlanTest, BuildClientIsBuildxOnlyWhenItsFileIsExecutable) {
+  ToolPaths tools;
+  EXPECT_EQ(BuildClientFor(tools, true), BuildClient::kBuildx);
+  EXPECT_EQ(BuildClientFor(tools, false), BuildClient::kDockerCli);  // Debian 12: no buildx
+  tools.buildx = "";
+  EXPECT_EQ(BuildClientFor(tools, true), BuildClient::kDockerCli);  // switched off
+  EXPECT_EQ(BuildClientName(BuildClient::kBuildx), "docker-buildx build");
+  EXPECT_EQ(BuildClientName(BuildClient::kDockerCli), "docker build");
 }
 
 }  // namespace

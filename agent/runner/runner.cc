@@ -587,8 +587,12 @@ class Runner {
                                           {d_->rootless->layout().daemon_cgroup})
                             : StepWatcher("/proc", {"/docker/"}, {});
     absl::Time last_scan = absl::InfinitePast();
+    // buildx run directly where it exists: two Go process starts fewer (daemon_plan.h).
+    const BuildClient client = BuildClientFor(
+        spec_.tools, !spec_.tools.buildx.empty() && access(spec_.tools.buildx.c_str(), X_OK) == 0);
+    Log(absl::StrCat("[kiln-runner] build client: ", BuildClientName(client)));
     absl::StatusOr<process::Process> p = process::Process::Spawn(RunnerSpawnOptions(
-        DockerBuildArgv(spec_, d_->layout, context_dir, secrets_.Paths()),
+        DockerBuildArgv(spec_, d_->layout, context_dir, secrets_.Paths(), client),
         DockerBuildEnv(d_->layout), /*log_path=*/""));
     if (!p.ok()) return p.status();
     std::deque<std::string> tail;

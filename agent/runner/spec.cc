@@ -209,6 +209,10 @@ absl::Status ValidateSpec(const BuildSpec& spec) {
           absl::StrCat("tool path \"", *p, "\" is not absolute (PATH is never searched)"));
     }
   }
+  if (!spec.tools.buildx.empty() && spec.tools.buildx.front() != '/') {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tool path \"", spec.tools.buildx, "\" is not absolute (PATH is never searched)"));
+  }
   return absl::OkStatus();
 }
 

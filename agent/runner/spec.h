@@ -64,6 +64,13 @@ struct ToolPaths {
   std::string containerd = "/usr/bin/containerd";
   std::string dockerd = "/usr/sbin/dockerd";
   std::string docker = "/usr/bin/docker";
+  // buildx: the docker CLI's buildx plugin (Debian 13's docker-buildx installs it here). When
+  // this file is executable the build runs it directly (`docker-buildx build ...`: buildx's
+  // standalone mode, the daemon named by DOCKER_HOST) instead of `docker build`, which on
+  // docker-cli >= 23 is three Go processes: the CLI, the plugin's `docker-cli-plugin-metadata`
+  // probe, then the plugin itself (BuildClientFor, daemon_plan.h). "" or not executable
+  // (Debian 12's docker 20.10 has no buildx): `docker build`.
+  std::string buildx = "/usr/libexec/docker/cli-plugins/docker-buildx";
 };
 
 // BuildSpec: one container image build.

@@ -115,6 +115,7 @@ TEST(SpecTest, RejectsBadFields) {
       {"work dir", [](BuildSpec* s) { s->work_dir = "rel"; }, "work_dir"},
       {"preload", [](BuildSpec* s) { s->preload_images.push_back("img.tar"); }, "preload"},
       {"tool path", [](BuildSpec* s) { s->tools.docker = "docker"; }, "PATH"},
+      {"buildx path", [](BuildSpec* s) { s->tools.buildx = "docker-buildx"; }, "PATH"},
   };
   for (const Row& r : rows) {
     SCOPED_TRACE(r.name);
