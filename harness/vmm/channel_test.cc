@@ -1,4 +1,4 @@
-// File: harness/channel_test.cc
+// File: harness/vmm/channel_test.cc
 // ConnectChannelOnce over real unix sockets (a thread plays QEMU's chardev or CH's vsock
 // muxer): both transports carry bytes, the hybrid vsock handshake consumes exactly its reply
 // line, and each bad peer (garbage reply, early close, no socket, overlong path) gives its

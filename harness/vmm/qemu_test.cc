@@ -1,4 +1,4 @@
-// File: harness/qemu_test.cc
+// File: harness/vmm/qemu_test.cc
 // Pure parts of the QEMU backend: argv, kernel cmdline, accel decision, cpuinfo readers.
 #include "harness/vmm/qemu.h"
 

@@ -1,4 +1,4 @@
-// File: harness/snapshot_qmp_test.cc
+// File: harness/vmm/snapshot_qmp_test.cc
 // Pure parts of the QMP snapshot code: which migration features a QEMU offers, the save URI.
 #include "harness/vmm/snapshot_qmp.h"
 

@@ -1,4 +1,4 @@
-// File: harness/snapshot_test.cc
+// File: harness/vmm/snapshot_test.cc
 #include "harness/vmm/snapshot.h"
 
 #include <sys/stat.h>

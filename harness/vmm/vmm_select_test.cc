@@ -1,4 +1,4 @@
-// File: harness/vmm_select_test.cc
+// File: harness/vmm/vmm_select_test.cc
 // DecideVmm's table (every request x host situation), the fail-fast message, ParseVmmKind,
 // and MakeVmm's fail-fast on this host when Cloud Hypervisor is asked for and absent.
 #include "harness/vmm/vmm_select.h"

@@ -1,4 +1,4 @@
-// File: harness/vmm_test.cc
+// File: harness/vmm/vmm_test.cc
 #include "harness/vmm/vmm.h"
 
 #include <memory>
