@@ -88,7 +88,8 @@ absl::Status RemoveFlatDir(const std::string& dir) {
     const std::string name = e->d_name;
     if (name == "." || name == "..") continue;
     const std::string p = absl::StrCat(dir, "/", name);
-    if (unlink(p.c_str()) != 0 && errno != ENOENT) {
+    // An empty subdirectory (a maker's mistake, refused by SealEntryFiles) goes too.
+    if (unlink(p.c_str()) != 0 && errno != ENOENT && rmdir(p.c_str()) != 0) {
       const int err = errno;
       closedir(d);
       return PosixError(err, "unlink", p);
@@ -267,6 +268,59 @@ absl::StatusOr<SnapshotLease> SnapshotCache::Lookup(const std::string& key) {
 absl::StatusOr<SnapshotLease> SnapshotCache::GetOrMake(const std::string& key,
                                                        absl::string_view key_text,
                                                        const SnapshotMaker& make) {
+  return GetOrMakeDir(key, key_text, [&make](const std::string& entry_dir) -> absl::Status {
+    const std::string state = absl::StrCat(entry_dir, "/", kStateFile);
+    RETURN_IF_ERROR(make(state));
+    if (!Exists(state)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the snapshot maker wrote no state file ", state));
+    }
+    return absl::OkStatus();
+  });
+}
+
+namespace {
+
+// SealEntryFiles(dir): chmod 0600 + fsync of every entry of a freshly made snapshot dir;
+// FailedPrecondition for an empty dir or a non-regular entry.
+absl::Status SealEntryFiles(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return PosixError(errno, "opendir", dir);
+  std::vector<std::string> files;
+  absl::Status s;
+  while (dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    const std::string p = absl::StrCat(dir, "/", name);
+    struct stat st;
+    if (lstat(p.c_str(), &st) != 0) {
+      s = PosixError(errno, "lstat", p);
+      break;
+    }
+    if (!S_ISREG(st.st_mode)) {
+      s = absl::FailedPreconditionError(
+          absl::StrCat("snapshot entry ", p, ": not a regular file (entries are flat)"));
+      break;
+    }
+    files.push_back(p);
+  }
+  closedir(d);
+  RETURN_IF_ERROR(s);
+  if (files.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("the snapshot maker wrote no file in ", dir));
+  }
+  for (const std::string& p : files) {
+    if (chmod(p.c_str(), 0600) != 0) return PosixError(errno, "chmod", p);
+    RETURN_IF_ERROR(FsyncPath(p));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<SnapshotLease> SnapshotCache::GetOrMakeDir(const std::string& key,
+                                                          absl::string_view key_text,
+                                                          const SnapshotDirMaker& make) {
   if (!IsSnapshotKey(key)) {
     return absl::InvalidArgumentError(absl::StrCat("snapshot key \"", key, "\": not 64 hex"));
   }
@@ -294,10 +348,8 @@ absl::StatusOr<SnapshotLease> SnapshotCache::GetOrMake(const std::string& key,
   const std::string tmp = absl::StrCat(dir_, "/", kTmpPrefix, key, ".", getpid());
   RETURN_IF_ERROR(RemoveFlatDir(tmp));
   if (mkdir(tmp.c_str(), 0700) != 0) return PosixError(errno, "mkdir", tmp);
-  const std::string tmp_state = absl::StrCat(tmp, "/", kStateFile);
-  absl::Status s = make(tmp_state);
-  if (s.ok() && chmod(tmp_state.c_str(), 0600) != 0) s = PosixError(errno, "chmod", tmp_state);
-  if (s.ok()) s = FsyncPath(tmp_state);
+  absl::Status s = make(tmp);
+  if (s.ok()) s = SealEntryFiles(tmp);
   if (s.ok()) s = WriteFileSync(absl::StrCat(tmp, "/", kKeyFile), key_text);
   const uint64_t bytes = s.ok() ? FlatDirBytes(tmp) : 0;
   if (s.ok() && bytes > max_bytes_) {

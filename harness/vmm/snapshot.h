@@ -17,7 +17,10 @@
 //
 //   <dir>/                     0700
 //     <key>/                   0700, one complete snapshot (appears by rename: never partial)
-//       state                  0600, the VMM's saved state (QEMU: a migration stream)
+//       state                  0600, the VMM's saved state (QEMU: a migration stream; a VMM
+//                              whose snapshot is several files writes those instead, through
+//                              GetOrMakeDir: Cloud Hypervisor's config.json, state.json,
+//                              memory-ranges)
 //       key.txt                0600, SnapshotKeyText (what the key was made of)
 //     <key>.lock               0600, flock(2): shared while a snapshot is used, exclusive
 //                              while it is made or evicted
@@ -153,6 +156,11 @@ class SnapshotCache {
   // SnapshotMaker: writes the VMM state to `state_path` (a new file in a fresh 0700 temporary
   // directory). Its error is GetOrMake's.
   using SnapshotMaker = std::function<absl::Status(const std::string& state_path)>;
+  // SnapshotDirMaker: writes the VMM's snapshot files into `entry_dir` (a fresh, empty 0700
+  // temporary directory that becomes <cache>/<key>): for a VMM whose snapshot is several files
+  // (Cloud Hypervisor: config.json, state.json, memory-ranges). Regular files only, no
+  // subdirectories; the name key.txt is the cache's. Its error is GetOrMakeDir's.
+  using SnapshotDirMaker = std::function<absl::Status(const std::string& entry_dir)>;
 
   // GetOrMake(key, key_text, make): the snapshot `key` (64 lowercase hex), made with `make` if
   // the cache has none; returns its lease (shared lock held). Making: under an exclusive lock,
@@ -163,6 +171,15 @@ class SnapshotCache {
   // deleted); errno-derived codes for file errors.
   absl::StatusOr<SnapshotLease> GetOrMake(const std::string& key, absl::string_view key_text,
                                           const SnapshotMaker& make);
+
+  // GetOrMakeDir(key, key_text, make): GetOrMake for a snapshot of several files: `make` writes
+  // them into the entry's temporary directory; every regular file in it is then chmod 0600 and
+  // fsync'ed, key.txt written and the directory renamed into place, as GetOrMake does.
+  // GetOrMake(key, text, m) is GetOrMakeDir with a maker that calls m(<entry_dir>/state).
+  // Errors: GetOrMake's; FailedPrecondition if `make` succeeded but wrote no file, or left a
+  // non-regular file (a directory, a symlink) in the entry.
+  absl::StatusOr<SnapshotLease> GetOrMakeDir(const std::string& key, absl::string_view key_text,
+                                             const SnapshotDirMaker& make);
 
   // Lookup(key): the lease of a cached snapshot; NotFound if there is none (nothing is made).
   absl::StatusOr<SnapshotLease> Lookup(const std::string& key);

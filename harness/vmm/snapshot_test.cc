@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "third_party/absl_ext/status_macros.h"
 #include "third_party/absl_ext/status_matchers.h"
 
 namespace kiln::harness {
@@ -173,6 +174,55 @@ TEST(SnapshotCacheTest, AFailedMakeLeavesNothing) {
   ASSERT_OK_AND_ASSIGN(std::vector<SnapshotEntryInfo> list, cache.List());
   EXPECT_TRUE(list.empty());
   EXPECT_NE(access(absl::StrCat(dir, "/tmp.", key, ".", getpid()).c_str(), F_OK), 0);
+}
+
+// A snapshot of several files (Cloud Hypervisor's directory): the maker writes into the entry
+// dir; every file is sealed 0600 beside key.txt. A maker that writes nothing, or a
+// subdirectory, is refused and leaves nothing; QEMU's GetOrMake still needs its state file.
+TEST(SnapshotCacheTest, ADirMakerWritesSeveralFilesIntoTheEntry) {
+  const std::string dir = TempDir();
+  ASSERT_OK_AND_ASSIGN(SnapshotCache cache, SnapshotCache::Open({.dir = dir}));
+  const std::string key = SnapshotKey(Inputs());
+  auto make = [](const std::string& entry) -> absl::Status {
+    for (const char* f : {"config.json", "state.json", "memory-ranges"}) {
+      RETURN_IF_ERROR(WriteBytes(absl::StrCat(entry, "/", f), 100));
+      chmod(absl::StrCat(entry, "/", f).c_str(), 0644);
+    }
+    return absl::OkStatus();
+  };
+  {
+    ASSERT_OK_AND_ASSIGN(SnapshotLease l, cache.GetOrMakeDir(key, "k", make));
+    EXPECT_TRUE(l.made());
+    EXPECT_EQ(l.dir(), absl::StrCat(dir, "/", key));
+    for (const char* f : {"config.json", "state.json", "memory-ranges", "key.txt"}) {
+      struct stat st;
+      ASSERT_EQ(stat(absl::StrCat(l.dir(), "/", f).c_str(), &st), 0) << f;
+      EXPECT_EQ(st.st_mode & 0777, 0600) << f;
+    }
+    EXPECT_NE(access(l.state_path().c_str(), F_OK), 0);
+  }
+  ASSERT_OK_AND_ASSIGN(std::vector<SnapshotEntryInfo> list, cache.List());
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].bytes, 301u);  // three files + key.txt ("k")
+
+  SnapshotKeyInputs other = Inputs();
+  other.vcpus = 1;
+  EXPECT_THAT(cache.GetOrMakeDir(SnapshotKey(other), "k",
+                                 [](const std::string&) { return absl::OkStatus(); })
+                  .status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("wrote no file")));
+  EXPECT_THAT(cache.GetOrMakeDir(SnapshotKey(other), "k",
+                                 [](const std::string& e) {
+                                   mkdir((e + "/sub").c_str(), 0700);
+                                   return absl::OkStatus();
+                                 })
+                  .status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not a regular file")));
+  EXPECT_THAT(cache.GetOrMake(SnapshotKey(other), "k",
+                              [](const std::string&) { return absl::OkStatus(); })
+                  .status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("no state file")));
+  EXPECT_THAT(cache.Lookup(SnapshotKey(other)).status(), StatusIs(absl::StatusCode::kNotFound, _));
 }
 
 TEST(SnapshotCacheTest, BadKeyAndZeroCapAreRefused) {
