@@ -106,8 +106,10 @@ uint64_t FlatDirBytes(const std::string& dir) {
   if (d == nullptr) return 0;
   while (dirent* e = readdir(d)) {
     struct stat st;
+    // Blocks on disk, not the apparent size: a file-mode RAM file is sparse (1 GiB apparent,
+    // its touched pages allocated), and the cap is about the disk the cache takes.
     if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
-      total += static_cast<uint64_t>(st.st_size);
+      total += static_cast<uint64_t>(st.st_blocks) * 512;
     }
   }
   closedir(d);
@@ -147,6 +149,7 @@ std::string SnapshotKeyText(const SnapshotKeyInputs& in) {
   absl::StrAppend(&s, "cgroup=", in.cgroup, "\n", "builder_mode=", in.builder_mode, "\n");
   for (const std::string& p : in.preloaded_images) absl::StrAppend(&s, "preload=", p, "\n");
   if (!in.daemon.empty()) absl::StrAppend(&s, "daemon=", in.daemon, "\n");
+  if (!in.ram_mode.empty()) absl::StrAppend(&s, "ram=", in.ram_mode, "\n");
   return s;
 }
 
@@ -168,7 +171,8 @@ absl::Status ValidateSnapshotKeyInputs(const SnapshotKeyInputs& in) {
   }
   std::vector<const std::string*> all = {&in.vmm, &in.vmm_version, &in.kernel_digest,
                                          &in.initrd_digest, &in.devices, &in.cmdline,
-                                         &in.cgroup, &in.builder_mode, &in.daemon};
+                                         &in.cgroup, &in.builder_mode, &in.daemon,
+                                         &in.ram_mode};
   for (const std::string& d : in.disk_digests) all.push_back(&d);
   for (const std::string& p : in.preloaded_images) all.push_back(&p);
   for (const std::string* v : all) {

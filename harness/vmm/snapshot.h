@@ -21,6 +21,10 @@
 //                              whose snapshot is several files writes those instead, through
 //                              GetOrMakeDir: Cloud Hypervisor's config.json, state.json,
 //                              memory-ranges)
+//       ram                    0600, QEMU with SnapshotRam::kFile only: the guest RAM
+//                              (memory-backend-file; sparse: only touched pages take blocks);
+//                              the state stream then holds device state only. A restored VM
+//                              maps it private: it is only ever read after the save
 //       key.txt                0600, SnapshotKeyText (what the key was made of)
 //     <key>.lock               0600, flock(2): shared while a snapshot is used, exclusive
 //                              while it is made or evicted
@@ -79,11 +83,15 @@ struct SnapshotKeyInputs {
   // daemon: "" when the snapshot holds an agent at Ready only; "up" when the agent also started
   // its BuildKit daemon and loaded preloaded_images into it (WarmUp, agent/PROTOCOL.md 1.1).
   std::string daemon;
+  // ram_mode: where the guest RAM is kept (harness/vmm/qemu.h SnapshotRamName): "stream" (in
+  // the state stream) or "file" (the entry's `ram` file); "" for a VMM without the choice.
+  std::string ram_mode;
 };
 
 // SnapshotKeyText(in): the canonical text the key is computed over: one "name=value" line per
 // field in a fixed order (lists one line per element), starting with
-// "format=<kSnapshotFormatVersion>"; "daemon=<daemon>" only when daemon is set. Pure.
+// "format=<kSnapshotFormatVersion>"; "daemon=<daemon>" only when daemon is set, then
+// "ram=<ram_mode>" only when ram_mode is set. Pure.
 std::string SnapshotKeyText(const SnapshotKeyInputs& in);
 
 // SnapshotKey(in): 64 lowercase hex characters, SHA-256 of SnapshotKeyText(in). Pure.
@@ -129,6 +137,9 @@ class SnapshotLease {
   // dir(): <cache>/<key>; state_path(): <dir>/state.
   const std::string& dir() const { return dir_; }
   std::string state_path() const { return dir_ + "/state"; }
+  // ram_path(): <dir>/ram, the guest RAM file of a QEMU snapshot in SnapshotRam::kFile mode
+  // (the maker writes it next to the state file; absent in stream mode).
+  std::string ram_path() const { return dir_ + "/ram"; }
   // made(): this call made the snapshot (false: it was in the cache already).
   bool made() const { return made_; }
 
@@ -142,7 +153,8 @@ class SnapshotLease {
 // SnapshotEntryInfo: one cached snapshot (List()).
 struct SnapshotEntryInfo {
   std::string key;
-  uint64_t bytes = 0;       // all files of the entry
+  uint64_t bytes = 0;       // all files of the entry: blocks on disk (st_blocks * 512), as du
+                            // counts them (a sparse RAM file counts its touched pages only)
   int64_t last_used_ns = 0;  // mtime of the entry dir (touched on every use)
 };
 

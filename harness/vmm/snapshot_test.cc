@@ -1,6 +1,7 @@
 // File: harness/vmm/snapshot_test.cc
 #include "harness/vmm/snapshot.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -203,7 +205,14 @@ TEST(SnapshotCacheTest, ADirMakerWritesSeveralFilesIntoTheEntry) {
   }
   ASSERT_OK_AND_ASSIGN(std::vector<SnapshotEntryInfo> list, cache.List());
   ASSERT_EQ(list.size(), 1u);
-  EXPECT_EQ(list[0].bytes, 301u);  // three files + key.txt ("k")
+  // Three files + key.txt ("k"), as blocks on disk (du).
+  uint64_t blocks = 0;
+  for (const char* f : {"config.json", "state.json", "memory-ranges", "key.txt"}) {
+    struct stat st;
+    ASSERT_EQ(stat(absl::StrCat(dir, "/", key, "/", f).c_str(), &st), 0) << f;
+    blocks += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  EXPECT_EQ(list[0].bytes, blocks);
 
   SnapshotKeyInputs other = Inputs();
   other.vcpus = 1;
@@ -225,6 +234,49 @@ TEST(SnapshotCacheTest, ADirMakerWritesSeveralFilesIntoTheEntry) {
   EXPECT_THAT(cache.Lookup(SnapshotKey(other)).status(), StatusIs(absl::StatusCode::kNotFound, _));
 }
 
+// A file-mode QEMU snapshot's RAM file is sparse (1 GiB apparent, the touched pages
+// allocated): the cache counts its blocks on disk, as du does, not its apparent size.
+TEST(SnapshotCacheTest, SizesCountBlocksOnDiskNotTheApparentSizeOfASparseRamFile) {
+  const std::string dir = TempDir();
+  ASSERT_OK_AND_ASSIGN(SnapshotCache cache,
+                       SnapshotCache::Open({.dir = dir, .max_bytes = uint64_t{64} << 20}));
+  ASSERT_OK_AND_ASSIGN(
+      SnapshotLease l, cache.GetOrMake(SnapshotKey(Inputs()), "k", [](const std::string& state) {
+        RETURN_IF_ERROR(WriteBytes(state, 4096));
+        const std::string ram = state.substr(0, state.rfind('/')) + "/ram";
+        const int fd = open(ram.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) return absl::InternalError("open " + ram);
+        const std::string page(1 << 20, 'r');
+        // 1 MiB written at 100 MiB into a 1 GiB file.
+        const bool ok = ftruncate(fd, off_t{1} << 30) == 0 &&
+                        pwrite(fd, page.data(), page.size(), off_t{100} << 20) ==
+                            static_cast<ssize_t>(page.size());
+        close(fd);
+        return ok ? absl::OkStatus() : absl::InternalError("write " + ram);
+      }));
+  struct stat st;
+  ASSERT_EQ(stat(l.ram_path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, off_t{1} << 30);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);  // sealed like the state file
+  ASSERT_OK_AND_ASSIGN(std::vector<SnapshotEntryInfo> list, cache.List());
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_GE(list[0].bytes, uint64_t{1} << 20);
+  EXPECT_LT(list[0].bytes, uint64_t{8} << 20) << "the apparent 1 GiB was counted";
+}
+
+TEST(SnapshotKeyTest, RamModeIsItsOwnLineAndChangesTheKey) {
+  SnapshotKeyInputs in = Inputs();
+  EXPECT_FALSE(absl::StrContains(SnapshotKeyText(in), "ram="));
+  in.ram_mode = "file";
+  EXPECT_TRUE(absl::EndsWith(SnapshotKeyText(in), "builder_mode=rootless\nram=file\n"));
+  SnapshotKeyInputs stream = Inputs();
+  stream.ram_mode = "stream";
+  EXPECT_NE(SnapshotKey(in), SnapshotKey(stream));
+  EXPECT_NE(SnapshotKey(in), SnapshotKey(Inputs()));
+  in.ram_mode = "file\n";
+  EXPECT_THAT(ValidateSnapshotKeyInputs(in), StatusIs(absl::StatusCode::kInvalidArgument, _));
+}
+
 TEST(SnapshotCacheTest, BadKeyAndZeroCapAreRefused) {
   EXPECT_THAT(SnapshotCache::Open({.dir = TempDir(), .max_bytes = 0}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, _));
@@ -236,7 +288,6 @@ TEST(SnapshotCacheTest, BadKeyAndZeroCapAreRefused) {
 
 TEST(SnapshotCacheTest, OverTheCapEvictsLeastRecentlyUsedButNotOneInUse) {
   const std::string dir = TempDir();
-  ASSERT_OK_AND_ASSIGN(SnapshotCache cache, SnapshotCache::Open({.dir = dir, .max_bytes = 2500}));
   auto make = [](const std::string& path) { return WriteBytes(path, 1000); };
   std::vector<std::string> keys;
   for (int i = 0; i < 4; ++i) {
@@ -245,14 +296,22 @@ TEST(SnapshotCacheTest, OverTheCapEvictsLeastRecentlyUsedButNotOneInUse) {
     keys.push_back(SnapshotKey(in));
   }
   std::optional<SnapshotLease> in_use;
+  uint64_t entry_bytes = 0;  // one entry on disk (blocks: file system dependent)
   {
-    ASSERT_OK_AND_ASSIGN(SnapshotLease l, cache.GetOrMake(keys[0], "k0", make));
+    ASSERT_OK_AND_ASSIGN(SnapshotCache first, SnapshotCache::Open({.dir = dir}));
+    ASSERT_OK_AND_ASSIGN(SnapshotLease l, first.GetOrMake(keys[0], "k0", make));
     in_use.emplace(std::move(l));  // key 0 stays in use
+    ASSERT_OK_AND_ASSIGN(std::vector<SnapshotEntryInfo> one, first.List());
+    ASSERT_EQ(one.size(), 1u);
+    entry_bytes = one[0].bytes;
+    ASSERT_GT(entry_bytes, 0u);
   }
+  ASSERT_OK_AND_ASSIGN(SnapshotCache cache,
+                       SnapshotCache::Open({.dir = dir, .max_bytes = entry_bytes * 5 / 2}));
   absl::SleepFor(absl::Milliseconds(20));
   ASSERT_OK(cache.GetOrMake(keys[1], "k1", make).status());
   absl::SleepFor(absl::Milliseconds(20));
-  // Three entries of ~1002 bytes > 2500: the oldest (0) is in use, so 1 goes.
+  // Three entries > 2.5 entries: the oldest (0) is in use, so 1 goes.
   ASSERT_OK(cache.GetOrMake(keys[2], "k2", make).status());
   ASSERT_OK_AND_ASSIGN(std::vector<SnapshotEntryInfo> list, cache.List());
   std::vector<std::string> left;
