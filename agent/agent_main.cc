@@ -33,6 +33,7 @@
 #include "agent/server.h"
 #include "agent/transport.h"
 #include "agent/work_dir.h"
+#include "third_party/absl_ext/monotonic_deadline.h"
 
 ABSL_FLAG(std::string, channel, "",
           "where to serve the host: virtio-serial:<port name> or vsock:<port>");
@@ -78,11 +79,7 @@ ABSL_FLAG(bool, prewarm, false,
 
 namespace {
 
-int64_t NowMsForLog() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
+int64_t NowMsForLog() { return kiln::MonotonicMicros() / 1000; }
 
 void Say(const std::string& line) { std::fprintf(stderr, "kiln-agent: %s\n", line.c_str()); }
 

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "agent/child_signals.h"
+#include "third_party/absl_ext/monotonic_deadline.h"
 #include "third_party/absl_ext/posix_error.h"
 
 extern char** environ;
@@ -338,9 +339,11 @@ absl::StatusOr<ProcessExit> Process::Wait(absl::Time deadline) {
   if (released_ && !exit_) {
     return absl::FailedPreconditionError(absl::StrCat("process ", pid_, " was released"));
   }
+  // Read the wall clock once: a step of it while we wait must not move the deadline.
+  const MonotonicDeadline end = MonotonicDeadline::FromWallDeadline(deadline);
   while (true) {
     if (std::optional<ProcessExit> e = Poll()) return *e;
-    if (absl::Now() >= deadline) {
+    if (end.Passed()) {
       return absl::DeadlineExceededError(
           absl::StrCat("process ", pid_, " (", name_, ") still running"));
     }

@@ -162,7 +162,8 @@ class Process {
   std::optional<ProcessExit> Poll();
 
   // Wait(deadline): Poll() every 5 ms until the child exits (its ProcessExit) or `deadline`
-  // passes (DeadlineExceeded "process <pid> (<argv[0]>) still running"; the child keeps
+  // passes (the time left is read once, at the call, and counted on CLOCK_MONOTONIC: a step
+  // of the wall clock during the wait does not move it) (DeadlineExceeded "process <pid> (<argv[0]>) still running"; the child keeps
   // running). FailedPrecondition for a released child.
   absl::StatusOr<ProcessExit> Wait(absl::Time deadline);
 

@@ -78,12 +78,6 @@ int64_t MemTotalMiB(const std::string& meminfo_path) {
   return -1;
 }
 
-int64_t MonotonicMicros() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000000 + ts.tv_nsec / 1000;
-}
-
 std::string OomReport(int64_t since_us, const std::string& kmsg_path,
                       const std::string& meminfo_path) {
   absl::StatusOr<std::string> log = ReadKernelLog(kmsg_path);

@@ -7,7 +7,7 @@
 //
 // Example:
 //
-//   const int64_t start_us = MonotonicMicros();
+//   const int64_t start_us = MonotonicMicros();  // third_party/absl_ext/monotonic_deadline.h
 //   ... the build fails ...
 //   std::string oom = OomReport(start_us);   // "" when the OOM killer killed nothing since
 #ifndef KILN_AGENT_RUNNER_OOM_H_
@@ -53,9 +53,6 @@ std::string OomReport(int64_t since_us, const std::string& kmsg_path = "/dev/kms
 // OomHint(meminfo_path): for a daemon killed by SIGKILL that nobody in the runner sent, when
 // OomReport found nothing: "likely the kernel's OOM killer: the guest has N MiB of memory".
 std::string OomHint(const std::string& meminfo_path = "/proc/meminfo");
-
-// MonotonicMicros(): CLOCK_MONOTONIC now, microseconds (the kernel log's clock).
-int64_t MonotonicMicros();
 
 }  // namespace kiln::agent::runner
 

@@ -34,6 +34,7 @@
 #include "agent/runner/rootless.h"
 #include "agent/runner/step_procs.h"
 #include "agent/runner/unix_http.h"
+#include "third_party/absl_ext/monotonic_deadline.h"
 #include "third_party/absl_ext/posix_error.h"
 
 namespace kiln::agent::runner {
@@ -216,7 +217,7 @@ struct DaemonState {
   RealRootlessOps rootless_ops;
   std::optional<RootlessDaemon> rootless;
   BuilderMode mode = BuilderMode::kRootful;
-  absl::Time ready_at;  // when the daemon answered /_ping (warm daemons)
+  int64_t ready_at_us = 0;  // MonotonicMicros() when the daemon answered /_ping (warm daemons)
 };
 
 namespace {
@@ -254,9 +255,8 @@ class Runner {
   // WarmUp(): the daemon start and the preloads of StartWarmDaemon (spec_ carries work_dir,
   // mode, tools, preload_images, deadline_ms). On success the daemons are handed over.
   WarmUpResult WarmUp() {
-    const absl::Time start = absl::Now();
     const int64_t start_mono = MonotonicMicros();
-    deadline_ = start + absl::Milliseconds(spec_.deadline_ms);
+    deadline_ = MonotonicDeadline::After(absl::Milliseconds(spec_.deadline_ms));
     WarmUpResult out;
     absl::Status s = [&]() -> absl::Status {
       struct stat st;
@@ -274,7 +274,7 @@ class Runner {
       absl::Status started = StartDaemons();
       result_.durations_ms.dockerd_start = MsSince(t);
       if (!started.ok()) return started;
-      d_->ready_at = absl::Now();
+      d_->ready_at_us = MonotonicMicros();
       Log(absl::StrCat("[kiln-runner] dockerd ready in ", result_.durations_ms.dockerd_start,
                        " ms (warm: before any job)"));
       t = MonotonicMicros();
@@ -296,10 +296,9 @@ class Runner {
   }
 
   BuildResult Run() {
-    const absl::Time start = absl::Now();
     const int64_t start_us = MonotonicMicros();
     const int64_t start_mono = start_us;
-    deadline_ = start + absl::Milliseconds(spec_.deadline_ms);
+    deadline_ = MonotonicDeadline::After(absl::Milliseconds(spec_.deadline_ms));
     absl::Status s = RunPhases();
     if (!s.ok()) {
       // A daemon, the CLI or a build step killed for lack of memory: say so (the kernel log
@@ -445,7 +444,7 @@ class Runner {
                          ") before it was ready: ", DaemonReason(result_.log_tail)));
       }
       if (access(d_->layout.containerd_socket.c_str(), F_OK) == 0) break;
-      if (absl::Now() > deadline_) {
+      if (deadline_.Passed()) {
         return absl::DeadlineExceededError("containerd did not create its socket in time");
       }
       absl::SleepFor(absl::Milliseconds(10));
@@ -463,12 +462,11 @@ class Runner {
             absl::StrCat("dockerd exited (", st->Describe(),
                          ") before it was ready: ", DaemonReason(result_.log_tail)));
       }
-      absl::StatusOr<HttpResponse> r = docker.Get("/_ping", std::min(deadline_,
-                                                  absl::Now() + absl::Seconds(2)));
+      absl::StatusOr<HttpResponse> r = docker.Get("/_ping", Soon(absl::Seconds(2)));
       if (r.ok() && r->status == 200 && r->body == "OK") return absl::OkStatus();
       last = r.ok() ? absl::UnavailableError(absl::StrCat("GET /_ping: HTTP ", r->status))
                     : r.status();
-      if (absl::Now() > deadline_) {
+      if (deadline_.Passed()) {
         result_.log_tail = FileTail(d_->layout.dockerd_log, kLogTailLines);
         return absl::DeadlineExceededError(
             absl::StrCat("dockerd was not ready before the deadline: ", last.message()));
@@ -491,7 +489,7 @@ class Runner {
     }
     UnixHttpClient docker(d_->layout.docker_socket);
     absl::StatusOr<HttpResponse> r =
-        docker.Get("/_ping", std::min(deadline_, absl::Now() + absl::Seconds(10)));
+        docker.Get("/_ping", Soon(absl::Seconds(10)));
     if (!r.ok() || r->status != 200 || r->body != "OK") {
       result_.log_tail = FileTail(d_->layout.dockerd_log, kLogTailLines);
       return absl::UnavailableError(absl::StrCat(
@@ -499,8 +497,8 @@ class Runner {
           r.ok() ? absl::StrCat("HTTP ", r->status) : std::string(r.status().message())));
     }
     Log(absl::StrCat("[kiln-runner] dockerd started before the job (warm, up ",
-                     absl::ToInt64Seconds(absl::Now() - d_->ready_at),
-                     " s by this machine's clock); it serves this job only"));
+                     (MonotonicMicros() - d_->ready_at_us) / 1000000,
+                     " s of this VM's run time); it serves this job only"));
     return absl::OkStatus();
   }
 
@@ -524,11 +522,11 @@ class Runner {
                          ") before it was ready: ", DaemonReason(result_.log_tail)));
       }
       absl::StatusOr<HttpResponse> r =
-          docker.Get("/_ping", std::min(deadline_, absl::Now() + absl::Seconds(2)));
+          docker.Get("/_ping", Soon(absl::Seconds(2)));
       if (r.ok() && r->status == 200 && r->body == "OK") return absl::OkStatus();
       last = r.ok() ? absl::UnavailableError(absl::StrCat("GET /_ping: HTTP ", r->status))
                     : r.status();
-      if (absl::Now() > deadline_) {
+      if (deadline_.Passed()) {
         result_.log_tail = FileTail(d_->layout.dockerd_log, kLogTailLines);
         return absl::DeadlineExceededError(
             absl::StrCat("rootless dockerd was not ready before the deadline: ", last.message()));
@@ -566,7 +564,8 @@ class Runner {
       int fd = open(img.c_str(), O_RDONLY | O_CLOEXEC);
       if (fd < 0) return PosixError(errno, "open preload image", img);
       absl::StatusOr<HttpResponse> r =
-          docker.PostFile("/v1.41/images/load?quiet=1", "application/x-tar", fd, deadline_);
+          docker.PostFile("/v1.41/images/load?quiet=1", "application/x-tar", fd,
+                          deadline_.AsWallDeadline());
       close(fd);
       if (!r.ok()) {
         return absl::Status(r.status().code(),
@@ -591,7 +590,7 @@ class Runner {
                             ? StepWatcher("/proc", {d_->rootless->layout().cgroup_prefix},
                                           {d_->rootless->layout().daemon_cgroup})
                             : StepWatcher("/proc", {"/docker/"}, {});
-    absl::Time last_scan = absl::InfinitePast();
+    int64_t last_scan_us = MonotonicMicros() - 100000;  // scan on the first turn
     // buildx run directly where it exists: two Go process starts fewer (daemon_plan.h).
     const BuildClient client = BuildClientFor(
         spec_.tools, !spec_.tools.buildx.empty() && access(spec_.tools.buildx.c_str(), X_OK) == 0);
@@ -609,17 +608,16 @@ class Runner {
     std::vector<char> buf(64 * 1024);
     bool timed_out = false;
     while (true) {
-      int64_t ms = absl::ToInt64Milliseconds(deadline_ - absl::Now());
-      if (ms <= 0) {
+      if (deadline_.Passed()) {
         timed_out = true;
         break;
       }
-      if (absl::Now() - last_scan >= absl::Milliseconds(100)) {
+      if (MonotonicMicros() - last_scan_us >= 100000) {
         for (const std::string& line : steps.Poll()) Log(line);
-        last_scan = absl::Now();
+        last_scan_us = MonotonicMicros();
       }
       struct pollfd pfd = {p->pipe_fd(1), POLLIN, 0};
-      int r = poll(&pfd, 1, static_cast<int>(std::min<int64_t>(ms, 100)));
+      int r = poll(&pfd, 1, deadline_.RemainingMsForPoll(100));
       if (r < 0 && errno == EINTR) continue;
       if (r < 0) return PosixError(errno, "poll", "docker build output");
       if (r == 0) continue;
@@ -635,7 +633,7 @@ class Runner {
       return absl::DeadlineExceededError(absl::StrCat(
           "build exceeded the deadline of ", spec_.deadline_ms, " ms; docker build was killed"));
     }
-    absl::StatusOr<process::ProcessExit> st = p->Wait(deadline_);
+    absl::StatusOr<process::ProcessExit> st = p->Wait(deadline_.AsWallDeadline());
     if (!st.ok()) {
       p->Kill(absl::Seconds(1));
       return absl::DeadlineExceededError("docker build did not exit before the deadline");
@@ -653,7 +651,8 @@ class Runner {
     int fd = open(d_->layout.image_tar.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return PosixError(errno, "create", d_->layout.image_tar);
     absl::StatusOr<HttpResponse> r =
-        docker.GetToFile(absl::StrCat("/v1.41/images/", spec_.tag, "/get"), fd, deadline_);
+        docker.GetToFile(absl::StrCat("/v1.41/images/", spec_.tag, "/get"), fd,
+                         deadline_.AsWallDeadline());
     close(fd);
     absl::Cleanup rm = [&] {
       unlink(d_->layout.image_tar.c_str());
@@ -686,7 +685,13 @@ class Runner {
   const LogSink& on_log_;
   Redactor redactor_;
   BuildResult result_;
-  absl::Time deadline_;
+  // deadline_: the job's (or the warm-up's) budget on CLOCK_MONOTONIC: the host sets a restored
+  // VM's wall clock, which must not shorten or stretch it.
+  MonotonicDeadline deadline_ = MonotonicDeadline::Never();
+  // Soon(d): d from now, or the deadline if that comes first, as an absl::Time for UnixHttpClient.
+  absl::Time Soon(absl::Duration d) const {
+    return deadline_.Earlier(MonotonicDeadline::After(d)).AsWallDeadline();
+  }
   std::string secret_base_;
   SecretFiles secrets_;
   // d_: the daemons; adopted from a WarmDaemon (warm_ true) or started by this build.

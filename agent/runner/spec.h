@@ -94,7 +94,9 @@ struct BuildSpec {
   std::vector<std::string> preload_images;
   // tag: the image reference the build is tagged with (lowercase docker reference).
   std::string tag = "kiln-build:latest";
-  // deadline_ms: wall-clock budget of the whole RunBuild, in milliseconds (> 0).
+  // deadline_ms: budget of the whole RunBuild, in milliseconds (> 0), counted on CLOCK_MONOTONIC
+  // from the start (a step of the wall clock, as when the host sets a restored VM's clock, does
+  // not move it).
   int64_t deadline_ms = 10 * 60 * 1000;
   // work_dir: an existing, writable directory for dockerd's data root, logs and the image.
   std::string work_dir;

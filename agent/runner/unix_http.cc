@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "third_party/absl_ext/monotonic_deadline.h"
 #include "third_party/absl_ext/posix_error.h"
 
 namespace kiln::agent::runner {
@@ -40,18 +41,20 @@ class Fd {
 };
 
 // WaitFd: poll for `events` until deadline. DeadlineExceeded when it passes.
-absl::Status WaitFd(int fd, short events, absl::Time deadline, absl::string_view what) {
+absl::Status WaitFd(int fd, short events, const MonotonicDeadline& deadline,
+                    absl::string_view what) {
   while (true) {
-    int64_t ms = absl::ToInt64Milliseconds(deadline - absl::Now());
-    if (ms <= 0) return absl::DeadlineExceededError(absl::StrCat("HTTP ", what, ": deadline"));
+    if (deadline.Passed()) {
+      return absl::DeadlineExceededError(absl::StrCat("HTTP ", what, ": deadline"));
+    }
     struct pollfd p = {fd, events, 0};
-    int r = poll(&p, 1, static_cast<int>(std::min<int64_t>(ms, 1000)));
+    int r = poll(&p, 1, deadline.RemainingMsForPoll(1000));
     if (r > 0) return absl::OkStatus();
     if (r < 0 && errno != EINTR) return PosixError(errno, "poll", what);
   }
 }
 
-absl::Status SendAll(int fd, absl::string_view data, absl::Time deadline) {
+absl::Status SendAll(int fd, absl::string_view data, const MonotonicDeadline& deadline) {
   while (!data.empty()) {
     if (absl::Status s = WaitFd(fd, POLLOUT, deadline, "send"); !s.ok()) return s;
     ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
@@ -65,7 +68,7 @@ absl::Status SendAll(int fd, absl::string_view data, absl::Time deadline) {
 }
 
 // Recv: one read with deadline; 0 at EOF.
-absl::StatusOr<size_t> Recv(int fd, char* buf, size_t len, absl::Time deadline) {
+absl::StatusOr<size_t> Recv(int fd, char* buf, size_t len, const MonotonicDeadline& deadline) {
   while (true) {
     if (absl::Status s = WaitFd(fd, POLLIN, deadline, "receive"); !s.ok()) return s;
     ssize_t n = recv(fd, buf, len, 0);
@@ -203,7 +206,9 @@ absl::StatusOr<HttpResponse> UnixHttpClient::PostFile(absl::string_view path,
 absl::StatusOr<HttpResponse> UnixHttpClient::Do(absl::string_view method, absl::string_view path,
                                                 absl::string_view content_type, int in_fd,
                                                 int out_fd, int64_t max_body,
-                                                absl::Time deadline) const {
+                                                absl::Time wall_deadline) const {
+  // The time left is read once: a step of the wall clock during the request does not move it.
+  const MonotonicDeadline deadline = MonotonicDeadline::FromWallDeadline(wall_deadline);
   struct sockaddr_un addr;
   memset(&addr, 0, sizeof(addr));
   addr.sun_family = AF_UNIX;

@@ -5,7 +5,7 @@
 // (GET /_ping, POST /images/load, GET /images/{name}/get). One request per connection
 // ("Connection: close"); request bodies and response bodies stream from/to a file descriptor
 // or memory; responses with Content-Length, chunked transfer coding, or read-until-close are
-// understood. Every read and write is bounded by a deadline. libcurl is not used: it is not
+// understood. Every read and write is bounded by a deadline (read once per request, counted on CLOCK_MONOTONIC). libcurl is not used: it is not
 // available as a static library here and the agent binary is static.
 //
 // Example:
