@@ -137,6 +137,19 @@ absl::StatusOr<std::vector<std::string>> QemuArgv(const VmConfig& config,
   }
   if (options.binary.empty()) return absl::InvalidArgumentError("QemuOptions.binary: empty");
   const bool microvm = options.machine == Machine::kMicrovm;
+  if (!config.restore_from.empty() && !config.memory_file.empty()) {
+    if (config.memory_file_shared) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "VmConfig: a VM restored from ", config.restore_from, " must map its memory_file ",
+          config.memory_file, " private (memory_file_shared=false): shared, its writes would "
+          "reach the snapshot"));
+    }
+    if (config.control_socket_path.empty()) {
+      return absl::InvalidArgumentError(
+          "VmConfig: a restore with a memory_file needs control_socket_path (the incoming "
+          "migration is started over QMP)");
+    }
+  }
   const bool tcg = options.accel == Accel::kTcg;
   if (microvm && tcg && tsc_khz <= 0) {
     return absl::InvalidArgumentError("QemuArgv: microvm under TCG needs tsc_khz > 0");
@@ -161,6 +174,7 @@ absl::StatusOr<std::vector<std::string>> QemuArgv(const VmConfig& config,
     add({"-accel", "kvm", "-cpu", "host"});
   }
   add({"-m", absl::StrCat(config.memory_mib), "-smp", absl::StrCat(config.vcpus)});
+  for (std::string& a : QemuMemoryBackendArgs(config)) argv.push_back(std::move(a));
   add({"-nodefaults", "-no-user-config", "-no-reboot", "-display", "none"});
   add({"-serial", absl::StrCat("file:", Esc(paths.serial_log))});
   add({"-kernel", config.kernel_path});
@@ -182,8 +196,60 @@ absl::StatusOr<std::vector<std::string>> QemuArgv(const VmConfig& config,
   if (!config.control_socket_path.empty()) {
     add({"-qmp", absl::StrCat("unix:", Esc(config.control_socket_path), ",server=on,wait=off")});
   }
-  if (!config.restore_from.empty()) add({"-incoming", QemuIncomingUri(config.restore_from)});
+  if (QemuIncomingDeferred(config)) {
+    add({"-incoming", "defer"});
+  } else if (!config.restore_from.empty()) {
+    add({"-incoming", QemuIncomingUri(config.restore_from)});
+  }
   return argv;
+}
+
+const char* SnapshotRamName(SnapshotRam mode) {
+  return mode == SnapshotRam::kFile ? "file" : "stream";
+}
+
+absl::StatusOr<SnapshotRam> ParseSnapshotRam(absl::string_view text) {
+  if (text == "file") return SnapshotRam::kFile;
+  if (text == "stream") return SnapshotRam::kStream;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--snapshot_ram=\"", text, "\": expected file or stream"));
+}
+
+SnapshotRamDecision DecideSnapshotRam(SnapshotRam requested, bool ignore_shared_offered,
+                                      absl::string_view probe_detail) {
+  SnapshotRamDecision d;
+  if (requested == SnapshotRam::kStream) {
+    d.reason = "stream requested";
+    return d;
+  }
+  if (ignore_shared_offered) {
+    d.mode = SnapshotRam::kFile;
+    d.reason = absl::StrCat("file: QEMU offers ", kIgnoreSharedCapability);
+    return d;
+  }
+  d.reason = absl::StrCat("stream (fallback: file mode needs the migration capability ",
+                          kIgnoreSharedCapability, ", which this QEMU does not offer",
+                          probe_detail.empty() ? "" : ": ", probe_detail, ")");
+  return d;
+}
+
+bool QmpListsCapability(absl::string_view text, absl::string_view name) {
+  // QEMU prints `"capability": "<name>"` (one space after the colon) in its QMP replies.
+  return absl::StrContains(text, absl::StrCat("\"capability\": \"", name, "\""));
+}
+
+std::vector<std::string> QemuMemoryBackendArgs(const VmConfig& config) {
+  if (config.memory_file.empty()) return {};
+  return {"-object",
+          absl::StrCat("memory-backend-file,id=ram0,size=", config.memory_mib,
+                       "M,mem-path=", Esc(config.memory_file),
+                       ",share=", config.memory_file_shared ? "on" : "off"),
+          "-machine", "memory-backend=ram0"};
+}
+
+bool QemuIncomingDeferred(const VmConfig& config) {
+  return !config.restore_from.empty() && !config.memory_file.empty() &&
+         !config.memory_file_shared;
 }
 
 std::string ShellQuote(absl::string_view word) {
@@ -351,6 +417,43 @@ absl::StatusOr<std::unique_ptr<QemuVmm>> QemuVmm::Create(QemuOptions options,
     tsc_khz = khz.ok() ? *khz : kFallbackTscKhz;
   }
   return std::unique_ptr<QemuVmm>(new QemuVmm(std::move(options), d.reason, version, tsc_khz));
+}
+
+absl::StatusOr<bool> QemuOffersCapability(const std::string& binary,
+                                          absl::string_view capability) {
+  const std::string cmd = absl::StrCat(
+      "printf '%s\\n' '{\"execute\":\"qmp_capabilities\"}' "
+      "'{\"execute\":\"query-migrate-capabilities\"}' '{\"execute\":\"quit\"}' | ",
+      ShellQuote(binary),
+      " -M none -nodefaults -no-user-config -display none -qmp stdio 2>/dev/null");
+  FILE* f = popen(cmd.c_str(), "r");
+  if (f == nullptr) return PosixError(errno, "popen", binary);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
+  pclose(f);
+  if (!absl::StrContains(out, "\"capability\"")) {
+    return absl::NotFoundError(absl::StrCat(binary, " -qmp stdio printed no migration capability "
+                                            "list (", out.size(), " bytes)"));
+  }
+  return QmpListsCapability(out, capability);
+}
+
+const SnapshotRamDecision& QemuVmm::SnapshotRamMode() {
+  if (!snapshot_ram_) {
+    if (options_.snapshot_ram == SnapshotRam::kStream) {
+      snapshot_ram_ = DecideSnapshotRam(SnapshotRam::kStream, false);
+    } else {
+      absl::StatusOr<bool> offered = QemuOffersCapability(options_.binary,
+                                                          kIgnoreSharedCapability);
+      snapshot_ram_ = DecideSnapshotRam(
+          options_.snapshot_ram, offered.ok() && *offered,
+          offered.ok() ? absl::StrCat("QEMU ", version_)
+                       : std::string(offered.status().message()));
+    }
+  }
+  return *snapshot_ram_;
 }
 
 std::string QemuVmm::Describe() const {

@@ -54,6 +54,50 @@ const char* AccelName(Accel accel);
 absl::StatusOr<Machine> ParseMachine(absl::string_view text);
 absl::StatusOr<Accel> ParseAccel(absl::string_view text);
 
+// SnapshotRam: where a warm snapshot keeps the guest RAM (harness/vmm/snapshot_qmp.h).
+//   kStream  the migration stream (`state`) holds every touched RAM page; a restore reads and
+//            copies them all into the new QEMU's anonymous memory.
+//   kFile    the guest RAM is a file (`ram`, memory-backend-file): the VM that makes the
+//            snapshot maps it shared, so at the save its RAM is already in the file and the
+//            stream skips it (migration capability x-ignore-shared); a restored VM maps the same
+//            file private (copy-on-write): it reads pages from the page cache on demand (shared
+//            between VMs restored from one snapshot) and its writes never reach the file.
+enum class SnapshotRam { kStream, kFile };
+
+// SnapshotRamName(m): "stream" / "file". ParseSnapshotRam("stream"|"file"): InvalidArgument
+// otherwise (naming --snapshot_ram).
+const char* SnapshotRamName(SnapshotRam mode);
+absl::StatusOr<SnapshotRam> ParseSnapshotRam(absl::string_view text);
+
+// kIgnoreSharedCapability: the QEMU migration capability file mode needs (QEMU >= 4.0).
+inline constexpr char kIgnoreSharedCapability[] = "x-ignore-shared";
+
+// SnapshotRamDecision: the RAM mode a warm snapshot uses, and why (one phrase).
+struct SnapshotRamDecision {
+  SnapshotRam mode = SnapshotRam::kStream;
+  std::string reason;
+};
+
+// DecideSnapshotRam(requested, ignore_shared_offered, probe_detail): pure. kStream -> stream
+// ("stream requested"). kFile -> file if QEMU offers x-ignore-shared, else stream with the
+// reason naming what is missing (and probe_detail, e.g. why the probe failed).
+SnapshotRamDecision DecideSnapshotRam(SnapshotRam requested, bool ignore_shared_offered,
+                                      absl::string_view probe_detail = "");
+
+// QmpListsCapability(text, name): true if `text` (QMP output holding the return of
+// `query-migrate-capabilities`) lists {"capability": "<name>"} as an entry. Pure.
+bool QmpListsCapability(absl::string_view text, absl::string_view name);
+
+// QemuMemoryBackendArgs(config): the argv part that backs the guest RAM with
+// config.memory_file ({"-object", "memory-backend-file,id=ram0,size=<M>M,mem-path=<file>,
+// share=on|off", "-machine", "memory-backend=ram0"}); empty without a memory_file. Pure.
+std::vector<std::string> QemuMemoryBackendArgs(const VmConfig& config);
+
+// QemuIncomingDeferred(config): true when QemuArgv starts the restore as `-incoming defer`
+// (restore_from and a private memory_file): the caller starts the migration over QMP
+// (ResumeQemuVm(const VmConfig&, ...)). Pure.
+bool QemuIncomingDeferred(const VmConfig& config);
+
 // QemuOptions: how QemuVmm runs QEMU. Pure data.
 struct QemuOptions {
   // binary: the QEMU executable (looked up in PATH if it has no '/').
@@ -68,6 +112,10 @@ struct QemuOptions {
   bool tcg_single_thread = false;
   // tsc_khz: host TSC frequency for microvm+TCG (tsc_early_khz=); 0 = read /proc/cpuinfo.
   int64_t tsc_khz = 0;
+  // snapshot_ram: where warm snapshots keep guest RAM (`--snapshot_ram`; SnapshotRam). kFile
+  // falls back to kStream, saying why, where QEMU lacks x-ignore-shared
+  // (QemuVmm::SnapshotRamMode).
+  SnapshotRam snapshot_ram = SnapshotRam::kFile;
 };
 
 // QemuPaths: the host files of one QEMU VM, all inside VmConfig::work_dir.
@@ -102,6 +150,10 @@ std::string QemuKernelCmdline(const VmConfig& config, const QemuOptions& options
 // `cont`. Everything else is the same argv, so a VM saved from QemuArgv(c) restores with
 // QemuArgv(c') where c' differs only in id/work_dir/socket paths/deadline (QEMU requires the
 // same machine, memory, devices and backing files; the chardev/serial backends may differ).
+// config.memory_file adds QemuMemoryBackendArgs (after -m); with restore_from it must be
+// private (memory_file_shared false: a restored VM never writes into a snapshot's RAM file)
+// and needs control_socket_path, and -incoming is `defer` (QemuIncomingDeferred): the
+// x-ignore-shared capability has to be set before the incoming migration starts.
 absl::StatusOr<std::vector<std::string>> QemuArgv(const VmConfig& config,
                                                   const QemuOptions& options, int64_t tsc_khz);
 
@@ -190,6 +242,10 @@ class QemuVmm : public Vmm {
   // version(): e.g. "7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)".
   const std::string& version() const { return version_; }
   int64_t tsc_khz() const { return tsc_khz_; }
+  // SnapshotRamMode(): the RAM mode warm snapshots use with this QEMU: options().snapshot_ram,
+  // except that kFile needs x-ignore-shared, which is probed once (QemuOffersCapability) and
+  // memoized; without it: kStream, the reason saying so. Thread-compatible.
+  const SnapshotRamDecision& SnapshotRamMode();
 
  private:
   QemuVmm(QemuOptions options, std::string accel_reason, std::string version, int64_t tsc_khz)
@@ -202,11 +258,18 @@ class QemuVmm : public Vmm {
   std::string accel_reason_;
   std::string version_;
   int64_t tsc_khz_;
+  std::optional<SnapshotRamDecision> snapshot_ram_;
 };
 
 // ReadQemuVersion(binary): the version text after "QEMU emulator version " of
 // `<binary> --version`; NotFound if it does not run.
 absl::StatusOr<std::string> ReadQemuVersion(const std::string& binary);
+
+// QemuOffersCapability(binary, capability): whether `<binary> -M none -qmp stdio` lists the
+// migration capability in `query-migrate-capabilities` (a ~50 ms QEMU start, no guest).
+// NotFound if QEMU does not run or prints no capability list.
+absl::StatusOr<bool> QemuOffersCapability(const std::string& binary,
+                                          absl::string_view capability);
 
 }  // namespace kiln::harness
 

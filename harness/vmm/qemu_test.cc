@@ -2,6 +2,7 @@
 // Pure parts of the QEMU backend: argv, kernel cmdline, accel decision, cpuinfo readers.
 #include "harness/vmm/qemu.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -112,6 +113,108 @@ TEST(QemuArgvTest, SnapshotControlAndRestoreAddOnlyQmpAndIncoming) {
   expected.insert(expected.end(), {"-incoming", "exec:cat '/cache/it'\\''s/state'"});
   EXPECT_EQ(restore, expected);
   EXPECT_EQ(QemuIncomingUri("/a b"), "exec:cat '/a b'");
+}
+
+// File-backed guest RAM (SnapshotRam::kFile): the VM that makes the snapshot maps the file
+// shared; a restored VM maps it private and starts a deferred incoming migration; nothing else
+// in the argv differs.
+TEST(QemuArgvTest, MemoryFileSharedForTheSaveAndPrivateWithDeferredIncomingForTheRestore) {
+  VmConfig c = BaseConfig();
+  c.channel = Channel{"kiln.agent", "/w/agent.sock"};
+  c.control_socket_path = "/t/qmp.sock";
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> plain, QemuArgv(c, Tcg(), 1));
+  c.memory_file = "/cache/tmp.k.1/ram";
+  c.memory_file_shared = true;
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> save, QemuArgv(c, Tcg(), 1));
+  std::vector<std::string> expected = plain;
+  auto after_m = std::find(expected.begin(), expected.end(), "-smp") + 2;
+  expected.insert(after_m, {"-object",
+                            "memory-backend-file,id=ram0,size=512M,mem-path=/cache/tmp.k.1/ram,"
+                            "share=on",
+                            "-machine", "memory-backend=ram0"});
+  EXPECT_EQ(save, expected);
+  EXPECT_FALSE(QemuIncomingDeferred(c));
+
+  c.memory_file = "/cache/k/ram";
+  c.memory_file_shared = false;
+  c.restore_from = "/cache/k/state";
+  EXPECT_TRUE(QemuIncomingDeferred(c));
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> restore, QemuArgv(c, Tcg(), 1));
+  EXPECT_EQ(Value(restore, "-object"),
+            "memory-backend-file,id=ram0,size=512M,mem-path=/cache/k/ram,share=off");
+  EXPECT_EQ(Value(restore, "-machine"), "memory-backend=ram0");
+  EXPECT_EQ(Value(restore, "-incoming"), "defer");
+  EXPECT_EQ(Values(restore, "-incoming").size(), 1u);
+  // Apart from the backend's path and share mode and -incoming, the restore's argv is the save's.
+  std::vector<std::string> normalized = restore;
+  for (std::string& a : normalized) {
+    if (a == "memory-backend-file,id=ram0,size=512M,mem-path=/cache/k/ram,share=off") {
+      a = "memory-backend-file,id=ram0,size=512M,mem-path=/cache/tmp.k.1/ram,share=on";
+    }
+  }
+  normalized.resize(normalized.size() - 2);  // "-incoming", "defer"
+  EXPECT_EQ(normalized, save);
+}
+
+TEST(QemuArgvTest, MemoryFileCommasEscapedAndAbsentWithoutOne) {
+  VmConfig c = BaseConfig();
+  EXPECT_TRUE(QemuMemoryBackendArgs(c).empty());
+  c.memory_file = "/a,share=on/ram";
+  EXPECT_THAT(QemuMemoryBackendArgs(c),
+              ElementsAre("-object",
+                          "memory-backend-file,id=ram0,size=512M,mem-path=/a,,share=on/ram,"
+                          "share=off",
+                          "-machine", "memory-backend=ram0"));
+  // Without restore_from the plain -incoming rule stays (nothing to defer).
+  EXPECT_FALSE(QemuIncomingDeferred(c));
+}
+
+TEST(QemuArgvTest, RestoreRefusesASharedMemoryFileOrNoControlSocket) {
+  VmConfig c = BaseConfig();
+  c.restore_from = "/cache/k/state";
+  c.memory_file = "/cache/k/ram";
+  c.memory_file_shared = true;
+  c.control_socket_path = "/t/qmp.sock";
+  EXPECT_THAT(QemuArgv(c, Tcg(), 1).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("private")));
+  c.memory_file_shared = false;
+  c.control_socket_path.clear();
+  EXPECT_THAT(QemuArgv(c, Tcg(), 1).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("control_socket_path")));
+}
+
+TEST(SnapshotRamTest, ParseNameDecide) {
+  ASSERT_OK_AND_ASSIGN(SnapshotRam file, ParseSnapshotRam("file"));
+  EXPECT_EQ(file, SnapshotRam::kFile);
+  ASSERT_OK_AND_ASSIGN(SnapshotRam stream, ParseSnapshotRam("stream"));
+  EXPECT_EQ(stream, SnapshotRam::kStream);
+  EXPECT_THAT(ParseSnapshotRam("mapped"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--snapshot_ram")));
+  EXPECT_STREQ(SnapshotRamName(SnapshotRam::kFile), "file");
+  EXPECT_STREQ(SnapshotRamName(SnapshotRam::kStream), "stream");
+  EXPECT_EQ(QemuOptions{}.snapshot_ram, SnapshotRam::kFile);
+
+  SnapshotRamDecision d = DecideSnapshotRam(SnapshotRam::kFile, true);
+  EXPECT_EQ(d.mode, SnapshotRam::kFile);
+  d = DecideSnapshotRam(SnapshotRam::kFile, false, "QEMU 3.1");
+  EXPECT_EQ(d.mode, SnapshotRam::kStream);
+  EXPECT_THAT(d.reason, HasSubstr("fallback"));
+  EXPECT_THAT(d.reason, HasSubstr("x-ignore-shared"));
+  EXPECT_THAT(d.reason, HasSubstr("QEMU 3.1"));
+  d = DecideSnapshotRam(SnapshotRam::kStream, true);
+  EXPECT_EQ(d.mode, SnapshotRam::kStream);
+  EXPECT_EQ(d.reason, "stream requested");
+}
+
+TEST(SnapshotRamTest, QmpListsCapability) {
+  // What QEMU 7.2.22 prints for query-migrate-capabilities (abridged).
+  const std::string qemu72 =
+      R"({"return": [{"state": false, "capability": "xbzrle"}, )"
+      R"({"state": false, "capability": "x-ignore-shared"}, )"
+      R"({"state": false, "capability": "validate-uuid"}]})";
+  EXPECT_TRUE(QmpListsCapability(qemu72, "x-ignore-shared"));
+  EXPECT_FALSE(QmpListsCapability(qemu72, "mapped-ram"));
+  EXPECT_FALSE(QmpListsCapability(qemu72, "x-ignore"));
 }
 
 TEST(QemuArgvTest, ControlSocketPathTooLongIsRefused) {

@@ -147,9 +147,10 @@ MigrationFeatures MigrationFeaturesFrom(const json& greeting, const json& capabi
   f.file_uri = f.major > 8 || (f.major == 8 && f.minor >= 2);
   if (capabilities.is_array()) {
     for (const json& c : capabilities) {
-      if (c.is_object() && c.value("capability", std::string()) == "mapped-ram") {
-        f.mapped_ram = true;
-      }
+      if (!c.is_object()) continue;
+      const std::string name = c.value("capability", std::string());
+      if (name == "mapped-ram") f.mapped_ram = true;
+      if (name == kIgnoreSharedCapability) f.ignore_shared = true;
     }
   }
   return f;
@@ -160,9 +161,17 @@ std::string ChooseSaveUri(const MigrationFeatures& features, absl::string_view s
   return absl::StrCat("exec:cat > ", ShellQuote(state_path));
 }
 
+json SetCapabilityArgs(absl::string_view name, bool state) {
+  return {{"capabilities", json::array({{{"capability", std::string(name)}, {"state", state}}})}};
+}
+
+json MigrateIncomingArgs(const VmConfig& config) {
+  return {{"uri", QemuIncomingUri(config.restore_from)}};
+}
+
 absl::StatusOr<SaveStats> SaveQemuSnapshot(const std::string& control_socket,
                                            const std::string& state_path,
-                                           absl::Duration timeout) {
+                                           absl::Duration timeout, SnapshotRam ram) {
   const absl::Time t0 = absl::Now();
   const absl::Time deadline = t0 + timeout;
   auto left = [&] { return std::max(deadline - absl::Now(), absl::Milliseconds(1)); };
@@ -171,7 +180,19 @@ absl::StatusOr<SaveStats> SaveQemuSnapshot(const std::string& control_socket,
   ASSIGN_OR_RETURN(json caps, qmp->Execute("query-migrate-capabilities", json::object(), left()));
   stats.features = MigrationFeaturesFrom(qmp->greeting(), caps);
   stats.uri = ChooseSaveUri(stats.features, state_path);
+  stats.ram = ram;
+  if (ram == SnapshotRam::kFile && !stats.features.ignore_shared) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "snapshot RAM mode file needs the migration capability ", kIgnoreSharedCapability,
+        ", which QEMU ", stats.features.major, ".", stats.features.minor, " does not list"));
+  }
   RETURN_IF_ERROR(qmp->Execute("stop", json::object(), left()).status());
+  if (ram == SnapshotRam::kFile) {
+    // The guest RAM is the shared memory-backend-file: the stream skips it.
+    RETURN_IF_ERROR(qmp->Execute("migrate-set-capabilities",
+                                 SetCapabilityArgs(kIgnoreSharedCapability, true), left())
+                        .status());
+  }
   // The default max-bandwidth (128 MiB/s) would make a 200 MB save take ~2 s.
   RETURN_IF_ERROR(qmp->Execute("migrate-set-parameters",
                                {{"max-bandwidth", int64_t{20} << 30}}, left())
@@ -181,7 +202,12 @@ absl::StatusOr<SaveStats> SaveQemuSnapshot(const std::string& control_socket,
   while (true) {
     ASSIGN_OR_RETURN(json st, qmp->Execute("query-migrate", json::object(), left()));
     const std::string status = st.value("status", std::string());
-    if (status == "completed") break;
+    if (status == "completed") {
+      if (st.contains("ram") && st["ram"].is_object()) {
+        stats.ram_stream_bytes = st["ram"].value("transferred", uint64_t{0});
+      }
+      break;
+    }
     if (status == "failed" || status == "cancelled") {
       return absl::InternalError(absl::StrCat("migration to ", state_path, " ", status, ": ",
                                               st.value("error-desc", std::string("(no detail)"))));
@@ -204,9 +230,13 @@ absl::StatusOr<SaveStats> SaveQemuSnapshot(const std::string& control_socket,
   return stats;
 }
 
-absl::StatusOr<absl::Duration> ResumeQemuVm(const std::string& control_socket,
-                                            absl::Duration timeout,
-                                            const std::function<bool()>& gone) {
+namespace {
+
+// Resume(control_socket, deferred, timeout, gone): ResumeQemuVm; `deferred` (may be null): the
+// config of a VM started with -incoming defer, whose migration is started here first.
+absl::StatusOr<absl::Duration> Resume(const std::string& control_socket,
+                                      const VmConfig* deferred, absl::Duration timeout,
+                                      const std::function<bool()>& gone) {
   const absl::Time t0 = absl::Now();
   const absl::Time deadline = t0 + timeout;
   auto left = [&] { return std::max(deadline - absl::Now(), absl::Milliseconds(1)); };
@@ -216,6 +246,21 @@ absl::StatusOr<absl::Duration> ResumeQemuVm(const std::string& control_socket,
     return absl::InternalError("incoming migration failed: QEMU exited (see its log)");
   }
   ASSIGN_OR_RETURN(std::unique_ptr<QmpClient> qmp, std::move(connected));
+  if (deferred != nullptr) {
+    for (const auto& [command, args] :
+         {std::pair<const char*, json>{"migrate-set-capabilities",
+                                       SetCapabilityArgs(kIgnoreSharedCapability, true)},
+          std::pair<const char*, json>{"migrate-incoming", MigrateIncomingArgs(*deferred)}}) {
+      absl::StatusOr<json> r = qmp->Execute(command, args, left());
+      if (absl::IsUnavailable(r.status())) {
+        return absl::InternalError("incoming migration failed: QEMU exited (see its log)");
+      }
+      if (!r.ok()) {
+        return absl::InternalError(
+            absl::StrCat("incoming migration failed: ", r.status().message()));
+      }
+    }
+  }
   while (true) {
     absl::StatusOr<json> st = qmp->Execute("query-status", json::object(), left());
     if (absl::IsUnavailable(st.status())) {
@@ -235,6 +280,20 @@ absl::StatusOr<absl::Duration> ResumeQemuVm(const std::string& control_socket,
   }
   RETURN_IF_ERROR(qmp->Execute("cont", json::object(), left()).status());
   return absl::Now() - t0;
+}
+
+}  // namespace
+
+absl::StatusOr<absl::Duration> ResumeQemuVm(const std::string& control_socket,
+                                            absl::Duration timeout,
+                                            const std::function<bool()>& gone) {
+  return Resume(control_socket, nullptr, timeout, gone);
+}
+
+absl::StatusOr<absl::Duration> ResumeQemuVm(const VmConfig& restored, absl::Duration timeout,
+                                            const std::function<bool()>& gone) {
+  return Resume(restored.control_socket_path,
+                QemuIncomingDeferred(restored) ? &restored : nullptr, timeout, gone);
 }
 
 }  // namespace kiln::harness

@@ -16,6 +16,17 @@
 //            incoming migration is done ("paused": the source was stopped, QEMU carries that
 //            run state over), then `cont`.
 //
+// RAM in a file (SnapshotRam::kFile, harness/vmm/qemu.h; Kata Containers' VM templating): the
+// saved VM ran with VmConfig::memory_file shared (memory-backend-file,share=on), so its RAM is
+// in that file; SaveQemuSnapshot(..., kFile) sets the migration capability x-ignore-shared
+// before `migrate`, and the stream skips shared RAM blocks (it holds device state and the small
+// ROM blocks: ~1 MB). The restored VM maps the same file private (share=off, copy-on-write) and
+// starts with `-incoming defer`; ResumeQemuVm(const VmConfig&, ...) sets x-ignore-shared (the
+// destination must parse the stream's per-block address fields the same way) and sends
+// `migrate-incoming exec:cat <state>`. The destination loads only the pages the stream holds;
+// all others stay as the private mapping shows them: the file's contents. Its writes go to
+// anonymous copy-on-write pages, never to the file.
+//
 // The URI: QEMU 7.2 (this machine) has only `exec:` for files (`exec:cat > <file>`); QEMU 8.2
 // added `file:` and 9.0 the `mapped-ram` capability. MigrationFeaturesFrom reads the version
 // from the greeting and the capability list, ChooseSaveUri picks `file:` where it exists (the
@@ -42,6 +53,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "harness/vmm/qemu.h"
+#include "harness/vmm/vmm.h"
 #include "nlohmann/json.hpp"
 
 namespace kiln::harness {
@@ -85,6 +98,7 @@ struct MigrationFeatures {
   int major = 0, minor = 0, micro = 0;  // QEMU's version from the greeting
   bool file_uri = false;    // `file:` migration URIs (QEMU >= 8.2)
   bool mapped_ram = false;  // the `mapped-ram` migration capability is listed (QEMU >= 9.0)
+  bool ignore_shared = false;  // `x-ignore-shared` is listed (QEMU >= 4.0): SnapshotRam::kFile
 };
 
 // MigrationFeaturesFrom(greeting, capabilities): pure. `greeting` is QmpClient::greeting();
@@ -97,11 +111,21 @@ MigrationFeatures MigrationFeaturesFrom(const nlohmann::json& greeting,
 // "exec:cat > '<state_path>'". Pure.
 std::string ChooseSaveUri(const MigrationFeatures& features, absl::string_view state_path);
 
+// SetCapabilityArgs(name, state): the arguments of `migrate-set-capabilities` that set one
+// capability: {"capabilities": [{"capability": name, "state": state}]}. Pure.
+nlohmann::json SetCapabilityArgs(absl::string_view name, bool state);
+
+// MigrateIncomingArgs(config): the arguments of `migrate-incoming` for a VM booted with
+// `-incoming defer` (QemuIncomingDeferred): {"uri": QemuIncomingUri(config.restore_from)}. Pure.
+nlohmann::json MigrateIncomingArgs(const VmConfig& config);
+
 // SaveStats: how a save went.
 struct SaveStats {
   std::string uri;                 // the migration URI used
   MigrationFeatures features;
+  SnapshotRam ram = SnapshotRam::kStream;
   uint64_t state_bytes = 0;        // size of the state file
+  uint64_t ram_stream_bytes = 0;   // what the stream carried of RAM (query-migrate ram.transferred)
   absl::Duration migrate;          // `migrate` sent -> "completed"
   absl::Duration total;            // connect -> QEMU quit
 };
@@ -111,9 +135,13 @@ struct SaveStats {
 // make the directory 0700), then makes QEMU quit. On any error the VM is left paused or gone:
 // the caller kills it. Errors: QmpClient's; Internal "migration failed: <error-desc>";
 // DeadlineExceeded if the whole save took longer than `timeout`.
+// ram: kFile for a VM booted with a shared memory_file: x-ignore-shared is set before
+// `migrate` (FailedPrecondition naming it if QEMU does not list it), and the RAM stays in that
+// file (the caller fsyncs it); kStream: the stream holds the RAM.
 absl::StatusOr<SaveStats> SaveQemuSnapshot(const std::string& control_socket,
                                            const std::string& state_path,
-                                           absl::Duration timeout);
+                                           absl::Duration timeout,
+                                           SnapshotRam ram = SnapshotRam::kStream);
 
 // ResumeQemuVm(control_socket, timeout): waits (polling `query-status` every 10 ms) until a VM
 // started with -incoming has loaded its state, then sends `cont`. Returns the time from the
@@ -123,6 +151,13 @@ absl::StatusOr<SaveStats> SaveQemuSnapshot(const std::string& control_socket,
 // `gone` (may be empty): as for QmpClient::Connect, also asked while polling.
 absl::StatusOr<absl::Duration> ResumeQemuVm(const std::string& control_socket,
                                             absl::Duration timeout,
+                                            const std::function<bool()>& gone = nullptr);
+
+// ResumeQemuVm(restored, timeout, gone): the same for the VM booted from `restored` (its
+// control_socket_path). When QemuArgv deferred its incoming migration (QemuIncomingDeferred:
+// RAM in a file), first `migrate-set-capabilities` x-ignore-shared and `migrate-incoming`
+// (MigrateIncomingArgs); otherwise exactly ResumeQemuVm(restored.control_socket_path, ...).
+absl::StatusOr<absl::Duration> ResumeQemuVm(const VmConfig& restored, absl::Duration timeout,
                                             const std::function<bool()>& gone = nullptr);
 
 }  // namespace kiln::harness

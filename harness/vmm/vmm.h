@@ -108,6 +108,15 @@ struct VmConfig {
   // `cont`, ResumeQemuVm).
   std::string control_socket_path;
   std::string restore_from;
+  // memory_file (QEMU only): back the guest RAM with this host file (QEMU memory-backend-file,
+  // size memory_mib) instead of anonymous memory. memory_file_shared: true maps it MAP_SHARED
+  // (the guest's writes land in the file: the VM that makes a file-mode snapshot); false maps
+  // it MAP_PRIVATE (copy-on-write: the guest reads the file's pages, its writes stay in the
+  // VMM's own anonymous memory and never reach the file: a VM restored from that snapshot).
+  // With restore_from set, a memory_file makes the restore a deferred incoming migration that
+  // skips shared RAM (QemuArgv: -incoming defer; ResumeQemuVm(const VmConfig&) starts it).
+  std::string memory_file;
+  bool memory_file_shared = false;
 };
 
 // ValidateVmConfig(config): OkStatus, or InvalidArgument naming the first bad field (empty or
