@@ -463,6 +463,7 @@ bool IsRegularFile(const std::string& path) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Vm>> CloudHypervisorVmm::Boot(const VmConfig& requested) {
+  if (!requested.restore_from.empty()) return Restore(requested, requested.restore_from);
   RETURN_IF_ERROR(ValidateVmConfig(requested));
   ASSIGN_OR_RETURN(const VmConfig config, ResolveArtifacts(requested));
   nlohmann::json vm_json;
@@ -500,16 +501,22 @@ absl::StatusOr<std::unique_ptr<Vm>> CloudHypervisorVmm::Restore(const VmConfig& 
         absl::StrCat("cloud-hypervisor snapshot dir ", snapshot_dir, ": missing"));
   }
   const std::string restore_dir = absl::StrCat(config.work_dir, "/restore");
-  ASSIGN_OR_RETURN(std::unique_ptr<CloudHypervisorVmImpl> vm,
-                   StartCh(
-                       options_, config,
-                       [&](const CloudHypervisorPaths& paths) {
-                         return PrepareChRestoreDir(snapshot_dir, restore_dir, config, paths);
-                       },
-                       restore_dir));
+  auto from = [&](const absl::Status& s) {
+    return absl::Status(s.code(), absl::StrCat("restoring cloud-hypervisor from ", snapshot_dir,
+                                               ": ", s.message()));
+  };
+  absl::StatusOr<std::unique_ptr<CloudHypervisorVmImpl>> started =
+      StartCh(
+          options_, config,
+          [&](const CloudHypervisorPaths& paths) {
+            return PrepareChRestoreDir(snapshot_dir, restore_dir, config, paths);
+          },
+          restore_dir);
+  if (!started.ok()) return from(started.status());
+  std::unique_ptr<CloudHypervisorVmImpl> vm = *std::move(started);
   auto fail = [&](const absl::Status& s) {
     vm->Kill();
-    return WithLogTail(s, vm->vmm_log_path());
+    return from(WithLogTail(s, vm->vmm_log_path()));
   };
   absl::StatusOr<ChVmState> state = vm->State();
   if (!state.ok()) return fail(state.status());
@@ -649,6 +656,26 @@ absl::Status PrepareChRestoreDir(const std::string& snapshot_dir, const std::str
         absl::StrCat("cloud-hypervisor snapshot ", snapshot_dir, "/config.json: not JSON"));
   }
   ASSIGN_OR_RETURN(nlohmann::json rewritten, RewriteChSnapshotConfig(j, config, paths));
+  // What CH would only find out while restoring (its error does not name the file): a
+  // state.json that is not JSON, a memory-ranges shorter than the guest RAM config.json has.
+  {
+    const std::string state_path = absl::StrCat(snapshot_dir, "/state.json");
+    std::ifstream state_in(state_path);
+    nlohmann::json state = nlohmann::json::parse(state_in, nullptr, /*allow_exceptions=*/false);
+    if (state.is_discarded() || !state.is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat("cloud-hypervisor snapshot ", state_path,
+                                                     ": not a JSON object (corrupt snapshot)"));
+    }
+    const std::string ram_path = absl::StrCat(snapshot_dir, "/memory-ranges");
+    const int64_t want = static_cast<int64_t>(config.memory_mib) << 20;
+    struct stat st;
+    if (stat(ram_path.c_str(), &st) != 0) return PosixError(errno, "stat", ram_path);
+    if (st.st_size < want) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cloud-hypervisor snapshot ", ram_path, ": ", st.st_size, " bytes, shorter than the ",
+          want, " bytes of guest RAM in its config.json (truncated snapshot)"));
+    }
+  }
   RETURN_IF_ERROR(MakeDirs(restore_dir));
   if (chmod(restore_dir.c_str(), 0700) != 0) return PosixError(errno, "chmod", restore_dir);
   for (const char* f : kChSnapshotFiles) {

@@ -224,7 +224,10 @@ class CloudHypervisorVmm : public Vmm {
   // channel_transport(): kHybridVsock (the channel is CH's vsock device; see ConnectChannel).
   ChannelTransport channel_transport() const override { return ChannelTransport::kHybridVsock; }
 
-  // Boot(config): validates, builds the vm.create JSON, creates work_dir, starts
+  // Boot(config): with config.restore_from set, Restore(config, config.restore_from) (a
+  // snapshot directory SaveChSnapshot wrote; the VM comes back running: the warm builders boot
+  // restored VMs through VmFactory this way). Otherwise: validates, builds the vm.create JSON,
+  // creates work_dir, starts
   // `<binary> --api-socket <sock>` (output to <work_dir>/cloud-hypervisor.log), waits for
   // vmm.ping (options.socket_timeout), PUT vm.create, PUT vm.boot. Any failure after the
   // start kills the process and returns the error with the tail of CH's log appended. The
@@ -241,10 +244,11 @@ class CloudHypervisorVmm : public Vmm {
   // PrepareChRestoreDir(snapshot_dir, <work_dir>/restore), starts ChRestoreArgv (the old vsock
   // socket file is removed first: CH binds it again), waits for vmm.ping, checks vm.info says
   // Paused, PUT vm.resume. The host then connects to the vsock socket anew (ConnectChannel).
-  // Socket and teardown as Boot. Errors: as Boot; NotFound if snapshot_dir or one of its files
-  // is missing (checked before CH starts); FailedPrecondition if CH exited (e.g. its restore
-  // failed: the log tail says why), the restored VM is not Paused, or config does not match
-  // the snapshot (RewriteChSnapshotConfig).
+  // Socket and teardown as Boot. Errors (each message starts "restoring cloud-hypervisor from
+  // <snapshot_dir>: "): as Boot; NotFound if snapshot_dir or one of its files is missing, and
+  // PrepareChRestoreDir's for a corrupt one (checked before CH starts); FailedPrecondition if
+  // CH exited (e.g. its restore failed: the log tail has CH's error chain), the restored VM is
+  // not Paused, or config does not match the snapshot (RewriteChSnapshotConfig).
   absl::StatusOr<std::unique_ptr<Vm>> Restore(const VmConfig& config,
                                               const std::string& snapshot_dir);
 
@@ -328,8 +332,11 @@ absl::StatusOr<ChSaveStats> SaveChSnapshot(CloudHypervisorVm& vm, const std::str
 
 // PrepareChRestoreDir(snapshot_dir, restore_dir, config, paths): makes `restore_dir` (0700)
 // with config.json = RewriteChSnapshotConfig(<snapshot_dir>/config.json) (0600), and
-// state.json, memory-ranges symlinked to the snapshot's. Errors: NotFound naming the missing
-// snapshot file; RewriteChSnapshotConfig's; errno-derived codes for file errors.
+// state.json, memory-ranges symlinked to the snapshot's. Before anything is written it checks
+// what CH would report without naming the file: Errors: NotFound naming the missing snapshot
+// file; InvalidArgument naming config.json or state.json when it is not JSON, or memory-ranges
+// when it is shorter than the config's guest RAM (a truncated snapshot);
+// RewriteChSnapshotConfig's; errno-derived codes for file errors.
 absl::Status PrepareChRestoreDir(const std::string& snapshot_dir, const std::string& restore_dir,
                                  const VmConfig& config, const CloudHypervisorPaths& paths);
 
