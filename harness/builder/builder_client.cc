@@ -350,7 +350,8 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::Boot(VmFactory& factory,
 
 absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::BootConfig(
     VmFactory& factory, const BuilderArtifacts& artifacts, const BuilderVmOptions& options,
-    bool control, const std::string& restore_from) {
+    bool control, const std::string& restore_from, const std::string& memory_file,
+    bool memory_shared) {
   RETURN_IF_ERROR(ValidateBuilderArtifacts(artifacts));
   RETURN_IF_ERROR(ValidateBuilderVmOptions(options));
   // A short socket dir: unix socket paths are limited to 107 bytes, test dirs are long.
@@ -363,6 +364,8 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::BootConfig(
   VmConfig config = BuilderVmConfig(o, artifacts, socket_path);
   if (control) config.control_socket_path = absl::StrCat(templ, "/qmp.sock");
   config.restore_from = restore_from;
+  config.memory_file = memory_file;
+  config.memory_file_shared = memory_shared;
   absl::StatusOr<Vm*> vm = factory.Boot(config);
   if (!vm.ok()) {
     rmdir(templ);

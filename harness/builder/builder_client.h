@@ -438,12 +438,12 @@ class BuilderVm {
  private:
   BuilderVm(Vm* vm, BuilderVmOptions options, absl::Time boot_at, std::string socket_path);
   // BootConfig: Boot with VmConfig::control_socket_path (<socket dir>/qmp.sock) when
-  // `control`, and VmConfig::restore_from = restore_from when not empty.
-  static absl::StatusOr<std::unique_ptr<BuilderVm>> BootConfig(VmFactory& factory,
-                                                               const BuilderArtifacts& artifacts,
-                                                               const BuilderVmOptions& options,
-                                                               bool control,
-                                                               const std::string& restore_from);
+  // `control`, VmConfig::restore_from = restore_from when not empty, and the guest RAM in
+  // VmConfig::memory_file = memory_file (mapped shared if memory_shared) when not empty.
+  static absl::StatusOr<std::unique_ptr<BuilderVm>> BootConfig(
+      VmFactory& factory, const BuilderArtifacts& artifacts, const BuilderVmOptions& options,
+      bool control, const std::string& restore_from, const std::string& memory_file = "",
+      bool memory_shared = false);
   // FreshMachine(): the --fresh_machine Exec on the open channel (see BootWarm).
   absl::Status FreshMachine();
   // WarmUpDaemon(preload): the WarmUp request (agent/PROTOCOL.md 1.1) with `preload`'s
@@ -522,6 +522,9 @@ struct BuilderRun {
   absl::Duration snapshot_make;       // making the snapshot (boot + save), if made
   absl::Duration restore_to_ready;    // restored VMM start -> agent Ready
   absl::Duration fresh_machine;       // the --fresh_machine Exec (clock + entropy)
+  // snapshot_ram: where the snapshot keeps guest RAM, "file" or "stream"
+  // (QemuVmm::SnapshotRamMode; "stream (fallback: ...)" says why file was not used); "" cold.
+  std::string snapshot_ram;
   // warm_daemon: "up" when the restored VM's snapshot holds a running daemon with the base
   // images loaded (BuilderVmOptions::warm_daemon), "" otherwise; warm_up: the agent's daemon
   // start + loads while the snapshot was made (only when made now).

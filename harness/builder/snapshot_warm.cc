@@ -252,6 +252,11 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::BootWarm(VmFactory& factor
   ASSIGN_OR_RETURN(SnapshotCache cache,
                    SnapshotCache::Open({o.snapshot_dir, o.snapshot_max_bytes}));
   ASSIGN_OR_RETURN(SnapshotKeyInputs in, WarmKeyInputs(cache, *qemu, artifacts, o));
+  // Guest RAM in the entry's `ram` file (mapped, copy-on-write, on restore) or in the stream.
+  const SnapshotRamDecision& ram = qemu->SnapshotRamMode();
+  const bool ram_file = ram.mode == SnapshotRam::kFile;
+  in.ram_mode = SnapshotRamName(ram.mode);
+  run->snapshot_ram = ram_file ? "file" : ram.reason;
   const std::string key = SnapshotKey(in);
   run->snapshot_key = key;
   const absl::Time make_start = absl::Now();
@@ -261,8 +266,11 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::BootWarm(VmFactory& factor
         BuilderVmOptions so = o;
         so.id = absl::StrCat(o.id, "-snapshot");
         progress(absl::StrCat("making warm snapshot ", key.substr(0, 12), " (VM ", so.id, ")"));
+        const std::string ram_path =
+            absl::StrCat(state_path.substr(0, state_path.rfind('/')), "/ram");
         ASSIGN_OR_RETURN(std::unique_ptr<BuilderVm> maker,
-                         BootConfig(factory, artifacts, so, /*control=*/true, ""));
+                         BootConfig(factory, artifacts, so, /*control=*/true, "",
+                                    ram_file ? ram_path : "", /*memory_shared=*/true));
         RETURN_IF_ERROR(maker->WaitReady());
         if (o.warm_daemon) {
           // The daemon up and the base images loaded before any job: no secret, no job data.
@@ -277,8 +285,10 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::BootWarm(VmFactory& factor
         if (maker->stream_) (void)maker->stream_->Close();
         maker->stream_.reset();
         ASSIGN_OR_RETURN(SaveStats stats,
-                         SaveQemuSnapshot(maker->control_socket(), state_path, kSaveTimeout));
-        progress(absl::StrCat("snapshot saved: ", stats.state_bytes, " bytes in ",
+                         SaveQemuSnapshot(maker->control_socket(), state_path, kSaveTimeout,
+                                          ram.mode));
+        progress(absl::StrCat("snapshot saved (RAM: ", ram.reason, "): ", stats.state_bytes,
+                              " bytes in ",
                               absl::ToInt64Milliseconds(stats.migrate), " ms (", stats.uri,
                               stats.features.mapped_ram ? ", mapped-ram available" : "", ")"));
         (void)maker->vm().Wait(absl::Seconds(10));
@@ -287,10 +297,11 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::BootWarm(VmFactory& factor
       }));
   if (lease.made()) run->snapshot_make = absl::Now() - make_start;
   ASSIGN_OR_RETURN(std::unique_ptr<BuilderVm> vm,
-                   BootConfig(factory, artifacts, o, /*control=*/true, lease.state_path()));
+                   BootConfig(factory, artifacts, o, /*control=*/true, lease.state_path(),
+                              ram_file ? lease.ram_path() : "", /*memory_shared=*/false));
   BuilderVm* restored = vm.get();
   absl::StatusOr<absl::Duration> resumed = ResumeQemuVm(
-      vm->control_socket(), kResumeTimeout, [restored] { return restored->vm().Exited(); });
+      vm->vm().config(), kResumeTimeout, [restored] { return restored->vm().Exited(); });
   if (!resumed.ok()) {
     // A state file QEMU cannot load is useless: drop it so the next run makes a new one.
     vm->vm().Kill();
