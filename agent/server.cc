@@ -25,17 +25,15 @@
 #include "agent/work_dir.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
+#include "third_party/absl_ext/monotonic_deadline.h"
 
 extern char** environ;
 
 namespace kiln::agent {
 namespace {
 
-int64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
-}
+// NowMs(): CLOCK_MONOTONIC in ms (deadlines are not moved by wall-clock steps).
+int64_t NowMs() { return MonotonicMicros() / 1000; }
 
 // FdSink: writes a received stream to a file.
 class FdSink : public StreamSink {

@@ -22,17 +22,15 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "third_party/absl_ext/monotonic_deadline.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
 
 namespace kiln::agent {
 namespace {
 
-int64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
-}
+// NowMs(): CLOCK_MONOTONIC in ms (deadlines are not moved by wall-clock steps).
+int64_t NowMs() { return MonotonicMicros() / 1000; }
 
 // Remaining(deadline): ms left until the absolute deadline (-1: none), at least 0.
 int Remaining(int64_t deadline) {
