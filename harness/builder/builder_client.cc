@@ -345,13 +345,12 @@ absl::StatusOr<Frame> BuilderVm::ReadFrameWatched(absl::Time stall_deadline,
 absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::Boot(VmFactory& factory,
                                                            const BuilderArtifacts& artifacts,
                                                            const BuilderVmOptions& options) {
-  return BootConfig(factory, artifacts, options, /*control=*/false, /*restore_from=*/"");
+  return BootConfig(factory, artifacts, options, /*adjust=*/nullptr);
 }
 
 absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::BootConfig(
     VmFactory& factory, const BuilderArtifacts& artifacts, const BuilderVmOptions& options,
-    bool control, const std::string& restore_from, const std::string& memory_file,
-    bool memory_shared) {
+    const std::function<void(const std::string& socket_dir, VmConfig* config)>& adjust) {
   RETURN_IF_ERROR(ValidateBuilderArtifacts(artifacts));
   RETURN_IF_ERROR(ValidateBuilderVmOptions(options));
   // A short socket dir: unix socket paths are limited to 107 bytes, test dirs are long.
@@ -362,10 +361,7 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::BootConfig(
   o.transport = factory.vmm().channel_transport();  // the backend decides how it is spoken
   const absl::Time boot_at = absl::Now();
   VmConfig config = BuilderVmConfig(o, artifacts, socket_path);
-  if (control) config.control_socket_path = absl::StrCat(templ, "/qmp.sock");
-  config.restore_from = restore_from;
-  config.memory_file = memory_file;
-  config.memory_file_shared = memory_shared;
+  if (adjust) adjust(templ, &config);
   absl::StatusOr<Vm*> vm = factory.Boot(config);
   if (!vm.ok()) {
     rmdir(templ);

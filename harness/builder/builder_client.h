@@ -122,10 +122,12 @@ inline constexpr uint64_t kLogLineOverheadBytes = 64;
 inline constexpr uint64_t kDefaultMaxImageBytes = uint64_t{8} << 30;
 
 // WarmMode: whether a builder VM is booted or restored from a warm snapshot (issue 12;
-// harness/vmm/snapshot.h, docs in harness/README.md "Warm builders"). QEMU only.
+// harness/vmm/snapshot.h, docs in harness/README.md "Warm builders"). QEMU and Cloud
+// Hypervisor (harness/builder/warm_backend.h).
 //   kOff   boot it (cold).
 //   kAuto  restore it from the snapshot of this exact configuration, making the snapshot first
-//          if the cache has none; a backend without snapshots (Cloud Hypervisor) boots cold.
+//          if the cache has none; a backend without snapshots (MakeWarmBackend fails) boots
+//          cold.
 //   kOn    the same, but a backend without snapshots is an error (FailedPrecondition).
 // In both warm modes a snapshot that cannot be made or restored falls back to a cold boot,
 // and BuilderRun::warm says so.
@@ -351,10 +353,12 @@ class BuilderVm {
   absl::Status WaitReady();
 
   // BootWarm(factory, artifacts, options, run): the warm start (WarmMode): makes or finds the
-  // snapshot, restores a VM from it, WaitReady, then makes it its own machine (Exec of
+  // snapshot (through the VMM's WarmBackend, harness/builder/warm_backend.h), restores a VM
+  // from it, WaitReady (the host connects anew), then makes it its own machine (Exec of
   // `kiln-agent --fresh_machine`: the host's clock and 64 fresh seed bytes). Fills run's warm
-  // fields. Errors: any step's; the caller falls back to Boot (cold). FailedPrecondition if
-  // the backend is not QEMU.
+  // fields. A snapshot that fails to restore is removed from the cache. Errors: any step's; the
+  // caller falls back to Boot (cold). FailedPrecondition if the backend has no snapshots
+  // (MakeWarmBackend).
   static absl::StatusOr<std::unique_ptr<BuilderVm>> BootWarm(VmFactory& factory,
                                                              const BuilderArtifacts& artifacts,
                                                              const BuilderVmOptions& options,
@@ -437,13 +441,11 @@ class BuilderVm {
 
  private:
   BuilderVm(Vm* vm, BuilderVmOptions options, absl::Time boot_at, std::string socket_path);
-  // BootConfig: Boot with VmConfig::control_socket_path (<socket dir>/qmp.sock) when
-  // `control`, VmConfig::restore_from = restore_from when not empty, and the guest RAM in
-  // VmConfig::memory_file = memory_file (mapped shared if memory_shared) when not empty.
+  // BootConfig: Boot, with `adjust` (if set) called on the VmConfig before it boots, given the
+  // VM's short socket dir (the warm flow's WarmBackend: a QMP socket, restore_from, a RAM file).
   static absl::StatusOr<std::unique_ptr<BuilderVm>> BootConfig(
       VmFactory& factory, const BuilderArtifacts& artifacts, const BuilderVmOptions& options,
-      bool control, const std::string& restore_from, const std::string& memory_file = "",
-      bool memory_shared = false);
+      const std::function<void(const std::string& socket_dir, VmConfig* config)>& adjust);
   // FreshMachine(): the --fresh_machine Exec on the open channel (see BootWarm).
   absl::Status FreshMachine();
   // WarmUpDaemon(preload): the WarmUp request (agent/PROTOCOL.md 1.1) with `preload`'s
@@ -522,8 +524,9 @@ struct BuilderRun {
   absl::Duration snapshot_make;       // making the snapshot (boot + save), if made
   absl::Duration restore_to_ready;    // restored VMM start -> agent Ready
   absl::Duration fresh_machine;       // the --fresh_machine Exec (clock + entropy)
-  // snapshot_ram: where the snapshot keeps guest RAM, "file" or "stream"
-  // (QemuVmm::SnapshotRamMode; "stream (fallback: ...)" says why file was not used); "" cold.
+  // snapshot_ram: where the snapshot keeps guest RAM: QEMU "file" or "stream"
+  // (QemuVmm::SnapshotRamMode; "stream (fallback: ...)" says why file was not used); Cloud
+  // Hypervisor "memory-ranges" (its snapshot file, copied into guest RAM on restore); "" cold.
   std::string snapshot_ram;
   // warm_daemon: "up" when the restored VM's snapshot holds a running daemon with the base
   // images loaded (BuilderVmOptions::warm_daemon), "" otherwise; warm_up: the agent's daemon

@@ -1,21 +1,28 @@
 // File: harness/builder/snapshot_warm.cc
 // The warm parts of the builder client (harness/builder/builder_client.h: WarmMode, BuilderVm::BootWarm,
-// BuilderVm::BootForRun; issue 12). Part of //harness/builder:builder_client.
+// BuilderVm::BootForRun; issue 12). Part of //harness/builder:builder_client. What differs
+// between VMMs is the WarmBackend's (harness/builder/warm_backend.h: QEMU, Cloud Hypervisor).
 //
-// The flow of a warm start (QEMU):
+// The flow of a warm start:
 //   1. the snapshot key (harness/vmm/snapshot.h) of this builder config: file digests (memoized),
-//      the QEMU argv with the per-VM names blanked, the kernel command line, the VMM version;
-//   2. SnapshotCache::GetOrMake: if missing (made once, under the key's flock), boot a VM
-//      "<id>-snapshot" with a QMP socket, wait for the agent's Ready (no job, no secret has been
-//      sent: the channel carried only Hello/Ready), close the channel, SaveQemuSnapshot (stop,
-//      migrate to the cache's temp file, quit);
-//   3. boot the same config with restore_from (QEMU -incoming), ResumeQemuVm (`cont`), connect
-//      and Hello/Ready again: the guest agent has kept its virtio-serial port open across the
-//      save (ServeLoopOptions::keep_open_on_eof), so when the new QEMU's chardev gets a client the
-//      port reopens and it reads the new Hello;
+//      the VMM's view of the config with per-VM names blanked (QEMU's argv, CH's VmConfig JSON),
+//      the kernel command line, the VMM and its version (WarmSnapshotKeyInputs);
+//   2. SnapshotCache::GetOrMakeDir: if missing (made once, under the key's flock), boot a VM
+//      "<id>-snapshot" (WarmBackend::PrepareSave: QEMU's QMP socket and RAM file), wait for the
+//      agent's Ready (no job, no secret has been sent: the channel carried only Hello/Ready and
+//      the WarmUp with its base images), close the channel, WarmBackend::Save into the entry
+//      (QEMU: stop, migrate to <entry>/state, quit; CH: vm.pause, vm.snapshot: config.json,
+//      state.json, memory-ranges);
+//   3. boot the same config restored (WarmBackend::PrepareRestore: VmConfig::restore_from),
+//      WarmBackend::Resume (QEMU `cont`; CH's Restore resumed it), connect and Hello/Ready
+//      again. The guest agent (without --once) serves again after the snapshot session: under
+//      QEMU it kept its virtio-serial port open across the save (ServeLoopOptions::
+//      keep_open_on_eof), so when the new QEMU's chardev gets a client the port reopens and it
+//      reads the new Hello; under CH its AF_VSOCK listener survives the restore and accepts the
+//      host's new hybrid vsock CONNECT (the old connection does not survive, docs/vsock.md);
 //   4. FreshMachine: Exec `kiln-agent --fresh_machine` with the host's clock and 64 seed bytes.
 // The guest disk is attached read-only (BuilderVmConfig) and every job's data lives in guest RAM
-// (tmpfs), which dies with the restored QEMU: nothing a job does reaches the snapshot file.
+// (tmpfs), which dies with the restored VMM: nothing a job does reaches the snapshot files.
 #include <fcntl.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -29,9 +36,8 @@
 #include "agent/fresh_machine.h"
 #include "agent/protocol/stream.h"
 #include "harness/builder/builder_client.h"
-#include "harness/vmm/qemu.h"
+#include "harness/builder/warm_backend.h"
 #include "harness/vmm/snapshot.h"
-#include "harness/vmm/snapshot_qmp.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
 
@@ -39,50 +45,15 @@ namespace kiln::harness {
 namespace {
 
 constexpr int kWarmWriteTimeoutMs = 60000;
-constexpr absl::Duration kSaveTimeout = absl::Seconds(120);
 constexpr absl::Duration kResumeTimeout = absl::Seconds(60);
 constexpr absl::Duration kFreshMachineTimeout = absl::Seconds(30);
+// kVsockCloseSettle: under hybrid vsock, how long the host waits after closing the snapshot
+// session's channel before the VM is paused, so that the guest's vsock driver has taken the
+// close (the agent back at accept) when its state is saved.
+constexpr absl::Duration kVsockCloseSettle = absl::Milliseconds(300);
 // kWarmUpTimeout: the agent's budget for the daemon start + base image loads (rootless under
 // TCG on a loaded host: 20-60 s).
 constexpr absl::Duration kWarmUpTimeout = absl::Seconds(180);
-
-// WarmKeyInputs: the snapshot key inputs of `options` booted by `qemu`.
-absl::StatusOr<SnapshotKeyInputs> WarmKeyInputs(SnapshotCache& cache, const QemuVmm& qemu,
-                                                const BuilderArtifacts& a,
-                                                const BuilderVmOptions& o) {
-  SnapshotKeyInputs in;
-  in.vmm = qemu.Name();
-  in.vmm_version = qemu.version();
-  ASSIGN_OR_RETURN(in.kernel_digest, cache.FileDigest(a.kernel));
-  ASSIGN_OR_RETURN(in.initrd_digest, cache.FileDigest(a.initrd));
-  ASSIGN_OR_RETURN(std::string disk, cache.FileDigest(a.builder_disk));
-  in.disk_digests.push_back(absl::StrCat(disk, " ro"));
-  in.memory_mib = o.memory_mib;
-  in.vcpus = o.vcpus;
-  // The argv shape: per-VM names and paths replaced by placeholders (their contents are in the
-  // digests above).
-  BuilderVmOptions shape = o;
-  shape.id = "warm";
-  BuilderArtifacts placeholders{"/KERNEL", "/INITRD", "/DISK"};
-  VmConfig c = BuilderVmConfig(shape, placeholders, "/CHANNEL");
-  c.work_dir = "/WORK";
-  c.control_socket_path = "/QMP";
-  ASSIGN_OR_RETURN(std::vector<std::string> argv,
-                   QemuArgv(c, qemu.options(), qemu.tsc_khz()));
-  in.devices = absl::StrJoin(argv, " ");
-  in.cmdline = BuilderCmdline(o);
-  in.cgroup = o.cgroup;
-  in.builder_mode = o.builder_mode;
-  if (o.warm_daemon) {
-    in.daemon = "up";
-    for (const auto& [ref, path] : o.warm_preload) {
-      ASSIGN_OR_RETURN(std::string digest, cache.FileDigest(path));
-      in.preloaded_images.push_back(absl::StrCat(ref, " ", digest));
-    }
-  }
-  RETURN_IF_ERROR(ValidateSnapshotKeyInputs(in));
-  return in;
-}
 
 }  // namespace
 
@@ -237,11 +208,7 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::BootWarm(VmFactory& factor
                                                                const BuilderArtifacts& artifacts,
                                                                const BuilderVmOptions& options,
                                                                BuilderRun* run) {
-  auto* qemu = dynamic_cast<QemuVmm*>(&factory.vmm());
-  if (qemu == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "warm builders need QEMU (snapshots), the VMM is ", factory.vmm().Name()));
-  }
+  ASSIGN_OR_RETURN(std::unique_ptr<WarmBackend> backend, MakeWarmBackend(factory.vmm()));
   RETURN_IF_ERROR(ValidateBuilderArtifacts(artifacts));
   RETURN_IF_ERROR(ValidateBuilderVmOptions(options));
   BuilderVmOptions o = options;
@@ -251,26 +218,23 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::BootWarm(VmFactory& factor
   };
   ASSIGN_OR_RETURN(SnapshotCache cache,
                    SnapshotCache::Open({o.snapshot_dir, o.snapshot_max_bytes}));
-  ASSIGN_OR_RETURN(SnapshotKeyInputs in, WarmKeyInputs(cache, *qemu, artifacts, o));
-  // Guest RAM in the entry's `ram` file (mapped, copy-on-write, on restore) or in the stream.
-  const SnapshotRamDecision& ram = qemu->SnapshotRamMode();
-  const bool ram_file = ram.mode == SnapshotRam::kFile;
-  in.ram_mode = SnapshotRamName(ram.mode);
-  run->snapshot_ram = ram_file ? "file" : ram.reason;
+  ASSIGN_OR_RETURN(SnapshotKeyInputs in, WarmSnapshotKeyInputs(cache, *backend, artifacts, o));
+  run->snapshot_ram = backend->ram();
   const std::string key = SnapshotKey(in);
   run->snapshot_key = key;
   const absl::Time make_start = absl::Now();
   ASSIGN_OR_RETURN(
       SnapshotLease lease,
-      cache.GetOrMake(key, SnapshotKeyText(in), [&](const std::string& state_path) -> absl::Status {
+      cache.GetOrMakeDir(key, SnapshotKeyText(in), [&](const std::string& entry) -> absl::Status {
         BuilderVmOptions so = o;
         so.id = absl::StrCat(o.id, "-snapshot");
-        progress(absl::StrCat("making warm snapshot ", key.substr(0, 12), " (VM ", so.id, ")"));
-        const std::string ram_path =
-            absl::StrCat(state_path.substr(0, state_path.rfind('/')), "/ram");
+        progress(absl::StrCat("making warm snapshot ", key.substr(0, 12), " (VM ", so.id, ", ",
+                              backend->name(), ")"));
         ASSIGN_OR_RETURN(std::unique_ptr<BuilderVm> maker,
-                         BootConfig(factory, artifacts, so, /*control=*/true, "",
-                                    ram_file ? ram_path : "", /*memory_shared=*/true));
+                         BootConfig(factory, artifacts, so,
+                                    [&](const std::string& socket_dir, VmConfig* c) {
+                                      backend->PrepareSave(entry, socket_dir, c);
+                                    }));
         RETURN_IF_ERROR(maker->WaitReady());
         if (o.warm_daemon) {
           // The daemon up and the base images loaded before any job: no secret, no job data.
@@ -280,36 +244,39 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::BootWarm(VmFactory& factor
                                 " base images in ", absl::ToInt64Milliseconds(up), " ms"));
         }
         // Only Hello/Ready (and the WarmUp with its base images) went over the channel. Close
-        // it: the agent reads end of stream and waits for the next host on its open port.
+        // it: the agent reads end of stream and waits for the next host.
         maker->conn_.reset();
         if (maker->stream_) (void)maker->stream_->Close();
         maker->stream_.reset();
-        ASSIGN_OR_RETURN(SaveStats stats,
-                         SaveQemuSnapshot(maker->control_socket(), state_path, kSaveTimeout,
-                                          ram.mode));
-        progress(absl::StrCat("snapshot saved (RAM: ", ram.reason, "): ", stats.state_bytes,
-                              " bytes in ",
-                              absl::ToInt64Milliseconds(stats.migrate), " ms (", stats.uri,
-                              stats.features.mapped_ram ? ", mapped-ram available" : "", ")"));
-        (void)maker->vm().Wait(absl::Seconds(10));
+        if (o.transport == ChannelTransport::kHybridVsock) absl::SleepFor(kVsockCloseSettle);
+        ASSIGN_OR_RETURN(WarmSaveResult saved, backend->Save(maker->vm(), entry));
+        progress(absl::StrCat("snapshot saved: ", saved.bytes, " bytes in ",
+                              absl::ToInt64Milliseconds(saved.duration), " ms (", saved.detail,
+                              ")"));
+        maker->vm().Kill();  // paused or gone: a snapshot VM never runs a job
         maker->shut_down_ = true;
         return absl::OkStatus();
       }));
   if (lease.made()) run->snapshot_make = absl::Now() - make_start;
-  ASSIGN_OR_RETURN(std::unique_ptr<BuilderVm> vm,
-                   BootConfig(factory, artifacts, o, /*control=*/true, lease.state_path(),
-                              ram_file ? lease.ram_path() : "", /*memory_shared=*/false));
-  BuilderVm* restored = vm.get();
-  absl::StatusOr<absl::Duration> resumed = ResumeQemuVm(
-      vm->vm().config(), kResumeTimeout, [restored] { return restored->vm().Exited(); });
-  if (!resumed.ok()) {
-    // A state file QEMU cannot load is useless: drop it so the next run makes a new one.
-    vm->vm().Kill();
+  // A snapshot the VMM cannot restore is useless: drop it so the next run makes a new one.
+  auto drop = [&](const absl::Status& s, const std::string& vmm_log) {
     lease = SnapshotLease();
     (void)cache.Remove(key);
-    return absl::Status(resumed.status().code(),
-                        absl::StrCat(resumed.status().message(), "; QEMU log: ",
-                                     vm->vm().vmm_log_path()));
+    return absl::Status(s.code(), absl::StrCat(s.message(), vmm_log.empty() ? "" : "; VMM log: ",
+                                               vmm_log));
+  };
+  absl::StatusOr<std::unique_ptr<BuilderVm>> booted =
+      BootConfig(factory, artifacts, o, [&](const std::string& socket_dir, VmConfig* c) {
+        backend->PrepareRestore(lease.dir(), socket_dir, c);
+      });
+  if (!booted.ok()) return drop(booted.status(), "");
+  std::unique_ptr<BuilderVm> vm = *std::move(booted);
+  BuilderVm* restored = vm.get();
+  absl::StatusOr<absl::Duration> resumed = backend->Resume(
+      vm->vm(), kResumeTimeout, [restored] { return restored->vm().Exited(); });
+  if (!resumed.ok()) {
+    vm->vm().Kill();
+    return drop(resumed.status(), vm->vm().vmm_log_path());
   }
   RETURN_IF_ERROR(vm->WaitReady());
   run->restore_to_ready = vm->vmm_start_to_ready();
@@ -325,7 +292,7 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::BootWarm(VmFactory& factor
   }
   progress(absl::StrCat("VM ", o.id, " ", run->warm, " from snapshot ", key.substr(0, 12),
                         ": agent ready ", absl::ToInt64Milliseconds(run->restore_to_ready),
-                        " ms after QEMU start; clock and entropy fresh in ",
+                        " ms after ", backend->name(), " start; clock and entropy fresh in ",
                         absl::ToInt64Milliseconds(run->fresh_machine), " ms"));
   return vm;
 }
@@ -337,17 +304,16 @@ absl::StatusOr<std::unique_ptr<BuilderVm>> BuilderVm::BootForRun(VmFactory& fact
   run->warm = "cold";
   run->snapshot_key.clear();
   if (options.warm == WarmMode::kOff) return Boot(factory, artifacts, options);
-  const bool qemu = dynamic_cast<QemuVmm*>(&factory.vmm()) != nullptr;
-  if (!qemu && options.warm == WarmMode::kOn) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "--warm=on: the ", factory.vmm().Name(),
-        " backend is not wired into the warm flow (QEMU only): Cloud Hypervisor's save/restore "
-        "exists (SaveChSnapshot, CloudHypervisorVmm::Restore in harness/vmm/cloud_hypervisor.h) but "
-        "BootWarm's snapshot key, WarmUp save and hybrid-vsock reconnect are QEMU's"));
-  }
   BuilderVmOptions cold = options;
   cold.warm = WarmMode::kOff;
-  if (!qemu) return Boot(factory, artifacts, cold);
+  if (absl::StatusOr<std::unique_ptr<WarmBackend>> backend = MakeWarmBackend(factory.vmm());
+      !backend.ok()) {
+    if (options.warm == WarmMode::kOn) {
+      return absl::Status(backend.status().code(),
+                          absl::StrCat("--warm=on: ", backend.status().message()));
+    }
+    return Boot(factory, artifacts, cold);
+  }
   absl::StatusOr<std::unique_ptr<BuilderVm>> warm = BootWarm(factory, artifacts, options, run);
   if (warm.ok()) return warm;
   run->warm = absl::StrCat("cold (fallback: ", warm.status().ToString(), ")");

@@ -1,6 +1,7 @@
 // File: harness/builder/snapshot_warm_test.cc
 // The warm builder's pure parts and its backend rule (harness/builder/builder_client.h WarmMode);
-// the VM flow itself is //harness/builder:snapshot_vm_test.
+// the CH backend seam is warm_backend_test (fake CH), the VM flow itself
+// //harness/builder:snapshot_vm_test (QEMU) and :snapshot_ch_vm_test (CH).
 #include <memory>
 #include <string>
 
@@ -36,10 +37,11 @@ TEST(WarmModeTest, AWarmAgentServesAgainAfterTheSnapshotSession) {
   EXPECT_THAT(BuilderCmdline(o), Not(HasSubstr("--once")));
 }
 
-// A backend without snapshots: it only counts the boots it is asked for.
+// A backend without snapshots (neither QEMU nor Cloud Hypervisor): it only counts the boots
+// it is asked for.
 class NoSnapshotVmm : public Vmm {
  public:
-  std::string Name() const override { return "fake-ch"; }
+  std::string Name() const override { return "no-snapshots"; }
   std::string Describe() const override { return "fake"; }
   absl::StatusOr<std::unique_ptr<Vm>> Boot(const VmConfig& config) override {
     ++boots;
@@ -50,7 +52,7 @@ class NoSnapshotVmm : public Vmm {
   VmConfig last;
 };
 
-TEST(WarmModeTest, OnNeedsQemuAndAutoBootsColdElsewhere) {
+TEST(WarmModeTest, OnNeedsASnapshotBackendAndAutoBootsColdElsewhere) {
   char dir[] = "/tmp/kiln-warm-test-XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);
   const std::string f = std::string(dir) + "/file";
@@ -62,7 +64,9 @@ TEST(WarmModeTest, OnNeedsQemuAndAutoBootsColdElsewhere) {
   o.warm = WarmMode::kOn;
   BuilderRun run;
   EXPECT_THAT(BuilderVm::BootForRun(factory, a, o, &run).status(),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("QEMU only")));
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("--warm=on: the no-snapshots backend has no warm snapshots "
+                                 "(QEMU and Cloud Hypervisor have)")));
   EXPECT_EQ(vmm.boots, 0);
   o.warm = WarmMode::kAuto;
   EXPECT_THAT(BuilderVm::BootForRun(factory, a, o, &run).status(),
