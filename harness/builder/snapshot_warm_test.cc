@@ -38,7 +38,8 @@ TEST(WarmModeTest, AWarmAgentServesAgainAfterTheSnapshotSession) {
 }
 
 // A backend without snapshots (neither QEMU nor Cloud Hypervisor): it only counts the boots
-// it is asked for.
+// it is asked for. (The case's name is SPECIFICATION 116's: "needs QEMU" now means "needs a
+// backend with snapshots", QEMU or Cloud Hypervisor.)
 class NoSnapshotVmm : public Vmm {
  public:
   std::string Name() const override { return "no-snapshots"; }
@@ -52,7 +53,7 @@ class NoSnapshotVmm : public Vmm {
   VmConfig last;
 };
 
-TEST(WarmModeTest, OnNeedsASnapshotBackendAndAutoBootsColdElsewhere) {
+TEST(WarmModeTest, OnNeedsQemuAndAutoBootsColdElsewhere) {
   char dir[] = "/tmp/kiln-warm-test-XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);
   const std::string f = std::string(dir) + "/file";
