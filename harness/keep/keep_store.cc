@@ -441,7 +441,7 @@ absl::Status TeardownVmm(const KeepRecord& r, const TeardownOptions& options) {
     if (options.clean_shutdown(r).ok()) WaitGone(p, options.clean_grace);
   }
   if (ProcessAlive(p)) {
-    // The VMM leads its own process group (harness/process.cc setpgid): signal the group so
+    // The VMM leads its own process group (agent/process sets its process group at spawn): signal the group so
     // helpers die too. Otherwise only the pid.
     // Never our own group (a record naming this process or its group leader).
     const pid_t pgid = ::getpgid(p.pid);

@@ -28,7 +28,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-// A `sleep` in its own process group, like the VMM (harness/process.cc).
+// A `sleep` in its own process group, like the VMM (agent/process: setpgid at spawn).
 pid_t SpawnSleeper() {
   pid_t pid = ::fork();
   if (pid == 0) {

@@ -1,9 +1,7 @@
 // File: images/tool/image_disk.cc (see image_disk.h)
 #include "images/tool/image_disk.h"
 
-#include <spawn.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,11 +13,11 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "agent/process/process.h"
 #include "images/oci/layout.h"
 #include "third_party/absl_ext/posix_error.h"
 #include "third_party/absl_ext/status_macros.h"
-
-extern char** environ;
 
 namespace kiln::images {
 namespace {
@@ -39,23 +37,18 @@ int64_t MsSince(std::chrono::steady_clock::time_point t) {
       .count();
 }
 
-// Run(argv): runs argv[0] with the arguments, stdout/stderr inherited; Internal unless it
-// exits 0.
+// Run(argv): runs argv[0] (an absolute path) with the arguments, stdout/stderr inherited;
+// Internal unless it exits 0.
 absl::Status Run(const std::vector<std::string>& argv) {
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid;
-  int rc = posix_spawn(&pid, args[0], nullptr, nullptr, args.data(), environ);
-  if (rc != 0) return PosixError(rc, "posix_spawn", argv[0]);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return PosixError(errno, "waitpid", argv[0]);
-  }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat(
-      argv[0], WIFEXITED(status) ? absl::StrCat(" exited ", WEXITSTATUS(status))
-                                 : absl::StrCat(" died of signal ", WTERMSIG(status))));
+  process::SpawnOptions o;
+  o.argv = argv;
+  o.search_path = false;
+  o.out = process::Stdio::Inherit();
+  o.err = process::Stdio::Inherit();
+  ASSIGN_OR_RETURN(process::Process p, process::Process::Spawn(o));
+  ASSIGN_OR_RETURN(process::ProcessExit e, p.Wait(absl::InfiniteFuture()));
+  if (!e.signaled && e.exit_code == 0) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(argv[0], ": ", e.Describe()));
 }
 
 }  // namespace

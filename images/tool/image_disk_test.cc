@@ -136,5 +136,24 @@ TEST_F(ImageDiskTest, HostileImageOrBadOptionsMakeNoDisk) {
   EXPECT_FALSE(fs::exists(out));
 }
 
+TEST_F(ImageDiskTest, AFailingOrMissingMkext4IsAClearErrorAndMakesNoDisk) {
+  const std::string out = (dir_ / "out.ext4").string();
+  const std::string layout = Layout(kLayers);
+  DiskOptions failing = options_;
+  failing.mkext4 = "/bin/false";
+  EXPECT_THAT(ImageToDisk(layout, "", out, failing),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("/bin/false: exit status 1")));
+  EXPECT_FALSE(fs::exists(out));
+  DiskOptions missing = options_;
+  missing.mkext4 = (dir_ / "no-such-mkext4").string();
+  EXPECT_THAT(ImageToDisk(layout, "", out, missing),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no-such-mkext4")));
+  EXPECT_FALSE(fs::exists(out));
+  // The unpacked tree is gone after a failure too.
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    EXPECT_FALSE(e.path().filename().string().rfind("kiln-image-disk.", 0) == 0) << e.path();
+  }
+}
+
 }  // namespace
 }  // namespace kiln::images
