@@ -441,8 +441,8 @@ absl::Status TeardownVmm(const KeepRecord& r, const TeardownOptions& options) {
     if (options.clean_shutdown(r).ok()) WaitGone(p, options.clean_grace);
   }
   if (ProcessAlive(p)) {
-    // The VMM leads its own process group (agent/process sets its process group at spawn): signal the group so
-    // helpers die too. Otherwise only the pid.
+    // The VMM leads its own process group (agent/process makes one at spawn): signal the
+    // group so helpers die too. Otherwise only the pid.
     // Never our own group (a record naming this process or its group leader).
     const pid_t pgid = ::getpgid(p.pid);
     pid_t target = pgid == p.pid && pgid > 1 && pgid != ::getpgrp() ? -p.pid : p.pid;
