@@ -99,13 +99,14 @@ struct VmConfig {
   // detachable: the VMM may outlive the harness (no PR_SET_PDEATHSIG) once Vm::Detach() was
   // called, e.g. a kept failed builder (issue 6). While attached it is killed as usual.
   bool detachable = false;
-  // Snapshots (issue 12; QEMU only: harness/vmm/qemu.h, harness/vmm/snapshot_qmp.h; the other
-  // backends do not read them, so callers set them only for a QemuVmm). control_socket_path: the VMM also listens on this unix
-  // socket for its control protocol (QEMU: QMP), which SaveQemuSnapshot uses to pause and save
-  // the VM. restore_from: start the guest from this saved VM state (a migration stream saved
-  // from a VM with the same config apart from id, work_dir, the socket paths and deadline)
-  // instead of booting it; the guest comes back paused and is resumed by the caller (QMP
-  // `cont`, ResumeQemuVm).
+  // Snapshots (issue 12; harness/builder/warm_backend.h). control_socket_path (QEMU only:
+  // harness/vmm/qemu.h, harness/vmm/snapshot_qmp.h): the VMM also listens on this unix socket
+  // for its control protocol (QMP), which SaveQemuSnapshot uses to pause and save the VM.
+  // restore_from: start the guest from this saved VM state, saved from a VM with the same
+  // config apart from id, work_dir, the socket paths and deadline, instead of booting it.
+  // QEMU: a migration stream file; the guest comes back paused and is resumed by the caller
+  // (QMP `cont`, ResumeQemuVm). Cloud Hypervisor: a snapshot directory (SaveChSnapshot);
+  // CloudHypervisorVmm::Boot restores it and resumes it (harness/vmm/cloud_hypervisor.h).
   std::string control_socket_path;
   std::string restore_from;
   // memory_file (QEMU only): back the guest RAM with this host file (QEMU memory-backend-file,
