@@ -37,12 +37,11 @@ int64_t MsSince(std::chrono::steady_clock::time_point t) {
       .count();
 }
 
-// Run(argv): runs argv[0] (an absolute path) with the arguments, stdout/stderr inherited;
-// Internal unless it exits 0.
+// Run(argv): runs argv[0] (a path, as Bazel passes tools: relative to the working directory)
+// with the arguments, stdout/stderr inherited; Internal unless it exits 0.
 absl::Status Run(const std::vector<std::string>& argv) {
   process::SpawnOptions o;
   o.argv = argv;
-  o.search_path = false;
   o.out = process::Stdio::Inherit();
   o.err = process::Stdio::Inherit();
   ASSIGN_OR_RETURN(process::Process p, process::Process::Spawn(o));
