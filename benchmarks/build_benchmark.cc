@@ -58,6 +58,9 @@ ABSL_FLAG(std::string, variants, "rootless-debian13,rootful-debian13,rootful-deb
 ABSL_FLAG(std::string, warm, "off",
           "warm snapshots for the plain variants: off, auto or on (BuilderVmOptions::warm); a "
           "variant named <variant>-warm is always warm");
+ABSL_FLAG(std::string, snapshot_ram, "file",
+          "where the -warm variants' snapshot keeps guest RAM: file (a RAM file the restored VM "
+          "maps copy-on-write) or stream (in the migration stream; the restore copies it)");
 ABSL_FLAG(bool, host, true, "also build on the host (kiln-build) and report vm/host ratios");
 ABSL_FLAG(std::string, busybox_image, "", "docker-archive of kiln-busybox:1");
 ABSL_FLAG(std::string, context, "", "build context dir (agent/runner/examples/reference)");
@@ -188,6 +191,12 @@ int Main() {
     return 2;
   }
   qopt.accel = *accel;
+  absl::StatusOr<harness::SnapshotRam> ram = harness::ParseSnapshotRam(absl::GetFlag(FLAGS_snapshot_ram));
+  if (!ram.ok()) {
+    std::fprintf(stderr, "build_benchmark: %s\n", ram.status().ToString().c_str());
+    return 2;
+  }
+  qopt.snapshot_ram = *ram;
   absl::StatusOr<std::vector<Variant>> variants = ParseVariants(absl::GetFlag(FLAGS_variants));
   if (!variants.ok()) {
     std::fprintf(stderr, "build_benchmark: %s\n", variants.status().message().data());
@@ -285,10 +294,10 @@ int Main() {
         factory, harness::BuilderArtifacts{kernel, initrd, v.disk}, opt, {});
     snapshot_make_ms[v.name] = absl::ToDoubleMilliseconds(run.snapshot_make);
     std::printf("  %-18s snapshot: %s, made in %.0f ms (%s; daemon %s, up + base images in "
-                "%.0f ms)\n", v.name.c_str(),
+                "%.0f ms; RAM %s)\n", v.name.c_str(),
                 run.snapshot_key.substr(0, 12).c_str(), snapshot_make_ms[v.name],
                 run.warm.c_str(), run.warm_daemon.empty() ? "not in it" : run.warm_daemon.c_str(),
-                absl::ToDoubleMilliseconds(run.warm_up));
+                absl::ToDoubleMilliseconds(run.warm_up), run.snapshot_ram.c_str());
     std::fflush(stdout);
   }
   const size_t nv = variants->size();
