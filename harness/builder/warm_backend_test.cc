@@ -18,12 +18,9 @@
 //       "<id>-snapshot" is booted; the fake has no agent (its echo is not a Ready), so the warm
 //       start fails and the builder boots cold, BuilderRun::warm saying why.
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include <cstdlib>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -32,10 +29,12 @@
 #include "gtest/gtest.h"
 #include "harness/builder/builder_client.h"
 #include "harness/builder/warm_backend.h"
+#include "harness/vmm/ch_fake_testing.h"
 #include "harness/vmm/channel.h"
 #include "harness/vmm/cloud_hypervisor.h"
 #include "harness/vmm/runner.h"
 #include "harness/vmm/snapshot.h"
+#include "harness/vmm/vm_test_support.h"
 #include "third_party/absl_ext/status_matchers.h"
 
 namespace kiln::harness {
@@ -47,39 +46,12 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
 
-std::string Runfile(const std::string& rel) {
-  return std::string(std::getenv("TEST_SRCDIR")) + "/" + std::getenv("TEST_WORKSPACE") + "/" + rel;
-}
-
-std::string Tmp() { return std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp"; }
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string Echo(agent::FdStream& s, const std::string& text) {
-  EXPECT_THAT(s.Write(text, 1000), IsOk());
-  std::string got;
-  char buf[64];
-  while (got.size() < text.size()) {
-    absl::StatusOr<size_t> n = s.Read(buf, sizeof(buf), 2000);
-    if (!n.ok() || *n == 0) break;
-    got.append(buf, *n);
-  }
-  return got;
-}
-
-class ChWarmTest : public ::testing::Test {
+class ChWarmTest : public ChFakeVmmTest {
  protected:
   void SetUp() override {
-    CloudHypervisorOptions options;
-    options.binary = Runfile("harness/vmm/ch_fake_cloud_hypervisor");
-    options.grace = absl::Milliseconds(300);
-    ASSERT_OK_AND_ASSIGN(vmm_, CloudHypervisorVmm::Create(options));
-    root_ = Tmp();
+    ChFakeVmmTest::SetUp();
+    if (HasFatalFailure()) return;
+    root_ = TestTmpRoot();
     for (const char* f : {"vmlinux", "initrd", "disk.img"}) {
       std::ofstream(root_ + "/" + f) << "fake " << f;
     }
@@ -91,7 +63,6 @@ class ChWarmTest : public ::testing::Test {
     options_.snapshot_dir = root_ + "/snapshots";
   }
 
-  std::unique_ptr<CloudHypervisorVmm> vmm_;
   std::string root_;
   BuilderArtifacts artifacts_;
   BuilderVmOptions options_;
@@ -152,12 +123,10 @@ TEST_F(ChWarmTest, SaveIntoTheCacheThenRestoreThroughTheFactory) {
                        WarmSnapshotKeyInputs(cache, *backend, artifacts_, options_));
   const std::string key = SnapshotKey(in);
   VmFactory factory(*vmm_, root_ + "/vms", "");
-  char tmpl[] = "/tmp/kiln-warm-ch-XXXXXX";
-  const std::string socket_dir = mkdtemp(tmpl);
   auto config = [&](const std::string& id) {
     BuilderVmOptions o = options_;
     o.id = id;
-    VmConfig c = BuilderVmConfig(o, artifacts_, absl::StrCat(socket_dir, "/", id, ".sock"));
+    VmConfig c = BuilderVmConfig(o, artifacts_, absl::StrCat(sock_dir_, "/", id, ".sock"));
     c.cmdline += " fake.mode=run";
     return c;
   };
@@ -167,14 +136,14 @@ TEST_F(ChWarmTest, SaveIntoTheCacheThenRestoreThroughTheFactory) {
       cache.GetOrMakeDir(key, SnapshotKeyText(in), [&](const std::string& entry) -> absl::Status {
         ++makes;
         VmConfig c = config("warm-ch-snapshot");
-        backend->PrepareSave(entry, socket_dir, &c);
+        backend->PrepareSave(entry, sock_dir_, &c);
         absl::StatusOr<Vm*> vm = factory.Boot(c);
         if (!vm.ok()) return vm.status();
         {
           absl::StatusOr<std::unique_ptr<agent::FdStream>> s =
               ConnectChannel(**vm, absl::Seconds(5));
           if (!s.ok()) return s.status();
-          EXPECT_EQ(Echo(**s, "hello before the save"), "hello before the save");
+          EXPECT_EQ(EchoOverChannel(**s, "hello before the save"), "hello before the save");
         }  // the host closes the channel before the save
         absl::StatusOr<WarmSaveResult> saved = backend->Save(**vm, entry);
         if (!saved.ok()) return saved.status();
@@ -190,16 +159,16 @@ TEST_F(ChWarmTest, SaveIntoTheCacheThenRestoreThroughTheFactory) {
     ASSERT_EQ(stat(absl::StrCat(lease.dir(), "/", f).c_str(), &st), 0) << f;
     EXPECT_EQ(st.st_mode & 0777, 0600) << f;
   }
-  const std::string state_before = Slurp(lease.dir() + "/state.json");
+  const std::string state_before = SlurpFile(lease.dir() + "/state.json");
   for (const char* id : {"warm-ch-1", "warm-ch-2"}) {
     SCOPED_TRACE(id);
     VmConfig r = config(id);
-    backend->PrepareRestore(lease.dir(), socket_dir, &r);
+    backend->PrepareRestore(lease.dir(), sock_dir_, &r);
     EXPECT_EQ(r.restore_from, lease.dir());
     ASSERT_OK_AND_ASSIGN(Vm* vm, factory.Boot(r));
     ASSERT_OK(backend->Resume(*vm, absl::Seconds(10), [vm] { return vm->Exited(); }).status());
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<agent::FdStream> s, ConnectChannel(*vm, absl::Seconds(5)));
-    EXPECT_EQ(Echo(*s, absl::StrCat("hello ", id)), absl::StrCat("hello ", id));
+    EXPECT_EQ(EchoOverChannel(*s, absl::StrCat("hello ", id)), absl::StrCat("hello ", id));
   }
   // A second GetOrMakeDir finds it: nothing is made again.
   ASSERT_OK_AND_ASSIGN(SnapshotLease again,
@@ -210,8 +179,7 @@ TEST_F(ChWarmTest, SaveIntoTheCacheThenRestoreThroughTheFactory) {
   EXPECT_FALSE(again.made());
   EXPECT_EQ(makes, 1);
   factory.KillAll();
-  EXPECT_EQ(Slurp(lease.dir() + "/state.json"), state_before);
-  (void)system(absl::StrCat("rm -rf '", socket_dir, "'").c_str());
+  EXPECT_EQ(SlurpFile(lease.dir() + "/state.json"), state_before);
 }
 
 TEST_F(ChWarmTest, BootForRunTriesTheChSnapshotAndFallsBackCold) {

@@ -27,7 +27,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -35,8 +34,10 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "harness/vmm/ch_fake_testing.h"
 #include "harness/vmm/cloud_hypervisor.h"
 #include "harness/vmm/runner.h"
+#include "harness/vmm/vm_test_support.h"
 #include "nlohmann/json.hpp"
 #include "third_party/absl_ext/status_matchers.h"
 
@@ -49,68 +50,16 @@ using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-std::string Runfile(const std::string& rel) {
-  return std::string(std::getenv("TEST_SRCDIR")) + "/" + std::getenv("TEST_WORKSPACE") + "/" + rel;
-}
-
-std::string Tmp() { return std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp"; }
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::vector<std::string> Lines(const std::string& path) {
-  std::vector<std::string> out;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return lstat(path.c_str(), &st) == 0;
-}
-
-// Echo(stream, text): writes `text` over the channel and reads the fake guest's echo.
-std::string Echo(agent::FdStream& s, const std::string& text) {
-  EXPECT_THAT(s.Write(text, 1000), IsOk());
-  std::string got;
-  char buf[64];
-  while (got.size() < text.size()) {
-    absl::StatusOr<size_t> n = s.Read(buf, sizeof(buf), 2000);
-    if (!n.ok() || *n == 0) break;
-    got.append(buf, *n);
-  }
-  return got;
-}
-
-class ChSnapshotTest : public ::testing::Test {
+class ChSnapshotTest : public ChFakeVmmTest {
  protected:
-  void SetUp() override {
-    CloudHypervisorOptions options;
-    options.binary = Runfile("harness/vmm/ch_fake_cloud_hypervisor");
-    options.grace = absl::Milliseconds(300);
-    ASSERT_OK_AND_ASSIGN(vmm_, CloudHypervisorVmm::Create(options));
-    kernel_ = Tmp() + "/vmlinux";
-    std::ofstream(kernel_) << "not a kernel";
-    char tmpl[] = "/tmp/kiln-ch-snap-XXXXXX";
-    sock_dir_ = mkdtemp(tmpl);
-  }
-  void TearDown() override { (void)system(absl::StrCat("rm -rf '", sock_dir_, "'").c_str()); }
-
+  // Config(id, socket_name): a running fake VM of 256 MiB and 2 vCPUs; with a channel on
+  // `sock_dir_`/<socket_name> unless that is empty.
   VmConfig Config(const std::string& id, const std::string& socket_name) {
-    VmConfig c;
-    c.id = id;
-    c.kernel_path = kernel_;
-    c.cmdline = "fake.mode=run";
+    VmConfig c = FakeVmConfig(id, "run");
     c.memory_mib = 256;
     c.vcpus = 2;
     c.deadline = absl::Seconds(30);
-    c.work_dir = Tmp() + "/" + id;
-    if (!socket_name.empty()) c.channel = Channel{"agent", sock_dir_ + "/" + socket_name, 3, 1024};
+    if (!socket_name.empty()) c.channel = FakeChannel(socket_name);
     return c;
   }
 
@@ -125,7 +74,9 @@ class ChSnapshotTest : public ::testing::Test {
     {
       absl::StatusOr<std::unique_ptr<agent::FdStream>> s = ConnectChannel(**vm, absl::Seconds(5));
       EXPECT_TRUE(s.ok()) << s.status();
-      if (s.ok()) EXPECT_EQ(Echo(**s, "before"), "before");
+      if (s.ok()) {
+        EXPECT_EQ(EchoOverChannel(**s, "before"), "before");
+      }
     }
     auto* ch = dynamic_cast<CloudHypervisorVm*>(vm->get());
     absl::StatusOr<ChSaveStats> saved = SaveChSnapshot(*ch, dir);
@@ -133,10 +84,6 @@ class ChSnapshotTest : public ::testing::Test {
     (*vm)->Kill();
     return c;
   }
-
-  std::unique_ptr<CloudHypervisorVmm> vmm_;
-  std::string kernel_;
-  std::string sock_dir_;
 };
 
 TEST_F(ChSnapshotTest, SaveRestoreResumeAndReconnect) {
@@ -146,9 +93,9 @@ TEST_F(ChSnapshotTest, SaveRestoreResumeAndReconnect) {
   ASSERT_NE(ch, nullptr);
   {
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<agent::FdStream> s, ConnectChannel(*vm, absl::Seconds(5)));
-    EXPECT_EQ(Echo(*s, "before the snapshot"), "before the snapshot");
+    EXPECT_EQ(EchoOverChannel(*s, "before the snapshot"), "before the snapshot");
   }
-  const std::string dir = Tmp() + "/snapshot-1";
+  const std::string dir = TestTmpRoot() + "/snapshot-1";
   ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
   ASSERT_OK_AND_ASSIGN(ChSaveStats stats, SaveChSnapshot(*ch, dir));
   EXPECT_GE(stats.state_bytes, uint64_t{256} << 20);  // memory-ranges: the guest RAM
@@ -159,19 +106,19 @@ TEST_F(ChSnapshotTest, SaveRestoreResumeAndReconnect) {
     ASSERT_EQ(stat(absl::StrCat(dir, "/", f).c_str(), &st), 0) << f;
     EXPECT_EQ(st.st_mode & 0777, 0600) << f;
   }
-  nlohmann::json saved = nlohmann::json::parse(Slurp(dir + "/config.json"));
+  nlohmann::json saved = nlohmann::json::parse(SlurpFile(dir + "/config.json"));
   EXPECT_EQ(saved["vsock"]["socket"], c.channel->host_socket_path);
   EXPECT_EQ(saved["memory"]["size"], int64_t{256} << 20);
   vm->Kill();
-  EXPECT_THAT(Lines(c.work_dir + "/requests.log"),
+  EXPECT_THAT(FileLines(c.work_dir + "/requests.log"),
               ElementsAre("PUT /api/v1/vm.create", "PUT /api/v1/vm.boot", "PUT /api/v1/vm.pause",
                           "PUT /api/v1/vm.snapshot", "GET /api/v1/vm.info",
                           "PUT /api/v1/vm.shutdown", "PUT /api/v1/vmm.shutdown"));
-  const std::string config_before = Slurp(dir + "/config.json");
-  const std::string state_before = Slurp(dir + "/state.json");
+  const std::string config_before = SlurpFile(dir + "/config.json");
+  const std::string state_before = SlurpFile(dir + "/state.json");
 
   // Restore through the factory, as the warm builders do: a new VM (id, work dir, vsock socket).
-  VmFactory factory(*vmm_, Tmp() + "/vms", "");
+  VmFactory factory(*vmm_, TestTmpRoot() + "/vms", "");
   for (const char* id : {"snap-restored-1", "snap-restored-2"}) {
     SCOPED_TRACE(id);
     VmConfig r = Config(id, absl::StrCat(id, ".sock"));
@@ -182,30 +129,30 @@ TEST_F(ChSnapshotTest, SaveRestoreResumeAndReconnect) {
     ASSERT_OK_AND_ASSIGN(ChVmState rstate, rch->State());
     EXPECT_EQ(rstate, ChVmState::kRunning);
     const std::string work = restored->config().work_dir;
-    EXPECT_THAT(Lines(work + "/requests.log"),
+    EXPECT_THAT(FileLines(work + "/requests.log"),
                 ElementsAre(absl::StrCat("RESTORE file://", work, "/restore"),
                             "GET /api/v1/vmm.ping", "GET /api/v1/vm.info", "PUT /api/v1/vm.resume",
                             "GET /api/v1/vm.info"));
     // Its own restore dir: config.json names this VM's serial log and vsock socket.
-    nlohmann::json rewritten = nlohmann::json::parse(Slurp(work + "/restore/config.json"));
+    nlohmann::json rewritten = nlohmann::json::parse(SlurpFile(work + "/restore/config.json"));
     EXPECT_EQ(rewritten["vsock"]["socket"], r.channel->host_socket_path);
     EXPECT_EQ(rewritten["serial"]["file"], restored->serial_log_path());
     // The host reconnects: the old connection did not survive, a new CONNECT is answered.
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<agent::FdStream> s,
                          ConnectChannel(*restored, absl::Seconds(5)));
-    EXPECT_EQ(Echo(*s, "after the restore"), "after the restore");
+    EXPECT_EQ(EchoOverChannel(*s, "after the restore"), "after the restore");
   }
   factory.KillAll();
-  EXPECT_EQ(Slurp(dir + "/config.json"), config_before) << "a restore wrote to the snapshot";
-  EXPECT_EQ(Slurp(dir + "/state.json"), state_before) << "a restore wrote to the snapshot";
+  EXPECT_EQ(SlurpFile(dir + "/config.json"), config_before) << "a restore wrote to the snapshot";
+  EXPECT_EQ(SlurpFile(dir + "/state.json"), state_before) << "a restore wrote to the snapshot";
 }
 
 TEST_F(ChSnapshotTest, RestoreOfABadSnapshotIsAClearError) {
-  const std::string good = Tmp() + "/snapshot-good";
+  const std::string good = TestTmpRoot() + "/snapshot-good";
   const VmConfig source = MakeSnapshot("snap-bad-source", good);
-  ASSERT_TRUE(Exists(good + "/memory-ranges"));
+  ASSERT_TRUE(PathExists(good + "/memory-ranges"));
   auto variant = [&](const std::string& name) {
-    const std::string d = Tmp() + "/snapshot-" + name;
+    const std::string d = TestTmpRoot() + "/snapshot-" + name;
     EXPECT_EQ(system(absl::StrCat("rm -rf '", d, "' && cp -a '", good, "' '", d, "'").c_str()), 0);
     return d;
   };
@@ -213,7 +160,7 @@ TEST_F(ChSnapshotTest, RestoreOfABadSnapshotIsAClearError) {
     VmConfig r = Config(id, id + ".sock");
     return vmm_->Restore(r, dir).status();
   };
-  EXPECT_THAT(restore(Tmp() + "/no-such-snapshot", "bad-missing-dir"),
+  EXPECT_THAT(restore(TestTmpRoot() + "/no-such-snapshot", "bad-missing-dir"),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("no-such-snapshot: missing")));
   {
     const std::string d = variant("no-state");
@@ -250,11 +197,11 @@ TEST_F(ChSnapshotTest, RestoreOfABadSnapshotIsAClearError) {
   // CH's own refusal, after kiln's checks: a disk another process holds a write lock on. CH
   // exits with its error chain; the error says where it came from and leaves nothing behind.
   {
-    const std::string disk = Tmp() + "/locked-disk.img";
+    const std::string disk = TestTmpRoot() + "/locked-disk.img";
     std::ofstream(disk) << std::string(4096, '\0');
     VmConfig c = Config("snap-disk-source", "snap-disk-source.sock");
     c.disks.push_back(Disk{disk, /*read_only=*/false});
-    const std::string d = Tmp() + "/snapshot-disk";
+    const std::string d = TestTmpRoot() + "/snapshot-disk";
     ASSERT_EQ(mkdir(d.c_str(), 0700), 0);
     {
       ASSERT_OK_AND_ASSIGN(std::unique_ptr<Vm> vm, vmm_->Boot(c));
@@ -274,34 +221,34 @@ TEST_F(ChSnapshotTest, RestoreOfABadSnapshotIsAClearError) {
                             HasSubstr(absl::StrCat("restoring cloud-hypervisor from ", d, ": "))));
     EXPECT_THAT(s.message(), HasSubstr("0: Error restoring VM"));
     EXPECT_THAT(s.message(), HasSubstr("The file is already locked"));
-    EXPECT_FALSE(Exists(r.channel->host_socket_path)) << "vsock socket left behind";
-    EXPECT_FALSE(Exists(r.work_dir + "/ch-api.sock"));
+    EXPECT_FALSE(PathExists(r.channel->host_socket_path)) << "vsock socket left behind";
+    EXPECT_FALSE(PathExists(r.work_dir + "/ch-api.sock"));
   }
   // The fake's own restore errors (CH's chain, exit 1), reached without kiln's checks.
   {
     const std::string d = variant("cli-state");
     std::ofstream(d + "/state.json") << "nope";
-    const std::string err = Tmp() + "/cli-restore.err";
-    const std::string cmd = absl::StrCat("'", Runfile("harness/vmm/ch_fake_cloud_hypervisor"),
+    const std::string err = TestTmpRoot() + "/cli-restore.err";
+    const std::string cmd = absl::StrCat("'", ChFakeBinaryPath(),
                                          "' --api-socket '", sock_dir_, "/cli.sock' --restore "
                                          "source_url=file://", d, " 2>'", err, "'");
     const int rc = system(cmd.c_str());
     ASSERT_TRUE(WIFEXITED(rc));
     EXPECT_EQ(WEXITSTATUS(rc), 1);
-    EXPECT_THAT(Slurp(err), HasSubstr("  0: Error restoring VM\n  1: The VM could not be "
+    EXPECT_THAT(SlurpFile(err), HasSubstr("  0: Error restoring VM\n  1: The VM could not be "
                                       "restored\n  2: Failed to receive migratable component "
                                       "snapshot: " + d + "/state.json"));
-    const std::string cmd2 = absl::StrCat("'", Runfile("harness/vmm/ch_fake_cloud_hypervisor"),
+    const std::string cmd2 = absl::StrCat("'", ChFakeBinaryPath(),
                                           "' --api-socket '", sock_dir_, "/cli2.sock' --restore "
-                                          "source_url=file://", Tmp(), "/nothing-here 2>'", err, "'");
+                                          "source_url=file://", TestTmpRoot(), "/nothing-here 2>'", err, "'");
     EXPECT_EQ(WEXITSTATUS(system(cmd2.c_str())), 1);
-    EXPECT_THAT(Slurp(err), HasSubstr("Destination is not a directory"));
+    EXPECT_THAT(SlurpFile(err), HasSubstr("Destination is not a directory"));
   }
   (void)source;
 }
 
 TEST_F(ChSnapshotTest, SnapshotRefusals) {
-  const std::string dir = Tmp() + "/snapshot-refusals";
+  const std::string dir = TestTmpRoot() + "/snapshot-refusals";
   ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
   VmConfig c = Config("snap-refusals", "");
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Vm> vm, vmm_->Boot(c));
@@ -309,7 +256,7 @@ TEST_F(ChSnapshotTest, SnapshotRefusals) {
   ASSERT_NE(ch, nullptr);
   EXPECT_THAT(SaveChSnapshot(*ch, "relative/dir").status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not an absolute path")));
-  EXPECT_THAT(SaveChSnapshot(*ch, Tmp() + "/no-such-dir").status(),
+  EXPECT_THAT(SaveChSnapshot(*ch, TestTmpRoot() + "/no-such-dir").status(),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("CH does not create it")));
   // Only a paused VM is snapshotted, only a running one paused, only a paused one resumed.
   ASSERT_OK_AND_ASSIGN(std::string body, ChSnapshotRequestBody(dir));
@@ -327,9 +274,9 @@ TEST_F(ChSnapshotTest, SnapshotRefusals) {
               StatusIs(absl::StatusCode::kInternal,
                        HasSubstr("The VM could not pause: Invalid VM state transition: Paused "
                                  "to Paused")));
-  EXPECT_FALSE(Exists(dir + "/config.json")) << "a refused save wrote files";
+  EXPECT_FALSE(PathExists(dir + "/config.json")) << "a refused save wrote files";
   // A paused VM's snapshot into something that is not a directory: CH's own error.
-  const std::string file = Tmp() + "/a-file";
+  const std::string file = TestTmpRoot() + "/a-file";
   std::ofstream(file) << "x";
   ASSERT_OK_AND_ASSIGN(std::string to_file, ChSnapshotRequestBody(file));
   EXPECT_THAT(ch->api().Call("PUT", "vm.snapshot", to_file).status(),
@@ -341,7 +288,7 @@ TEST_F(ChSnapshotTest, SnapshotRefusals) {
   vm->Kill();
   EXPECT_THAT(SaveChSnapshot(*ch, dir).status(),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("has exited")));
-  EXPECT_THAT(Lines(c.work_dir + "/requests.log"),
+  EXPECT_THAT(FileLines(c.work_dir + "/requests.log"),
               Contains("PUT /api/v1/vm.pause"));
 }
 

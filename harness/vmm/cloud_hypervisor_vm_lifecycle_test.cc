@@ -11,26 +11,25 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <stdlib.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <thread>
-#include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "harness/vmm/ch_fake_testing.h"
 #include "harness/vmm/cloud_hypervisor.h"
 #include "harness/keep/keep_builder.h"
 #include "harness/keep/keep_store.h"
 #include "agent/process/process.h"
 #include "harness/vmm/vm_process.h"
 #include "harness/vmm/runner.h"
+#include "harness/vmm/vm_test_support.h"
 #include "third_party/absl_ext/status_matchers.h"
 
 namespace kiln::harness {
@@ -42,29 +41,9 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-std::string Runfile(const std::string& rel) {
-  return std::string(std::getenv("TEST_SRCDIR")) + "/" + std::getenv("TEST_WORKSPACE") + "/" + rel;
-}
-
-std::string Tmp() { return std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp"; }
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::vector<std::string> Lines(const std::string& path) {
-  std::vector<std::string> out;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
 bool ProcessGone(pid_t pid) {
   for (int i = 0; i < 300; ++i) {
-    std::string s = Slurp("/proc/" + std::to_string(pid) + "/stat");
+    std::string s = SlurpFile("/proc/" + std::to_string(pid) + "/stat");
     if (kill(pid, 0) != 0 || s.find(") Z") != std::string::npos) return true;
     usleep(10000);
   }
@@ -73,7 +52,7 @@ bool ProcessGone(pid_t pid) {
 
 // ApiSocketOf(work_dir): the API socket the fake served, from its log line "serving <path>".
 std::string ApiSocketOf(const std::string& work_dir) {
-  for (const std::string& line : Lines(work_dir + "/cloud-hypervisor.log")) {
+  for (const std::string& line : FileLines(work_dir + "/cloud-hypervisor.log")) {
     const std::string key = "fake cloud-hypervisor: serving ";
     if (line.rfind(key, 0) == 0) return line.substr(key.size());
   }
@@ -82,40 +61,15 @@ std::string ApiSocketOf(const std::string& work_dir) {
 
 std::string Dir(const std::string& path) { return path.substr(0, path.rfind('/')); }
 
-bool Exists(const std::string& path) {
-  struct stat st;
-  return lstat(path.c_str(), &st) == 0;
-}
-
-class ChLifecycleTest : public ::testing::Test {
+class ChLifecycleTest : public ChFakeVmmTest {
  protected:
-  void SetUp() override {
-    CloudHypervisorOptions options;
-    options.binary = Runfile("harness/vmm/ch_fake_cloud_hypervisor");
-    options.grace = absl::Milliseconds(300);
-    ASSERT_OK_AND_ASSIGN(vmm_, CloudHypervisorVmm::Create(options));
-    kernel_ = Tmp() + "/vmlinux";
-    std::ofstream(kernel_) << "not a kernel";
-    char tmpl[] = "/tmp/kiln-ch-life-XXXXXX";
-    sock_dir_ = mkdtemp(tmpl);
-  }
-  void TearDown() override { (void)system(absl::StrCat("rm -rf '", sock_dir_, "'").c_str()); }
-
   VmConfig Config(const std::string& id, const std::string& mode) {
-    VmConfig c;
-    c.id = id;
-    c.kernel_path = kernel_;
-    c.cmdline = "fake.mode=" + mode;
+    VmConfig c = FakeVmConfig(id, mode);
     // Long enough that a loaded 2-core host never turns a guest's orderly end into a deadline
     // kill; the test of the deadline itself sets 2 s.
     c.deadline = absl::Seconds(20);
-    c.work_dir = Tmp() + "/" + id;  // long: the API socket goes to a short temp dir
     return c;
   }
-
-  std::unique_ptr<CloudHypervisorVmm> vmm_;
-  std::string kernel_;
-  std::string sock_dir_;
 };
 
 TEST_F(ChLifecycleTest, VersionAndDescribe) {
@@ -138,11 +92,11 @@ TEST_F(ChLifecycleTest, BootInfoShutdownExit) {
   EXPECT_EQ(e.exit_code, 0);
   EXPECT_FALSE(e.signal);
   EXPECT_GT(e.peak_rss_bytes, 0);
-  EXPECT_THAT(Lines(c.work_dir + "/requests.log"),
+  EXPECT_THAT(FileLines(c.work_dir + "/requests.log"),
               ElementsAre("PUT /api/v1/vm.create", "PUT /api/v1/vm.boot", "GET /api/v1/vm.info",
                           "PUT /api/v1/vm.shutdown", "PUT /api/v1/vmm.shutdown"));
-  EXPECT_THAT(Slurp(vm->vmm_log_path()), HasSubstr("fake cloud-hypervisor: exiting"));
-  EXPECT_THAT(Slurp(vm->serial_log_path()),
+  EXPECT_THAT(SlurpFile(vm->vmm_log_path()), HasSubstr("fake cloud-hypervisor: exiting"));
+  EXPECT_THAT(SlurpFile(vm->serial_log_path()),
               HasSubstr("Command line: console=ttyS0 panic=-1 softlockup_panic=1 fake.mode=run"));
 }
 
@@ -154,7 +108,7 @@ TEST_F(ChLifecycleTest, GuestPowerOffEndsTheVmm) {
   EXPECT_EQ(e.exit_code, 0);
   EXPECT_GE(e.peak_rss_bytes, int64_t{64} << 20);
   EXPECT_EQ(vm->peak_rss_bytes(), e.peak_rss_bytes);
-  EXPECT_THAT(Slurp(vm->serial_log_path()), HasSubstr("KILN-INIT: exit status=0"));
+  EXPECT_THAT(SlurpFile(vm->serial_log_path()), HasSubstr("KILN-INIT: exit status=0"));
 }
 
 TEST_F(ChLifecycleTest, DeadlineKillsTheProcessGroup) {
@@ -199,13 +153,13 @@ TEST_F(ChLifecycleTest, BootErrorFromTheApiKillsTheVmm) {
               StatusIs(absl::StatusCode::kInternal,
                        HasSubstr("PUT vm.boot: HTTP 500: Error from API: The VM could not boot: "
                                  "fake: boot failed")));
-  EXPECT_THAT(Slurp(c.work_dir + "/cloud-hypervisor.log"),
+  EXPECT_THAT(SlurpFile(c.work_dir + "/cloud-hypervisor.log"),
               HasSubstr("fake cloud-hypervisor: exiting"));
 }
 
 TEST_F(ChLifecycleTest, ChannelHandshakeOverHybridVsock) {
   VmConfig c = Config("channel", "run");
-  c.channel = Channel{"agent", sock_dir_ + "/vsock.sock", 3, 1024};
+  c.channel = FakeChannel("vsock.sock");
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Vm> vm, vmm_->Boot(c));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<agent::FdStream> s, ConnectChannel(*vm, absl::Seconds(5)));
   ASSERT_THAT(s->Write("ping", 1000), IsOk());
@@ -228,7 +182,7 @@ TEST_F(ChLifecycleTest, DetachedVmOutlivesTheVmObjectUntilKilledByPid) {
   VmConfig c = Config("keep", "run");
   c.deadline = absl::Seconds(60);
   c.detachable = true;
-  c.channel = Channel{"agent", sock_dir_ + "/vsock.sock", 3, 1024};
+  c.channel = FakeChannel("vsock.sock");
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Vm> vm, vmm_->Boot(c));
   const pid_t pid = vm->vmm_pid();
   ASSERT_GT(pid, 0);
@@ -245,7 +199,7 @@ TEST_F(ChLifecycleTest, DetachedVmOutlivesTheVmObjectUntilKilledByPid) {
   vm.reset();  // nor does the destructor stop it
   absl::SleepFor(absl::Milliseconds(300));
   EXPECT_EQ(kill(pid, 0), 0) << "the detached cloud-hypervisor died with its Vm";
-  EXPECT_EQ(Slurp("/proc/" + std::to_string(pid) + "/stat").find(") Z"), std::string::npos);
+  EXPECT_EQ(SlurpFile("/proc/" + std::to_string(pid) + "/stat").find(") Z"), std::string::npos);
   // Its vsock channel still answers (a kept builder can be exec'd into).
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<agent::FdStream> s,
                        ConnectHybridVsockWithRetry(c.channel->host_socket_path, 1024,
@@ -259,7 +213,7 @@ TEST_F(ChLifecycleTest, DetachedVmOutlivesTheVmObjectUntilKilledByPid) {
   EXPECT_EQ(WTERMSIG(status), SIGTERM);
   // Killed by pid alone, CH leaves its API socket and lock: the short socket dir stays (the
   // keep teardown below removes it; here the test does).
-  EXPECT_TRUE(Exists(socket_dir + "/ch-api.sock.lock"));
+  EXPECT_TRUE(PathExists(socket_dir + "/ch-api.sock.lock"));
   std::filesystem::remove_all(socket_dir);
 }
 
@@ -269,7 +223,7 @@ TEST_F(ChLifecycleTest, KeptVmTeardownLeavesNoSocketDir) {
   VmConfig c = Config("kept", "run");
   c.deadline = absl::Seconds(60);
   c.detachable = true;
-  c.channel = Channel{"agent", sock_dir_ + "/kept-vsock.sock", 3, 1024};
+  c.channel = FakeChannel("kept-vsock.sock");
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Vm> vm, vmm_->Boot(c));
   const pid_t pid = vm->vmm_pid();
   const std::string socket_dir = vm->vmm_socket_dir();
@@ -282,14 +236,14 @@ TEST_F(ChLifecycleTest, KeptVmTeardownLeavesNoSocketDir) {
   ASSERT_THAT(ValidateKeepRecord(r), IsOk());
   ASSERT_THAT(vm->Detach(), IsOk());
   vm.reset();
-  EXPECT_TRUE(Exists(socket_dir + "/ch-api.sock.lock"));
+  EXPECT_TRUE(PathExists(socket_dir + "/ch-api.sock.lock"));
   TeardownOptions o;
   o.term_grace = absl::Seconds(5);
   std::thread reaper([pid] { waitpid(pid, nullptr, 0); });  // we are its parent
   EXPECT_THAT(TeardownVmm(r, o), IsOk());
   reaper.join();
-  EXPECT_FALSE(Exists(c.channel->host_socket_path));
-  EXPECT_FALSE(Exists(socket_dir)) << socket_dir << " left behind";
+  EXPECT_FALSE(PathExists(c.channel->host_socket_path));
+  EXPECT_FALSE(PathExists(socket_dir)) << socket_dir << " left behind";
 }
 
 TEST_F(ChLifecycleTest, DetachNeedsADetachableRunningVm) {
@@ -305,7 +259,7 @@ TEST_F(ChLifecycleTest, DetachNeedsADetachableRunningVm) {
 }
 
 TEST_F(ChLifecycleTest, FactoryRunThroughRealProcesses) {
-  VmFactory factory(*vmm_, Tmp() + "/factory", Tmp() + "/outputs");
+  VmFactory factory(*vmm_, TestTmpRoot() + "/factory", TestTmpRoot() + "/outputs");
   ASSERT_OK_AND_ASSIGN(RunResult r, factory.Run(Config("run-ok", "poweroff")));
   EXPECT_EQ(r.console.kernel_version, "6.1.0-fake");
   EXPECT_EQ(r.console.exit_status, 0);
@@ -350,19 +304,19 @@ TEST_F(ChLifecycleTest, NoLockFileOrSocketDirLeftBehind) {
     } else {
       ASSERT_THAT(vm, IsOk());
       // The fake made the lock as CH does (else this test proves nothing).
-      EXPECT_TRUE(Exists(api + ".lock"));
+      EXPECT_TRUE(PathExists(api + ".lock"));
       if (std::string(k.mode) == "poweroff") {
         ASSERT_THAT((*vm)->Wait(absl::Seconds(10)), IsOk());
       } else {
         (*vm)->Kill();
       }
     }
-    EXPECT_FALSE(Exists(api)) << api;
-    EXPECT_FALSE(Exists(api + ".lock")) << api << ".lock left behind";
+    EXPECT_FALSE(PathExists(api)) << api;
+    EXPECT_FALSE(PathExists(api + ".lock")) << api << ".lock left behind";
     if (k.short_work_dir) {
-      EXPECT_TRUE(Exists(c.work_dir));  // the work dir is the caller's
+      EXPECT_TRUE(PathExists(c.work_dir));  // the work dir is the caller's
     } else {
-      EXPECT_FALSE(Exists(Dir(api))) << "socket dir " << Dir(api) << " leaked";
+      EXPECT_FALSE(PathExists(Dir(api))) << "socket dir " << Dir(api) << " leaked";
     }
   }
 }
@@ -381,7 +335,7 @@ TEST_F(ChLifecycleTest, OnlyARegularLockFileIsRemoved) {
   struct stat st;
   ASSERT_EQ(lstat((api + ".lock").c_str(), &st), 0) << "a symlink at the lock path was removed";
   EXPECT_TRUE(S_ISLNK(st.st_mode));
-  EXPECT_TRUE(Exists(c.work_dir + "/other.lock"));
+  EXPECT_TRUE(PathExists(c.work_dir + "/other.lock"));
 }
 
 // The fake itself, driven by hand: what CH does that its API document does not say.
@@ -391,7 +345,7 @@ TEST_F(ChLifecycleTest, FakeBehavesAsTheRealCh) {
   const std::string api = dir + "/api.sock";
   ASSERT_OK_AND_ASSIGN(process::Process p,
                        process::Process::Spawn(VmmSpawnOptions(
-                           {Runfile("harness/vmm/ch_fake_cloud_hypervisor"), "--api-socket", api},
+                           {ChFakeBinaryPath(), "--api-socket", api},
                            dir + "/log", /*die_with_parent=*/true)));
   ChApiClient client(api, absl::Seconds(2));
   absl::Status ping = absl::UnavailableError("not tried");
@@ -400,7 +354,7 @@ TEST_F(ChLifecycleTest, FakeBehavesAsTheRealCh) {
     if (!ping.ok()) absl::SleepFor(absl::Milliseconds(10));
   }
   ASSERT_THAT(ping, IsOk());
-  EXPECT_TRUE(Exists(api + ".lock"));
+  EXPECT_TRUE(PathExists(api + ".lock"));
   // vm.info before vm.create: 404 with CH's error chain as a JSON array.
   ASSERT_OK_AND_ASSIGN(ChApiResponse info, client.Request("GET", "vm.info"));
   EXPECT_EQ(info.status, 404);
@@ -415,11 +369,11 @@ TEST_F(ChLifecycleTest, FakeBehavesAsTheRealCh) {
                                  {"serial", {{"mode", "File"}, {"file", dir + "/serial.log"}}},
                                  {"vsock", {{"cid", 3}, {"socket", vsock}}}};
   ASSERT_THAT(client.Call("PUT", "vm.create", config.dump()), IsOk());
-  EXPECT_FALSE(Exists(vsock)) << "the vsock socket exists before vm.boot";
+  EXPECT_FALSE(PathExists(vsock)) << "the vsock socket exists before vm.boot";
   ASSERT_OK_AND_ASSIGN(std::string created, client.Call("GET", "vm.info"));
   EXPECT_EQ(ParseChVmInfoState(created).value_or(ChVmState::kBreakPoint), ChVmState::kCreated);
   ASSERT_THAT(client.Call("PUT", "vm.boot"), IsOk());
-  EXPECT_TRUE(Exists(vsock));
+  EXPECT_TRUE(PathExists(vsock));
   ASSERT_OK_AND_ASSIGN(std::string running, client.Call("GET", "vm.info"));
   EXPECT_EQ(ParseChVmInfoState(running).value_or(ChVmState::kBreakPoint), ChVmState::kRunning);
   // vm.shutdown: the VM is gone, its config stays: Created, not Shutdown.
@@ -433,8 +387,8 @@ TEST_F(ChLifecycleTest, FakeBehavesAsTheRealCh) {
   EXPECT_EQ(bye.status, 200);
   ASSERT_OK_AND_ASSIGN(process::ProcessExit e, p.Wait(absl::Now() + absl::Seconds(5)));
   EXPECT_EQ(e.exit_code, 0);
-  EXPECT_FALSE(Exists(api));
-  EXPECT_TRUE(Exists(api + ".lock"));
+  EXPECT_FALSE(PathExists(api));
+  EXPECT_TRUE(PathExists(api + ".lock"));
 }
 
 // A config CH accepts at vm.create but rejects at vm.boot (here: a writable disk another CH
@@ -454,7 +408,7 @@ TEST_F(ChLifecycleTest, ConfigRejectedAtBootIsReportedWithChsReason) {
                                        "holds a lock: Failed to get Write lock for disk image: " +
                                        disk + ": The file is already locked"),
                              ::testing::Not(HasSubstr("[\"")))));
-  EXPECT_THAT(Lines(b.work_dir + "/requests.log"),
+  EXPECT_THAT(FileLines(b.work_dir + "/requests.log"),
               ElementsAre("PUT /api/v1/vm.create", "PUT /api/v1/vm.boot",
                           "PUT /api/v1/vm.shutdown", "PUT /api/v1/vmm.shutdown"));
   // Once the first VM is gone, the same config boots.
@@ -470,7 +424,7 @@ TEST_F(ChLifecycleTest, ConfigRejectedAtBootIsReportedWithChsReason) {
 TEST_F(ChLifecycleTest, ChannelRetriesAfterChDropsAnUnansweredConnect) {
   VmConfig c = Config("slow-guest", "run fake.vsock_ready_ms=2600");
   c.deadline = absl::Seconds(60);
-  c.channel = Channel{"agent", sock_dir_ + "/vsock.sock", 3, 1024};
+  c.channel = FakeChannel("vsock.sock");
   const absl::Time boot = absl::Now();
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Vm> vm, vmm_->Boot(c));
   std::vector<absl::Status> errors;
