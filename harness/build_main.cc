@@ -49,12 +49,16 @@ ABSL_FLAG(int, memory, 1024, "guest memory, MiB");
 ABSL_FLAG(int, vcpus, 2, "guest vCPUs");
 ABSL_FLAG(std::string, builder_mode, "rootless", "the daemon: rootless (production's) or rootful");
 ABSL_FLAG(std::string, warm, "off",
-          "the builder VM from a warm snapshot (QEMU), as //harness:verify --warm: off (boot "
+          "the builder VM from a warm snapshot (QEMU, Cloud Hypervisor), as //harness:verify --warm: off (boot "
           "it), auto (restore it from the snapshot of this builder config, made on first use; "
           "cold on a VMM without snapshots) or on (the same; an error on such a VMM); a failed "
           "restore boots cold and says so");
 ABSL_FLAG(std::string, snapshot_dir, "",
           "warm snapshot cache (default: $KILN_SNAPSHOT_DIR, else /var/lib/kiln/snapshots)");
+ABSL_FLAG(std::string, snapshot_ram, "file",
+          "where a QEMU warm snapshot keeps guest RAM: file (a RAM file restored VMs map "
+          "copy-on-write; stream where QEMU lacks x-ignore-shared, saying so) or stream (in the "
+          "migration stream; a restore copies it), as //harness:verify --snapshot_ram");
 ABSL_FLAG(bool, keep_failed_builders, false,
           "keep the builder VM running when the build fails, for `kilnctl builders`");
 ABSL_FLAG(absl::Duration, keep_ttl, absl::Minutes(30), "time to live of a kept builder");
@@ -173,11 +177,14 @@ int Main(const SplitArgv& split, const std::vector<char*>& positional) {
   absl::StatusOr<Machine> machine = ParseMachine(absl::GetFlag(FLAGS_machine));
   absl::StatusOr<Accel> accel = ParseAccel(absl::GetFlag(FLAGS_accel));
   absl::StatusOr<VmmKind> vmm_kind = ParseVmmKind(absl::GetFlag(FLAGS_vmm));
-  for (const absl::Status& s : {machine.status(), accel.status(), vmm_kind.status()}) {
+  absl::StatusOr<SnapshotRam> snapshot_ram = ParseSnapshotRam(absl::GetFlag(FLAGS_snapshot_ram));
+  for (const absl::Status& s :
+       {machine.status(), accel.status(), vmm_kind.status(), snapshot_ram.status()}) {
     if (!s.ok()) return Usage(std::string(s.message()));
   }
   qemu.machine = *machine;
   qemu.accel = *accel;
+  qemu.snapshot_ram = *snapshot_ram;
   std::string dir = absl::GetFlag(FLAGS_log_dir);
   if (!dir.empty()) {
     dir = user_path(dir);

@@ -110,11 +110,15 @@ ABSL_FLAG(int, keep_max, 3, "cap on kept builders (the oldest is reaped first)")
 ABSL_FLAG(std::string, state_dir, "",
           "keep state directory (default: $KILN_STATE_DIR, else kiln's default)");
 ABSL_FLAG(std::string, warm, "off",
-          "builder VMs from warm snapshots (QEMU): off (boot each), auto (restore from "
+          "builder VMs from warm snapshots (QEMU, Cloud Hypervisor): off (boot each), auto (restore from "
           "the snapshot of each builder config, made once; cold on a VMM without snapshots) or "
           "on (the same; an error on such a VMM); a failed restore boots cold and says so");
 ABSL_FLAG(std::string, snapshot_dir, "",
           "warm snapshot cache (default: $KILN_SNAPSHOT_DIR, else /var/lib/kiln/snapshots)");
+ABSL_FLAG(std::string, snapshot_ram, "file",
+          "where a QEMU warm snapshot keeps guest RAM: file (a RAM file restored VMs map "
+          "copy-on-write; stream where QEMU lacks x-ignore-shared, saying so) or stream (in the "
+          "migration stream; a restore copies it)");
 ABSL_FLAG(int, memory_mib, 512, "guest memory per cgroup VM, MiB");
 ABSL_FLAG(int, builder_memory_mib, 1024, "guest memory per builder VM, MiB");
 ABSL_FLAG(int, max_image_mib, 8192,
@@ -295,7 +299,9 @@ int Main() {
   absl::StatusOr<Machine> machine = ParseMachine(absl::GetFlag(FLAGS_machine));
   absl::StatusOr<Accel> accel = ParseAccel(absl::GetFlag(FLAGS_accel));
   absl::StatusOr<VmmKind> vmm_kind = ParseVmmKind(absl::GetFlag(FLAGS_vmm));
-  for (const absl::Status& s : {machine.status(), accel.status(), vmm_kind.status()}) {
+  absl::StatusOr<SnapshotRam> snapshot_ram = ParseSnapshotRam(absl::GetFlag(FLAGS_snapshot_ram));
+  for (const absl::Status& s :
+       {machine.status(), accel.status(), vmm_kind.status(), snapshot_ram.status()}) {
     if (!s.ok()) {
       std::cerr << "verify: " << s.message() << "\n";
       return 2;
@@ -303,6 +309,7 @@ int Main() {
   }
   qemu.machine = *machine;
   qemu.accel = *accel;
+  qemu.snapshot_ram = *snapshot_ram;
 
   std::vector<Scenario> scenarios;
   if (absl::GetFlag(FLAGS_scenarios).empty()) {
