@@ -3,18 +3,26 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include <fstream>
 #include <functional>
 #include <map>
 #include <set>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "agent/secret_forms.h"
 #include "images/oci/digest.h"
 #include "nlohmann/json.hpp"
+#include "third_party/absl_ext/posix_error.h"
 
 namespace kiln::harness {
 namespace {
@@ -366,6 +374,37 @@ absl::StatusOr<LeakReport> ScanOciArchiveForSecret(const std::string& path,
       if (!layers.count(name) || !done.insert(name).second) continue;
       if (absl::Status s = ScanLayer(hits, o.a, name, r); !s.ok()) return s;
     }
+  }
+  return r;
+}
+
+absl::StatusOr<LeakReport> ScanFileForSecret(const std::string& path, absl::string_view secret) {
+  LeakReport r;
+  Hits hits(secret, &r);
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return PosixError(errno, "open", path);
+  absl::Cleanup close_fd = [fd] { close(fd); };
+  const off_t size = lseek(fd, 0, SEEK_END);
+  if (size < 0) return PosixError(errno, "lseek", path);
+  std::string buf(4 * kChunk, '\0');
+  for (off_t pos = 0; pos < size;) {
+    const off_t data = lseek(fd, pos, SEEK_DATA);
+    if (data < 0) break;  // ENXIO: only a hole is left
+    off_t hole = lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) hole = size;
+    ++r.blobs;
+    Stream stream(&hits, absl::StrCat(path, "@", data));  // one stream per extent
+    for (off_t off = data; off < hole;) {
+      const ssize_t n = pread(fd, buf.data(), std::min<off_t>(buf.size(), hole - off), off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        return absl::DataLossError(absl::StrCat("reading ", path, " at byte ", off, ": ",
+                                                n < 0 ? strerror(errno) : "unexpected end"));
+      }
+      stream.Feed(absl::string_view(buf.data(), static_cast<size_t>(n)));
+      off += n;
+    }
+    pos = hole;
   }
   return r;
 }

@@ -51,6 +51,14 @@ struct LeakReport {
 absl::StatusOr<LeakReport> ScanOciArchiveForSecret(const std::string& path,
                                                    absl::string_view secret);
 
+// ScanFileForSecret(path, secret): every form of `secret` in the file's bytes, read as one
+// stream per data extent (SEEK_DATA/SEEK_HOLE: a hole reads as zeros and holds no form of a
+// non-empty secret, so a sparse 1 GiB guest RAM file costs only the pages it holds); `where`
+// names the file and the byte range; `blobs` is the number of extents read. For files a VM
+// leaves on the host (snapshot state, guest RAM files).
+// Errors: NotFound / PermissionDenied naming the file (errno-derived); DataLoss on a read error.
+absl::StatusOr<LeakReport> ScanFileForSecret(const std::string& path, absl::string_view secret);
+
 // ScanLogsForSecret(logs, secret): every form of `secret` in the log lines, read as the
 // redactor reads them: per BuildKit step ("#<step> <seconds> " prefix stripped, the lines of
 // one step one stream), so a window split over two lines of one step counts. Pure.

@@ -126,6 +126,37 @@ TEST(LeakScanTest, SecretInHistoryIsFound) {
   EXPECT_TRUE(history);
 }
 
+// A file as a VM leaves it on the host: sparse (a 64 MiB hole first, as in a guest RAM file),
+// then a 120-byte token as the shell prints it: wrapped base64 (`base64`, 76 columns) and a
+// spaced hex dump (`od -An -tx1`). The same sparse file without them is clean.
+TEST(LeakScanTest, FileScanFindsWrappedBase64AndHexDumpsAfterAHole) {
+  const std::string dir = TmpDir();
+  const std::string token =
+      "ghp_" + std::string(58, 'k') + "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv";
+  ASSERT_GT(token.size(), 57u);
+  std::ofstream(dir + "/token") << token;
+  const std::string clean = dir + "/clean.ram", dirty = dir + "/dirty.ram";
+  ASSERT_EQ(std::system(("truncate -s 64M " + clean + " && printf 'unrelated bytes\\n' >> " +
+                         clean + " && cp --sparse=always " + clean + " " + dirty + " && base64 " +
+                         dir + "/token >> " + dirty + " && od -An -tx1 " + dir + "/token >> " +
+                         dirty).c_str()),
+            0);
+  absl::StatusOr<LeakReport> c = ScanFileForSecret(clean, token);
+  ASSERT_THAT(c.status(), IsOk());
+  EXPECT_EQ(c->hits, 0);
+  EXPECT_EQ(c->blobs, 1);  // the hole is skipped: one data extent
+  absl::StatusOr<LeakReport> d = ScanFileForSecret(dirty, token);
+  ASSERT_THAT(d.status(), IsOk());
+  EXPECT_GE(d->hits, 2);
+  std::string where;
+  for (const std::string& w : d->where) where += w + "\n";
+  EXPECT_THAT(where, HasSubstr("(base64)"));
+  EXPECT_THAT(where, HasSubstr("(hex)"));
+  EXPECT_THAT(where, HasSubstr(dirty + "@"));
+  EXPECT_EQ(ScanFileForSecret(dir + "/no-such-file", token).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST(LeakScanTest, MissingArchiveIsAnError) {
   EXPECT_FALSE(ScanOciArchiveForSecret("/nonexistent.tar", kSecret).ok());
 }

@@ -25,10 +25,10 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "agent/secret_forms.h"
 #include "gtest/gtest.h"
 #include "harness/builder/builder_client.h"
 #include "harness/builder/builder_scenarios.h"
+#include "harness/builder/leak_scan.h"
 #include "harness/vmm/runner.h"
 #include "harness/vmm/vm_test_support.h"
 #include "images/oci/digest.h"
@@ -49,17 +49,9 @@ std::string Dirname(const std::string& path) {
 }
 
 int64_t SecretHitsInFile(const std::string& path, const std::string& secret) {
-  agent::SecretForms forms({secret});
-  agent::SecretMatcher m(&forms);
-  std::vector<agent::SecretHit> hits;
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  std::string buf(1 << 20, '\0');
-  while (in) {
-    in.read(buf.data(), buf.size());
-    m.Feed(absl::string_view(buf.data(), static_cast<size_t>(in.gcount())), &hits);
-  }
-  return static_cast<int64_t>(hits.size());
+  absl::StatusOr<LeakReport> r = ScanFileForSecret(path, secret);
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? r->hits : -1;
 }
 
 class WarmChBuild : public ::testing::Test {

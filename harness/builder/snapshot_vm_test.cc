@@ -6,9 +6,9 @@
 //       the builder-reference group (a secret build; its checks: image, logs, leak scans) with
 //       --warm=on: the first run makes the snapshot and restores from it, the second restores
 //       from the cached one; both pass every check of the group. The secret is what users
-//       hold: a random token of 40-200 bytes. Then every snapshot file (state, key.txt and, in
+//       hold: a random token of 58-200 bytes. Then every snapshot file (state, key.txt and, in
 //       --snapshot_ram=file mode, the guest RAM file `ram`, which the restored VMs mapped
-//       copy-on-write) holds 0 occurrences of it in any form agent/secret_forms.h knows (raw,
+//       copy-on-write) holds 0 occurrences of it in any form the leak scan knows (raw,
 //       base64, hex, JSON-escaped; its literal base64 and hex are also counted on their own),
 //       and no restored VM wrote to the snapshot: the state file and the RAM file keep their
 //       sha256, size on disk and mtime across the second run, and the RAM file is older than
@@ -56,10 +56,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "agent/secret_forms.h"
 #include "gtest/gtest.h"
 #include "harness/builder/builder_client.h"
 #include "harness/builder/builder_scenarios.h"
+#include "harness/builder/leak_scan.h"
 #include "harness/keep/keep_store.h"
 #include "harness/vmm/qemu.h"
 #include "harness/vmm/runner.h"
@@ -87,22 +87,28 @@ std::string Dirname(const std::string& path) {
 
 // FileScan: what a file holds of a secret.
 struct FileScan {
-  int64_t form_hits = 0;                 // agent/secret_forms.h: every form, any 16-char window
+  int64_t form_hits = 0;                 // ScanFileForSecret: every form, any 16-char window
   std::map<std::string, int64_t> literal;  // "raw"/"base64"/"hex": whole-form occurrences
   uint64_t data_bytes = 0;                 // bytes read (a sparse file's holes are skipped)
   absl::Duration took;
 };
 
-// ScanFile(path, secret, literals): streams the file's data extents (SEEK_DATA/SEEK_HOLE: a
-// hole reads as zeros and can hold no form of a non-empty secret) through a SecretMatcher and
-// counts each literal form, a match across two reads included.
+// ScanFile(path, secret, literals): every form of the secret (ScanFileForSecret, the host's
+// leak scan), and, as a second method that does not share its matcher, each literal form
+// counted with a plain search over the file's data extents (SEEK_DATA/SEEK_HOLE: a hole reads
+// as zeros and can hold no form of a non-empty secret), a match across two reads included.
 FileScan ScanFile(const std::string& path, const std::string& secret,
                   const std::map<std::string, std::string>& literals) {
   FileScan scan;
   for (const auto& [name, needle] : literals) scan.literal[name] = 0;
   const absl::Time t0 = absl::Now();
-  agent::SecretForms forms({secret});
-  std::vector<agent::SecretHit> hits;
+  absl::StatusOr<LeakReport> forms = ScanFileForSecret(path, secret);
+  EXPECT_TRUE(forms.ok()) << forms.status();
+  if (forms.ok()) scan.form_hits = forms->hits;
+  if (literals.empty()) {
+    scan.took = absl::Now() - t0;
+    return scan;
+  }
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   EXPECT_GE(fd, 0) << path;
   if (fd < 0) return scan;
@@ -114,14 +120,12 @@ FileScan ScanFile(const std::string& path, const std::string& secret,
     if (data < 0) break;  // only a hole is left
     off_t hole = lseek(fd, data, SEEK_HOLE);
     if (hole < 0) hole = size;
-    agent::SecretMatcher m(&forms);  // one stream per extent
     std::map<std::string, std::string> carry;
     for (off_t off = data; off < hole;) {
       const ssize_t n = pread(fd, buf.data(), std::min<off_t>(buf.size(), hole - off), off);
       EXPECT_GT(n, 0) << path;
       if (n <= 0) break;
       const absl::string_view chunk(buf.data(), static_cast<size_t>(n));
-      m.Feed(chunk, &hits);
       for (const auto& [name, needle] : literals) {
         std::string& c = carry[name];
         std::string window = absl::StrCat(c, chunk.substr(0, needle.size() - 1));
@@ -140,7 +144,6 @@ FileScan ScanFile(const std::string& path, const std::string& secret,
     pos = hole;
   }
   close(fd);
-  scan.form_hits = static_cast<int64_t>(hits.size());
   scan.took = absl::Now() - t0;
   return scan;
 }
@@ -149,15 +152,15 @@ int64_t SecretHitsInFile(const std::string& path, const std::string& secret) {
   return ScanFile(path, secret, {}).form_hits;
 }
 
-// RandomToken(): a secret as users hold them (API tokens, passwords): 40-200 random bytes of
-// [A-Za-z0-9_-].
+// RandomToken(): a secret as users hold them (API tokens, passwords): 58-200 random bytes of
+// [A-Za-z0-9_-] (over 57 bytes, so its base64 wraps at 76 columns as `base64` prints it).
 std::string RandomToken() {
   static constexpr char kAlphabet[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
   std::ifstream urandom("/dev/urandom", std::ios::binary);
   unsigned char len_byte = 0;
   urandom.read(reinterpret_cast<char*>(&len_byte), 1);
-  std::string raw(40 + len_byte % 161, '\0');
+  std::string raw(58 + len_byte % 143, '\0');
   urandom.read(raw.data(), raw.size());
   for (char& c : raw) c = kAlphabet[static_cast<unsigned char>(c) % 64];
   return raw;
