@@ -44,7 +44,7 @@ class QemuWarmBackend : public WarmBackend {
                    VmConfig* config) override {
     config->control_socket_path = absl::StrCat(socket_dir, "/qmp.sock");
     if (ram_file()) {
-      config->memory_file = absl::StrCat(entry_dir, "/ram");
+      config->memory_file = SnapshotRamPath(entry_dir);
       config->memory_file_shared = true;
     }
   }
@@ -52,7 +52,7 @@ class QemuWarmBackend : public WarmBackend {
   absl::StatusOr<WarmSaveResult> Save(Vm& vm, const std::string& entry_dir) override {
     ASSIGN_OR_RETURN(SaveStats stats,
                      SaveQemuSnapshot(vm.config().control_socket_path,
-                                      absl::StrCat(entry_dir, "/state"), kQemuSaveTimeout,
+                                      SnapshotStatePath(entry_dir), kQemuSaveTimeout,
                                       ram_.mode));
     (void)vm.Wait(absl::Seconds(10));  // QEMU quits after the save
     WarmSaveResult r;
@@ -66,9 +66,9 @@ class QemuWarmBackend : public WarmBackend {
   void PrepareRestore(const std::string& entry_dir, const std::string& socket_dir,
                       VmConfig* config) override {
     config->control_socket_path = absl::StrCat(socket_dir, "/qmp.sock");
-    config->restore_from = absl::StrCat(entry_dir, "/state");
+    config->restore_from = SnapshotStatePath(entry_dir);
     if (ram_file()) {
-      config->memory_file = absl::StrCat(entry_dir, "/ram");
+      config->memory_file = SnapshotRamPath(entry_dir);
       config->memory_file_shared = false;  // copy-on-write: nothing flows back
     }
   }

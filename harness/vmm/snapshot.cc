@@ -27,7 +27,6 @@
 namespace kiln::harness {
 namespace {
 
-constexpr char kStateFile[] = "state";
 constexpr char kKeyFile[] = "key.txt";
 constexpr char kTmpPrefix[] = "tmp.";
 
@@ -273,7 +272,7 @@ absl::StatusOr<SnapshotLease> SnapshotCache::GetOrMake(const std::string& key,
                                                        absl::string_view key_text,
                                                        const SnapshotMaker& make) {
   return GetOrMakeDir(key, key_text, [&make](const std::string& entry_dir) -> absl::Status {
-    const std::string state = absl::StrCat(entry_dir, "/", kStateFile);
+    const std::string state = SnapshotStatePath(entry_dir);
     RETURN_IF_ERROR(make(state));
     if (!Exists(state)) {
       return absl::FailedPreconditionError(

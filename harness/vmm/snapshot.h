@@ -55,6 +55,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
 namespace kiln::harness {
@@ -102,6 +103,18 @@ std::string SnapshotKey(const SnapshotKeyInputs& in);
 // newline (it would break the one-line-per-field text). Pure.
 absl::Status ValidateSnapshotKeyInputs(const SnapshotKeyInputs& in);
 
+// kSnapshotStateFile, kSnapshotRamFile: the names, in a cache entry, of QEMU's saved state (a
+// migration stream) and of its guest RAM file (SnapshotRam::kFile).
+inline constexpr char kSnapshotStateFile[] = "state";
+inline constexpr char kSnapshotRamFile[] = "ram";
+// SnapshotStatePath(entry_dir), SnapshotRamPath(entry_dir): <entry_dir>/state, <entry_dir>/ram.
+inline std::string SnapshotStatePath(absl::string_view entry_dir) {
+  return absl::StrCat(entry_dir, "/", kSnapshotStateFile);
+}
+inline std::string SnapshotRamPath(absl::string_view entry_dir) {
+  return absl::StrCat(entry_dir, "/", kSnapshotRamFile);
+}
+
 // kSnapshotDirEnv: environment variable naming the snapshot directory.
 inline constexpr char kSnapshotDirEnv[] = "KILN_SNAPSHOT_DIR";
 // kDefaultSnapshotDir: the snapshot directory when neither a flag nor the env var is set (next
@@ -136,10 +149,10 @@ class SnapshotLease {
   const std::string& key() const { return key_; }
   // dir(): <cache>/<key>; state_path(): <dir>/state.
   const std::string& dir() const { return dir_; }
-  std::string state_path() const { return dir_ + "/state"; }
+  std::string state_path() const { return SnapshotStatePath(dir_); }
   // ram_path(): <dir>/ram, the guest RAM file of a QEMU snapshot in SnapshotRam::kFile mode
   // (the maker writes it next to the state file; absent in stream mode).
-  std::string ram_path() const { return dir_ + "/ram"; }
+  std::string ram_path() const { return SnapshotRamPath(dir_); }
   // made(): this call made the snapshot (false: it was in the cache already).
   bool made() const { return made_; }
 
